@@ -1,0 +1,180 @@
+"""TrialConfig: every key of one joint GAN + classifier trial, with its default, in one place.
+
+The keys are flat and shared by the search-space YAML, Ray Tune's config dict, the Optuna
+study and every checkpoint (the whole config is snapshotted into each one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is not valid; the message names the key and what would be."""
+
+
+# Keys whose values are keys of a registry dict. Resolved lazily so that importing this module
+# (and space.py, which validates YAML before Ray starts) does not import torch.
+REGISTRY_KEYS = {
+    "gan": "ganaug.gans:GANS",
+    "gan_arch": "ganaug.gans:ARCHITECTURES",
+    "labeling": "ganaug.labeling:LABELERS",
+    "classifier": "ganaug.classifiers:CLASSIFIERS",
+}
+# Keys with a fixed small set of values that no registry holds.
+CHOICE_KEYS = {
+    "d_mix_schedule": ("fixed", "hybrid"),
+    "device": ("auto", "cpu", "cuda"),
+    "precision": ("auto", "fp32", "bf16"),
+}
+DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
+
+
+def registry_choices(key: str) -> tuple[str, ...]:
+    """Valid values of a registry-backed or choice key."""
+    if key in CHOICE_KEYS:
+        return CHOICE_KEYS[key]
+    module, name = REGISTRY_KEYS[key].split(":")
+    return tuple(getattr(importlib.import_module(module), name))
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    # GAN.
+    gan: str = "acgan"                  # GAN family: cgan (label-conditioned D) | acgan (D with auxiliary class head).
+    gan_arch: str = "mlp"               # Architecture of G and D: mlp (512-1024-2048, BN) | dcgan (conv / transposed conv).
+    gan_lr: float = 2e-4                # Adam learning rate of G and D.
+    gan_beta1: float = 0.5              # Adam beta1 of G and D (0.5 is the DCGAN choice).
+    latent_dim: int = 100               # Size of the noise vector z.
+    gan_width: float = 1.0              # Multiplies every hidden width / channel count of G and D.
+    d_steps: int = 1                    # Discriminator steps per generator step.
+    d_label_smoothing: float = 0.0      # One-sided label smoothing: D's target for real images is 1 - s.
+    diffaugment: str = ""               # DiffAugment policy for every D input, e.g. "color,translation,cutout"; "" = off.
+    g_ema: float = 0.0                  # Decay of an exponential moving average of G used for sampling; 0 = off.
+    d_real_fraction: float = 0.5        # Share of real images in each discriminator batch (the rest are fakes).
+    d_mix_schedule: str = "fixed"       # fixed | hybrid (0.5 every third epoch, d_real_fraction otherwise).
+
+    # Augmentation policy.
+    synthetic_ratio: float = 0.0        # Synthetic images per real image in each classifier batch; 0 = no GAN data.
+    labeling: str = "pseudo"            # Targets for synthetic images: pseudo | lsro | all_in_one.
+    gan_warmup_epochs: int = 0          # Epochs of real-only classifier training before synthetic data starts.
+    traditional_aug: bool = False       # Random flip + translation (up to 4 px) of real classifier images.
+
+    # Classifier.
+    classifier: str = "mlp"             # Downstream classifier: mlp | cnn | resnet.
+    classifier_lr: float = 1e-3         # Adam learning rate of the classifier.
+    classifier_width: float = 1.0       # Multiplies every hidden width / channel count of the classifier.
+    weight_decay: float = 0.0           # Decoupled (AdamW) weight decay of the classifier.
+    batch_size: int = 128               # Real images per classifier batch (and per discriminator batch).
+
+    # Run.
+    epochs: int = 20                    # Passes over the real training split.
+    seed: int = 0                       # Seeds torch, the batch order and the generator's noise.
+    checkpoint_every: int = 5           # Epochs between checkpoints (one is always written at the end).
+    sample_every: int = 5               # Epochs between generator sample grids (one is always written at the end).
+    cas_epochs: int = 3                 # Epochs of the train-on-synthetic classifier behind the final `cas`; 0 = skip.
+    device: str = "auto"                # auto (CUDA when available) | cpu | cuda.
+    precision: str = "auto"             # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16.
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, where: str = "config") -> TrialConfig:
+        """Build a validated config; unknown keys and out-of-range values raise ConfigError.
+
+        `where` prefixes messages (e.g. a YAML file name) so the user knows which input is wrong.
+        """
+        known = {f.name: f for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, known)}")
+        coerced = {key: _coerce(key, known[key], value, where) for key, value in values.items()}
+        config = cls(**coerced)
+        config.validate(where=where)
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrialConfig:
+        return TrialConfig.from_dict({**self.to_dict(), **changes})
+
+    def validate(self, *, where: str = "config") -> None:
+        """Check every range and registry value; raise ConfigError naming the key."""
+        def bad(key: str, valid: str) -> ConfigError:
+            return ConfigError(f"{where}: {key}={getattr(self, key)!r} is out of range; valid: {valid}")
+
+        for key in ("gan_lr", "classifier_lr", "gan_width", "classifier_width"):
+            if not getattr(self, key) > 0:
+                raise bad(key, "a number > 0")
+        for key in ("latent_dim", "d_steps", "batch_size", "epochs", "checkpoint_every", "sample_every"):
+            if getattr(self, key) < 1:
+                raise bad(key, "an integer >= 1")
+        for key in ("gan_warmup_epochs", "cas_epochs", "seed"):
+            if getattr(self, key) < 0:
+                raise bad(key, "an integer >= 0")
+        if not 0 <= self.gan_beta1 < 1:
+            raise bad("gan_beta1", "0 <= gan_beta1 < 1")
+        if not 0 <= self.d_label_smoothing < 0.5:
+            raise bad("d_label_smoothing", "0 <= d_label_smoothing < 0.5")
+        if not 0 <= self.g_ema < 1:
+            raise bad("g_ema", "0 <= g_ema < 1 (0 = off)")
+        if not 0 < self.d_real_fraction < 1:
+            raise bad("d_real_fraction", "0 < d_real_fraction < 1")
+        if not 0 <= self.synthetic_ratio <= 20:
+            raise bad("synthetic_ratio", "0 <= synthetic_ratio <= 20")
+        if self.weight_decay < 0:
+            raise bad("weight_decay", "a number >= 0")
+        for key in (*REGISTRY_KEYS, *CHOICE_KEYS):
+            choices = registry_choices(key)
+            if getattr(self, key) not in choices:
+                raise ConfigError(
+                    f"{where}: {key}={getattr(self, key)!r} is not one of {', '.join(choices)}"
+                )
+        parts = [p.strip() for p in self.diffaugment.split(",") if p.strip()]
+        for part in parts:
+            if part not in DIFFAUGMENT_POLICIES:
+                raise ConfigError(
+                    f"{where}: diffaugment={self.diffaugment!r} has unknown part {part!r}; "
+                    f"valid: a comma-separated subset of {', '.join(DIFFAUGMENT_POLICIES)}, or ''"
+                )
+
+
+def did_you_mean(word: str, candidates) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f"; valid keys: {', '.join(sorted(candidates))}"
+
+
+def _coerce(key: str, spec: dataclasses.Field, value: Any, where: str) -> Any:
+    """Accept the value if it has the field's type (ints for floats too; numpy scalars from Optuna)."""
+    kind = type(spec.default) if spec.default is not dataclasses.MISSING else str
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # numpy scalar -> Python scalar
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+        if value is None and key == "diffaugment":
+            return ""
+    raise ConfigError(
+        f"{where}: {key}={value!r} has the wrong type; expected {kind.__name__} "
+        f"(default {spec.default!r})"
+    )
+

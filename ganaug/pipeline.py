@@ -1,0 +1,314 @@
+"""The joint trial: train a class-conditional GAN and the downstream classifier together, once.
+
+`run(cfg, data, report)` is the whole experiment of one augmentation policy. It never imports ray:
+Tune, tests, notebooks and `ganaug.evaluate` all call it directly and receive one `report(...)`
+per epoch.
+
+    from ganaug.config import TrialConfig
+    from ganaug.data import load_data
+    from ganaug.pipeline import run
+    run(TrialConfig(synthetic_ratio=0.5, epochs=10), load_data({"name": "digits"}), print)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+
+from ganaug.classifiers import build_classifier
+from ganaug.config import TrialConfig
+from ganaug.data import ImageData, augment, batch_indices, to_float
+from ganaug.gans import GAN
+from ganaug.labeling import LABELERS
+from ganaug.metrics import classification_accuracy_score, evaluate, synthetic_agreement
+
+CHECKPOINT_FILE = "trial_state.pt"
+# Keys that may differ between a checkpoint and the run resuming from it: they change where or how long
+# the trial runs, not what it learns.
+RESUMABLE_DIFFERENCES = {"epochs", "device", "precision", "checkpoint_every", "sample_every", "cas_epochs"}
+
+Report = Callable[..., None]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is unreadable, truncated, or belongs to a different configuration."""
+
+
+def run(
+    cfg: TrialConfig,                   # The augmentation policy and training budget.
+    data: ImageData,                    # uint8 images + DataSpec; moved to the trial's device here.
+    report: Report | None = None,       # report(metrics, checkpoint=dir | None, images=dict | None) once per epoch.
+    checkpoint: str | Path | dict | None = None,  # Checkpoint directory (or its loaded state) to resume from.
+) -> dict[str, Any]:
+    """Train GAN + classifier jointly for cfg.epochs and return the last epoch's metrics."""
+    report = report or _print_report
+    if checkpoint is not None and not isinstance(checkpoint, dict):
+        checkpoint = load_checkpoint(checkpoint, cfg)
+
+    # Choose device and precision.
+    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    # Autocast covers convs and matmuls; BatchNorm runs in fp32 under autocast by design.
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator(device).manual_seed(cfg.seed)
+    data = data.to(device)
+    spec = data.spec
+    num_classes = spec.num_classes
+
+    # Construct networks.
+    labeler = LABELERS[cfg.labeling]
+    classifier = build_classifier(cfg.classifier, spec, labeler.num_outputs(num_classes), cfg.classifier_width)
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    classifier = classifier.to(device, memory_format=memory_format)
+    optimizer = torch.optim.AdamW(classifier.parameters(), lr=cfg.classifier_lr, weight_decay=cfg.weight_decay)
+    # synthetic_ratio 0 is the no-GAN baseline inside the search space: no GAN is built or trained.
+    gan = GAN(cfg, spec, device) if cfg.synthetic_ratio > 0 else None
+    synthetic_weights = _synthetic_class_weights(spec.class_counts, device)
+    grid_labels = torch.arange(num_classes, device=device).repeat_interleave(8 if num_classes > 20 else 10)
+
+    # Resume.
+    start_epoch, metrics = 0, {}
+    if checkpoint is not None:
+        state = checkpoint
+        classifier.load_state_dict(state["classifier"])
+        optimizer.load_state_dict(state["optimizer"])
+        if gan is not None:
+            gan.load_state_dict(state["gan"])
+        torch.set_rng_state(state["torch_rng"])
+        generator.set_state(state["generator_rng"].to(generator.get_state().device))
+        if device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"])
+        start_epoch, metrics = state["epoch"], state["metrics"]
+
+    num_train = len(data.train_y)
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        started = time.perf_counter()
+        classifier.train()
+        # Hybrid schedule: every third epoch the discriminator sees balanced batches.
+        real_fraction = 0.5 if cfg.d_mix_schedule == "hybrid" and epoch % 3 == 0 else cfg.d_real_fraction
+        use_synthetic = gan is not None and epoch > cfg.gan_warmup_epochs
+        # Running sums stay on the device: one host sync per epoch, not per step.
+        sums = {k: torch.zeros((), device=device) for k in ("d_loss", "g_loss", "loss", "correct", "seen")}
+        batches = batch_indices(num_train, cfg.batch_size, generator, device)
+        for index in batches:
+            x, y = to_float(data.train_x[index]), data.train_y[index]
+
+            # GAN steps: d_steps discriminator steps on mixed real/fake batches, then one generator step.
+            if gan is not None:
+                losses = gan.train_step(x, y, real_fraction, generator, autocast)
+                sums["d_loss"] += losses["d_loss"]
+                sums["g_loss"] += losses["g_loss"]
+
+            # Classifier step: real batch (+ flip/translate) and fresh synthetic images in ONE forward pass,
+            # so BatchNorm statistics always describe the mixed batch the classifier is trained on.
+            if cfg.traditional_aug:
+                x = augment(x, generator)
+            images, targets, synthetic = x, y, torch.zeros(len(y), dtype=torch.bool, device=device)
+            if use_synthetic:
+                n_synthetic = round(cfg.synthetic_ratio * len(y))
+                fake_y = _synthetic_labels(n_synthetic, synthetic_weights, generator)
+                images = torch.cat([x, gan.sample(fake_y, generator)])
+                targets = torch.cat([y, fake_y])
+                synthetic = torch.cat([synthetic, torch.ones(n_synthetic, dtype=torch.bool, device=device)])
+            with autocast():
+                logits = classifier(images.contiguous(memory_format=memory_format))
+            loss = labeler.loss(logits.float(), targets, synthetic)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                real_logits = labeler.predict_logits(logits[: len(y)].float(), num_classes)
+                sums["correct"] += (real_logits.argmax(1) == y).sum()
+                sums["seen"] += len(y)
+                sums["loss"] += loss.detach()
+
+        # Non-finite losses end the trial here with the objective at its worst value.
+        totals = {k: v.item() for k, v in sums.items()}
+        epoch_seconds = time.perf_counter() - started
+        if not all(math.isfinite(v) for v in totals.values()):
+            metrics = {"epoch": epoch, "val_acc": 0.0, "val_top5": 0.0, "val_loss": float("inf"),
+                       "train_acc": 0.0, "diverged": 1, "epoch_seconds": epoch_seconds,
+                       "images_per_second": num_train / epoch_seconds}
+            report(metrics)
+            return metrics
+
+        # Validation metrics (the search objective) once per epoch.
+        val = evaluate(classifier, data.val_x, data.val_y, labeler, num_classes, autocast=autocast)
+        metrics = {
+            "epoch": epoch,
+            "val_acc": val["acc"],
+            "val_top5": val["top5"],
+            "val_loss": val["loss"],
+            "train_acc": totals["correct"] / max(totals["seen"], 1),
+            "train_loss": totals["loss"] / max(len(batches), 1),
+            "epoch_seconds": epoch_seconds,
+            "images_per_second": num_train / epoch_seconds,
+            "diverged": 0,
+        }
+        if gan is not None:
+            metrics["d_loss"] = totals["d_loss"] / max(len(batches), 1)
+            metrics["g_loss"] = totals["g_loss"] / max(len(batches), 1)
+            metrics["synthetic_agreement"] = synthetic_agreement(
+                classifier, gan, labeler, num_classes, n=min(1000, 50 * num_classes), generator=generator)
+
+        # Final epoch: test accuracy (reported, never optimised) and the train-on-synthetic score.
+        last = epoch == cfg.epochs
+        if last:
+            test = evaluate(classifier, data.test_x, data.test_y, labeler, num_classes, autocast=autocast)
+            metrics.update(test_acc=test["acc"], test_top5=test["top5"])
+            if gan is not None and cfg.cas_epochs > 0:
+                metrics["cas"] = classification_accuracy_score(
+                    cfg, spec, gan, data.val_x, data.val_y, device, cfg.cas_epochs, generator=generator)
+
+        # Report, with a sample grid (rows = classes) and a checkpoint when due.
+        images = None
+        if gan is not None and (last or epoch % cfg.sample_every == 0):
+            fixed_noise = torch.Generator(device).manual_seed(cfg.seed + 12345)
+            samples = gan.sample(grid_labels, fixed_noise)
+            nrow = len(grid_labels) // num_classes
+            images = {"samples": _to_uint8(torchvision.utils.make_grid(samples.float(), nrow=nrow, padding=1))}
+        if last or epoch % cfg.checkpoint_every == 0:
+            state = {
+                "config": cfg.to_dict(),
+                "epoch": epoch,
+                "metrics": metrics,
+                "classifier": classifier.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "gan": gan.state_dict() if gan is not None else {},
+                "torch_rng": torch.get_rng_state(),
+                "generator_rng": generator.get_state(),
+            }
+            if device.type == "cuda":
+                state["cuda_rng"] = torch.cuda.get_rng_state()
+            with tempfile.TemporaryDirectory(prefix="ganaug_ckpt_") as directory:
+                save_checkpoint(Path(directory) / CHECKPOINT_FILE, state)
+                report(metrics, checkpoint=directory, images=images)
+        else:
+            report(metrics, images=images)
+    return metrics
+
+
+def _synthetic_class_weights(class_counts, device) -> torch.Tensor:
+    """Conditioning weights: uniform for balanced data, inverse-frequency (minority classes first) otherwise."""
+    counts = torch.tensor(class_counts, dtype=torch.float64, device=device).clamp(min=1)
+    weights = counts.max() / counts
+    return weights / weights.sum()
+
+
+def _synthetic_labels(n: int, weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """n class labels whose counts follow `weights` as closely as integers allow, in random order.
+
+    Exact quotas (not i.i.d. draws) keep every classifier batch class-balanced; the remainder goes to
+    the classes with the largest weights first, i.e. the minority classes of an imbalanced dataset.
+    """
+    quotas = weights * n
+    counts = quotas.floor().long()
+    remainder = n - int(counts.sum())
+    if remainder > 0:
+        # Break ties randomly so no class is always first among equals.
+        jitter = torch.rand(len(weights), generator=generator, device=weights.device, dtype=weights.dtype) * 1e-6
+        counts[torch.argsort(quotas - counts + jitter, descending=True)[:remainder]] += 1
+    labels = torch.repeat_interleave(torch.arange(len(weights), device=weights.device), counts)
+    return labels[torch.randperm(n, generator=generator, device=weights.device)]
+
+
+def _to_uint8(grid: torch.Tensor) -> torch.Tensor:
+    return ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+
+
+def _print_report(metrics: dict, checkpoint: str | None = None, images: dict | None = None) -> None:
+    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+    print(shown, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints: written atomically, read with weights_only=True, checked against the config.
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write `state` to `path` atomically (temp file + rename), so a crash never leaves half a file."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, temporary)
+    with open(temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def load_checkpoint(directory: str | Path, cfg: TrialConfig | None = None) -> dict:
+    """Load a checkpoint directory; CheckpointError names the file when it is corrupt or does not match cfg."""
+    path = Path(directory) / CHECKPOINT_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file is missing")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, pickle payload refused by weights_only, ...
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable ganaug checkpoint ({first_line[:200]})") from None
+    if not isinstance(state, dict) or not {"config", "epoch", "classifier"} <= set(state):
+        raise CheckpointError(f"{path}: not a ganaug checkpoint (missing config/epoch/classifier)")
+    if cfg is not None:
+        saved = state["config"]
+        differences = sorted(k for k, v in cfg.to_dict().items()
+                             if k not in RESUMABLE_DIFFERENCES and saved.get(k, v) != v)
+        if differences:
+            shown = ", ".join(f"{k}: checkpoint {saved[k]!r} vs config {getattr(cfg, k)!r}" for k in differences[:3])
+            raise CheckpointError(f"{path}: checkpoint is from a different configuration ({shown})")
+    return state
+
+
+# ----------------------------------------------------------------------------------------------
+# `python -m ganaug.pipeline POLICY.yaml`: rerun one policy (e.g. a search's best_policy.yaml), no Ray.
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    import yaml
+
+    from ganaug.config import ConfigError
+    from ganaug.data import DataError, load_data
+    from ganaug.report import TrialReporter
+
+    parser = argparse.ArgumentParser(prog="python -m ganaug.pipeline",
+                                     description="Train one augmentation policy (a best_policy.yaml) directly.")
+    parser.add_argument("policy", help="YAML with `config:` (TrialConfig keys) and `data:` sections")
+    parser.add_argument("--epochs", type=int, help="override the policy's epochs")
+    parser.add_argument("--seed", type=int, help="override the policy's seed")
+    parser.add_argument("--out", help="folder for metrics.jsonl, sample grids and TensorBoard events")
+    args = parser.parse_args(argv)
+    try:
+        try:
+            policy = yaml.safe_load(Path(args.policy).read_text())
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"{args.policy}: cannot read the policy file ({str(error).splitlines()[0]})") from None
+        if not isinstance(policy, dict) or "config" not in policy or "data" not in policy:
+            raise ConfigError(f"{args.policy}: needs `config:` and `data:` sections (as in best_policy.yaml)")
+        overrides = {k: v for k, v in {"epochs": args.epochs, "seed": args.seed}.items() if v is not None}
+        cfg = TrialConfig.from_dict({**policy["config"], **overrides}, where=args.policy)
+        data = load_data(policy["data"])
+    except (ConfigError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    reporter = TrialReporter(args.out) if args.out else None
+    try:
+        final = run(cfg, data, reporter)
+    finally:
+        if reporter is not None:
+            reporter.close()
+    print({k: final[k] for k in ("val_acc", "test_acc") if k in final})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

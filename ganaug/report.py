@@ -1,0 +1,67 @@
+"""One stream per trial: every epoch's scalars and sample grids to TensorBoard, a jsonl, and a sink (Tune).
+
+Tune already writes its own `progress.csv`, `result.json` and a TensorBoard file (tags `ray/tune/<metric>`)
+into each trial folder; `TrialReporter` adds what Tune does not: the generator's sample grids (rows =
+classes) as TensorBoard images and PNG files, under the same trial folder, so `tensorboard --logdir
+<experiment>` shows curves and samples side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+
+class TrialReporter:
+    """Callable with pipeline.run's report signature: logs locally, then hands metrics to `sink`."""
+
+    def __init__(self, log_dir: str | Path, sink: Callable[..., None] | None = None):
+        self.log_dir = Path(log_dir)
+        self.sink = sink
+        self._writer = None
+
+    def __call__(self, metrics: dict, checkpoint: str | None = None, images: dict | None = None) -> None:
+        step = int(metrics.get("epoch", 0))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if images:
+            writer = self.writer()
+            for name, grid in images.items():
+                writer.add_image(name, grid, global_step=step)  # grid: uint8 [C, H, W]
+                save_png(grid, self.log_dir / "samples" / f"{name}_epoch{step:04d}.png")
+            writer.flush()
+        with open(self.log_dir / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps({k: _jsonable(v) for k, v in metrics.items()}) + "\n")
+        if self.sink is not None:
+            self.sink(metrics, checkpoint=checkpoint)
+
+    def writer(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # A suffix keeps this file apart from Tune's own events file in the same folder.
+            self._writer = SummaryWriter(str(self.log_dir), filename_suffix=".ganaug")
+        return self._writer
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def save_png(grid: torch.Tensor, path: str | Path) -> None:
+    """Write a uint8 [C, H, W] image tensor as PNG."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = grid.permute(1, 2, 0).cpu().numpy()
+    Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(path)
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value

@@ -1,0 +1,228 @@
+"""Load a finished (or running) search into pandas, from Tune's own files, and write its summary.
+
+    from ganaug.results import load_experiment
+    experiment = load_experiment("~/ganaug_results/quickstart")
+    experiment.trials   # one row per trial: parameters, status, best/last val_acc, epochs, wall seconds
+    experiment.curves   # one row per trial-epoch: every reported metric
+    experiment.best()   # the row of the best finished, non-diverged trial
+
+`analysis/` notebooks, `ganaug.evaluate` and `ganaug.generate` read experiments only through here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+EXPERIMENT_FILE = "ganaug_experiment.yaml"
+SUMMARY_FILE = "summary.csv"
+BEST_POLICY_FILE = "best_policy.yaml"
+STATUS_ORDER = ("complete", "pruned", "diverged", "error")
+
+
+class ResultsError(ValueError):
+    """A folder is not a ganaug experiment, or holds nothing usable; the message names it."""
+
+
+@dataclass
+class Experiment:
+    path: Path
+    meta: dict            # what tune.py recorded: metric, mode, max_epochs, data, base config, command
+    trials: pd.DataFrame  # one row per trial
+    curves: pd.DataFrame  # one row per trial-epoch
+
+    @property
+    def metric(self) -> str:
+        return self.meta["metric"]["name"]
+
+    @property
+    def mode(self) -> str:
+        return self.meta["metric"]["mode"]
+
+    @property
+    def searched_keys(self) -> list[str]:
+        return list(self.meta.get("searched", []))
+
+    def best(self, status: tuple[str, ...] = ("complete",)) -> pd.Series:
+        """The best trial by its last value of the metric among trials with `status` (diverged never)."""
+        pool = self.trials[self.trials["status"].isin(status)].dropna(subset=[f"last_{self.metric}"])
+        if pool.empty:
+            raise ResultsError(f"{self.path}: no trial with status {' or '.join(status)} to choose from "
+                               f"(statuses here: {dict(self.trials['status'].value_counts())})")
+        ascending = self.mode == "min"
+        return pool.sort_values(f"last_{self.metric}", ascending=ascending).iloc[0]
+
+    def config_of(self, trial: pd.Series) -> dict[str, Any]:
+        """The full TrialConfig dict of a trial: the experiment's base config plus the trial's parameters."""
+        params = json.loads((Path(trial["path"]) / "params.json").read_text())
+        return {**self.meta["base_config"], **params}
+
+    def checkpoints_of(self, trial: pd.Series) -> list[Path]:
+        """The trial's checkpoint folders, newest first."""
+        return sorted(Path(trial["path"]).glob("checkpoint_*"), reverse=True)
+
+
+def save_experiment_meta(spec, command: str | None) -> None:
+    """Record what results.py needs to read the experiment later (written once, when the search starts)."""
+    directory = Path(spec.experiment_dir())
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "name": spec.experiment.name,
+        "space_file": str(Path(spec.path).resolve()) if getattr(spec, "path", None) else None,
+        "command": command,
+        "metric": {"name": spec.metric.name, "mode": spec.metric.mode},
+        "max_epochs": spec.scheduler.max_epochs,
+        "num_samples": spec.experiment.num_samples,
+        "data": dict(spec.data),
+        "searched": list(spec.search),
+        "base_config": spec.trial_config({}).to_dict(),
+    }
+    _atomic_write(directory / EXPERIMENT_FILE, yaml.safe_dump(meta, sort_keys=False))
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read an experiment folder written by `python -m ganaug.tune`."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise ResultsError(f"{path}: no such folder; pass the experiment folder written by ganaug.tune "
+                           f"(storage/name, e.g. ~/ganaug_results/quickstart)")
+    meta_file = path / EXPERIMENT_FILE
+    if not meta_file.is_file():
+        raise ResultsError(f"{path}: not a ganaug experiment folder ({EXPERIMENT_FILE} is missing)")
+    meta = yaml.safe_load(meta_file.read_text())
+    rows, curves = [], []
+    for trial_dir in sorted(p for p in path.iterdir() if (p / "params.json").is_file()):
+        curve = _read_curve(trial_dir)
+        rows.append(_trial_row(trial_dir, curve, meta))
+        if not curve.empty:
+            curves.append(curve.assign(trial_id=rows[-1]["trial_id"], status=rows[-1]["status"]))
+    trials = pd.DataFrame(rows)
+    if trials.empty:
+        raise ResultsError(f"{path}: the experiment has no trials yet")
+    curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+    return Experiment(path=path, meta=meta, trials=trials, curves=curves)
+
+
+def _read_curve(trial_dir: Path) -> pd.DataFrame:
+    """Every reported result of one trial, from Tune's result.json (one JSON object per line)."""
+    results = trial_dir / "result.json"
+    records = []
+    if results.is_file():
+        for line in results.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a crash
+                continue
+    frame = pd.DataFrame(records)
+    if not frame.empty and "epoch" in frame:
+        # A trial retried from a checkpoint reports some epochs twice: keep the latest report of each.
+        frame = frame.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
+    return frame
+
+
+def _trial_row(trial_dir: Path, curve: pd.DataFrame, meta: dict) -> dict[str, Any]:
+    metric = meta["metric"]["name"]
+    params = json.loads((trial_dir / "params.json").read_text())
+    trial_id = curve["trial_id"].iloc[0] if "trial_id" in curve else trial_dir.name
+    row: dict[str, Any] = {"trial_id": str(trial_id)}
+    row.update({k: params[k] for k in sorted(params)})
+    epochs = int(curve["epoch"].max()) if not curve.empty and "epoch" in curve else 0
+    diverged = bool(not curve.empty and "diverged" in curve and (curve["diverged"] == 1).any())
+    if diverged:
+        status = "diverged"
+    elif epochs >= meta["max_epochs"]:
+        status = "complete"
+    elif (trial_dir / "error.txt").is_file():
+        status = "error"
+    else:
+        status = "pruned"
+    last = curve.iloc[-1] if not curve.empty else {}
+    values = curve[metric] if not curve.empty and metric in curve else pd.Series(dtype=float)
+    if diverged:
+        values = pd.Series(dtype=float)  # a diverged trial has no score worth ranking
+    best = values.min() if meta["metric"]["mode"] == "min" else values.max()
+    row.update({
+        "status": status,
+        "epochs": epochs,
+        f"best_{metric}": float(best) if len(values) else math.nan,
+        f"last_{metric}": float(values.iloc[-1]) if len(values) else math.nan,
+        "test_acc": float(last.get("test_acc", math.nan)) if len(curve) else math.nan,
+        "cas": float(last.get("cas", math.nan)) if len(curve) else math.nan,
+        "wall_seconds": float(last.get("time_total_s", math.nan)) if len(curve) else math.nan,
+        "path": str(trial_dir),
+    })
+    return row
+
+
+def write_outputs(spec, results=None, command: str | None = None) -> pd.DataFrame:
+    """summary.csv, best_policy.yaml and the top-five table on the console, for a finished search."""
+    experiment = load_experiment(spec.experiment_dir())
+    trials = experiment.trials
+    metric = experiment.metric
+    key = f"last_{metric}"
+    ranked = trials.assign(_rank=trials["status"].map({s: i for i, s in enumerate(STATUS_ORDER)}))
+    ranked = ranked.sort_values(["_rank", key], ascending=[True, experiment.mode == "min"]).drop(columns="_rank")
+    _atomic_write(experiment.path / SUMMARY_FILE, ranked.to_csv(index=False))
+
+    counts = trials["status"].value_counts().to_dict()
+    print(f"\n{len(trials)} trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUS_ORDER))
+    columns = ["trial_id", "status", "epochs", key, f"best_{metric}"] + [
+        k for k in experiment.searched_keys if k in trials]
+    print("Top five (finished trials first):")
+    print(ranked[columns].head(5).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+    try:
+        best = experiment.best(("complete",))
+    except ResultsError:
+        try:
+            best = experiment.best(("pruned",))
+            print("No trial ran all epochs; best_policy.yaml holds the best pruned trial.")
+        except ResultsError:
+            print("No trial produced a usable result; no best_policy.yaml written.")
+            return ranked
+    write_best_policy(experiment, best, command)
+    print(f"Best policy ({best['trial_id']}, {metric}={best[key]:.4f}): "
+          f"{experiment.path / BEST_POLICY_FILE}")
+    return ranked
+
+
+def write_best_policy(experiment: Experiment, best: pd.Series, command: str | None) -> None:
+    metric = experiment.metric
+    last = experiment.curves[experiment.curves["trial_id"] == best["trial_id"]].iloc[-1]
+    reported = ("val_acc", "val_top5", "val_loss", "train_acc", "test_acc", "test_top5", "cas",
+                "synthetic_agreement", "d_loss", "g_loss", "epoch")
+    checkpoints = experiment.checkpoints_of(best)
+    policy = {
+        "experiment": experiment.meta["name"],
+        "trial_id": str(best["trial_id"]),
+        "status": str(best["status"]),
+        "metric": {"name": metric, "mode": experiment.mode},
+        "metrics": {k: _plain(last[k]) for k in reported if k in last and not _missing(last[k])},
+        "config": experiment.config_of(best),
+        "data": experiment.meta["data"],
+        "checkpoint": str(checkpoints[0]) if checkpoints else None,
+        "reproduce": f"python -m ganaug.pipeline {experiment.path / BEST_POLICY_FILE}",
+        "search_command": command or experiment.meta.get("command"),
+    }
+    _atomic_write(experiment.path / BEST_POLICY_FILE, yaml.safe_dump(policy, sort_keys=False))
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def _missing(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)

@@ -1,0 +1,317 @@
+"""`python -m ganaug.tune SPACE.yaml`: search for the best GAN augmentation policy with Ray Tune.
+
+Optuna (through an OptunaSearch that reports ASHA-stopped trials as PRUNED) proposes policies, ASHA
+stops weak ones early, and each trial trains a GAN and the classifier jointly (`pipeline.run`).
+
+    python -m ganaug.tune search_spaces/quickstart.yaml               # laptop, offline, ~3 minutes
+    python -m ganaug.tune search_spaces/cifar100.yaml --address auto  # on a Ray cluster
+    python -m ganaug.tune search_spaces/quickstart.yaml --resume      # finish an interrupted search
+
+This is the only module that builds Tuner, OptunaSearch, ASHAScheduler, resources and storage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from ganaug.config import ConfigError, TrialConfig
+from ganaug.space import SearchSpec, SpaceError, load_space, validate_storage
+
+EXIT_BAD_INPUT = 2
+JOURNAL_FILE = "optuna_study.journal"
+
+logger = logging.getLogger("ganaug.tune")
+
+
+class ExperimentError(ValueError):
+    """The experiment folder cannot be used as asked (exists already, or nothing there to resume)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# The trainable: a thin adapter from Tune to pipeline.run.
+
+def train_trial(config: dict, *, data: dict, base: dict, cpus: float = 1) -> None:
+    """Ray Tune function trainable: build the TrialConfig, restore, run, report once per epoch."""
+    import torch
+    from ray import tune
+
+    from ganaug.pipeline import CheckpointError, load_checkpoint, run
+    from ganaug.report import TrialReporter
+
+    # Each trial uses only its CPU share, so k trials on k cores don't oversubscribe them.
+    torch.set_num_threads(max(1, math.floor(cpus)))
+    cfg = TrialConfig.from_dict({**base, **config}, where="trial config")
+    images = unpack_data(data)
+    reporter = TrialReporter(
+        tune.get_context().get_trial_dir(),
+        sink=lambda metrics, checkpoint=None: tune.report(
+            metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint) if checkpoint else None),
+    )
+    state = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        # Fall back to older checkpoints (then a fresh start) when the newest is corrupt or truncated.
+        for candidate in _checkpoint_candidates(checkpoint):
+            try:
+                with candidate.as_directory() as directory:
+                    state = load_checkpoint(directory, cfg)
+                break
+            except CheckpointError as error:
+                print(f"[ganaug] {error}; trying an older checkpoint", file=sys.stderr, flush=True)
+        if state is None:
+            print("[ganaug] no readable checkpoint: the trial starts afresh", file=sys.stderr, flush=True)
+    try:
+        run(cfg, images, reporter, checkpoint=state)
+    finally:
+        reporter.close()
+
+
+def _checkpoint_candidates(checkpoint):
+    """The checkpoint Tune restored, then its older siblings in the trial folder, newest first."""
+    from ray import tune
+
+    yield checkpoint
+    try:
+        parent = Path(checkpoint.path).parent
+        siblings = sorted(parent.glob("checkpoint_*"), reverse=True)
+    except Exception:  # remote storage: only the latest is reachable here
+        return
+    for sibling in siblings:
+        if sibling.name != Path(checkpoint.path).name:
+            yield tune.Checkpoint.from_directory(str(sibling))
+
+
+def pack_data(data) -> dict:
+    """ImageData -> dict of numpy arrays: Ray stores numpy zero-copy, so trials on a node share one copy."""
+    packed = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)}
+    return {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in packed.items()}
+
+
+def unpack_data(packed: dict):
+    import torch
+
+    from ganaug.data import ImageData
+
+    # from_numpy shares the object store's read-only buffer; the pipeline never writes into it.
+    with _quiet_readonly_warning():
+        return ImageData(**{k: torch.from_numpy(v) if hasattr(v, "dtype") else v for k, v in packed.items()})
+
+
+class _quiet_readonly_warning:
+    def __enter__(self):
+        import warnings
+
+        self._context = warnings.catch_warnings()
+        self._context.__enter__()
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+
+    def __exit__(self, *exc):
+        return self._context.__exit__(*exc)
+
+
+# ----------------------------------------------------------------------------------------------
+# Honest multi-fidelity: ASHA-stopped trials reach Optuna as PRUNED, not COMPLETE.
+
+def make_searcher(spec: SearchSpec, journal_path: str | None):
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    class HonestOptunaSearch(OptunaSearch):
+        """OptunaSearch that tells Optuna the truth about each finished trial.
+
+        Ray's OptunaSearch marks a trial ASHA stopped early as COMPLETE with its early score, which
+        biases TPE toward configurations that start fast. Here: COMPLETE only for trials that ran all
+        epochs; PRUNED (with the intermediate values already reported per epoch) for early-stopped
+        ones; FAIL for diverged or errored trials, so they never look like a result.
+        """
+
+        def __init__(self, *args, max_epochs: int, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._max_epochs = max_epochs
+            self._last_results: dict[str, dict] = {}
+
+        def on_trial_result(self, trial_id: str, result: dict) -> None:
+            if trial_id in self._completed_trials or result.get("diverged"):
+                return
+            self._last_results[trial_id] = result
+            self._ot_trials[trial_id].report(float(result[self.metric]), int(result["epoch"]))
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+                return
+            result = result or self._last_results.get(trial_id)
+            ot_trial = self._ot_trials[trial_id]
+            states = optuna.trial.TrialState
+            if error or not result or result.get("diverged") or self.metric not in result:
+                self._ot_study.tell(ot_trial, state=states.FAIL)
+            elif int(result.get("epoch", 0)) < self._max_epochs:
+                if not ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
+                    ot_trial.report(float(result[self.metric]), int(result.get("epoch", 0)))
+                self._ot_study.tell(ot_trial, state=states.PRUNED)
+            else:
+                self._ot_study.tell(ot_trial, float(result[self.metric]), state=states.COMPLETE)
+            self._completed_trials.add(trial_id)
+            self._last_results.pop(trial_id, None)
+
+    storage = None
+    if journal_path is not None:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = JournalStorage(JournalFileBackend(journal_path))
+    sampler = optuna.samplers.TPESampler(seed=spec.experiment.seed, n_startup_trials=min(10, max(
+        2, spec.experiment.num_samples // 4)))
+    return HonestOptunaSearch(
+        space=spec.define_by_run, sampler=sampler, storage=storage, study_name=spec.experiment.name,
+        max_epochs=spec.scheduler.max_epochs,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Building and running the experiment.
+
+def build_tuner(spec: SearchSpec, data, *, resume: bool = False):
+    """A Tuner for `spec` (or one restored from its experiment folder when resume=True)."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    resources = spec.experiment.resources
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, data=pack_data(data), base=spec.trial_config({}).to_dict(), cpus=resources.cpu),
+        {"cpu": resources.cpu, "gpu": resources.gpu},
+    )
+    experiment_dir = spec.experiment_dir()
+    if resume:
+        return tune.Tuner.restore(experiment_dir, trainable=trainable, resume_unfinished=True,
+                                  resume_errored=True)
+    journal = os.path.join(experiment_dir, JOURNAL_FILE) if _is_local(experiment_dir) else None
+    if journal is not None:
+        os.makedirs(experiment_dir, exist_ok=True)
+    searcher = ConcurrencyLimiter(make_searcher(spec, journal), max_concurrent=spec.experiment.max_concurrent)
+    scheduler = ASHAScheduler(
+        time_attr="epoch", max_t=spec.scheduler.max_epochs, grace_period=spec.scheduler.grace_period,
+        reduction_factor=spec.scheduler.reduction_factor,
+    )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=spec.metric.name, mode=spec.metric.mode, search_alg=searcher, scheduler=scheduler,
+            num_samples=spec.experiment.num_samples,
+        ),
+        run_config=tune.RunConfig(
+            name=spec.experiment.name,
+            storage_path=spec.storage_uri(),
+            failure_config=tune.FailureConfig(max_failures=spec.experiment.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            verbose=1,
+        ),
+    )
+
+
+def check_experiment_folder(spec: SearchSpec, resume: bool) -> None:
+    """Refuse to mix two searches in one folder, and to resume where there is nothing to resume."""
+    from ray import tune
+
+    experiment_dir = spec.experiment_dir()
+    exists = _is_local(experiment_dir) and any(Path(experiment_dir).glob("experiment_state-*.json"))
+    if resume and not tune.Tuner.can_restore(experiment_dir):
+        raise ExperimentError(
+            f"{experiment_dir}: no experiment to resume there; run without --resume to start it, "
+            f"or pass the --name/--storage of an existing experiment")
+    if not resume and exists:
+        raise ExperimentError(
+            f"{experiment_dir}: an experiment already exists there; add --resume to continue it, "
+            f"or choose another --name")
+
+
+def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None,
+           num_cpus: int | None = None, command: str | None = None):
+    """Run (or resume) the search described by `spec`; write summary.csv and best_policy.yaml."""
+    import ray
+
+    from ganaug.data import load_data
+    from ganaug.results import save_experiment_meta, write_outputs
+
+    check_experiment_folder(spec, resume)
+    data = load_data(spec.data)
+    if not resume:
+        save_experiment_meta(spec, command)
+    started_ray = False
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False)
+        started_ray = True
+    try:
+        started = time.time()
+        tuner = build_tuner(spec, data, resume=resume)
+        results = tuner.fit()
+        summary = write_outputs(spec, results, command=command)
+        print(f"\nSearch finished in {time.time() - started:.0f} s: {spec.experiment_dir()}")
+        return summary
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line.
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m ganaug.tune", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("space", help="search-space YAML file (see search_spaces/)")
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="2 trials, 2 epochs, a small subset: checks the whole path in seconds")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted experiment of this space")
+    parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    parser.add_argument("--storage", help="results folder or s3:// URI (overrides experiment.storage)")
+    parser.add_argument("--name", help="experiment name (overrides experiment.name)")
+    parser.add_argument("--num-samples", type=int, help="trials to run (overrides experiment.num_samples)")
+    parser.add_argument("--max-concurrent", type=int, help="trials at once (overrides experiment.max_concurrent)")
+    parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray started when no address is given")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = {k: v for k, v in {"name": args.name, "storage": args.storage, "num_samples": args.num_samples,
+                                   "max_concurrent": args.max_concurrent}.items() if v is not None}
+    try:
+        spec = load_space(args.space, **overrides)
+        if args.smoke_test:
+            spec = spec.smoke()
+        validate_storage(spec)
+        command = "python -m ganaug.tune " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+        search(spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus, command=command)
+    except (SpaceError, ConfigError, ExperimentError, _data_error()) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+def _data_error() -> type[Exception]:
+    from ganaug.data import DataError
+
+    return DataError
+
+
+if __name__ == "__main__":
+    sys.exit(main())
