@@ -46,14 +46,14 @@ def registry_choices(key: str) -> tuple[str, ...]:
 class TrialConfig:
     # GAN.
     gan: str = "acgan"                  # GAN family: cgan (label-conditioned D) | acgan (D with auxiliary class head).
-    gan_arch: str = "mlp"               # Architecture of G and D: mlp (512-1024-2048, BN) | dcgan (conv / transposed conv).
+    gan_arch: str = "mlp"               # G and D: mlp (512-1024-2048, BN) | dcgan (conv / transposed conv).
     gan_lr: float = 2e-4                # Adam learning rate of G and D.
     gan_beta1: float = 0.5              # Adam beta1 of G and D (0.5 is the DCGAN choice).
     latent_dim: int = 100               # Size of the noise vector z.
     gan_width: float = 1.0              # Multiplies every hidden width / channel count of G and D.
     d_steps: int = 1                    # Discriminator steps per generator step.
     d_label_smoothing: float = 0.0      # One-sided label smoothing: D's target for real images is 1 - s.
-    diffaugment: str = ""               # DiffAugment policy for every D input, e.g. "color,translation,cutout"; "" = off.
+    diffaugment: str = ""               # DiffAugment on every D input, e.g. "color,translation,cutout"; "" = off.
     g_ema: float = 0.0                  # Decay of an exponential moving average of G used for sampling; 0 = off.
     d_real_fraction: float = 0.5        # Share of real images in each discriminator batch (the rest are fakes).
     d_mix_schedule: str = "fixed"       # fixed | hybrid (0.5 every third epoch, d_real_fraction otherwise).

@@ -185,8 +185,9 @@ def build_tuner(spec: SearchSpec, data, *, resume: bool = False):
     from ray.tune.search import ConcurrencyLimiter
 
     resources = spec.experiment.resources
+    base = spec.trial_config({}).to_dict()
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, data=pack_data(data), base=spec.trial_config({}).to_dict(), cpus=resources.cpu),
+        tune.with_parameters(train_trial, data=pack_data(data), base=base, cpus=resources.cpu),
         {"cpu": resources.cpu, "gpu": resources.gpu},
     )
     experiment_dir = spec.experiment_dir()

@@ -1,0 +1,206 @@
+"""A real small search end to end: OptunaSearch + ASHA under Ray Tune, its outputs, resume and bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from ganaug.config import TrialConfig
+from ganaug.tune import JOURNAL_FILE, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_SPACE = """
+experiment:
+  name: {name}
+  storage: {storage}
+  num_samples: {num_samples}
+  max_concurrent: 2
+  seed: 0
+  resources: {{cpu: 1, gpu: 0}}
+  max_failures: 1
+data: {{name: digits, val_fraction: 0.2}}
+metric: {{name: val_acc, mode: max}}
+scheduler: {{max_epochs: 4, grace_period: 1, reduction_factor: 2}}
+fixed:
+  classifier: mlp
+  classifier_width: 0.25
+  gan_arch: mlp
+  gan_width: 0.25
+  batch_size: 128
+  checkpoint_every: 1
+  sample_every: 2
+  cas_epochs: 1
+search:
+  synthetic_ratio: {{choice: [0.25, 0.5]}}
+  labeling: {{choice: [pseudo, lsro, all_in_one]}}
+  classifier_lr: {{loguniform: [1.0e-5, 3.0e-3]}}
+"""
+
+
+def write_space(tmp: Path, name: str = "tiny", num_samples: int = 8) -> Path:
+    path = tmp / f"{name}.yaml"
+    path.write_text(TINY_SPACE.format(name=name, storage=tmp / "results", num_samples=num_samples))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One real search of 8 trials, run once for the tests of this module."""
+    tmp = tmp_path_factory.mktemp("search")
+    space = write_space(tmp)
+    assert main([str(space), "--num-cpus", "2"]) == 0
+    return tmp / "results" / "tiny"
+
+
+def test_trials_ran_and_asha_stopped_some(finished):
+    summary = pd.read_csv(finished / "summary.csv")
+    assert len(summary) == 8
+    assert set(summary["status"]) <= {"complete", "pruned", "diverged", "error"}
+    assert (summary["status"] == "pruned").sum() >= 2, summary[["status", "epochs"]]
+    assert (summary["status"] == "complete").sum() >= 1
+    assert (summary.loc[summary["status"] == "pruned", "epochs"] < 4).all()
+    assert (summary.loc[summary["status"] == "complete", "epochs"] == 4).all()
+    for column in ("synthetic_ratio", "labeling", "classifier_lr", "best_val_acc", "last_val_acc",
+                   "wall_seconds", "epochs", "status"):
+        assert column in summary
+    complete = summary[summary["status"] == "complete"]
+    assert (complete["last_val_acc"] > 0.1).all()  # above chance on 10 classes
+
+
+def test_best_policy_holds_the_full_config_and_metrics(finished):
+    policy = yaml.safe_load((finished / "best_policy.yaml").read_text())
+    summary = pd.read_csv(finished / "summary.csv")
+    complete = summary[summary["status"] == "complete"]
+    assert policy["status"] == "complete"
+    assert policy["metrics"]["val_acc"] == pytest.approx(complete["last_val_acc"].max())
+    cfg = TrialConfig.from_dict(policy["config"])
+    assert cfg.epochs == 4 and cfg.classifier_width == 0.25
+    assert policy["data"]["name"] == "digits"
+    assert policy["reproduce"].startswith("python -m ganaug.pipeline ")
+    assert Path(policy["checkpoint"]).is_dir()
+    assert "test_acc" in policy["metrics"]
+
+
+def test_optuna_journal_has_pruned_trials_and_no_early_complete(finished):
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(finished / JOURNAL_FILE)))
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    states = [t.state for t in study.trials]
+    assert len(study.trials) == 8
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned and all(t.intermediate_values for t in pruned)
+    assert all(max(t.intermediate_values) < 4 for t in pruned)
+    for trial in study.trials:
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            assert max(trial.intermediate_values) == 4  # only full-length trials are COMPLETE
+    assert optuna.trial.TrialState.RUNNING not in states
+
+
+def test_tensorboard_holds_val_acc_and_a_sample_grid(finished):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trial_dir = Path(pd.read_csv(finished / "summary.csv").query("status == 'complete'")["path"].iloc[0])
+    scalars, images = set(), set()
+    for events in trial_dir.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events), size_guidance={"images": 0, "scalars": 0})
+        accumulator.Reload()
+        scalars |= set(accumulator.Tags()["scalars"])
+        images |= set(accumulator.Tags()["images"])
+    assert any(tag.endswith("val_acc") for tag in scalars), scalars
+    assert "samples" in images
+    assert sorted(p.name for p in (trial_dir / "samples").glob("*.png"))[-1] == "samples_epoch0004.png"
+
+
+def test_reproduce_command_reruns_the_best_policy(finished, tmp_path):
+    from ganaug.pipeline import main as pipeline_main
+
+    assert pipeline_main([str(finished / "best_policy.yaml"), "--epochs", "1", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["epoch"] == 1 and 0 <= record["val_acc"] <= 1
+
+
+def _finished_trials(experiment: Path) -> set[str]:
+    done = set()
+    for result in experiment.glob("*/result.json"):
+        lines = result.read_text().splitlines()
+        if lines and json.loads(lines[-1]).get("epoch") == 4:
+            done.add(result.parent.name)
+    return done
+
+
+def test_driver_killed_then_resume_finishes_without_losing_trials(tmp_path):
+    space = write_space(tmp_path, name="killed", num_samples=6)
+    experiment = tmp_path / "results" / "killed"
+    command = [sys.executable, "-m", "ganaug.tune", str(space), "--num-cpus", "2"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while not _finished_trials(experiment) and time.time() < deadline:
+            time.sleep(0.5)
+        before = _finished_trials(experiment)
+        assert before, "no trial finished before the kill"
+        time.sleep(2)  # let Tune write its experiment state once more
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        process.wait()
+    assert main([str(space), "--resume", "--num-cpus", "2"]) == 0
+    summary = pd.read_csv(experiment / "summary.csv")
+    assert len(summary) == 6  # num_samples honoured across the crash
+    assert before <= _finished_trials(experiment)  # no finished trial lost
+    for name in before:
+        assert list((experiment / name).glob("checkpoint_*")), f"{name} lost its checkpoint"
+    assert set(summary["status"]) <= {"complete", "pruned"}
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(experiment / JOURNAL_FILE)))
+    study = optuna.load_study(study_name="killed", storage=storage)
+    assert len([t for t in study.trials if t.state.is_finished()]) >= 6
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.replace("num_samples: 8", "num_sample: 8"), "did you mean 'num_samples'"),
+    (lambda s: s.replace("synthetic_ratio: {choice: [0.25, 0.5]}", "synthetic_ratio: {choice: [0.25, -1.0]}"),
+     "synthetic_ratio"),
+    (lambda s: s.replace("classifier_lr: {loguniform: [1.0e-5, 3.0e-3]}",
+                         "classifier_lr: {loguniform: [3.0e-3, 1.0e-5]}"), "classifier_lr"),
+    (lambda s: s.replace("gpu: 0}", "gpu: 0.3}"), "gpu"),
+    (lambda s: s.replace("grace_period: 1", "grace_period: 9"), "grace_period"),
+    (lambda s: s.replace("gan_arch: mlp", "gan_arch: biggan"), "biggan"),
+    (lambda s: s.replace("name: digits", "name: imagenet"), "imagenet"),
+    (lambda s: s + "  foo: [\n", "yaml"),
+])
+def test_bad_input_exits_2_with_one_message_before_ray(tmp_path, capsys, edit, message):
+    space = tmp_path / "bad.yaml"
+    space.write_text(edit(TINY_SPACE.format(name="bad", storage=tmp_path / "results", num_samples=8)))
+    assert main([str(space)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "Traceback" not in error
+    assert message.lower() in error.lower()
+    assert not (tmp_path / "results").exists()  # nothing written
+
+
+def test_resume_without_an_experiment_and_rerun_into_an_existing_one(tmp_path, capsys, finished):
+    space = write_space(tmp_path, name="nothing")
+    assert main([str(space), "--resume"]) == 2
+    assert "no experiment to resume" in capsys.readouterr().err
+    space = write_space(finished.parent.parent, name="tiny")
+    assert main([str(space)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_unwritable_storage_exits_2(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")  # no one, not even root, can create a folder under a file
+    space = tmp_path / "space.yaml"
+    space.write_text(TINY_SPACE.format(name="x", storage=blocker / "sub", num_samples=2))
+    assert main([str(space)]) == 2
+    assert str(blocker) in capsys.readouterr().err
