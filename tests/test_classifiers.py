@@ -1,0 +1,78 @@
+"""Classifiers: the same contract for every registry key and image shape (logit shape, learning,
+channels_last)."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ganaug.classifiers import CLASSIFIERS, build_classifier
+from ganaug.config import ConfigError
+
+SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
+NUM_OUTPUTS = 5  # e.g. all_in_one over 4 classes: the head must follow num_outputs, not the spec
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: OpenMP threads cost more than they give and spin-wait badly when other processes
+    share the cores (measured 10x slower with 2 threads on the 2-core CI box)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def make_spec(channels, height, width, num_classes=4):
+    """Stand-in for ganaug.data.DataSpec (models read only the shape and num_classes)."""
+    return SimpleNamespace(channels=channels, height=height, width=width, num_classes=num_classes,
+                           class_names=tuple(str(k) for k in range(num_classes)),
+                           class_counts=(10,) * num_classes)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name", list(CLASSIFIERS))
+def test_classifier_contract(name, shape):
+    torch.manual_seed(0)
+    # At width 0.25 the cnn's dropout drowns what a dozen steps can learn; the resnet is costlier.
+    model = build_classifier(name, make_spec(*shape), NUM_OUTPUTS, width=0.25 if name == "resnet" else 0.5)
+    y = torch.arange(10) % NUM_OUTPUTS
+    prototypes = torch.rand(NUM_OUTPUTS, *shape) * 1.6 - 0.8
+    x = (prototypes[y] + 0.1 * torch.randn(10, *shape)).clamp(-1, 1)
+    assert model(x).shape == (10, NUM_OUTPUTS)
+
+    # A few Adam steps on one fixed batch of class-dependent images lower the loss.
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(12):
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize("name", list(CLASSIFIERS))
+def test_channels_last_gives_the_same_logits(name):
+    torch.manual_seed(0)
+    model = build_classifier(name, make_spec(3, 32, 32), NUM_OUTPUTS, width=0.25).eval()
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    expected = model(x)
+    model = model.to(memory_format=torch.channels_last)
+    out = model(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(out, expected, atol=1e-5)
+
+
+def test_width_scales_the_model():
+    spec = make_spec(3, 32, 32)
+    for name in CLASSIFIERS:
+        small, large = (sum(p.numel() for p in build_classifier(name, spec, 10, w).parameters())
+                        for w in (0.25, 0.5))
+        assert small < large, name
+
+
+def test_unknown_classifier_names_the_valid_ones():
+    with pytest.raises(ConfigError, match="classifier='vit' is not one of mlp, cnn, resnet"):
+        build_classifier("vit", make_spec(1, 8, 8), 10)

@@ -1,0 +1,293 @@
+"""GANs: the same contract for every family x architecture x image shape, plus real/fake mixing, EMA,
+DiffAugment and state round trips."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from ganaug import gans
+from ganaug.config import ConfigError, TrialConfig
+from ganaug.gans import (
+    ARCHITECTURES,
+    DIFFAUGMENT,
+    GAN,
+    GANS,
+    StateDictError,
+    balanced_labels,
+    build_discriminator,
+    build_generator,
+    diff_augment,
+)
+
+SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
+NUM_CLASSES = 4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: OpenMP threads cost more than they give and spin-wait badly when other processes
+    share the cores (measured 10x slower with 2 threads on the 2-core CI box)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def make_spec(channels=1, height=8, width=8, num_classes=NUM_CLASSES):
+    """Stand-in for ganaug.data.DataSpec (models read only the shape and num_classes)."""
+    return SimpleNamespace(channels=channels, height=height, width=width, num_classes=num_classes,
+                           class_names=tuple(str(k) for k in range(num_classes)),
+                           class_counts=(10,) * num_classes)
+
+
+def small_config(**changes):
+    base = dict(gan_width=0.25, latent_dim=16, gan_lr=1e-3, batch_size=8)
+    return TrialConfig(**{**base, **changes})
+
+
+def seeded(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def real_batch(spec, n, seed=0):
+    """Class-dependent smooth images in [-1, 1]: a learnable 'real' distribution."""
+    g = seeded(seed)
+    y = torch.arange(n) % spec.num_classes
+    prototypes = torch.rand(spec.num_classes, spec.channels, spec.height, spec.width, generator=g) * 1.6 - 0.8
+    x = prototypes[y] + 0.05 * torch.randn(n, spec.channels, spec.height, spec.width, generator=g)
+    return x.clamp(-1, 1), y
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+@pytest.mark.parametrize("family", list(GANS))
+def test_gan_contract(family, arch, shape):
+    torch.manual_seed(0)
+    spec = make_spec(*shape)
+    cfg = small_config(gan=family, gan_arch=arch)
+    gan = GAN(cfg, spec, torch.device("cpu"))
+    n = 6
+    real_x, real_y = real_batch(spec, n)
+
+    # G: shape and range.
+    images = gan.G(torch.randn(n, cfg.latent_dim), real_y)
+    assert images.shape == (n, *shape)
+    assert images.min() >= -1 and images.max() <= 1
+    samples = gan.sample(real_y, seeded(1))
+    assert samples.shape == (n, *shape) and samples.min() >= -1 and samples.max() <= 1
+
+    # D: one logit per image; the class head only for acgan.
+    logit, class_logits = gan.D(real_x, real_y)
+    assert logit.shape == (n,)
+    if family == "acgan":
+        assert class_logits.shape == (n, NUM_CLASSES)
+    else:
+        assert class_logits is None
+
+    # A few joint steps: finite, detached, 0-dim losses.
+    for step in range(2):
+        losses = gan.train_step(real_x, real_y, 0.5, seeded(step))
+        assert set(losses) == {"d_loss", "g_loss"}
+        for value in losses.values():
+            assert value.dim() == 0 and not value.requires_grad and math.isfinite(value.item())
+
+    # A short fit with G frozen: D's loss on a fixed real/fake batch goes down.
+    d_losses = [gan.discriminator_step(real_x, real_y, 0.5, seeded(7)).item() for _ in range(20)]
+    assert d_losses[-1] < 0.8 * d_losses[0], d_losses
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_acgan_class_head_learns_real_classes(arch):
+    torch.manual_seed(0)
+    spec = make_spec(1, 8, 8)
+    gan = GAN(small_config(gan="acgan", gan_arch=arch), spec, torch.device("cpu"))
+    real_x, real_y = real_batch(spec, 16)
+
+    def class_loss():
+        return nn.functional.cross_entropy(gan.D(real_x, real_y)[1], real_y).item()
+
+    before = class_loss()
+    for _ in range(30):
+        gan.discriminator_step(real_x, real_y, 0.75, seeded(3))
+    assert class_loss() < 0.5 * before
+
+
+class RecordingD(nn.Module):
+    """Wraps D and keeps each forward's inputs (same parameters, so D's optimizer still applies)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, []
+
+    def forward(self, x, y):
+        self.calls.append((x.detach().clone(), y.clone()))
+        return self.inner(x, y)
+
+
+def count_real(x, real_x):
+    matches = (x.flatten(1)[:, None, :] == real_x.flatten(1)[None, :, :]).all(dim=2)
+    return int(matches.any(dim=1).sum()), matches
+
+
+@pytest.mark.parametrize("fraction", [0.25, 0.5, 0.75])
+def test_discriminator_batch_holds_round_f_n_real_images(fraction):
+    spec = make_spec(1, 8, 8)
+    cfg = small_config(gan="cgan", d_steps=2)
+    gan = GAN(cfg, spec, torch.device("cpu"))
+    gan.D = RecordingD(gan.D)
+    n = 10  # 0.25 * 10 = 2.5 and 0.75 * 10 = 7.5: Python's round gives 2 and 8
+    real_x, real_y = real_batch(spec, n)
+    real_x = real_x + 0.01 * torch.arange(n).view(n, 1, 1, 1)  # every real image distinct
+    gan.train_step(real_x, real_y, fraction, seeded(0))
+
+    assert len(gan.D.calls) == cfg.d_steps + 1  # one D pass per D step (mixed batch) + the G step
+    seen = []
+    for x, y in gan.D.calls[: cfg.d_steps]:
+        assert len(x) == n
+        n_real, matches = count_real(x, real_x)
+        assert n_real == round(fraction * n)
+        rows, sources = matches.nonzero(as_tuple=True)
+        assert torch.equal(y[rows], real_y[sources])  # real images keep their own labels
+        # Fakes take the labels of the dropped real images: the label mix equals the real batch's.
+        assert torch.equal(y.sort().values, real_y.sort().values)
+        seen.append(set(sources.tolist()))
+    assert seen[0] != seen[1]  # the second D step sees another slice of the batch
+    generator_x, _ = gan.D.calls[-1]
+    assert count_real(generator_x, real_x)[0] == 0
+
+
+def test_ema_differs_from_g_and_sample_uses_it():
+    torch.manual_seed(0)
+    spec = make_spec(1, 8, 8)
+    gan = GAN(small_config(g_ema=0.9), spec, torch.device("cpu"))
+    real_x, real_y = real_batch(spec, 8)
+    for step in range(3):
+        gan.train_step(real_x, real_y, 0.5, seeded(step))
+    ema, live = dict(gan.G_ema.named_parameters()), dict(gan.G.named_parameters())
+    assert any(not torch.allclose(ema[k], live[k]) for k in ema)
+    for (name, ema_buffer), buffer in zip(gan.G_ema.named_buffers(), gan.G.buffers()):
+        assert torch.equal(ema_buffer, buffer), name  # BN statistics are copied, not averaged
+
+    y = balanced_labels(8, NUM_CLASSES, seeded(0))
+    buffers_before = [b.clone() for b in gan.G_ema.buffers()]
+    sampled = gan.sample(y, seeded(5))
+    z = torch.randn(8, gan.latent_dim, generator=seeded(5))
+    with gans._sampling_mode(gan.G_ema, 8), torch.no_grad():
+        from_ema = gan.G_ema(z, y)
+    with gans._sampling_mode(gan.G, 8), torch.no_grad():
+        from_live = gan.G(z, y)
+    assert torch.allclose(sampled, from_ema)
+    assert not torch.allclose(sampled, from_live)
+    assert all(torch.equal(a, b) for a, b in zip(buffers_before, gan.G_ema.buffers()))
+
+
+def test_sample_leaves_running_statistics_alone_and_handles_one_label():
+    spec = make_spec(1, 8, 8)
+    gan = GAN(small_config(), spec, torch.device("cpu"))
+    before = [b.clone() for b in gan.G.buffers()]
+    gan.sample(torch.arange(NUM_CLASSES))
+    one = gan.sample(torch.tensor([2]))  # BatchNorm1d cannot use batch statistics for one image
+    assert one.shape == (1, 1, 8, 8)
+    assert all(torch.equal(a, b) for a, b in zip(before, gan.G.buffers()))
+    assert gan.G.training
+
+
+@pytest.mark.parametrize("family", list(GANS))
+def test_state_dict_round_trip_gives_identical_samples_and_steps(family, tmp_path):
+    torch.manual_seed(0)
+    spec = make_spec(1, 8, 8)
+    cfg = small_config(gan=family, gan_arch="dcgan", g_ema=0.5, diffaugment="color,translation,cutout")
+    first = GAN(cfg, spec, torch.device("cpu"))
+    real_x, real_y = real_batch(spec, 8)
+    for step in range(2):
+        first.train_step(real_x, real_y, 0.5, seeded(step))
+    torch.save(first.state_dict(), tmp_path / "gan.pt")
+
+    torch.manual_seed(1)  # a different initialisation, overwritten by the load
+    second = GAN(cfg, spec, torch.device("cpu"))
+    second.load_state_dict(torch.load(tmp_path / "gan.pt", weights_only=True))
+    y = torch.arange(8) % NUM_CLASSES
+    assert torch.equal(first.sample(y, seeded(9)), second.sample(y, seeded(9)))
+    # Optimizer moments and the EMA counter came along too: the next step is identical.
+    a = first.train_step(real_x, real_y, 0.5, seeded(4))
+    b = second.train_step(real_x, real_y, 0.5, seeded(4))
+    assert torch.equal(a["d_loss"], b["d_loss"]) and torch.equal(a["g_loss"], b["g_loss"])
+    assert torch.equal(first.sample(y, seeded(9)), second.sample(y, seeded(9)))
+
+
+def test_state_dict_from_another_config_is_a_clear_error():
+    spec = make_spec(1, 8, 8)
+    state = GAN(small_config(gan_width=0.5), spec, torch.device("cpu")).state_dict()
+    with pytest.raises(StateDictError, match="gan_width"):
+        GAN(small_config(gan_width=0.25), spec, torch.device("cpu")).load_state_dict(state)
+    with pytest.raises(StateDictError, match="g_ema"):
+        GAN(small_config(g_ema=0.9), spec, torch.device("cpu")).load_state_dict(state)
+    with pytest.raises(StateDictError, match="expected keys"):
+        GAN(small_config(), spec, torch.device("cpu")).load_state_dict({"G": {}})
+
+
+def test_bad_inputs_raise_clear_errors():
+    spec = make_spec(1, 8, 8)
+    with pytest.raises(ConfigError, match="gan_arch='vit' is not one of mlp, dcgan"):
+        build_generator("vit", spec, 16, 1.0)
+    with pytest.raises(ConfigError, match="dcgan.*7x7"):
+        build_discriminator("dcgan", make_spec(1, 7, 7), 1.0, conditional=True, aux_classes=0)
+    with pytest.raises(ConfigError, match="unknown part 'flip'.*color, translation, cutout"):
+        diff_augment(torch.zeros(2, 1, 8, 8), "color,flip")
+    gan = GAN(small_config(), spec, torch.device("cpu"))
+    with pytest.raises(TypeError, match="float"):
+        gan.train_step(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.long), 0.5)
+    with pytest.raises(ValueError, match="at least 2"):
+        gan.train_step(torch.zeros(1, 1, 8, 8), torch.zeros(1, dtype=torch.long), 0.5)
+
+
+def test_discriminator_loss_matches_hand_computed_bce_with_one_sided_smoothing():
+    logit, is_real = torch.tensor([2.0, -1.0]), torch.tensor([True, False])
+    loss = GANS["cgan"].discriminator_loss(logit, None, torch.tensor([0, 1]), is_real, real_target=0.9)
+    sigmoid_2, sigmoid_m1 = 1 / (1 + math.exp(-2.0)), 1 / (1 + math.exp(1.0))
+    real_term = -(0.9 * math.log(sigmoid_2) + 0.1 * math.log(1 - sigmoid_2))
+    fake_term = -math.log(1 - sigmoid_m1)  # fake target stays 0: smoothing is one-sided
+    assert loss.item() == pytest.approx((real_term + fake_term) / 2, rel=1e-5)
+    g_loss = GANS["cgan"].generator_loss(logit, None, None)
+    assert g_loss.item() == pytest.approx(-(math.log(sigmoid_2) + math.log(sigmoid_m1)) / 2, rel=1e-5)
+
+
+def test_train_step_under_bf16_autocast():
+    spec = make_spec(1, 8, 8)
+    for arch in ARCHITECTURES:
+        gan = GAN(small_config(gan="acgan", gan_arch=arch, diffaugment="color,translation"), spec,
+                  torch.device("cpu"))
+        real_x, real_y = real_batch(spec, 8)
+        losses = gan.train_step(real_x, real_y, 0.5, seeded(0),
+                                autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+        assert all(math.isfinite(v.item()) for v in losses.values())
+
+
+def test_balanced_labels_are_balanced():
+    y = balanced_labels(23, 5, seeded(0))
+    counts = torch.bincount(y, minlength=5)
+    assert counts.sum() == 23 and counts.max() - counts.min() <= 1
+
+
+@pytest.mark.parametrize("part", list(DIFFAUGMENT))
+def test_diffaugment_keeps_shape_and_range_and_is_differentiable(part):
+    x = (torch.rand(6, 3, 32, 32, generator=seeded(0)) * 2 - 1).requires_grad_(True)
+    out = diff_augment(x, part, seeded(1))
+    assert out.shape == x.shape
+    assert out.min() >= -1 and out.max() <= 1
+    (out * torch.randn_like(out)).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert torch.equal(out, diff_augment(x, part, seeded(1)))  # reproducible from the generator
+
+
+def test_translation_moves_pixels_and_empty_policy_is_identity():
+    x = torch.rand(8, 1, 32, 32, generator=seeded(0)) * 2 - 1
+    moved = diff_augment(x, "translation", seeded(2))
+    assert not torch.equal(moved, x)
+    # Some image is an exact shifted copy (content moved, not changed).
+    assert any(torch.equal(moved[i, :, 8:24, 8:24], x[i, :, 8 + dy:24 + dy, 8 + dx:24 + dx])
+               for i in range(8) for dy in range(-4, 5) for dx in range(-4, 5) if (dy, dx) != (0, 0))
+    assert diff_augment(x, "") is x
