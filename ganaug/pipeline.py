@@ -113,7 +113,8 @@ def run(
             # Classifier step: real batch (+ flip/translate) and fresh synthetic images in ONE forward pass,
             # so BatchNorm statistics always describe the mixed batch the classifier is trained on.
             if cfg.traditional_aug:
-                x = augment(x, generator)
+                # Up to 4 px on 32x32 (the CIFAR convention), scaled down for smaller images.
+                x = augment(x, generator, translate=max(1, spec.height // 8))
             images, targets, synthetic = x, y, torch.zeros(len(y), dtype=torch.bool, device=device)
             if use_synthetic:
                 n_synthetic = round(cfg.synthetic_ratio * len(y))

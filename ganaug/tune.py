@@ -152,9 +152,13 @@ def make_searcher(spec: SearchSpec, journal_path: str | None):
             states = optuna.trial.TrialState
             if error or not result or result.get("diverged") or self.metric not in result:
                 self._ot_study.tell(ot_trial, state=states.FAIL)
-            elif int(result.get("epoch", 0)) < self._max_epochs:
-                if not ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
-                    ot_trial.report(float(result[self.metric]), int(result.get("epoch", 0)))
+                self._completed_trials.add(trial_id)
+                return
+            # Tune hands the final result only to on_trial_complete: record it as an intermediate value too.
+            epoch = int(result.get("epoch", 0))
+            if epoch not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
+                ot_trial.report(float(result[self.metric]), epoch)
+            if epoch < self._max_epochs:
                 self._ot_study.tell(ot_trial, state=states.PRUNED)
             else:
                 self._ot_study.tell(ot_trial, float(result[self.metric]), state=states.COMPLETE)
@@ -170,8 +174,8 @@ def make_searcher(spec: SearchSpec, journal_path: str | None):
     sampler = optuna.samplers.TPESampler(seed=spec.experiment.seed, n_startup_trials=min(10, max(
         2, spec.experiment.num_samples // 4)))
     return HonestOptunaSearch(
-        space=spec.define_by_run, sampler=sampler, storage=storage, study_name=spec.experiment.name,
-        max_epochs=spec.scheduler.max_epochs,
+        space=spec.define_by_run, metric=spec.metric.name, mode=spec.metric.mode, sampler=sampler,
+        storage=storage, study_name=spec.experiment.name, max_epochs=spec.scheduler.max_epochs,
     )
 
 
@@ -252,7 +256,8 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
         if address:
             ray.init(address=address)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False)
+            # address="local": never join a cluster some earlier `ray start` left running by accident.
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
         started_ray = True
     try:
         started = time.time()
