@@ -80,7 +80,7 @@ def test_quickstart_is_small_cpu_and_offline():
     spec = load_space(next(path for path in SPACES if path.stem == "quickstart"))
     assert spec.experiment.resources.gpu == 0
     assert spec.data["name"] == "digits" and not spec.data.get("download", False)
-    assert spec.scheduler.max_epochs <= 12 and spec.experiment.num_samples <= 16
+    assert spec.scheduler.max_epochs <= 12 and spec.experiment.num_samples <= 32
 
 
 def test_flagship_searches_every_axis():
