@@ -27,6 +27,10 @@ from ganaug.space import SearchSpec, SpaceError, load_space, validate_storage
 
 EXIT_BAD_INPUT = 2
 JOURNAL_FILE = "optuna_study.journal"
+# The product is "tpe" + "asha"; "random" + "fifo" (no model, no early stopping) is the baseline that
+# benchmarks/search_efficiency.py measures it against.
+SEARCHERS = ("tpe", "random")
+SCHEDULERS = ("asha", "fifo")
 
 logger = logging.getLogger("ganaug.tune")
 
@@ -120,7 +124,7 @@ class _quiet_readonly_warning:
 # ----------------------------------------------------------------------------------------------
 # Honest multi-fidelity: ASHA-stopped trials reach Optuna as PRUNED, not COMPLETE.
 
-def make_searcher(spec: SearchSpec, journal_path: str | None):
+def make_searcher(spec: SearchSpec, journal_path: str | None, searcher: str = "tpe"):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -173,6 +177,8 @@ def make_searcher(spec: SearchSpec, journal_path: str | None):
         storage = JournalStorage(JournalFileBackend(journal_path))
     sampler = optuna.samplers.TPESampler(seed=spec.experiment.seed, n_startup_trials=min(10, max(
         2, spec.experiment.num_samples // 4)))
+    if searcher == "random":
+        sampler = optuna.samplers.RandomSampler(seed=spec.experiment.seed)
     return HonestOptunaSearch(
         space=spec.define_by_run, metric=spec.metric.name, mode=spec.metric.mode, sampler=sampler,
         storage=storage, study_name=spec.experiment.name, max_epochs=spec.scheduler.max_epochs,
@@ -182,11 +188,21 @@ def make_searcher(spec: SearchSpec, journal_path: str | None):
 # ----------------------------------------------------------------------------------------------
 # Building and running the experiment.
 
-def build_tuner(spec: SearchSpec, data, *, resume: bool = False):
-    """A Tuner for `spec` (or one restored from its experiment folder when resume=True)."""
+def build_tuner(spec: SearchSpec, data, *, resume: bool = False, searcher: str = "tpe", scheduler: str = "asha",
+                stop=None):
+    """A Tuner for `spec` (or one restored from its experiment folder when resume=True).
+
+    searcher: "tpe" (Optuna TPE, told the truth about pruned trials) | "random" (Optuna's RandomSampler);
+    scheduler: "asha" | "fifo" (every trial runs all epochs); stop: Tune's RunConfig(stop=...), e.g. a
+    Stopper that ends the experiment at a budget. The defaults are the product; the rest serve benchmarks.
+    """
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
+
+    for key, value, valid in (("searcher", searcher, SEARCHERS), ("scheduler", scheduler, SCHEDULERS)):
+        if value not in valid:
+            raise ConfigError(f"build_tuner: {key}={value!r} is not one of {', '.join(valid)}")
 
     resources = spec.experiment.resources
     base = spec.trial_config({}).to_dict()
@@ -201,15 +217,16 @@ def build_tuner(spec: SearchSpec, data, *, resume: bool = False):
     journal = os.path.join(experiment_dir, JOURNAL_FILE) if _is_local(experiment_dir) else None
     if journal is not None:
         os.makedirs(experiment_dir, exist_ok=True)
-    searcher = ConcurrencyLimiter(make_searcher(spec, journal), max_concurrent=spec.experiment.max_concurrent)
-    scheduler = ASHAScheduler(
+    search_alg = ConcurrencyLimiter(make_searcher(spec, journal, searcher),
+                                    max_concurrent=spec.experiment.max_concurrent)
+    trial_scheduler = FIFOScheduler() if scheduler == "fifo" else ASHAScheduler(
         time_attr="epoch", max_t=spec.scheduler.max_epochs, grace_period=spec.scheduler.grace_period,
         reduction_factor=spec.scheduler.reduction_factor,
     )
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            metric=spec.metric.name, mode=spec.metric.mode, search_alg=searcher, scheduler=scheduler,
+            metric=spec.metric.name, mode=spec.metric.mode, search_alg=search_alg, scheduler=trial_scheduler,
             num_samples=spec.experiment.num_samples,
         ),
         run_config=tune.RunConfig(
@@ -217,6 +234,9 @@ def build_tuner(spec: SearchSpec, data, *, resume: bool = False):
             storage_path=spec.storage_uri(),
             failure_config=tune.FailureConfig(max_failures=spec.experiment.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # Upload what TrialReporter writes (sample grids, metrics.jsonl) from whichever node ran the trial.
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+            stop=stop,
             verbose=1,
         ),
     )
@@ -239,15 +259,19 @@ def check_experiment_folder(spec: SearchSpec, resume: bool) -> None:
 
 
 def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None,
-           num_cpus: int | None = None, command: str | None = None):
+           num_cpus: int | None = None, command: str | None = None, searcher: str = "tpe",
+           scheduler: str = "asha"):
     """Run (or resume) the search described by `spec`; write summary.csv and best_policy.yaml."""
     import ray
 
     from ganaug.data import load_data
     from ganaug.results import save_experiment_meta, write_outputs
 
+    # Every input is checked before anything is written: nothing to resume, a missing dataset or an
+    # unwritable storage folder must not leave an empty storage or experiment folder behind.
     check_experiment_folder(spec, resume)
     data = load_data(spec.data)
+    validate_storage(spec)
     if not resume:
         save_experiment_meta(spec, command)
     started_ray = False
@@ -261,7 +285,7 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
         started_ray = True
     try:
         started = time.time()
-        tuner = build_tuner(spec, data, resume=resume)
+        tuner = build_tuner(spec, data, resume=resume, searcher=searcher, scheduler=scheduler)
         results = tuner.fit()
         summary = write_outputs(spec, results, command=command)
         print(f"\nSearch finished in {time.time() - started:.0f} s: {spec.experiment_dir()}")
@@ -304,7 +328,6 @@ def main(argv: list[str] | None = None) -> int:
         spec = load_space(args.space, **overrides)
         if args.smoke_test:
             spec = spec.smoke()
-        validate_storage(spec)
         command = "python -m ganaug.tune " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         search(spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus, command=command)
     except (SpaceError, ConfigError, ExperimentError, _data_error()) as error:

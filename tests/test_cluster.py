@@ -302,11 +302,6 @@ def test_every_trial_from_every_node_reaches_storage(spread_search):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "tune.train_trial gives TrialReporter tune.get_context().get_trial_dir(), the driver's staging path: a "
-    "trial on another machine writes metrics.jsonl and sample grids there on its own disk and they never "
-    "reach storage. Fix in tune.py: TrialReporter(os.getcwd(), ...) and RunConfig(sync_config="
-    "tune.SyncConfig(sync_artifacts=True)); then remove this marker."))
 def test_trial_artifacts_reach_storage_from_worker_nodes(spread_search):
     for trial in spread_search.trials:
         assert (trial / "metrics.jsonl").is_file(), f"{trial.name}: TrialReporter's metrics.jsonl is missing"
@@ -329,11 +324,6 @@ def test_gpu_share_packs_trials_onto_one_gpu(cluster, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "results.py writes ganaug_experiment.yaml, summary.csv and best_policy.yaml by local path, so "
-    "--storage s3://... (here file://...) ends in ResultsError and a stray local 's3:' folder. Fix: in "
-    "tune.search, run results.py on a local mirror of the experiment's small files and copy them through "
-    "pyarrow.fs; then remove this marker."))
 def test_uri_storage_receives_the_search_outputs(cluster, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a URI misread as a local path would become a folder here, not in the repo
     search = run_search(cluster, tmp_path, cpu=1, gpu=0, uri=True)
