@@ -1,34 +1,17 @@
 """Classifiers: the same contract for every registry key and image shape (logit shape, learning,
 channels_last)."""
 
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_spec
 
 from ganaug.classifiers import CLASSIFIERS, build_classifier
 from ganaug.config import ConfigError
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
 NUM_OUTPUTS = 5  # e.g. all_in_one over 4 classes: the head must follow num_outputs, not the spec
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: OpenMP threads cost more than they give and spin-wait badly when other processes
-    share the cores (measured 10x slower with 2 threads on the 2-core CI box)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def make_spec(channels, height, width, num_classes=4):
-    """Stand-in for ganaug.data.DataSpec (models read only the shape and num_classes)."""
-    return SimpleNamespace(channels=channels, height=height, width=width, num_classes=num_classes,
-                           class_names=tuple(str(k) for k in range(num_classes)),
-                           class_counts=(10,) * num_classes)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))

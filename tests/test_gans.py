@@ -2,10 +2,10 @@
 DiffAugment and state round trips."""
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import make_spec
 from torch import nn
 
 from ganaug import gans
@@ -24,23 +24,6 @@ from ganaug.gans import (
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
 NUM_CLASSES = 4
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: OpenMP threads cost more than they give and spin-wait badly when other processes
-    share the cores (measured 10x slower with 2 threads on the 2-core CI box)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def make_spec(channels=1, height=8, width=8, num_classes=NUM_CLASSES):
-    """Stand-in for ganaug.data.DataSpec (models read only the shape and num_classes)."""
-    return SimpleNamespace(channels=channels, height=height, width=width, num_classes=num_classes,
-                           class_names=tuple(str(k) for k in range(num_classes)),
-                           class_counts=(10,) * num_classes)
 
 
 def small_config(**changes):

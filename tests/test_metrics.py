@@ -30,16 +30,6 @@ LOGITS = torch.tensor([
 Y = torch.tensor([0, 1, 2, 1])  # rows 0, 1 right; row 2 (class 2) second; row 3 (class 1) second
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: OpenMP threads cost more than they give and spin-wait badly when other processes
-    share the cores (measured 10x slower with 2 threads on the 2-core CI box)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def make_spec(channels=1, height=8, width=8, num_classes=3, per_class=40):
     """Stand-in for ganaug.data.DataSpec."""
     return SimpleNamespace(channels=channels, height=height, width=width, num_classes=num_classes,

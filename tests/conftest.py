@@ -1,0 +1,23 @@
+"""Shared test setup: one torch thread, and a stand-in DataSpec for model contract tests."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Tiny models: OpenMP threads cost more than they give and spin-wait badly when other processes
+    (Ray trial workers) share the cores (measured 10x slower with 2 threads on the 2-core CI box)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def make_spec(channels=1, height=8, width=8, num_classes=4):
+    """Stand-in for ganaug.data.DataSpec (models read only the shape and num_classes)."""
+    return SimpleNamespace(channels=channels, height=height, width=width, num_classes=num_classes,
+                           class_names=tuple(str(k) for k in range(num_classes)),
+                           class_counts=(10,) * num_classes)
