@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
+import torch.nn.functional as F
 
 from ganaug.classifiers import build_classifier
 from ganaug.config import TrialConfig
@@ -178,7 +178,7 @@ def run(
             fixed_noise = torch.Generator(device).manual_seed(cfg.seed + 12345)
             samples = gan.sample(grid_labels, fixed_noise)
             nrow = len(grid_labels) // num_classes
-            images = {"samples": _to_uint8(torchvision.utils.make_grid(samples.float(), nrow=nrow, padding=1))}
+            images = {"samples": _to_uint8(_make_grid(samples.float(), nrow=nrow, padding=1))}
         if last or epoch % cfg.checkpoint_every == 0:
             state = {
                 "config": cfg.to_dict(),
@@ -215,13 +215,32 @@ def _synthetic_labels(n: int, weights: torch.Tensor, generator: torch.Generator)
     """
     quotas = weights * n
     counts = quotas.floor().long()
-    remainder = n - int(counts.sum())
-    if remainder > 0:
-        # Break ties randomly so no class is always first among equals.
-        jitter = torch.rand(len(weights), generator=generator, device=weights.device, dtype=weights.dtype) * 1e-6
-        counts[torch.argsort(quotas - counts + jitter, descending=True)[:remainder]] += 1
-    labels = torch.repeat_interleave(torch.arange(len(weights), device=weights.device), counts)
+    # Everything stays on the device (no int(...) of a device tensor): this runs every step, and a host
+    # sync per step would stall a GPU. The remainder goes to the top-`remainder` fractional parts.
+    remainder = n - counts.sum()
+    # Break ties randomly so no class is always first among equals.
+    jitter = torch.rand(len(weights), generator=generator, device=weights.device, dtype=weights.dtype) * 1e-6
+    rank = torch.argsort(torch.argsort(quotas - counts + jitter, descending=True))
+    counts = counts + (rank < remainder).long()
+    labels = torch.repeat_interleave(torch.arange(len(weights), device=weights.device), counts, output_size=n)
     return labels[torch.randperm(n, generator=generator, device=weights.device)]
+
+
+def _make_grid(images: torch.Tensor, nrow: int, padding: int = 1) -> torch.Tensor:
+    """torchvision.utils.make_grid's layout (rows of nrow images, zero padding, grayscale shown as RGB).
+
+    Here rather than imported: importing torchvision costs seconds in every fresh trial process.
+    """
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    n, channels, height, width = images.shape
+    columns = min(nrow, n)
+    rows = math.ceil(n / columns)
+    cells = images.new_zeros(rows * columns, channels, height + padding, width + padding)
+    cells[:n, :, padding:, padding:] = images
+    grid = cells.view(rows, columns, channels, height + padding, width + padding).permute(2, 0, 3, 1, 4)
+    grid = grid.reshape(channels, rows * (height + padding), columns * (width + padding))
+    return F.pad(grid, (0, padding, 0, padding))
 
 
 def _to_uint8(grid: torch.Tensor) -> torch.Tensor:
@@ -240,10 +259,13 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     """Write `state` to `path` atomically (temp file + rename), so a crash never leaves half a file."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, temporary)
-    with open(temporary, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        torch.save(state, temporary)
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:  # a failed save leaves the previous checkpoint and no half-written temp file
+        temporary.unlink(missing_ok=True)
 
 
 def load_checkpoint(directory: str | Path, cfg: TrialConfig | None = None) -> dict:
@@ -254,8 +276,15 @@ def load_checkpoint(directory: str | Path, cfg: TrialConfig | None = None) -> di
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, pickle payload refused by weights_only, ...
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable ganaug checkpoint ({first_line[:200]})") from None
+        text = str(error).strip()
+        if "WeightsUnpickler error:" in text:  # torch's first lines would suggest weights_only=False: never
+            text = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0].split(". ")[0]
+            if "Unsupported global" in text:  # a pickled object or call: not something ganaug writes
+                raise CheckpointError(f"{path}: refused: it holds Python objects beyond tensors ({text}); "
+                                      "a ganaug checkpoint never does, so it was not written by ganaug") from None
+        first_line = text.splitlines()[0] if text else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable ganaug checkpoint, truncated or corrupt "
+                              f"({first_line[:160]})") from None
     if not isinstance(state, dict) or not {"config", "epoch", "classifier"} <= set(state):
         raise CheckpointError(f"{path}: not a ganaug checkpoint (missing config/epoch/classifier)")
     if cfg is not None:
@@ -295,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"{args.policy}: cannot read the policy file ({str(error).splitlines()[0]})") from None
         if not isinstance(policy, dict) or "config" not in policy or "data" not in policy:
             raise ConfigError(f"{args.policy}: needs `config:` and `data:` sections (as in best_policy.yaml)")
+        if not isinstance(policy["config"], dict):
+            raise ConfigError(f"{args.policy}: config: expected a mapping of TrialConfig keys, "
+                              f"got {type(policy['config']).__name__}")
         overrides = {k: v for k, v in {"epochs": args.epochs, "seed": args.seed}.items() if v is not None}
         cfg = TrialConfig.from_dict({**policy["config"], **overrides}, where=args.policy)
         data = load_data(policy["data"])

@@ -96,7 +96,14 @@ def load_experiment(path: str | Path) -> Experiment:
     meta_file = path / EXPERIMENT_FILE
     if not meta_file.is_file():
         raise ResultsError(f"{path}: not a ganaug experiment folder ({EXPERIMENT_FILE} is missing)")
-    meta = yaml.safe_load(meta_file.read_text())
+    try:
+        meta = yaml.safe_load(meta_file.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ResultsError(f"{meta_file}: cannot be read ({problem}); it is written by ganaug.tune") from None
+    if not isinstance(meta, dict) or not {"metric", "max_epochs", "base_config"} <= set(meta):
+        raise ResultsError(f"{meta_file}: not a ganaug experiment file (needs metric, max_epochs and "
+                           f"base_config, as written by ganaug.tune)")
     rows, curves = [], []
     for trial_dir in sorted(p for p in path.iterdir() if (p / "params.json").is_file()):
         curve = _read_curve(trial_dir)
@@ -111,20 +118,35 @@ def load_experiment(path: str | Path) -> Experiment:
 
 
 def _read_curve(trial_dir: Path) -> pd.DataFrame:
-    """Every reported result of one trial, from Tune's result.json (one JSON object per line)."""
-    results = trial_dir / "result.json"
-    records = []
-    if results.is_file():
-        for line in results.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut short by a crash
-                continue
-    frame = pd.DataFrame(records)
+    """Every reported result of one trial, from Tune's result.json (one JSON object per line).
+
+    When a trial restarts, Tune rewrites result.json from its last synced copy, which drops the results
+    reported since that sync; the trial's own metrics.jsonl (report.TrialReporter, append-only) fills
+    those epochs back in.
+    """
+    frame = pd.DataFrame(_read_jsonl(trial_dir / "result.json"))
+    own = pd.DataFrame(_read_jsonl(trial_dir / "metrics.jsonl"))
+    if not own.empty and "epoch" in own:
+        known = frame["epoch"] if "epoch" in frame else pd.Series(dtype=float)
+        lost = own[~own["epoch"].isin(known)].replace({"inf": math.inf, "-inf": -math.inf, "nan": math.nan})
+        if not lost.empty:
+            frame = pd.concat([frame, lost], ignore_index=True)
+            if "trial_id" in frame:
+                frame["trial_id"] = frame["trial_id"].ffill().bfill()
     if not frame.empty and "epoch" in frame:
         # A trial retried from a checkpoint reports some epochs twice: keep the latest report of each.
         frame = frame.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
     return frame
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    records = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a crash
+            continue
+    return records
 
 
 def _trial_row(trial_dir: Path, curve: pd.DataFrame, meta: dict) -> dict[str, Any]:
@@ -223,6 +245,13 @@ def _missing(value) -> bool:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """Temp file + fsync + rename: a crash (or power loss) leaves the old file or the new one, never half."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

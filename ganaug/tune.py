@@ -189,7 +189,7 @@ def make_searcher(spec: SearchSpec, journal_path: str | None, searcher: str = "t
 # Building and running the experiment.
 
 def build_tuner(spec: SearchSpec, data, *, resume: bool = False, searcher: str = "tpe", scheduler: str = "asha",
-                stop=None):
+                stop=None, reuse_actors: bool = False):
     """A Tuner for `spec` (or one restored from its experiment folder when resume=True).
 
     searcher: "tpe" (Optuna TPE, told the truth about pruned trials) | "random" (Optuna's RandomSampler);
@@ -227,7 +227,7 @@ def build_tuner(spec: SearchSpec, data, *, resume: bool = False, searcher: str =
         trainable,
         tune_config=tune.TuneConfig(
             metric=spec.metric.name, mode=spec.metric.mode, search_alg=search_alg, scheduler=trial_scheduler,
-            num_samples=spec.experiment.num_samples,
+            num_samples=spec.experiment.num_samples, reuse_actors=reuse_actors,
         ),
         run_config=tune.RunConfig(
             name=spec.experiment.name,

@@ -1,0 +1,93 @@
+"""Benchmark: trials per hour with 1 vs 2 concurrent trials on a 2-core machine.
+
+The same trials (quickstart space, random searcher with a fixed seed, FIFO: every trial runs all epochs)
+run twice through `tune.build_tuner` on a local Ray of --num-cpus CPUs: once one at a time with all the
+CPUs per trial (resources.cpu = 2, so tune.train_trial gives torch 2 threads), once two at a time with half
+each (resources.cpu = 1, 1 torch thread each). Trials per hour = trials / seconds of `Tuner.fit`, which
+includes everything a search pays per trial (worker start, imports, reports, checkpoints). Target: >= 1.6x.
+Prints one JSON object.
+
+    python benchmarks/concurrency.py           # 6 quickstart trials of 9 epochs per setting (~3 min, 2 cores)
+    python benchmarks/concurrency.py --quick   # 2 trials of 2 epochs on 30 images per class (the test suite)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+from search_efficiency import QUICKSTART, derived_space, emit, fit, start_ray
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 trials, 2 epochs, 30 images per class")
+    parser.add_argument("--space", default=str(QUICKSTART), help="search-space YAML (default: quickstart)")
+    parser.add_argument("--trials", type=int, default=6, help="trials per setting (even, so both fill up)")
+    parser.add_argument("--epochs", type=int, default=None, help="override scheduler.max_epochs")
+    parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray (the machine's cores)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random searcher: the same trials twice")
+    args = parser.parse_args(argv)
+    scheduler, data_changes = {}, {}
+    if args.quick:
+        args.trials, scheduler, data_changes = 2, {"max_epochs": 2, "grace_period": 1}, {"samples_per_class": 30}
+    if args.epochs:
+        scheduler["max_epochs"] = args.epochs
+
+    from ganaug.data import load_data
+
+    folder = Path(tempfile.mkdtemp(prefix="ganaug_concurrency_"))
+    settings = {}
+    try:
+        ray_seconds = start_ray(args.num_cpus)
+        for concurrent in (1, 2):
+            cpus = args.num_cpus // concurrent
+            experiment = {"num_samples": args.trials, "max_concurrent": concurrent, "seed": args.seed,
+                          "resources": {"cpu": cpus, "gpu": 0}}
+            spec = derived_space(args.space, folder, f"concurrent{concurrent}", experiment=experiment,
+                                 scheduler=scheduler, data=data_changes)
+            data = load_data(spec.data)
+            results, seconds = fit(spec, data, searcher="random", scheduler="fifo")
+            finished = [r for r in results if r.error is None and r.metrics.get("epoch") == spec.scheduler.max_epochs]
+            trial_seconds = [r.metrics["time_total_s"] for r in finished]
+            settings[concurrent] = {
+                "trials_per_hour": round(len(finished) * 3600 / seconds, 1),
+                "fit_seconds": round(seconds, 1),
+                "trials_finished": len(finished),
+                "trial_cpus": cpus,
+                "torch_threads_per_trial": max(1, cpus),
+                "median_trial_seconds": round(statistics.median(trial_seconds), 2) if trial_seconds else None,
+                "configs": sorted(repr(sorted(r.config.items())) for r in results),
+            }
+    finally:
+        import ray
+
+        ray.shutdown()
+        shutil.rmtree(folder, ignore_errors=True)
+    one, two = settings[1], settings[2]
+    same_trials = one.pop("configs") == two.pop("configs")
+    speedup = two["trials_per_hour"] / one["trials_per_hour"] if one["trials_per_hour"] else None
+    return emit({
+        "trials_per_hour_1x2cpu": one["trials_per_hour"],
+        "trials_per_hour_2x1cpu": two["trials_per_hour"],
+        "speedup": round(speedup, 3) if speedup else None,
+        "target_speedup": 1.6,
+        "meets_target": bool(speedup and speedup >= 1.6),
+        "same_trials": same_trials,
+        "one_concurrent": one,
+        "two_concurrent": two,
+        "trials": args.trials,
+        "epochs": spec.scheduler.max_epochs,
+        "num_cpus": args.num_cpus,
+        "machine_cpus": os.cpu_count(),
+        "ray_start_seconds": round(ray_seconds, 1),
+        "space": os.path.relpath(args.space, Path(QUICKSTART).parents[1]),
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""Every malformed input is refused the same way: exit code 2 (command line) or one typed error (API), with
+a one-line message that names the key or file, no traceback, and nothing written anywhere.
+
+One parametrised test walks all the cases. Each case builds its inputs under its own tmp folder (the
+search space's storage is tmp/results), snapshots the folder, runs the entry point in-process (two run as
+real subprocesses, to prove no traceback reaches a user's terminal), and compares the folder afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A valid, tiny search space; each case below breaks one thing in it.
+SPACE = """\
+experiment:
+  name: bad
+  storage: {storage}
+  num_samples: 2
+  max_concurrent: 2
+  resources: {{cpu: 1, gpu: 0}}
+  max_failures: 1
+data: {{name: digits, samples_per_class: 30}}
+metric: {{name: val_acc, mode: max}}
+scheduler: {{max_epochs: 2, grace_period: 1, reduction_factor: 2}}
+fixed:
+  classifier: mlp
+  batch_size: 64
+search:
+  classifier_lr: {{loguniform: [1.0e-4, 1.0e-2]}}
+  labeling: {{choice: [pseudo, lsro]}}
+"""
+# A valid policy file for `python -m ganaug.pipeline` (the shape of a search's best_policy.yaml).
+POLICY = {"config": {"epochs": 1, "classifier_width": 0.25, "batch_size": 64, "cas_epochs": 0},
+          "data": {"name": "digits", "samples_per_class": 30}}
+
+
+class Payload:
+    """Unpickling this would call open(path, "w"): proof of code execution if the file ever appears."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+@dataclass
+class Case:
+    entry: str                          # tune | pipeline | evaluate | generate: main() in-process;
+                                        # "<one of them> subprocess"; api: a thunk that must raise
+    build: Callable[[Path], object]     # makes the inputs under tmp; returns argv (CLI) or a thunk (API)
+    expect: str                         # what the one-line message must name (key or file), case-insensitive
+    error: str | None = None            # API: the exception class name expected
+
+
+# ----------------------------------------------------------------------------------------------
+# Builders.
+
+def space(*edits_and_args, name: str = "bad.yaml"):
+    """A builder writing the valid SPACE, edited, into tmp/<name>; argv = [file, *string args]."""
+    edits = [e for e in edits_and_args if callable(e)]
+    extra = [a for a in edits_and_args if isinstance(a, str)]
+
+    def build(tmp: Path) -> list[str]:
+        text = SPACE.format(storage=tmp / "results")
+        for edit in edits:
+            text = edit(text)
+        path = tmp / name
+        path.write_text(text.replace("{tmp}", str(tmp)))
+        return [str(path), *(arg.replace("{tmp}", str(tmp)) for arg in extra)]
+    return build
+
+
+def fixed(line: str) -> Callable[[str], str]:
+    """Add `line` to the fixed section."""
+    return replace("  batch_size: 64\n", f"  batch_size: 64\n  {line}\n")
+
+
+def searched(line: str) -> Callable[[str], str]:
+    """Add `line` at the end of the search section (the last one in SPACE)."""
+    return lambda text: f"{text}  {line}\n"
+
+
+def replace(old: str, new: str) -> Callable[[str], str]:
+    def edit(text: str) -> str:
+        assert old in text, f"case edits {old!r}, which the base space lacks"
+        return text.replace(old, new, 1)
+    return edit
+
+
+def policy(change: Callable[[dict], object] | None = None, *extra: str, text: str | None = None):
+    """A builder writing POLICY (changed) or raw text into tmp/policy.yaml; argv = [file, *extra]."""
+    def build(tmp: Path) -> list[str]:
+        path = tmp / "policy.yaml"
+        if text is not None:
+            path.write_text(text.replace("{tmp}", str(tmp)))
+        else:
+            values = yaml.safe_load(yaml.safe_dump(POLICY))
+            if change is not None:
+                change(values)
+            path.write_text(yaml.safe_dump(values))
+        return [str(path), *extra]
+    return build
+
+
+def folder(files: dict[str, str] | None = None, *extra: str):
+    """A builder making tmp/experiment holding `files`; argv = [folder, *extra]."""
+    def build(tmp: Path) -> list[str]:
+        path = tmp / "experiment"
+        path.mkdir()
+        for name, content in (files or {}).items():
+            (path / name).write_text(content)
+        return [str(path), *(arg.replace("{tmp}", str(tmp)) for arg in extra)]
+    return build
+
+
+def checkpoint(state_change: Callable[[dict, Path], object] | None = None, *, mangle: str | None = None,
+               load: str = "load_checkpoint"):
+    """A builder writing a checkpoint folder tmp/ckpt, then a thunk that reads it back through the API."""
+    def build(tmp: Path) -> Callable[[], object]:
+        import torch
+
+        from ganaug.config import TrialConfig
+        from ganaug.pipeline import CHECKPOINT_FILE, load_checkpoint, run, save_checkpoint
+
+        directory = tmp / "ckpt"
+        directory.mkdir()
+        state = {"config": TrialConfig().to_dict(), "epoch": 1, "metrics": {}, "classifier": {}}
+        if state_change is not None:
+            state_change(state, tmp)
+        file = directory / CHECKPOINT_FILE
+        if "payload" in state:
+            torch.save(state, file)  # torch.save pickles anything; save_checkpoint's callers never do this
+        elif mangle != "missing":
+            save_checkpoint(file, state)
+        if mangle == "truncated":
+            file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+        if load == "run":
+            from ganaug.data import load_data
+
+            data = load_data({"name": "digits", "samples_per_class": 30})
+            quiet = lambda *args, **kwargs: None
+            return lambda: run(TrialConfig(epochs=1, cas_epochs=0), data, quiet, checkpoint=directory)
+        return lambda: load_checkpoint(directory, TrialConfig())
+    return build
+
+
+def imagefolder_root(root: str) -> Callable[[str], str]:
+    return replace("{name: digits, samples_per_class: 30}", f"{{name: imagefolder, root: {root}}}")
+
+
+def storage_under_a_file(tmp: Path) -> list[str]:
+    blocker = tmp / "a_file"
+    blocker.write_text("a regular file: no one, root included, can create a folder under it")
+    path = tmp / "bad.yaml"
+    path.write_text(SPACE.format(storage=blocker / "results"))
+    return [str(path)]
+
+
+def empty_image_folder(tmp: Path) -> list[str]:
+    (tmp / "empty_images").mkdir()
+    return space(imagefolder_root("{tmp}/empty_images"))(tmp)
+
+
+# ----------------------------------------------------------------------------------------------
+# The cases: id -> Case. Grouped by what breaks; every group has at least one case per entry point it reaches.
+
+CASES = {
+    # YAML that does not parse, or is not the expected shape.
+    "yaml syntax: unclosed bracket": Case("tune", space(searched("foo: [")), "bad.yaml"),
+    "yaml syntax: tab indentation": Case("tune", space(replace("  num_samples", "\tnum_samples")),
+                                         "bad.yaml"),
+    "yaml syntax: unclosed quote": Case("tune", space(replace("name: bad", 'name: "bad')), "bad.yaml"),
+    "yaml syntax (real subprocess)": Case("tune subprocess", space(searched("foo: [")), "invalid YAML"),
+    "empty file": Case("tune", space(lambda t: ""), "bad.yaml"),
+    "top level is a list": Case("tune", space(lambda t: "- experiment\n- search\n"), "bad.yaml"),
+    "space file missing": Case("tune", lambda tmp: [str(tmp / "missing.yaml")], "missing.yaml"),
+    "!!python/object/apply tag": Case("tune", space(replace(
+        "classifier: mlp", 'classifier: !!python/object/apply:builtins.open ["{tmp}/pwned", "w"]')), "tag"),
+    "!!python/object tag on a value": Case("tune", space(replace(
+        "name: bad", "name: !!python/object:builtins.object {}")), "tag"),
+    # Unknown and duplicate keys.
+    "unknown section": Case("tune", space(replace("metric:", "metrics:")), "metrics"),
+    "unknown experiment key": Case("tune", space(replace("num_samples", "num_sample")), "num_sample"),
+    "unknown trial key in fixed": Case("tune", space(replace("batch_size", "batchsize")), "batchsize"),
+    "unknown data key": Case("tune", space(replace("samples_per_class", "samples_per_clas")),
+                             "samples_per_clas"),
+    "duplicate key": Case("tune", space(replace("num_samples: 2\n", "num_samples: 2\n  num_samples: 3\n")),
+                          "num_samples"),
+    "duplicate searched key": Case("tune", space(searched("labeling: {choice: [lsro]}")), "labeling"),
+    # Wrong types.
+    "string for an int": Case("tune", space(replace("num_samples: 2", "num_samples: two")), "num_samples"),
+    "string for a number": Case("tune", space(replace("cpu: 1", "cpu: one")), "cpu"),
+    "fraction for an int": Case("tune", space(replace("batch_size: 64", "batch_size: 64.5")), "batch_size"),
+    "string for a bool": Case("tune", space(fixed("traditional_aug: maybe")), "traditional_aug"),
+    "distribution that is a number": Case("tune", space(replace("{choice: [pseudo, lsro]}", "3")),
+                                          "labeling"),
+    # Empty sections.
+    "empty search section": Case("tune", space(lambda t: t.split("search:")[0] + "search:\n"), "search"),
+    "empty experiment section": Case("tune", space(lambda t: "experiment:\n" + t.split("\n", 7)[7]),
+                                     "experiment"),
+    "empty choice list": Case("tune", space(replace("{choice: [pseudo, lsro]}", "{choice: []}")), "labeling"),
+    # Inverted ranges.
+    "inverted loguniform": Case("tune", space(replace("[1.0e-4, 1.0e-2]", "[1.0e-2, 1.0e-4]")),
+                                "classifier_lr"),
+    "inverted int range": Case("tune", space(searched("latent_dim: {int: [128, 32]}")), "latent_dim"),
+    "inverted uniform": Case("tune", space(searched("d_real_fraction: {uniform: [0.75, 0.25]}")),
+                             "d_real_fraction"),
+    "grace period past max_epochs": Case("tune", space(replace("grace_period: 1", "grace_period: 5")),
+                                         "grace_period"),
+    # Non-positive rates and sizes.
+    "zero learning rate": Case("tune", space(fixed("gan_lr: 0.0")), "gan_lr"),
+    "loguniform from zero": Case("tune", space(replace("[1.0e-4, 1.0e-2]", "[0.0, 1.0e-2]")),
+                                 "classifier_lr"),
+    "zero batch size": Case("tune", space(replace("batch_size: 64", "batch_size: 0")), "batch_size"),
+    "negative latent size": Case("tune", space(fixed("latent_dim: -4")), "latent_dim"),
+    "zero trials": Case("tune", space(replace("num_samples: 2", "num_samples: 0")), "num_samples"),
+    "zero trials by flag": Case("tune", space(lambda t: t, "--num-samples", "0"), "num_samples"),
+    "negative concurrency": Case("tune", space(replace("max_concurrent: 2", "max_concurrent: -1")),
+                                 "max_concurrent"),
+    "reduction factor 1": Case("tune", space(replace("reduction_factor: 2", "reduction_factor: 1")),
+                               "reduction_factor"),
+    "real fraction 1": Case("tune", space(fixed("d_real_fraction: 1.0")), "d_real_fraction"),
+    "validation share 1.5": Case("tune", space(replace("samples_per_class: 30", "val_fraction: 1.5")),
+                                 "val_fraction"),
+    # Unknown registry values and choices.
+    "unknown GAN architecture": Case("tune", space(fixed("gan_arch: biggan")), "biggan"),
+    "unknown classifier in a choice": Case("tune", space(replace("  classifier: mlp\n", ""), searched(
+        "classifier: {choice: [mlp, vit]}")), "vit"),
+    "unknown labeler in a choice": Case("tune", space(replace("[pseudo, lsro]", "[pseudo, soft]")), "soft"),
+    "unknown dataset": Case("tune", space(replace("name: digits", "name: imagenet")), "imagenet"),
+    "unknown metric mode": Case("tune", space(replace("mode: max", "mode: up")), "metric.mode"),
+    "unknown diffaugment part": Case("tune", space(fixed("diffaugment: blur")), "diffaugment"),
+    "epochs outside the scheduler": Case("tune", space(fixed("epochs: 3")), "epochs"),
+    # GPU shares that do not pack onto whole GPUs.
+    "gpu 0.3": Case("tune", space(replace("gpu: 0", "gpu: 0.3")), "gpu"),
+    "gpu 1.5": Case("tune", space(replace("gpu: 0", "gpu: 1.5")), "gpu"),
+    # Datasets and folders.
+    "missing imagefolder root": Case("tune", space(imagefolder_root("{tmp}/no_such_folder")),
+                                     "no_such_folder"),
+    "empty imagefolder root": Case("tune", empty_image_folder, "empty_images"),
+    "more samples per class than digits has": Case("tune", space(replace("samples_per_class: 30",
+                                                                         "samples_per_class: 5000")),
+                                                   "samples_per_class"),
+    "storage under a regular file": Case("tune", storage_under_a_file, "a_file"),
+    "--resume with no experiment": Case("tune", space(lambda t: t, "--resume"), "no experiment to resume"),
+    # python -m ganaug.pipeline POLICY.yaml
+    "policy without data": Case("pipeline", policy(lambda p: p.pop("data")), "data"),
+    "policy config not a mapping": Case("pipeline", policy(lambda p: p.update(config=[1, 2])), "config"),
+    "policy data not a mapping": Case("pipeline", policy(lambda p: p.update(data="digits")), "data"),
+    "policy unknown key": Case("pipeline", policy(lambda p: p["config"].update(classifer="cnn")),
+                               "classifer"),
+    "policy zero epochs": Case("pipeline", policy(None, "--epochs", "0"), "epochs"),
+    "policy missing imagefolder": Case("pipeline", policy(lambda p: p.update(
+        data={"name": "imagefolder", "root": "/nonexistent/ganaug_images"})), "ganaug_images"),
+    "policy file missing": Case("pipeline", lambda tmp: [str(tmp / "nope.yaml")], "nope.yaml"),
+    "policy python tag (real subprocess)": Case("pipeline subprocess", policy(
+        text='config: !!python/object/apply:builtins.open ["{tmp}/pwned", "w"]\ndata: {name: digits}\n'),
+        "policy.yaml"),
+    # python -m ganaug.evaluate RESULTS / python -m ganaug.generate RESULTS
+    "evaluate: no such folder": Case("evaluate", lambda tmp: [str(tmp / "no_results")], "no_results"),
+    "evaluate: not an experiment": Case("evaluate", folder(), "ganaug_experiment.yaml"),
+    "evaluate: corrupt experiment file": Case("evaluate", folder({"ganaug_experiment.yaml": "name: [x\n"}),
+                                              "ganaug_experiment.yaml"),
+    "evaluate: one seed": Case("evaluate", folder({}, "--seeds", "1"), "--seeds"),
+    "generate: zero images per class": Case("generate", folder({}, "--per-class", "0", "--out", "{tmp}/out"),
+                                            "--per-class"),
+    "generate: not an experiment": Case("generate", folder({}, "--per-class", "2", "--out", "{tmp}/out"),
+                                        "ganaug_experiment.yaml"),
+    # Checkpoints, through the API.
+    "checkpoint from another config": Case("api", checkpoint(lambda s, tmp: s["config"].update(gan_lr=0.5)),
+                                           "gan_lr", "CheckpointError"),
+    "checkpoint with a pickle payload": Case("api", checkpoint(lambda s, tmp: s.update(
+        payload=Payload(tmp / "pwned"))), "trial_state.pt: refused", "CheckpointError"),
+    "truncated checkpoint": Case("api", checkpoint(mangle="truncated"), "trial_state.pt", "CheckpointError"),
+    "missing checkpoint file": Case("api", checkpoint(mangle="missing"), "trial_state.pt", "CheckpointError"),
+    "run resumed from another config's checkpoint": Case("api", checkpoint(
+        lambda s, tmp: s["config"].update(classifier="cnn"), load="run"), "classifier", "CheckpointError"),
+    "unknown registry value through the API": Case("api", lambda tmp: lambda: __import__(
+        "ganaug.config").config.TrialConfig.from_dict({"gan": "stylegan"}), "gan", "ConfigError"),
+}
+
+
+def entry_point(name: str) -> Callable[[list[str]], int]:
+    module = {"tune": "ganaug.tune", "pipeline": "ganaug.pipeline", "evaluate": "ganaug.evaluate",
+              "generate": "ganaug.generate"}[name]
+    return __import__(module, fromlist=["main"]).main
+
+
+def snapshot(folder: Path) -> dict[str, tuple]:
+    """Every path under `folder` with its kind, size and modification time."""
+    return {str(p.relative_to(folder)): (p.is_dir(), p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_refused_with_one_line_and_nothing_written(case, tmp_path, capsys):
+    bad = CASES[case]
+    built = bad.build(tmp_path)
+    before = snapshot(tmp_path)
+    if bad.entry == "api":
+        with pytest.raises(Exception) as caught:
+            built()
+        assert type(caught.value).__name__ == bad.error, repr(caught.value)
+        assert isinstance(caught.value, ValueError | RuntimeError)  # typed, never a bare Exception
+        message = str(caught.value)
+    elif bad.entry.endswith("subprocess"):
+        module = f"ganaug.{bad.entry.split()[0]}"
+        env = {**os.environ, "RAY_ADDRESS": ""}
+        done = subprocess.run([sys.executable, "-m", module, *built], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr[-2000:]
+        message = done.stderr.strip()
+    else:
+        assert entry_point(bad.entry)(built) == 2
+        message = capsys.readouterr().err.strip()
+    assert "Traceback" not in message
+    assert len(message.splitlines()) == 1, message
+    assert bad.expect.lower() in message.lower(), message
+    assert snapshot(tmp_path) == before, "bad input wrote files"
+    assert not (tmp_path / "pwned").exists(), "a YAML tag or pickle payload ran code"
+
+
+def test_the_unedited_inputs_are_valid(tmp_path):
+    """The base space and policy load, so each case above fails because of its own edit."""
+    from ganaug.config import TrialConfig
+    from ganaug.data import load_data
+    from ganaug.space import load_space
+
+    spec = load_space(space()(tmp_path)[0])
+    assert spec.trial_config({"classifier_lr": 1e-3, "labeling": "lsro"}).batch_size == 64
+    assert len(CASES) >= 30
+    TrialConfig.from_dict(POLICY["config"])
+    assert load_data(POLICY["data"]).spec.num_classes == 10

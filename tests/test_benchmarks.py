@@ -1,0 +1,101 @@
+"""Every benchmark script runs with --quick in a subprocess and prints exactly one JSON object with its figures.
+
+The figures of a --quick run on a shared 2-core box are not performance claims (benchmarks/README.md holds
+the full runs); what is checked is that each script runs the real path end to end and that its numbers are
+consistent with what it claims to measure.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_quick(script: str) -> dict:
+    completed = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=400)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return json.loads(completed.stdout)  # one JSON object and nothing else on stdout
+
+
+def check_data_pipeline(result: dict) -> None:
+    assert result["ours_images_per_s"] > 0 and result["dataloader_images_per_s"] > 0
+    assert result["ratio"] == pytest.approx(result["ours_images_per_s"] / result["dataloader_images_per_s"],
+                                            rel=0.02)
+
+
+def check_trial_throughput(result: dict) -> None:
+    assert set(result["joint_images_per_s"]) == {"mlp+mlp", "dcgan+mlp", "mlp+cnn", "dcgan+cnn"}
+    assert set(result["classifier_only_images_per_s"]) == {"mlp", "cnn"}
+    for name, speed in result["joint"].items():
+        assert speed["images_per_s"] > 0
+        # The joint step trains a GAN as well as the classifier: it cannot be cheaper than the classifier alone.
+        assert speed["gan_cost"] > 1, (name, speed)
+    assert result["device"] == "cpu"
+
+
+def check_ray_overhead(result: dict) -> None:
+    # The Tune trial and the direct run are the same trial: same config and seed give the same val_acc.
+    assert result["same_val_acc"] is True
+    assert result["direct_seconds"] > 0 and result["tune_trial_seconds"] > 0
+    assert result["tune_fit_seconds"] >= result["tune_trial_seconds"] * 0.9
+    assert result["end_to_end_seconds"] == pytest.approx(result["ray_start_seconds"] + result["tune_fit_seconds"],
+                                                         abs=0.02)
+    assert result["trial_ratio"] == pytest.approx(result["tune_trial_seconds"] / result["direct_seconds"],
+                                                  rel=0.02)
+    assert isinstance(result["meets_target"], bool)
+
+
+def check_search_efficiency(result: dict) -> None:
+    budget = result["budget_trial_epochs"]
+    for run in result["runs"]:
+        reference, pruned = run["random_fifo"], run["tpe_asha"]
+        # Random + FIFO runs whole trials within the budget; neither method spends more than the budget.
+        assert reference["trial_epochs"] == budget and pruned["trial_epochs"] <= budget
+        assert reference["trials_finished"] == reference["trials"] == budget // result["max_epochs"]
+        assert pruned["trials"] >= reference["trials"]  # pruning can only buy more trials
+        assert reference["best_val_acc"] is not None and 0 < reference["best_val_acc"] <= 1
+        assert reference["trial_epochs_to_target"] <= budget
+    assert set(result["best_val_acc"]) == {"random_fifo", "tpe_asha"}
+    assert isinstance(result["meets_target"], bool)
+
+
+def check_concurrency(result: dict) -> None:
+    assert result["same_trials"] is True  # both settings ran the same configurations
+    one, two = result["one_concurrent"], result["two_concurrent"]
+    assert one["trials_finished"] == two["trials_finished"] == result["trials"]
+    assert (one["trial_cpus"], two["trial_cpus"]) == (2, 1)
+    assert result["speedup"] == pytest.approx(two["trials_per_hour"] / one["trials_per_hour"], rel=0.02)
+
+
+def check_gpu_path(result: dict) -> None:
+    assert result["device"] in ("cpu", "cuda")
+    precision = "bf16_channels_last" if result["device"] == "cuda" else "bf16"
+    assert result["fp32"]["images_per_s"] > 0 and result[precision]["images_per_s"] > 0
+    assert set(result["trials_per_device"]) == {"1", "2"}
+    assert len(result["trials_per_device"]["2"]["per_trial_epoch_seconds"]) == 2
+    assert result["targets_are_for"].startswith("GPU")
+
+
+CHECKS = {
+    "data_pipeline.py": check_data_pipeline,
+    "trial_throughput.py": check_trial_throughput,
+    "ray_overhead.py": check_ray_overhead,
+    "search_efficiency.py": check_search_efficiency,
+    "concurrency.py": check_concurrency,
+    "gpu_path.py": check_gpu_path,
+}
+
+
+RAY_SCRIPTS = {"ray_overhead.py", "search_efficiency.py", "concurrency.py"}  # each starts a local Ray
+
+
+@pytest.mark.parametrize("script", [
+    pytest.param(script, marks=[pytest.mark.slow] if script in RAY_SCRIPTS else []) for script in CHECKS
+])
+def test_benchmark_quick_run_prints_its_figures(script):
+    CHECKS[script](run_quick(script))
