@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=None, help="override scheduler.max_epochs")
     parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray (the machine's cores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random searcher: the same trials twice")
+    parser.add_argument("--reuse-actors", action="store_true",
+                        help="let Tune reuse trial worker processes (build_tuner's reuse_actors; off in the product)")
     args = parser.parse_args(argv)
     scheduler, data_changes = {}, {}
     if args.quick:
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
             spec = derived_space(args.space, folder, f"concurrent{concurrent}", experiment=experiment,
                                  scheduler=scheduler, data=data_changes)
             data = load_data(spec.data)
-            results, seconds = fit(spec, data, searcher="random", scheduler="fifo")
+            results, seconds = fit(spec, data, searcher="random", scheduler="fifo", reuse_actors=args.reuse_actors)
             finished = [r for r in results if r.error is None and r.metrics.get("epoch") == spec.scheduler.max_epochs]
             trial_seconds = [r.metrics["time_total_s"] for r in finished]
             settings[concurrent] = {
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
         "two_concurrent": two,
         "trials": args.trials,
         "epochs": spec.scheduler.max_epochs,
+        "reuse_actors": args.reuse_actors,
         "num_cpus": args.num_cpus,
         "machine_cpus": os.cpu_count(),
         "ray_start_seconds": round(ray_seconds, 1),

@@ -7,7 +7,7 @@ figure is the pipeline's own `images_per_second` (real training images / seconds
 loop, validation excluded), the fastest of the timed epochs after one warm-up epoch. A classifier-only run
 (synthetic_ratio 0: no GAN is built) per classifier shows what the GAN costs. Prints one JSON object.
 
-    python benchmarks/trial_throughput.py            # 2,048 images, full widths (a few minutes on 2 cores)
+    python benchmarks/trial_throughput.py            # 1,024 images, full widths (~4 minutes on 2 cores)
     python benchmarks/trial_throughput.py --quick    # 128 images, width 0.125 (the test suite)
 """
 
@@ -67,7 +67,7 @@ def trial_speed(cfg: TrialConfig, data: ImageData) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="128 images, width 0.125, 2 epochs (the test suite)")
-    parser.add_argument("--images", type=int, default=2048, help="real training images per epoch")
+    parser.add_argument("--images", type=int, default=1024, help="real training images per epoch")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per run; the first is a warm-up")
     parser.add_argument("--width", type=float, default=1.0, help="gan_width and classifier_width")
     parser.add_argument("--batch-size", type=int, default=128)
