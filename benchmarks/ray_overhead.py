@@ -10,6 +10,7 @@ Same process, same run, alternating, fastest of --repeats each. Figures: the tri
 Prints one JSON object.
 
     python benchmarks/ray_overhead.py           # quickstart point, 9 epochs, 2 repeats
+    python benchmarks/ray_overhead.py --cifar-images 4096 --epochs 12   # a trial with epochs of seconds
     python benchmarks/ray_overhead.py --quick   # 2 epochs on 30 images per class, 1 repeat (the test suite)
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import torch
 from search_efficiency import QUICKSTART, derived_space, emit, fit, start_ray
+from trial_throughput import random_image_data
 
 from ganaug.pipeline import run
 
@@ -49,6 +51,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=None, help="override scheduler.max_epochs")
     parser.add_argument("--cpus", type=float, default=1, help="the trial's CPU share (torch threads = floor)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per side, fastest counts")
+    parser.add_argument("--cifar-images", type=int, default=None,
+                        help="train on this many random CIFAR-shaped images instead of the space's dataset "
+                             "(longer epochs, as in a real search)")
     args = parser.parse_args(argv)
     scheduler, data_changes = {}, {}
     if args.quick:
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     spec = spec_named("direct")
     cfg = spec.trial_config(POLICY)
-    data = load_data(spec.data)
+    data = random_image_data(args.cifar_images) if args.cifar_images else load_data(spec.data)
     # The same threads as tune.train_trial gives the trial, so both sides do the same work the same way.
     torch.set_num_threads(max(1, math.floor(args.cpus)))
     direct, tune_side, same_val_acc = [], [], True
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
         "trial_cpus": args.cpus,
         "torch_threads": torch.get_num_threads(),
         "policy": POLICY,
-        "data": spec.data,
+        "data": f"random uint8 3x32x32, {args.cifar_images} images" if args.cifar_images else spec.data,
     })
 
 

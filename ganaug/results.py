@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,18 @@ def _read_curve(trial_dir: Path) -> pd.DataFrame:
     return frame
 
 
+def _ended_in_error(trial_dir: Path, curve: pd.DataFrame) -> bool:
+    """Whether the trial's last event was a failure. Tune appends every failure to error.txt, including those
+    it then retried from a checkpoint; a trial that reported again after its last failure recovered."""
+    errors = trial_dir / "error.txt"
+    if not errors.is_file():
+        return False
+    failed = re.findall(r"occurred at (\S+)\)", errors.read_text())
+    reported = curve["date"].dropna() if "date" in curve else pd.Series(dtype=str)
+    # Both dates are Tune's "YYYY-MM-DD_HH-MM-SS": they compare as strings.
+    return not failed or reported.empty or max(failed) >= str(reported.max())
+
+
 def _read_jsonl(path: Path) -> list[dict]:
     records = []
     for line in path.read_text().splitlines() if path.is_file() else []:
@@ -161,7 +174,7 @@ def _trial_row(trial_dir: Path, curve: pd.DataFrame, meta: dict) -> dict[str, An
         status = "diverged"
     elif epochs >= meta["max_epochs"]:
         status = "complete"
-    elif (trial_dir / "error.txt").is_file():
+    elif _ended_in_error(trial_dir, curve):
         status = "error"
     else:
         status = "pruned"

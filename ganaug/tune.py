@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import math
 import os
+import re
 import shlex
 import sys
 import time
@@ -55,7 +56,7 @@ def train_trial(config: dict, *, data: dict, base: dict, cpus: float = 1) -> Non
     cfg = TrialConfig.from_dict({**base, **config}, where="trial config")
     images = unpack_data(data)
     reporter = TrialReporter(
-        tune.get_context().get_trial_dir(),
+        os.getcwd(),  # this trial's working directory on its node; Tune uploads it (sync_artifacts)
         sink=lambda metrics, checkpoint=None: tune.report(
             metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint) if checkpoint else None),
     )
@@ -247,7 +248,7 @@ def check_experiment_folder(spec: SearchSpec, resume: bool) -> None:
     from ray import tune
 
     experiment_dir = spec.experiment_dir()
-    exists = _is_local(experiment_dir) and any(Path(experiment_dir).glob("experiment_state-*.json"))
+    exists = tune.Tuner.can_restore(experiment_dir)  # local folder or s3://: Tune looks for its state file
     if resume and not tune.Tuner.can_restore(experiment_dir):
         raise ExperimentError(
             f"{experiment_dir}: no experiment to resume there; run without --resume to start it, "
@@ -265,15 +266,17 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
     import ray
 
     from ganaug.data import load_data
-    from ganaug.results import save_experiment_meta, write_outputs
+    from ganaug.results import BEST_POLICY_FILE, EXPERIMENT_FILE, SUMMARY_FILE, save_experiment_meta, write_outputs
 
     # Every input is checked before anything is written: nothing to resume, a missing dataset or an
     # unwritable storage folder must not leave an empty storage or experiment folder behind.
     check_experiment_folder(spec, resume)
     data = load_data(spec.data)
     validate_storage(spec)
+    local = _local_view(spec)  # results.py works on local folders: a mirror when storage is s3:// etc.
     if not resume:
-        save_experiment_meta(spec, command)
+        save_experiment_meta(local, command)
+        _upload(spec, local, [EXPERIMENT_FILE])
     started_ray = False
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
@@ -287,7 +290,9 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
         started = time.time()
         tuner = build_tuner(spec, data, resume=resume, searcher=searcher, scheduler=scheduler)
         results = tuner.fit()
-        summary = write_outputs(spec, results, command=command)
+        _download(spec, local)
+        summary = write_outputs(local, results, command=command)
+        _upload(spec, local, [SUMMARY_FILE, BEST_POLICY_FILE])
         print(f"\nSearch finished in {time.time() - started:.0f} s: {spec.experiment_dir()}")
         return summary
     finally:
@@ -296,7 +301,47 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
 
 
 def _is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
+    return "://" not in uri
+
+
+def _local_view(spec: SearchSpec) -> SearchSpec:
+    """`spec` itself for local storage; for a URI (s3://...), the same spec stored in a local mirror folder."""
+    if _is_local(spec.storage_uri()):
+        return spec
+    mirror = os.path.join(os.path.expanduser("~/.ganaug/results"), re.sub(r"[^\w.-]+", "_", spec.storage_uri()))
+    return spec.model_copy(update={"experiment": spec.experiment.model_copy(update={"storage": mirror})})
+
+
+def _download(spec: SearchSpec, local: SearchSpec) -> None:
+    """Copy the experiment's small files (not its checkpoints) from remote storage into the local mirror."""
+    if local is spec:
+        return
+    import pyarrow.fs
+
+    filesystem, root = pyarrow.fs.FileSystem.from_uri(spec.experiment_dir())
+    for info in filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True)):
+        relative = info.path[len(root):].lstrip("/")
+        if info.type != pyarrow.fs.FileType.File or "/checkpoint_" in f"/{relative}":
+            continue
+        target = Path(local.experiment_dir(), relative)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with filesystem.open_input_stream(info.path) as source:
+            target.write_bytes(source.read())
+
+
+def _upload(spec: SearchSpec, local: SearchSpec, names: list[str]) -> None:
+    """Copy files that results.py wrote into the local mirror up to the remote experiment folder."""
+    if local is spec:
+        return
+    import pyarrow.fs
+
+    filesystem, root = pyarrow.fs.FileSystem.from_uri(spec.experiment_dir())
+    filesystem.create_dir(root)
+    for name in names:
+        path = Path(local.experiment_dir(), name)
+        if path.is_file():
+            with filesystem.open_output_stream(f"{root}/{name}") as sink:
+                sink.write(path.read_bytes())
 
 
 # ----------------------------------------------------------------------------------------------
