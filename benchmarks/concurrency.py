@@ -5,7 +5,8 @@ run twice through `tune.build_tuner` on a local Ray of --num-cpus CPUs: once one
 CPUs per trial (resources.cpu = 2, so tune.train_trial gives torch 2 threads), once two at a time with half
 each (resources.cpu = 1, 1 torch thread each). Trials per hour = trials / seconds of `Tuner.fit`, which
 includes everything a search pays per trial (worker start, imports, reports, checkpoints). Target: >= 1.6x.
-Prints one JSON object.
+Trial worker processes are reused as in the product (experiment.reuse_actors); --no-reuse-actors measures a
+fresh process per trial. Prints one JSON object.
 
     python benchmarks/concurrency.py           # 6 quickstart trials of 9 epochs per setting (~3 min, 2 cores)
     python benchmarks/concurrency.py --quick   # 2 trials of 2 epochs on 30 images per class (the test suite)
@@ -31,8 +32,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=None, help="override scheduler.max_epochs")
     parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray (the machine's cores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random searcher: the same trials twice")
-    parser.add_argument("--reuse-actors", action="store_true",
-                        help="let Tune reuse trial worker processes (build_tuner's reuse_actors; off in the product)")
+    parser.add_argument("--no-reuse-actors", dest="reuse_actors", action="store_false",
+                        help="a fresh worker process per trial (experiment.reuse_actors: false)")
     args = parser.parse_args(argv)
     scheduler, data_changes = {}, {}
     if args.quick:

@@ -85,6 +85,7 @@ class Experiment(_Model):
     seed: int = Field(0, ge=0)
     resources: Resources = Field(default_factory=Resources)
     max_failures: int = Field(1, ge=-1)
+    reuse_actors: bool = True
 
 
 class Metric(_Model):

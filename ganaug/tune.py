@@ -190,12 +190,13 @@ def make_searcher(spec: SearchSpec, journal_path: str | None, searcher: str = "t
 # Building and running the experiment.
 
 def build_tuner(spec: SearchSpec, data, *, resume: bool = False, searcher: str = "tpe", scheduler: str = "asha",
-                stop=None, reuse_actors: bool = False):
+                stop=None, reuse_actors: bool | None = None):
     """A Tuner for `spec` (or one restored from its experiment folder when resume=True).
 
     searcher: "tpe" (Optuna TPE, told the truth about pruned trials) | "random" (Optuna's RandomSampler);
     scheduler: "asha" | "fifo" (every trial runs all epochs); stop: Tune's RunConfig(stop=...), e.g. a
-    Stopper that ends the experiment at a budget. The defaults are the product; the rest serve benchmarks.
+    Stopper that ends the experiment at a budget; reuse_actors: None takes `experiment.reuse_actors`. The
+    defaults are the product; the rest serve benchmarks.
     """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -228,7 +229,11 @@ def build_tuner(spec: SearchSpec, data, *, resume: bool = False, searcher: str =
         trainable,
         tune_config=tune.TuneConfig(
             metric=spec.metric.name, mode=spec.metric.mode, search_alg=search_alg, scheduler=trial_scheduler,
-            num_samples=spec.experiment.num_samples, reuse_actors=reuse_actors,
+            num_samples=spec.experiment.num_samples,
+            # A later trial runs in a finished trial's worker process (Tune resets it and changes into the new
+            # trial's folder): that skips each new process's ~4 s of importing torch, which is most of a small
+            # trial's cost and halves quickstart-sized searches (benchmarks/README.md, concurrency).
+            reuse_actors=spec.experiment.reuse_actors if reuse_actors is None else reuse_actors,
         ),
         run_config=tune.RunConfig(
             name=spec.experiment.name,

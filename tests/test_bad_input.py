@@ -228,6 +228,8 @@ CASES = {
     "zero trials by flag": Case("tune", space(lambda t: t, "--num-samples", "0"), "num_samples"),
     "negative concurrency": Case("tune", space(replace("max_concurrent: 2", "max_concurrent: -1")),
                                  "max_concurrent"),
+    "reuse_actors not a bool": Case("tune", space(replace("max_failures: 1", "max_failures: 1\n  reuse_actors: maybe")),
+                                    "experiment.reuse_actors"),
     "reduction factor 1": Case("tune", space(replace("reduction_factor: 2", "reduction_factor: 1")),
                                "reduction_factor"),
     "real fraction 1": Case("tune", space(fixed("d_real_fraction: 1.0")), "d_real_fraction"),

@@ -76,6 +76,19 @@ def test_trials_ran_and_asha_stopped_some(finished):
     assert (complete["last_val_acc"] > 0.1).all()  # above chance on 10 classes
 
 
+def test_trial_processes_are_reused_and_each_trial_keeps_its_own_files(finished):
+    """experiment.reuse_actors (default): later trials run in earlier trials' processes, in their own folders."""
+    summary = pd.read_csv(finished / "summary.csv")
+    pids = set()
+    for row in summary.itertuples():
+        results = [json.loads(line) for line in (Path(row.path) / "result.json").read_text().splitlines()]
+        pids |= {r["pid"] for r in results}
+        own = [json.loads(line) for line in (Path(row.path) / "metrics.jsonl").read_text().splitlines()]
+        assert [r["epoch"] for r in own] == list(range(1, row.epochs + 1)), row.path
+        assert own[-1]["val_acc"] == pytest.approx(results[-1]["val_acc"])
+    assert len(pids) < len(summary), pids
+
+
 def test_best_policy_holds_the_full_config_and_metrics(finished):
     policy = yaml.safe_load((finished / "best_policy.yaml").read_text())
     summary = pd.read_csv(finished / "summary.csv")
