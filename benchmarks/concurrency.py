@@ -8,7 +8,7 @@ includes everything a search pays per trial (worker start, imports, reports, che
 Trial worker processes are reused as in the product (experiment.reuse_actors); --no-reuse-actors measures a
 fresh process per trial. Prints one JSON object.
 
-    python benchmarks/concurrency.py           # 6 quickstart trials of 9 epochs per setting (~3 min, 2 cores)
+    python benchmarks/concurrency.py           # 24 quickstart trials of 9 epochs per setting (~2.5 min, 2 cores)
     python benchmarks/concurrency.py --quick   # 2 trials of 2 epochs on 30 images per class (the test suite)
 """
 
@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 trials, 2 epochs, 30 images per class")
     parser.add_argument("--space", default=str(QUICKSTART), help="search-space YAML (default: quickstart)")
-    parser.add_argument("--trials", type=int, default=6, help="trials per setting (even, so both fill up)")
+    parser.add_argument("--trials", type=int, default=24,
+                        help="trials per setting (even, so both fill up; 24 = the quickstart's num_samples)")
     parser.add_argument("--epochs", type=int, default=None, help="override scheduler.max_epochs")
     parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray (the machine's cores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random searcher: the same trials twice")

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ganaug.config import ConfigError, TrialConfig
-from ganaug.results import Experiment, ResultsError, load_experiment
+from ganaug.results import Experiment, ResultsError, atomic_write, load_experiment
 
 EXIT_BAD_INPUT = 2
 EVALUATION_CSV = "evaluation.csv"
@@ -365,12 +365,6 @@ def _p(value: float) -> str:
     return f"{value:.3g}" if value >= 1e-4 else "< 1e-4"
 
 
-def _atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_csv(temporary, index=False)
-    os.replace(temporary, path)
-
-
 # ----------------------------------------------------------------------------------------------
 # Command line.
 
@@ -413,14 +407,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs = run_all(data, policies, args.seeds, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
                        address=args.address, num_cpus=args.num_cpus,
-                       on_row=lambda partial: _atomic_write_csv(partial, csv_path))  # partial results survive
+                       # Partial results survive a crash: the CSV is rewritten whole after each finished run.
+                       on_row=lambda partial: atomic_write(csv_path, partial.to_csv(index=False)))
     except RunError as error:
         print(f"error: {error} (finished runs so far are in {csv_path})", file=sys.stderr)
         return 1
-    _atomic_write_csv(runs, csv_path)
+    atomic_write(csv_path, runs.to_csv(index=False))
     command = "python -m ganaug.evaluate " + " ".join(argv if argv is not None else sys.argv[1:])
     report = markdown_report(experiment, runs, policies, list(data.spec.class_names), command)
-    (experiment.path / EVALUATION_MD).write_text(report + "\n")
+    atomic_write(experiment.path / EVALUATION_MD, report + "\n")
     save_plot(runs, experiment.path / EVALUATION_PNG, title=f"{experiment.meta.get('name', '')}: test accuracy")
     print("\n" + report)
     print(f"Wrote {csv_path}, {experiment.path / EVALUATION_MD} and {experiment.path / EVALUATION_PNG}")

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+LOG_FILE = "metrics.jsonl"
 
 
 class TrialReporter:
@@ -33,10 +37,28 @@ class TrialReporter:
                 writer.add_image(name, grid, global_step=step)  # grid: uint8 [C, H, W]
                 save_png(grid, self.log_dir / "samples" / f"{name}_epoch{step:04d}.png")
             writer.flush()
-        with open(self.log_dir / "metrics.jsonl", "a") as handle:
+        with open(self.log_dir / LOG_FILE, "a") as handle:
             handle.write(json.dumps({k: _jsonable(v) for k, v in metrics.items()}) + "\n")
+        if checkpoint is not None:
+            # The checkpoint carries the log up to its epoch, so a run restored from it continues this log.
+            shutil.copyfile(self.log_dir / LOG_FILE, Path(checkpoint) / LOG_FILE)
         if self.sink is not None:
             self.sink(metrics, checkpoint=checkpoint)
+
+    def restore(self, checkpoint_dir: str | Path) -> None:
+        """Continue the log of the run that wrote `checkpoint_dir`: its epochs up to that checkpoint, once.
+
+        A restored trial may run in a fresh folder (a new Ray session after a driver crash, another node),
+        where the log would otherwise start at the restored epoch; or in its old folder, where the epochs
+        after the checkpoint would otherwise appear twice.
+        """
+        saved = Path(checkpoint_dir) / LOG_FILE
+        if not saved.is_file():  # a checkpoint from before logs travelled with checkpoints
+            return
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        temporary = self.log_dir / f".{LOG_FILE}.{os.getpid()}.tmp"
+        shutil.copyfile(saved, temporary)
+        os.replace(temporary, self.log_dir / LOG_FILE)
 
     def writer(self):
         if self._writer is None:

@@ -85,7 +85,7 @@ def save_experiment_meta(spec, command: str | None) -> None:
         "searched": list(spec.search),
         "base_config": spec.trial_config({}).to_dict(),
     }
-    _atomic_write(directory / EXPERIMENT_FILE, yaml.safe_dump(meta, sort_keys=False))
+    atomic_write(directory / EXPERIMENT_FILE, yaml.safe_dump(meta, sort_keys=False))
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -122,8 +122,8 @@ def _read_curve(trial_dir: Path) -> pd.DataFrame:
     """Every reported result of one trial, from Tune's result.json (one JSON object per line).
 
     When a trial restarts, Tune rewrites result.json from its last synced copy, which drops the results
-    reported since that sync; the trial's own metrics.jsonl (report.TrialReporter, append-only) fills
-    those epochs back in.
+    reported since that sync; the trial's own metrics.jsonl (report.TrialReporter: one line per epoch,
+    carried in each checkpoint and continued from the one a trial restores) fills those epochs back in.
     """
     frame = pd.DataFrame(_read_jsonl(trial_dir / "result.json"))
     own = pd.DataFrame(_read_jsonl(trial_dir / "metrics.jsonl"))
@@ -204,7 +204,7 @@ def write_outputs(spec, results=None, command: str | None = None) -> pd.DataFram
     key = f"last_{metric}"
     ranked = trials.assign(_rank=trials["status"].map({s: i for i, s in enumerate(STATUS_ORDER)}))
     ranked = ranked.sort_values(["_rank", key], ascending=[True, experiment.mode == "min"]).drop(columns="_rank")
-    _atomic_write(experiment.path / SUMMARY_FILE, ranked.to_csv(index=False))
+    atomic_write(experiment.path / SUMMARY_FILE, ranked.to_csv(index=False))
 
     counts = trials["status"].value_counts().to_dict()
     print(f"\n{len(trials)} trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUS_ORDER))
@@ -246,7 +246,7 @@ def write_best_policy(experiment: Experiment, best: pd.Series, command: str | No
         "reproduce": f"python -m ganaug.pipeline {experiment.path / BEST_POLICY_FILE}",
         "search_command": command or experiment.meta.get("command"),
     }
-    _atomic_write(experiment.path / BEST_POLICY_FILE, yaml.safe_dump(policy, sort_keys=False))
+    atomic_write(experiment.path / BEST_POLICY_FILE, yaml.safe_dump(policy, sort_keys=False))
 
 
 def _plain(value):
@@ -257,7 +257,7 @@ def _missing(value) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     """Temp file + fsync + rename: a crash (or power loss) leaves the old file or the new one, never half."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -68,6 +68,7 @@ def train_trial(config: dict, *, data: dict, base: dict, cpus: float = 1) -> Non
             try:
                 with candidate.as_directory() as directory:
                     state = load_checkpoint(directory, cfg)
+                    reporter.restore(directory)
                 break
             except CheckpointError as error:
                 print(f"[ganaug] {error}; trying an older checkpoint", file=sys.stderr, flush=True)
