@@ -6,7 +6,9 @@ CPUs per trial (resources.cpu = 2, so tune.train_trial gives torch 2 threads), o
 each (resources.cpu = 1, 1 torch thread each). Trials per hour = trials / seconds of `Tuner.fit`, which
 includes everything a search pays per trial (worker start, imports, reports, checkpoints). Target: >= 1.6x.
 Trial worker processes are reused as in the product (experiment.reuse_actors); --no-reuse-actors measures a
-fresh process per trial. Prints one JSON object.
+fresh process per trial. What limits the speedup is measured in the same run: the ceiling without Ray (four
+of the trials run directly, one after the other with 2 threads each vs in pairs side by side with 1 thread
+each, in warmed-up processes) and the CPU the Tune driver itself used. Prints one JSON object.
 
     python benchmarks/concurrency.py           # 24 quickstart trials of 9 epochs per setting (~2.5 min, 2 cores)
     python benchmarks/concurrency.py --quick   # 2 trials of 2 epochs on 30 images per class (the test suite)
@@ -15,13 +17,55 @@ fresh process per trial. Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import resource
 import shutil
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 from search_efficiency import QUICKSTART, derived_space, emit, fit, start_ray
+
+
+def _direct_trial(config: dict, data_config: dict, threads: int, barrier, results) -> None:
+    """Child process: load the data, warm up, wait for the sibling, then time pipeline.run on one trial."""
+    import torch
+
+    from ganaug.config import TrialConfig
+    from ganaug.data import load_data
+    from ganaug.pipeline import run
+
+    torch.set_num_threads(threads)
+    data = load_data(data_config)
+    torch.optim.AdamW([torch.zeros(1, requires_grad=True)], fused=True)  # the one-off torch._dynamo import
+    barrier.wait()
+    started = time.perf_counter()
+    run(TrialConfig.from_dict(config), data, lambda *args, **kwargs: None)
+    results.put(time.perf_counter() - started)
+
+
+def direct_ceiling(configs: list[dict], data_config: dict, num_cpus: int) -> dict:
+    """Trials without Ray: one after the other with all CPUs each vs in pairs side by side with half each."""
+    context = multiprocessing.get_context("spawn")
+
+    def together(batch: list[dict], threads: int) -> list[float]:
+        barrier, results = context.Barrier(len(batch)), context.Queue()
+        children = [context.Process(target=_direct_trial, args=(config, data_config, threads, barrier, results))
+                    for config in batch]
+        for child in children:
+            child.start()
+        seconds = [results.get() for _ in children]
+        for child in children:
+            child.join()
+        return seconds
+
+    alone = [together([config], num_cpus)[0] for config in configs]
+    pairs = [together(configs[i:i + 2], max(1, num_cpus // 2)) for i in range(0, len(configs) - 1, 2)]
+    return {"one_at_a_time_seconds": [round(s, 2) for s in alone],
+            "side_by_side_seconds": [[round(s, 2) for s in pair] for pair in pairs],
+            "speedup": round(sum(alone[:2 * len(pairs)]) / sum(max(pair) for pair in pairs), 3)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -55,7 +99,10 @@ def main(argv: list[str] | None = None) -> dict:
             spec = derived_space(args.space, folder, f"concurrent{concurrent}", experiment=experiment,
                                  scheduler=scheduler, data=data_changes)
             data = load_data(spec.data)
+            driver_cpu = resource.getrusage(resource.RUSAGE_SELF)
             results, seconds = fit(spec, data, searcher="random", scheduler="fifo", reuse_actors=args.reuse_actors)
+            driver_cpu = sum(getattr(resource.getrusage(resource.RUSAGE_SELF), f) - getattr(driver_cpu, f)
+                             for f in ("ru_utime", "ru_stime"))
             finished = [r for r in results if r.error is None and r.metrics.get("epoch") == spec.scheduler.max_epochs]
             trial_seconds = [r.metrics["time_total_s"] for r in finished]
             settings[concurrent] = {
@@ -65,12 +112,21 @@ def main(argv: list[str] | None = None) -> dict:
                 "trial_cpus": cpus,
                 "torch_threads_per_trial": max(1, cpus),
                 "median_trial_seconds": round(statistics.median(trial_seconds), 2) if trial_seconds else None,
+                # Share of the machine's CPU time that the Tune driver (this process) used during fit().
+                "driver_cpu_share": round(driver_cpu / (seconds * args.num_cpus), 3),
                 "configs": sorted(repr(sorted(r.config.items())) for r in results),
             }
+            if concurrent == 1:
+                first = sorted(results, key=lambda r: r.metrics.get("trial_id", ""))[:4]
+                ceiling_configs = [spec.trial_config(r.config).to_dict() for r in first]
+                data_config = dict(spec.data)
     finally:
         import ray
 
         ray.shutdown()
+    try:
+        ceiling = direct_ceiling(ceiling_configs, data_config, args.num_cpus)
+    finally:
         shutil.rmtree(folder, ignore_errors=True)
     one, two = settings[1], settings[2]
     same_trials = one.pop("configs") == two.pop("configs")
@@ -81,6 +137,9 @@ def main(argv: list[str] | None = None) -> dict:
         "speedup": round(speedup, 3) if speedup else None,
         "target_speedup": 1.6,
         "meets_target": bool(speedup and speedup >= 1.6),
+        # The same comparison without Ray, on two of the same trials: what the cores allow at best.
+        "direct_speedup_ceiling": ceiling["speedup"],
+        "direct": ceiling,
         "same_trials": same_trials,
         "one_concurrent": one,
         "two_concurrent": two,

@@ -350,8 +350,9 @@ class GAN:
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if cfg.g_ema > 0 else None
         self.ema_updates = 0
         betas = (cfg.gan_beta1, 0.999)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.gan_lr, betas=betas)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.gan_lr, betas=betas)
+        # fused: one kernel updates every parameter (see pipeline.run's optimizer).
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.gan_lr, betas=betas, fused=True)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.gan_lr, betas=betas, fused=True)
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, device=self.device, generator=generator)

@@ -114,7 +114,7 @@ def classification_accuracy_score(cfg, spec, gan: GAN, val_x: torch.Tensor, val_
     labeler = LABELERS["pseudo"]
     model = build_classifier(cfg.classifier, spec, labeler.num_outputs(num_classes), cfg.classifier_width)
     model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.classifier_lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.classifier_lr, fused=True)
     images_per_epoch = sum(spec.class_counts)
     num_batches = max(1, math.ceil(images_per_epoch / cfg.batch_size))
     small, extra = divmod(images_per_epoch, num_batches)

@@ -70,6 +70,14 @@ def check_concurrency(result: dict) -> None:
     assert one["trials_finished"] == two["trials_finished"] == result["trials"]
     assert (one["trial_cpus"], two["trial_cpus"]) == (2, 1)
     assert result["speedup"] == pytest.approx(two["trials_per_hour"] / one["trials_per_hour"], rel=0.02)
+    assert 0 < one["driver_cpu_share"] < 1 and 0 < two["driver_cpu_share"] < 1
+    # The ceiling without Ray: the same trials run directly, alone and in pairs side by side.
+    direct = result["direct"]
+    assert len(direct["one_at_a_time_seconds"]) == min(4, result["trials"]) and min(direct["one_at_a_time_seconds"]) > 0
+    assert all(len(pair) == 2 for pair in direct["side_by_side_seconds"])
+    alone = sum(direct["one_at_a_time_seconds"][:2 * len(direct["side_by_side_seconds"])])
+    slowest = sum(max(pair) for pair in direct["side_by_side_seconds"])
+    assert result["direct_speedup_ceiling"] == pytest.approx(alone / slowest, rel=0.05)
 
 
 def check_gpu_path(result: dict) -> None:
