@@ -3,7 +3,7 @@
 Optuna (through an OptunaSearch that reports ASHA-stopped trials as PRUNED) proposes policies, ASHA
 stops weak ones early, and each trial trains a GAN and the classifier jointly (`pipeline.run`).
 
-    python -m ganaug.tune search_spaces/quickstart.yaml               # laptop, offline, ~3 minutes
+    python -m ganaug.tune search_spaces/quickstart.yaml               # laptop, offline, ~1 minute
     python -m ganaug.tune search_spaces/cifar100.yaml --address auto  # on a Ray cluster
     python -m ganaug.tune search_spaces/quickstart.yaml --resume      # finish an interrupted search
 
