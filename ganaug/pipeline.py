@@ -72,7 +72,7 @@ def run(
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     classifier = classifier.to(device, memory_format=memory_format)
     # fused: one kernel updates every parameter, instead of a Python loop over them per step; a quickstart
-    # trial is ~25 % faster on the CPU (benchmarks/README.md), and it is the fast path on CUDA too.
+    # trial is ~18 % faster on the CPU (benchmarks/README.md), and it is the fast path on CUDA too.
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=cfg.classifier_lr, weight_decay=cfg.weight_decay,
                                   fused=True)
     # synthetic_ratio 0 is the no-GAN baseline inside the search space: no GAN is built or trained.
