@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
         "speedup": round(speedup, 3) if speedup else None,
         "target_speedup": 1.6,
         "meets_target": bool(speedup and speedup >= 1.6),
-        # The same comparison without Ray, on two of the same trials: what the cores allow at best.
+        # The same comparison without Ray, on four of the same trials: what the cores allow at best.
         "direct_speedup_ceiling": ceiling["speedup"],
         "direct": ceiling,
         "same_trials": same_trials,
