@@ -22,6 +22,8 @@ class ConfigError(ValueError):
 REGISTRY_KEYS = {
     "gan": "ganaug.gans:GANS",
     "gan_arch": "ganaug.gans:ARCHITECTURES",
+    "gan_loss": "ganaug.gans:ADVERSARIAL_LOSSES",
+    "d_minibatch": "ganaug.gans:MINIBATCH_FEATURES",
     "labeling": "ganaug.labeling:LABELERS",
     "classifier": "ganaug.classifiers:CLASSIFIERS",
 }
@@ -46,7 +48,8 @@ def registry_choices(key: str) -> tuple[str, ...]:
 class TrialConfig:
     # GAN.
     gan: str = "acgan"                  # GAN family: cgan (label-conditioned D) | acgan (D with auxiliary class head).
-    gan_arch: str = "mlp"               # G and D: mlp (512-1024-2048, BN) | dcgan (conv / transposed conv).
+    gan_arch: str = "mlp"               # G and D: mlp (512-1024-2048) | dcgan (conv) | resnet (SNGAN-style, SN in D).
+    gan_loss: str = "bce"               # Adversarial loss: bce (non-saturating) | hinge (SNGAN / BigGAN).
     gan_lr: float = 2e-4                # Adam learning rate of G and D.
     gan_beta1: float = 0.5              # Adam beta1 of G and D (0.5 is the DCGAN choice).
     latent_dim: int = 100               # Size of the noise vector z.
@@ -57,6 +60,13 @@ class TrialConfig:
     g_ema: float = 0.0                  # Decay of an exponential moving average of G used for sampling; 0 = off.
     d_real_fraction: float = 0.5        # Share of real images in each discriminator batch (the rest are fakes).
     d_mix_schedule: str = "fixed"       # fixed | hybrid (0.5 every third epoch, d_real_fraction otherwise).
+    d_spectral_norm: bool = False       # Spectral normalisation of every D layer (always on for gan_arch=resnet).
+    d_minibatch: str = "none"           # D's minibatch features: none | stddev (Karras 2018) | discrimination (Salimans 2016).
+
+    # GAN training budget.
+    gan_steps_per_batch: int = 1        # GAN updates (d_steps D steps + one G step) per classifier step.
+    gan_pretrain_epochs: int = 0        # GAN-only passes over the real training split before the classifier's first epoch.
+    gan_freeze: bool = False            # Stop training the GAN once the classifier starts (needs gan_pretrain_epochs >= 1).
 
     # Augmentation policy.
     synthetic_ratio: float = 0.0        # Synthetic images per real image in each classifier batch; 0 = no GAN data.
@@ -114,10 +124,11 @@ class TrialConfig:
         for key in ("gan_lr", "classifier_lr", "gan_width", "classifier_width"):
             if not getattr(self, key) > 0:
                 raise bad(key, "a number > 0")
-        for key in ("latent_dim", "d_steps", "batch_size", "epochs", "checkpoint_every", "sample_every"):
+        for key in ("latent_dim", "d_steps", "batch_size", "epochs", "checkpoint_every", "sample_every",
+                    "gan_steps_per_batch"):
             if getattr(self, key) < 1:
                 raise bad(key, "an integer >= 1")
-        for key in ("gan_warmup_epochs", "cas_epochs", "seed"):
+        for key in ("gan_warmup_epochs", "cas_epochs", "seed", "gan_pretrain_epochs"):
             if getattr(self, key) < 0:
                 raise bad(key, "an integer >= 0")
         if not 0 <= self.gan_beta1 < 1:
@@ -132,6 +143,14 @@ class TrialConfig:
             raise bad("synthetic_ratio", "0 <= synthetic_ratio <= 20")
         if self.weight_decay < 0:
             raise bad("weight_decay", "a number >= 0")
+        if self.gan_freeze and self.gan_pretrain_epochs < 1:
+            raise ConfigError(f"{where}: gan_freeze=True with gan_pretrain_epochs={self.gan_pretrain_epochs} would "
+                              "never train the GAN; valid: gan_pretrain_epochs >= 1, or gan_freeze=False")
+        if self.gan_loss == "hinge" and self.d_label_smoothing > 0:
+            # The hinge loss has margins, not targets: there is nothing for one-sided smoothing to soften.
+            raise ConfigError(f"{where}: d_label_smoothing={self.d_label_smoothing!r} applies to gan_loss='bce' "
+                              "only; valid: d_label_smoothing=0 with gan_loss='hinge' (in a search space: "
+                              "d_label_smoothing: {..., when: {gan_loss: bce}})")
         for key in (*REGISTRY_KEYS, *CHOICE_KEYS):
             choices = registry_choices(key)
             if getattr(self, key) not in choices:

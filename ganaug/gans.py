@@ -514,3 +514,6 @@ GANS = {
     "cgan": GANLoss(aux_weight=0.0, conditional_d=True),
     "acgan": GANLoss(aux_weight=1.0, conditional_d=False),
 }
+
+ADVERSARIAL_LOSSES = {"bce": None, "hinge": None}  # filled in below (work in progress)
+MINIBATCH_FEATURES = {"none": None, "stddev": None, "discrimination": None}
