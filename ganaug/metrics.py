@@ -1,15 +1,19 @@
-"""Classifier metrics: accuracy, top-k, per-class accuracy, agreement with synthetic labels, and the
-classification accuracy score (CAS: train a fresh classifier on synthetic images only, test it on real ones).
+"""Classifier metrics (accuracy, top-k, per-class accuracy, agreement with synthetic labels), the classification
+accuracy score and its real-data reference (train a fresh classifier on synthetic or on real images, test on real),
+and GAN quality metrics in a fixed random feature space: per-class diversity and the Fréchet distance.
 
-Every metric is over the K real classes: all_in_one's extra output is dropped before any argmax.
+Every classifier metric is over the K real classes: all_in_one's extra output is dropped before any argmax.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
 
+import numpy as np
+import scipy.linalg
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -106,25 +110,249 @@ def classification_accuracy_score(cfg, spec, gan: GAN, val_x: torch.Tensor, val_
                                   generator: torch.Generator | None = None) -> float:
     """CAS: accuracy on (val_x, val_y) of a fresh cfg.classifier trained only on GAN samples.
 
-    Each epoch shows as many class-balanced synthetic images as the real train split holds
-    (sum(spec.class_counts)), in batches of about cfg.batch_size, with pseudo labels and Adam at
-    cfg.classifier_lr. Batches are split evenly (never a batch of one, which BatchNorm cannot train on).
+    Each batch is freshly sampled and class-balanced; the budget is _fresh_classifier_accuracy's.
+    Compare it with real_accuracy_score (cas_ratio = CAS / real accuracy, ~1 = as useful as real data).
+    """
+    epoch_batches = lambda sizes: (_sample_balanced(gan, size, generator) for size in sizes)
+    return _fresh_classifier_accuracy(cfg, spec, val_x, val_y, device, epochs, epoch_batches, synthetic=True)
+
+
+def real_accuracy_score(cfg, spec, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
+                        val_y: torch.Tensor, device: torch.device, epochs: int,
+                        generator: torch.Generator | None = None) -> float:
+    """The reference for CAS: accuracy on (val_x, val_y) of a fresh cfg.classifier trained on real images
+    (train_x, train_y) with exactly CAS's budget; only where each batch's images come from differs.
+
+    Each epoch is a shuffled pass over the real images (repeated passes if spec.class_counts sums to more).
+    """
+    if len(train_x) == 0:
+        raise ValueError("real_accuracy_score: train_x holds no images; valid: at least one")
+
+    def epoch_batches(sizes: list[int]) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        rows = _shuffled_rows(len(train_x), sum(sizes), generator).to(train_x.device)
+        return ((train_x[part], train_y[part]) for part in rows.split(sizes))
+
+    return _fresh_classifier_accuracy(cfg, spec, val_x, val_y, device, epochs, epoch_batches, synthetic=False)
+
+
+def _fresh_classifier_accuracy(
+    cfg,                                # TrialConfig: classifier, classifier_width, classifier_lr, batch_size.
+    spec,                               # DataSpec: shapes, and class_counts (their sum = images per epoch).
+    val_x: torch.Tensor,                # Real images the classifier is scored on, uint8 or float [-1, 1].
+    val_y: torch.Tensor,
+    device: torch.device,
+    epochs: int,
+    epoch_batches: Callable[[list[int]], Iterable[tuple[torch.Tensor, torch.Tensor]]],  # sizes -> (x, y) batches.
+    synthetic: bool,                    # Whether the batches are GAN samples (labelled by their conditioning).
+) -> float:
+    """Accuracy on (val_x, val_y) of a fresh cfg.classifier trained for `epochs` epochs on epoch_batches.
+
+    Each epoch shows as many images as the real train split holds (sum(spec.class_counts)), in batches of
+    about cfg.batch_size, with pseudo labels and Adam at cfg.classifier_lr. Batches are split evenly (never a
+    batch of one, which BatchNorm cannot train on). Pseudo labels make synthetic and real rows both plain
+    cross-entropy on their (conditioning) class, so the two sources are trained identically.
     """
     num_classes = spec.num_classes
     labeler = LABELERS["pseudo"]
     model = build_classifier(cfg.classifier, spec, labeler.num_outputs(num_classes), cfg.classifier_width)
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.classifier_lr, fused=True)
-    images_per_epoch = sum(spec.class_counts)
-    num_batches = max(1, math.ceil(images_per_epoch / cfg.batch_size))
-    small, extra = divmod(images_per_epoch, num_batches)
-    sizes = [small + 1] * extra + [small] * (num_batches - extra)
+    sizes = _even_batch_sizes(sum(spec.class_counts), cfg.batch_size)
     for _ in range(epochs):
-        for size in sizes:
-            x, y = _sample_balanced(gan, size, generator)
-            x, y = x.to(device), y.to(device)
-            loss = labeler.loss(model(x), y, synthetic=torch.ones_like(y, dtype=torch.bool))
+        for x, y in epoch_batches(sizes):
+            x, y = _as_float_images(x.to(device)), y.to(device)
+            loss = labeler.loss(model(x), y, synthetic=torch.full_like(y, synthetic, dtype=torch.bool))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
     return evaluate(model, val_x, val_y, labeler, num_classes)["acc"]
+
+
+def _even_batch_sizes(total: int, batch_size: int) -> list[int]:
+    """Sizes of about batch_size summing to total, differing by at most one."""
+    num_batches = max(1, math.ceil(total / batch_size))
+    small, extra = divmod(total, num_batches)
+    return [small + 1] * extra + [small] * (num_batches - extra)
+
+
+def _shuffled_rows(available: int, count: int, generator: torch.Generator | None) -> torch.Tensor:
+    """count row indices from shuffled passes over `available` rows, so every row is seen equally often."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    passes = [torch.randperm(available, generator=generator, device=device) for _ in range(-(-count // available))]
+    return torch.cat(passes)[:count]
+
+
+# ----------------------------------------------------------------------------------------------
+# GAN quality: a fixed random feature space, per-class diversity and the Fréchet distance.
+
+FEATURE_SEED = 0                    # Seed of the feature network's weights: the same network everywhere, always.
+FEATURE_WIDTHS = (64, 128, 256)     # Output channels of the three conv3x3 + ReLU stages.
+FEATURE_PIXELS_PER_BATCH = 2 ** 18  # Images per batch = this / (H * W): 256 at 32x32, ~64 MiB per activation.
+REAL_SUBSET_SEED = 0                # Picks the real images a Fréchet distance compares with: fixed, so trials agree.
+
+
+class RandomFeatures(nn.Module):
+    """conv3x3 + ReLU stages with fixed random weights (2x2 average pooling between stages while the map is at
+    least 2 px); the features are each stage's global average, concatenated: colour and edges from the first
+    stage, texture and shape from the later ones (multi-scale)."""
+
+    def __init__(self, channels: int, widths: tuple[int, ...] = FEATURE_WIDTHS, seed: int = FEATURE_SEED):
+        super().__init__()
+        # Its own generator: building the network neither reads nor advances torch's global RNG.
+        generator = torch.Generator().manual_seed(seed)
+        self.convs = nn.ModuleList()
+        for width in widths:
+            # skip_init: nn.Conv2d's default init would draw from the global RNG.
+            conv = nn.utils.skip_init(nn.Conv2d, channels, width, 3, padding=1, bias=False)
+            with torch.no_grad():
+                # He-normal weights keep activations at one scale through the ReLUs.
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * math.sqrt(2 / (9 * channels)))
+            self.convs.append(conv)
+            channels = width
+        self.num_features = sum(widths)
+        self.eval().requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = []
+        for index, conv in enumerate(self.convs):
+            if index > 0 and min(x.shape[-2:]) >= 2:
+                x = F.avg_pool2d(x, 2)
+            x = F.relu(conv(x))
+            pooled.append(x.mean(dim=(2, 3)))
+        return torch.cat(pooled, dim=1)
+
+
+_FEATURE_NETWORKS: dict[tuple[int, str], RandomFeatures] = {}
+
+
+def _feature_network(channels: int, device: torch.device) -> RandomFeatures:
+    # Built on the CPU (same weights on every machine), then one copy per device.
+    key = (channels, str(device))
+    if key not in _FEATURE_NETWORKS:
+        _FEATURE_NETWORKS[key] = RandomFeatures(channels).to(device)
+    return _FEATURE_NETWORKS[key]
+
+
+@torch.no_grad()
+def image_features(x: torch.Tensor) -> torch.Tensor:
+    """Features float32 [N, 448] of uint8 or float [-1, 1] images [N, C, H, W], on x's device.
+
+    The network is a randomly initialised CNN with fixed weights (RandomFeatures, FEATURE_SEED), one per channel
+    count. Random-network embeddings are a published choice for evaluating generative models where no pretrained
+    network fits (Naeem et al. 2020, "Reliable Fidelity and Diversity Metrics for Generative Models"). We use one
+    because it needs no download (the standard Inception FID cannot be computed offline), costs no training (the
+    quickstart budget is ~3 minutes for 24 trials), and is identical across trials and experiments, so numbers
+    compare. On CUDA, convolutions may run in TF32 (PyTorch's cuDNN default): round-off, not a different space.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"image_features: x has shape {tuple(x.shape)}; valid: images [N, C, H, W]")
+    network = _feature_network(x.shape[1], x.device)
+    batch_size = max(1, FEATURE_PIXELS_PER_BATCH // (x.shape[2] * x.shape[3]))
+    # float32 even inside a caller's autocast: features must not depend on the trial's precision.
+    with torch.autocast(x.device.type, enabled=False):
+        chunks = [network(_as_float_images(batch).float()) for batch in x.split(batch_size)]
+    return torch.cat(chunks) if chunks else torch.empty(0, network.num_features, device=x.device)
+
+
+def _standardize(features: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """features in float64 on the CPU, minus the reference's per-dimension mean, over its standard deviation.
+
+    So that no single feature dominates a distance. A feature constant over the reference (a ReLU unit those
+    images never activate) has no scale of its own and stays in raw units rather than being divided by ~0.
+    """
+    reference = reference.detach().double().cpu()
+    mean, std = reference.mean(dim=0), reference.std(dim=0, correction=0)  # defined for a single row too
+    scale = torch.where(std > 1e-8, std, torch.ones_like(std))
+    return (features.detach().double().cpu() - mean) / scale
+
+
+def feature_diversity(features_a: torch.Tensor, labels_a: torch.Tensor, features_b: torch.Tensor,
+                      labels_b: torch.Tensor, num_classes: int) -> float:
+    """Mean over classes of: mean pairwise Euclidean distance among a's rows of class c, over the same in b.
+
+    b is the reference (the real images): both sets are standardised by b's per-dimension mean and std, all
+    classes pooled. ~0 = every row of a class identical (collapse), ~1 = as varied as b. Classes with fewer than
+    2 rows in either set, or whose b rows are all identical, are skipped; nan when no class is left.
+    """
+    a, b = _standardize(features_a, features_b), _standardize(features_b, features_b)
+    labels_a, labels_b = labels_a.cpu(), labels_b.cpu()
+    ratios = []
+    for label in range(num_classes):
+        rows_a, rows_b = a[labels_a == label], b[labels_b == label]
+        if len(rows_a) < 2 or len(rows_b) < 2:
+            continue
+        spread_b = torch.pdist(rows_b).mean().item()
+        if spread_b > 0:
+            ratios.append(torch.pdist(rows_a).mean().item() / spread_b)
+    return sum(ratios) / len(ratios) if ratios else math.nan
+
+
+@torch.no_grad()
+def synthetic_diversity(gan: GAN, real_x: torch.Tensor, real_y: torch.Tensor, num_classes: int,
+                        per_class: int = 64, generator: torch.Generator | None = None) -> float:
+    """Per-class diversity of GAN samples relative to the real images (feature_diversity in image_features
+    space): ~0 = a collapsed generator (one that ignores z gives exactly 0), ~1 = as varied as the real data.
+
+    per_class samples of each class, drawn class-balanced in mixed batches (the generator's BatchNorm uses batch
+    statistics, so single-class batches would not be the images the classifier sees), against the first
+    per_class real images of each class (the same reference in every trial and epoch).
+    """
+    if per_class < 2:
+        raise ValueError(f"synthetic_diversity: per_class={per_class}; valid: per_class >= 2")
+    rows = torch.cat([(real_y == label).nonzero().squeeze(1)[:per_class] for label in range(num_classes)])
+    fake_x, fake_y = _sample_balanced(gan, per_class * num_classes, generator)
+    return feature_diversity(image_features(fake_x), fake_y, image_features(real_x[rows]), real_y[rows],
+                             num_classes)
+
+
+def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between Gaussians fitted to two feature sets [N, d].
+
+    In float64; S are unbiased covariances, the root is scipy.linalg.sqrtm's, and its tiny imaginary part
+    (round-off) is dropped.
+    """
+    for name, features in (("features_a", features_a), ("features_b", features_b)):
+        if features.dim() != 2 or len(features) < 2:
+            raise ValueError(f"frechet_distance: {name} has shape {tuple(features.shape)}; valid: [N, d], N >= 2")
+    if features_a.shape[1] != features_b.shape[1]:
+        raise ValueError(f"frechet_distance: features_a has {features_a.shape[1]} dimensions, features_b "
+                         f"{features_b.shape[1]}; valid: the same")
+    a, b = (f.detach().double().cpu().numpy() for f in (features_a, features_b))
+    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    distance = (np.sum((a.mean(axis=0) - b.mean(axis=0)) ** 2) + np.trace(cov_a) + np.trace(cov_b)
+                - 2 * np.trace(_sqrtm_product(cov_a, cov_b)))
+    return max(float(distance), 0.0)  # round-off can leave identical sets a hair below 0
+
+
+def _sqrtm_product(cov_a: np.ndarray, cov_b: np.ndarray) -> np.ndarray:
+    """Real part of (cov_a cov_b)^(1/2)."""
+    with warnings.catch_warnings():
+        # Fewer samples than dimensions make the covariances singular: sqrtm warns, yet its root stays usable.
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        root = scipy.linalg.sqrtm(cov_a @ cov_b)
+        if not np.isfinite(root).all():
+            # As pytorch-fid does: a small ridge on both covariances makes the product's root finite.
+            ridge = 1e-6 * np.eye(len(cov_a))
+            root = scipy.linalg.sqrtm((cov_a + ridge) @ (cov_b + ridge))
+    return root.real
+
+
+@torch.no_grad()
+def synthetic_frechet_distance(gan: GAN, real_x: torch.Tensor, n: int,
+                               generator: torch.Generator | None = None) -> float:
+    """Fréchet distance between n class-balanced GAN samples and (up to) n real images in image_features space.
+
+    Both sets are standardised by the real features' per-dimension mean and std (as in feature_diversity), so the
+    distance is in units of the real data's spread per feature: 0 = the same Gaussian. The real images are a fixed
+    random subset (REAL_SUBSET_SEED); their class mix is the split's, so class imbalance adds to the distance.
+    Like every FID it is biased upward at small n (448 dimensions; on digits, two real halves of ~575 images are
+    ~100 apart): compare values at the same n only.
+    """
+    if n < 2:
+        raise ValueError(f"synthetic_frechet_distance: n={n}; valid: n >= 2")
+    if len(real_x) < 2:
+        raise ValueError(f"synthetic_frechet_distance: real_x holds {len(real_x)} image(s); valid: at least 2")
+    subset = torch.randperm(len(real_x), generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))[:n]
+    real = image_features(real_x[subset.to(real_x.device)])
+    fake = image_features(_sample_balanced(gan, n, generator)[0])
+    return frechet_distance(_standardize(fake, real), _standardize(real, real))

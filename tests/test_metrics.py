@@ -1,23 +1,33 @@
 """Metrics: hand-checkable accuracy / top-k / per-class examples, predict over the K real classes,
-synthetic agreement and the classification accuracy score (train on synthetic, test on real)."""
+synthetic agreement, the classification accuracy score (train on synthetic, test on real) and its real-data
+reference, and the GAN quality metrics (random-feature space, per-class diversity, Fréchet distance)."""
 
 import math
 from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ganaug import metrics
 from ganaug.config import TrialConfig
+from ganaug.data import load_data
 from ganaug.gans import GAN
 from ganaug.labeling import LABELERS
 from ganaug.metrics import (
     accuracy,
     classification_accuracy_score,
     evaluate,
+    feature_diversity,
+    frechet_distance,
+    image_features,
     per_class_accuracy,
     predict,
+    real_accuracy_score,
     synthetic_agreement,
+    synthetic_diversity,
+    synthetic_frechet_distance,
     topk_accuracy,
 )
 
@@ -170,3 +180,140 @@ def test_metrics_run_on_a_real_gan():
     val_x, val_y = torch.randint(0, 256, (9, 1, 8, 8), dtype=torch.uint8), torch.arange(9) % 3
     cas = classification_accuracy_score(cfg, spec, gan, val_x, val_y, torch.device("cpu"), 1)
     assert 0.0 <= cas <= 1.0
+    assert synthetic_diversity(gan, val_x, val_y, 3, per_class=4) >= 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# GAN quality: random features, diversity, Fréchet distance, and CAS against its real-data reference.
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data({"name": "digits", "val_fraction": 0.2, "seed": 0})
+
+
+class FixedImageGAN:
+    """A generator that ignores z: one fixed image per class (its real class mean), plus `noise` x z."""
+
+    def __init__(self, data, noise=0.0):
+        images = data.train_x.float() / 127.5 - 1
+        self.prototypes = torch.stack([images[data.train_y == k].mean(0) for k in range(data.spec.num_classes)])
+        self.num_classes, self.device, self.noise = data.spec.num_classes, torch.device("cpu"), noise
+        self.requests = []
+
+    def sample(self, y, generator=None):
+        self.requests.append(y.clone())
+        z = torch.randn(len(y), *self.prototypes.shape[1:], generator=generator)
+        return (self.prototypes[y] + self.noise * z).clamp(-1, 1)
+
+
+class RealImageGAN:
+    """A perfect generator: a random real train image of the conditioning class (drawn with replacement)."""
+
+    def __init__(self, data):
+        order = torch.argsort(data.train_y, stable=True)
+        self.images = data.train_x[order].float() / 127.5 - 1
+        self.counts = torch.bincount(data.train_y, minlength=data.spec.num_classes)
+        self.starts = self.counts.cumsum(0) - self.counts
+        self.num_classes, self.device = data.spec.num_classes, torch.device("cpu")
+
+    def sample(self, y, generator=None):
+        offset = (torch.rand(len(y), generator=generator) * self.counts[y]).long()
+        return self.images[self.starts[y] + offset]
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)])
+def test_image_features_are_float32_fixed_and_independent_of_the_global_rng(shape):
+    x = torch.randint(0, 256, (5, *shape), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    metrics._FEATURE_NETWORKS.clear()  # so the network is built inside the calls below
+    torch.manual_seed(123)
+    features = image_features(x)
+    after = torch.rand(3)
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(3), after)  # building and running the network drew nothing from torch's RNG
+    assert features.shape == (5, 448) and features.dtype == torch.float32 and torch.isfinite(features).all()
+    metrics._FEATURE_NETWORKS.clear()
+    torch.manual_seed(999)  # a different global seed builds the same network
+    assert torch.equal(image_features(x), features)
+    assert torch.allclose(image_features(x.float() / 127.5 - 1), features, atol=1e-5)  # uint8 == scaled float
+    assert torch.allclose(image_features(x[:2]), features[:2], atol=1e-5)  # an image's features ignore its batch
+
+
+def test_diversity_is_zero_for_a_generator_that_ignores_z(digits):
+    gan = FixedImageGAN(digits)
+    diversity = synthetic_diversity(gan, digits.train_x, digits.train_y, 10, per_class=20,
+                                    generator=torch.Generator().manual_seed(0))
+    assert diversity < 0.05
+    assert torch.bincount(torch.cat(gan.requests), minlength=10).tolist() == [20] * 10
+    assert len(gan.requests) == 1  # one class-mixed batch, as the classifier sees the generator's output
+
+
+def test_diversity_of_real_against_real_is_about_one(digits):
+    features, labels = image_features(digits.train_x), digits.train_y
+    half = len(labels) // 2
+    assert 0.85 <= feature_diversity(features[:half], labels[:half], features[half:], labels[half:], 10) <= 1.15
+    assert 0.85 <= feature_diversity(features[half:], labels[half:], features[:half], labels[:half], 10) <= 1.15
+    # Classes with fewer than two rows are skipped; with none left the diversity is undefined.
+    assert math.isnan(feature_diversity(features[:1], labels[:1], features[:1], labels[:1], 10))
+
+
+def test_diversity_is_lower_for_a_nearly_collapsed_generator_than_for_real_images(digits):
+    g = torch.Generator().manual_seed(0)
+    score = lambda gan: synthetic_diversity(gan, digits.train_x, digits.train_y, 10, per_class=40, generator=g)
+    nearly_collapsed, real = score(FixedImageGAN(digits, noise=0.05)), score(RealImageGAN(digits))
+    assert 0.85 <= real <= 1.15
+    assert nearly_collapsed < 0.5 * real
+    with pytest.raises(ValueError, match="per_class"):
+        synthetic_diversity(RealImageGAN(digits), digits.train_x, digits.train_y, 10, per_class=1)
+
+
+def diagonal_gaussian_set(mean, std):
+    """4 points per axis pair whose mean and unbiased covariance are exactly `mean` and diag(std ** 2)."""
+    mean, std = torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)
+    offsets = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=torch.float64)
+    return mean + offsets * std * math.sqrt(1.5)  # unbiased variance per axis: 2 (1.5 s^2) / 3 = s^2
+
+
+def test_frechet_distance_by_hand_symmetric_and_growing_with_a_shift():
+    a = diagonal_gaussian_set([0.0, 0.0], [1.0, 2.0])
+    b = diagonal_gaussian_set([3.0, -1.0], [2.0, 0.5])
+    # Diagonal Gaussians: |mu_a - mu_b|^2 + sum (s_a - s_b)^2 = (9 + 1) + (1 + 2.25).
+    assert frechet_distance(a, b) == pytest.approx(13.25, rel=1e-9)
+    assert frechet_distance(b, a) == pytest.approx(13.25, rel=1e-9)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(400, 3, generator=g), torch.randn(400, 3, generator=g)
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-9)
+    assert frechet_distance(x, y) == pytest.approx(frechet_distance(y, x), rel=1e-6)
+    assert frechet_distance(x, y + 1.0) > 2.0 > 0.2 > frechet_distance(x, y)  # a shift of 1 per axis adds 3
+    with pytest.raises(ValueError, match="features_a"):
+        frechet_distance(x[:1], y)
+    with pytest.raises(ValueError, match="features_b"):
+        frechet_distance(x, y[:, :2])
+
+
+def test_synthetic_frechet_distance_is_larger_for_a_collapsed_generator(digits, monkeypatch):
+    # 16 features (4x4 average pool) instead of image_features' 448: scipy's sqrtm of a 448 x 448 matrix takes
+    # seconds on a busy CPU, and the feature network has its own test above; this one checks the sampling,
+    # the real subset and the standardisation around it.
+    monkeypatch.setattr(metrics, "image_features", lambda x: F.avg_pool2d(metrics._as_float_images(x), 2).flatten(1))
+    g = torch.Generator().manual_seed(0)
+    collapsed = synthetic_frechet_distance(FixedImageGAN(digits), digits.train_x, 500, g)
+    real = synthetic_frechet_distance(RealImageGAN(digits), digits.train_x, 500, g)
+    assert 0 <= real < 0.2 * collapsed
+    with pytest.raises(ValueError, match="n="):
+        synthetic_frechet_distance(RealImageGAN(digits), digits.train_x, 1, g)
+    with pytest.raises(ValueError, match="real_x"):
+        synthetic_frechet_distance(RealImageGAN(digits), digits.train_x[:1], 10, g)
+
+
+def test_cas_of_a_generator_that_returns_real_images_matches_real_accuracy(digits):
+    cfg = TrialConfig(classifier="mlp", classifier_width=0.125, classifier_lr=3e-3, batch_size=64)
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    real = real_accuracy_score(cfg, digits.spec, digits.train_x, digits.train_y, digits.val_x, digits.val_y, cpu,
+                               2, g)
+    cas = classification_accuracy_score(cfg, digits.spec, RealImageGAN(digits), digits.val_x, digits.val_y, cpu,
+                                        2, g)
+    assert real > 0.5  # chance is 0.1
+    assert abs(cas - real) < 0.1  # cas_ratio = CAS / real accuracy ~ 1: the samples are as useful as real data
