@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 from collections.abc import Callable, Iterable
 
 import numpy as np
-import scipy.linalg
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -308,8 +306,7 @@ def synthetic_diversity(gan: GAN, real_x: torch.Tensor, real_y: torch.Tensor, nu
 def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
     """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between Gaussians fitted to two feature sets [N, d].
 
-    In float64; S are unbiased covariances, the root is scipy.linalg.sqrtm's, and its tiny imaginary part
-    (round-off) is dropped.
+    In float64; S are unbiased covariances; the trace of the root comes from eigenvalues (_trace_sqrt_product).
     """
     for name, features in (("features_a", features_a), ("features_b", features_b)):
         if features.dim() != 2 or len(features) < 2:
@@ -320,21 +317,20 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
     a, b = (f.detach().double().cpu().numpy() for f in (features_a, features_b))
     cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
     distance = (np.sum((a.mean(axis=0) - b.mean(axis=0)) ** 2) + np.trace(cov_a) + np.trace(cov_b)
-                - 2 * np.trace(_sqrtm_product(cov_a, cov_b)))
+                - 2 * _trace_sqrt_product(cov_a, cov_b))
     return max(float(distance), 0.0)  # round-off can leave identical sets a hair below 0
 
 
-def _sqrtm_product(cov_a: np.ndarray, cov_b: np.ndarray) -> np.ndarray:
-    """Real part of (cov_a cov_b)^(1/2)."""
-    with warnings.catch_warnings():
-        # Fewer samples than dimensions make the covariances singular: sqrtm warns, yet its root stays usable.
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        root = scipy.linalg.sqrtm(cov_a @ cov_b)
-        if not np.isfinite(root).all():
-            # As pytorch-fid does: a small ridge on both covariances makes the product's root finite.
-            ridge = 1e-6 * np.eye(len(cov_a))
-            root = scipy.linalg.sqrtm((cov_a + ridge) @ (cov_b + ridge))
-    return root.real
+def _trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
+    """Tr((cov_a cov_b)^(1/2)) as the sum of the square roots of the eigenvalues of A^(1/2) cov_b A^(1/2)
+    (A = cov_a): the same number as the trace of scipy.linalg.sqrtm(cov_a @ cov_b), since the two matrices are
+    similar, but from two symmetric eigendecompositions: real by construction and finite for the singular
+    covariances of fewer samples than dimensions, where sqrtm needs a ridge and drops an imaginary part."""
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    product = root_a @ cov_b @ root_a
+    eigenvalues = np.linalg.eigvalsh((product + product.T) / 2)  # symmetric up to round-off
+    return float(np.sqrt(np.clip(eigenvalues, 0, None)).sum())  # clip: round-off makes ~0 values slightly < 0
 
 
 @torch.no_grad()
