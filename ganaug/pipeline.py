@@ -2,7 +2,7 @@
 
 `run(cfg, data, report)` is the whole experiment of one augmentation policy. It never imports ray:
 Tune, tests, notebooks and `ganaug.evaluate` all call it directly and receive one `report(...)`
-per epoch.
+per epoch (and per GAN pretraining pass, with `epoch: 0`, when gan_pretrain_epochs > 0).
 
     from ganaug.config import TrialConfig
     from ganaug.data import load_data
@@ -46,10 +46,11 @@ class CheckpointError(RuntimeError):
 def run(
     cfg: TrialConfig,                   # The augmentation policy and training budget.
     data: ImageData,                    # uint8 images + DataSpec; moved to the trial's device here.
-    report: Report | None = None,       # report(metrics, checkpoint=dir | None, images=dict | None) once per epoch.
+    report: Report | None = None,       # report(metrics, checkpoint=dir | None, images=dict | None) once per pass.
     checkpoint: str | Path | dict | None = None,  # Checkpoint directory (or its loaded state) to resume from.
 ) -> dict[str, Any]:
-    """Train GAN + classifier jointly for cfg.epochs and return the last epoch's metrics."""
+    """Pretrain the GAN for cfg.gan_pretrain_epochs, train GAN + classifier jointly for cfg.epochs, and return
+    the last epoch's metrics."""
     report = report or _print_report
     if checkpoint is not None and not isinstance(checkpoint, dict):
         checkpoint = load_checkpoint(checkpoint, cfg)
@@ -80,8 +81,11 @@ def run(
     synthetic_weights = _synthetic_class_weights(spec.class_counts, device)
     grid_labels = torch.arange(num_classes, device=device).repeat_interleave(8 if num_classes > 20 else 10)
 
-    # Resume.
+    # Resume: from a classifier epoch, or from the middle of GAN pretraining (classifier epoch still 0).
     start_epoch, metrics = 0, {}
+    # Pretraining trains a GAN; the no-GAN baseline has none to pretrain.
+    pretrain_epochs = cfg.gan_pretrain_epochs if gan is not None else 0
+    pretrained, pretrain_seconds = 0, 0.0
     if checkpoint is not None:
         state = checkpoint
         classifier.load_state_dict(state["classifier"])
@@ -93,25 +97,57 @@ def run(
         if device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"])
         start_epoch, metrics = state["epoch"], state["metrics"]
+        # Checkpoints from before GAN pretraining existed lack these keys: their classifier had already started.
+        pretrained = state.get("pretrain_epoch", pretrain_epochs)
+        pretrain_seconds = state.get("gan_pretrain_seconds", 0.0)
 
+    # Measure the untrained classifier once: it does not change during pretraining, and Tune needs the
+    # objective in every result. The first training images, not a random draw: no RNG is used, so a run
+    # resumed mid-pretraining measures the same.
+    untrained = {}
+    if pretrained < pretrain_epochs:
+        val = evaluate(classifier, data.val_x, data.val_y, labeler, num_classes, autocast=autocast)
+        train = evaluate(classifier, data.train_x[:1024], data.train_y[:1024], labeler, num_classes,
+                         autocast=autocast)
+        untrained = {"val_acc": val["acc"], "val_top5": val["top5"], "val_loss": val["loss"],
+                     "train_acc": train["acc"]}
+
+    # Passes over the training split: GAN-only pretraining passes first (classifier epoch 0, counted by
+    # gan_pretrain_epoch), then classifier epochs. Both share the batches, the GAN updates, the divergence
+    # check and the checkpoints; ASHA's time attribute `epoch` counts classifier epochs only.
     num_train = len(data.train_y)
-    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+    passes = [(0, p) for p in range(pretrained + 1, pretrain_epochs + 1)]
+    passes += [(epoch, pretrain_epochs) for epoch in range(start_epoch + 1, cfg.epochs + 1)]
+    for epoch, pretrain_epoch in passes:
         started = time.perf_counter()
+        pretraining = epoch == 0
+        number = pretrain_epoch if pretraining else epoch  # of this pass within its phase
         classifier.train()
         # Hybrid schedule: every third epoch the discriminator sees balanced batches.
-        real_fraction = 0.5 if cfg.d_mix_schedule == "hybrid" and epoch % 3 == 0 else cfg.d_real_fraction
-        use_synthetic = gan is not None and epoch > cfg.gan_warmup_epochs
+        real_fraction = 0.5 if cfg.d_mix_schedule == "hybrid" and number % 3 == 0 else cfg.d_real_fraction
+        use_synthetic = gan is not None and not pretraining and epoch > cfg.gan_warmup_epochs
+        # A frozen GAN stops training once the classifier starts and only samples from then on.
+        train_gan = gan is not None and (pretraining or not cfg.gan_freeze)
         # Running sums stay on the device: one host sync per epoch, not per step.
         sums = {k: torch.zeros((), device=device) for k in ("d_loss", "g_loss", "loss", "correct", "seen")}
         batches = batch_indices(num_train, cfg.batch_size, generator, device)
         for index in batches:
             x, y = to_float(data.train_x[index]), data.train_y[index]
 
-            # GAN steps: d_steps discriminator steps on mixed real/fake batches, then one generator step.
-            if gan is not None:
-                losses = gan.train_step(x, y, real_fraction, generator, autocast)
-                sums["d_loss"] += losses["d_loss"]
-                sums["g_loss"] += losses["g_loss"]
+            # GAN updates, each d_steps discriminator steps on mixed real/fake batches and one generator step.
+            # The first uses the classifier's real batch; each further one draws its own real batch of the
+            # same size, so a larger GAN budget sees more data instead of fitting one batch several times.
+            if train_gan:
+                gan_x, gan_y = x, y
+                for update in range(cfg.gan_steps_per_batch):
+                    if update > 0:
+                        extra = torch.randint(num_train, (len(y),), generator=generator, device=device)
+                        gan_x, gan_y = to_float(data.train_x[extra]), data.train_y[extra]
+                    losses = gan.train_step(gan_x, gan_y, real_fraction, generator, autocast)
+                    sums["d_loss"] += losses["d_loss"]
+                    sums["g_loss"] += losses["g_loss"]
+            if pretraining:
+                continue  # the classifier, its BatchNorm buffers and its optimizer wait for pretraining
 
             # Classifier step: real batch (+ flip/translate) and fresh synthetic images in ONE forward pass,
             # so BatchNorm statistics always describe the mixed batch the classifier is trained on.
@@ -140,29 +176,41 @@ def run(
         # Non-finite losses end the trial here with the objective at its worst value.
         totals = {k: v.item() for k, v in sums.items()}
         epoch_seconds = time.perf_counter() - started
+        # A pretraining row names its pass; a classifier epoch's row carries pretraining's total wall time, so
+        # its cost shows in every row (0.0 without pretraining).
+        phase = {"gan_pretrain_epoch": pretrain_epoch} if pretraining else {"gan_pretrain_seconds": pretrain_seconds}
         if not all(math.isfinite(v) for v in totals.values()):
-            metrics = {"epoch": epoch, "val_acc": 0.0, "val_top5": 0.0, "val_loss": float("inf"),
+            metrics = {"epoch": epoch, **phase, "val_acc": 0.0, "val_top5": 0.0, "val_loss": float("inf"),
                        "train_acc": 0.0, "diverged": 1, "epoch_seconds": epoch_seconds,
                        "images_per_second": num_train / epoch_seconds}
             report(metrics)
             return metrics
 
-        # Validation metrics (the search objective) once per epoch.
-        val = evaluate(classifier, data.val_x, data.val_y, labeler, num_classes, autocast=autocast)
-        metrics = {
-            "epoch": epoch,
-            "val_acc": val["acc"],
-            "val_top5": val["top5"],
-            "val_loss": val["loss"],
-            "train_acc": totals["correct"] / max(totals["seen"], 1),
-            "train_loss": totals["loss"] / max(len(batches), 1),
-            "epoch_seconds": epoch_seconds,
-            "images_per_second": num_train / epoch_seconds,
-            "diverged": 0,
-        }
-        if gan is not None:
-            metrics["d_loss"] = totals["d_loss"] / max(len(batches), 1)
-            metrics["g_loss"] = totals["g_loss"] / max(len(batches), 1)
+        # Metrics: a pretraining pass repeats the untrained classifier's; a classifier epoch is validated
+        # (the search objective) once. Both carry the GAN losses when the GAN trained, averaged per update.
+        if pretraining:
+            pretrain_seconds += epoch_seconds
+            metrics = {"epoch": 0, **phase, **untrained, "epoch_seconds": epoch_seconds,
+                       "images_per_second": num_train / epoch_seconds, "diverged": 0}
+        else:
+            val = evaluate(classifier, data.val_x, data.val_y, labeler, num_classes, autocast=autocast)
+            metrics = {
+                "epoch": epoch,
+                "val_acc": val["acc"],
+                "val_top5": val["top5"],
+                "val_loss": val["loss"],
+                "train_acc": totals["correct"] / max(totals["seen"], 1),
+                "train_loss": totals["loss"] / max(len(batches), 1),
+                "epoch_seconds": epoch_seconds,
+                "images_per_second": num_train / epoch_seconds,
+                "diverged": 0,
+                **phase,
+            }
+        if train_gan:
+            gan_updates = max(len(batches) * cfg.gan_steps_per_batch, 1)
+            metrics["d_loss"] = totals["d_loss"] / gan_updates
+            metrics["g_loss"] = totals["g_loss"] / gan_updates
+        if gan is not None and not pretraining:
             metrics["synthetic_agreement"] = synthetic_agreement(
                 classifier, gan, labeler, num_classes, n=min(1000, 50 * num_classes), generator=generator)
 
@@ -175,17 +223,21 @@ def run(
                 metrics["cas"] = classification_accuracy_score(
                     cfg, spec, gan, data.val_x, data.val_y, device, cfg.cas_epochs, generator=generator)
 
-        # Report, with a sample grid (rows = classes) and a checkpoint when due.
+        # Report, with a sample grid (rows = classes) and a checkpoint when due. Pretraining passes count on
+        # their own, and the last one always writes both: it holds the GAN the classifier starts with.
+        phase_ends = pretrain_epoch == pretrain_epochs if pretraining else last
         images = None
-        if gan is not None and (last or epoch % cfg.sample_every == 0):
+        if gan is not None and (phase_ends or number % cfg.sample_every == 0):
             fixed_noise = torch.Generator(device).manual_seed(cfg.seed + 12345)
             samples = gan.sample(grid_labels, fixed_noise)
             nrow = len(grid_labels) // num_classes
             images = {"samples": _to_uint8(_make_grid(samples.float(), nrow=nrow, padding=1))}
-        if last or epoch % cfg.checkpoint_every == 0:
+        if phase_ends or number % cfg.checkpoint_every == 0:
             state = {
                 "config": cfg.to_dict(),
                 "epoch": epoch,
+                "pretrain_epoch": pretrain_epoch,  # pretraining passes done; the classifier starts after all
+                "gan_pretrain_seconds": pretrain_seconds,
                 "metrics": metrics,
                 "classifier": classifier.state_dict(),
                 "optimizer": optimizer.state_dict(),

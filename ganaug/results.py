@@ -128,16 +128,24 @@ def _read_curve(trial_dir: Path) -> pd.DataFrame:
     frame = pd.DataFrame(_read_jsonl(trial_dir / "result.json"))
     own = pd.DataFrame(_read_jsonl(trial_dir / "metrics.jsonl"))
     if not own.empty and "epoch" in own:
-        known = frame["epoch"] if "epoch" in frame else pd.Series(dtype=float)
-        lost = own[~own["epoch"].isin(known)].replace({"inf": math.inf, "-inf": -math.inf, "nan": math.nan})
+        known = _positions(frame) if "epoch" in frame else pd.MultiIndex.from_arrays([[], []])
+        lost = own[~_positions(own).isin(known)].replace({"inf": math.inf, "-inf": -math.inf, "nan": math.nan})
         if not lost.empty:
             frame = pd.concat([frame, lost], ignore_index=True)
             if "trial_id" in frame:
                 frame["trial_id"] = frame["trial_id"].ffill().bfill()
     if not frame.empty and "epoch" in frame:
         # A trial retried from a checkpoint reports some epochs twice: keep the latest report of each.
-        frame = frame.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
+        keys = [k for k in ("epoch", "gan_pretrain_epoch") if k in frame]
+        frame = frame.drop_duplicates(keys, keep="last").sort_values(keys).reset_index(drop=True)
     return frame
+
+
+def _positions(frame: pd.DataFrame) -> pd.MultiIndex:
+    """Each result's place in its trial: (epoch, gan_pretrain_epoch). GAN pretraining passes all report
+    epoch 0 (gan_pretrain_epoch 1, 2, ...) before classifier epochs 1, 2, ..., so epoch alone is not unique."""
+    pretrain = frame["gan_pretrain_epoch"] if "gan_pretrain_epoch" in frame else pd.Series(math.nan, frame.index)
+    return pd.MultiIndex.from_arrays([frame["epoch"], pretrain.fillna(0)])
 
 
 def _ended_in_error(trial_dir: Path, curve: pd.DataFrame) -> bool:
@@ -179,7 +187,9 @@ def _trial_row(trial_dir: Path, curve: pd.DataFrame, meta: dict) -> dict[str, An
     else:
         status = "pruned"
     last = curve.iloc[-1] if not curve.empty else {}
-    values = curve[metric] if not curve.empty and metric in curve else pd.Series(dtype=float)
+    # Scores of classifier epochs only: GAN pretraining rows (epoch 0) hold the untrained classifier's.
+    scored = curve[curve["epoch"] >= 1] if not curve.empty and "epoch" in curve else curve
+    values = scored[metric] if not scored.empty and metric in scored else pd.Series(dtype=float)
     if diverged:
         values = pd.Series(dtype=float)  # a diverged trial has no score worth ranking
     best = values.min() if meta["metric"]["mode"] == "min" else values.max()

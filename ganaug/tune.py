@@ -144,14 +144,29 @@ def make_searcher(spec: SearchSpec, journal_path: str | None, searcher: str = "t
             self._max_epochs = max_epochs
             self._last_results: dict[str, dict] = {}
 
+        def _told_already(self, trial_id: str) -> bool:
+            """Whether the study already holds this trial as finished. After a driver crash the journal can be
+            ahead of the searcher state Tune restores (saved every few seconds), and Tune then reruns a trial
+            that Optuna has closed: its results must not be reported or told a second time."""
+            if trial_id in self._completed_trials:
+                return True
+            ot_trial = self._ot_trials[trial_id]
+            if ot_trial.storage.get_trial(ot_trial._trial_id).state.is_finished():
+                self._completed_trials.add(trial_id)
+                return True
+            return False
+
         def on_trial_result(self, trial_id: str, result: dict) -> None:
-            if trial_id in self._completed_trials or result.get("diverged"):
+            if result.get("diverged") or self._told_already(trial_id):
                 return
             self._last_results[trial_id] = result
-            self._ot_trials[trial_id].report(float(result[self.metric]), int(result["epoch"]))
+            # GAN pretraining passes report with epoch 0 and the untrained classifier's score: Optuna's steps
+            # are classifier epochs only, as ASHA's rungs are.
+            if int(result.get("epoch", 0)) >= 1:
+                self._ot_trials[trial_id].report(float(result[self.metric]), int(result["epoch"]))
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            if trial_id not in self._ot_trials or self._told_already(trial_id):
                 return
             result = result or self._last_results.get(trial_id)
             ot_trial = self._ot_trials[trial_id]
@@ -162,7 +177,7 @@ def make_searcher(spec: SearchSpec, journal_path: str | None, searcher: str = "t
                 return
             # Tune hands the final result only to on_trial_complete: record it as an intermediate value too.
             epoch = int(result.get("epoch", 0))
-            if epoch not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
+            if epoch >= 1 and epoch not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
                 ot_trial.report(float(result[self.metric]), epoch)
             if epoch < self._max_epochs:
                 self._ot_study.tell(ot_trial, state=states.PRUNED)

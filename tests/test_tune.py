@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from ganaug.config import TrialConfig
-from ganaug.tune import JOURNAL_FILE, main
+from ganaug.results import load_experiment
+from ganaug.space import load_space
+from ganaug.tune import JOURNAL_FILE, main, make_searcher
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +38,7 @@ fixed:
   gan_arch: mlp
   gan_width: 0.25
   batch_size: 128
+  gan_pretrain_epochs: 1
   checkpoint_every: 1
   sample_every: 2
   cas_epochs: 1
@@ -84,7 +87,9 @@ def test_trial_processes_are_reused_and_each_trial_keeps_its_own_files(finished)
         results = [json.loads(line) for line in (Path(row.path) / "result.json").read_text().splitlines()]
         pids |= {r["pid"] for r in results}
         own = [json.loads(line) for line in (Path(row.path) / "metrics.jsonl").read_text().splitlines()]
-        assert [r["epoch"] for r in own] == list(range(1, row.epochs + 1)), row.path
+        # One GAN pretraining pass (epoch 0), then the classifier epochs the trial ran.
+        assert [r["epoch"] for r in own] == list(range(0, row.epochs + 1)), row.path
+        assert own[0]["gan_pretrain_epoch"] == 1 and "gan_pretrain_epoch" not in own[1]
         assert own[-1]["val_acc"] == pytest.approx(results[-1]["val_acc"])
     assert len(pids) < len(summary), pids
 
@@ -113,9 +118,60 @@ def test_optuna_journal_has_pruned_trials_and_no_early_complete(finished):
     assert pruned and all(t.intermediate_values for t in pruned)
     assert all(max(t.intermediate_values) < 4 for t in pruned)
     for trial in study.trials:
+        assert min(trial.intermediate_values, default=1) >= 1  # GAN pretraining (epoch 0) is not a step
         if trial.state == optuna.trial.TrialState.COMPLETE:
             assert max(trial.intermediate_values) == 4  # only full-length trials are COMPLETE
     assert optuna.trial.TrialState.RUNNING not in states
+
+
+def test_optuna_sees_classifier_epochs_only(tmp_path):
+    """GAN pretraining reports epoch 0 with the untrained classifier's score: never an Optuna step."""
+    searcher = make_searcher(load_space(write_space(tmp_path)), None)
+    pretraining = {"epoch": 0, "gan_pretrain_epoch": 1, "val_acc": 0.1, "diverged": 0}
+    for trial_id in ("started", "stopped_in_pretraining"):
+        searcher.suggest(trial_id)
+        searcher.on_trial_result(trial_id, pretraining)
+    searcher.on_trial_result("started", {"epoch": 1, "val_acc": 0.6, "diverged": 0})
+    searcher.on_trial_complete("started", {"epoch": 1, "val_acc": 0.6, "diverged": 0})
+    searcher.on_trial_complete("stopped_in_pretraining", None)
+    started, stopped = searcher._ot_study.trials
+    assert started.intermediate_values == {1: 0.6}
+    assert stopped.intermediate_values == {} and stopped.state == optuna.trial.TrialState.PRUNED
+
+
+def test_a_rerun_of_a_trial_the_journal_already_closed_is_not_told_twice(tmp_path):
+    """After a driver crash the journal can be ahead of the searcher state Tune restores; Tune then reruns a
+    trial Optuna has finished, whose results must not reach the study again (Optuna would raise)."""
+    searcher = make_searcher(load_space(write_space(tmp_path)), None)
+    searcher.suggest("rerun")
+    closed = searcher._ot_study.trials[0]
+    searcher._ot_study.tell(closed.number, 0.7, state=optuna.trial.TrialState.COMPLETE)  # before the crash
+    searcher.on_trial_result("rerun", {"epoch": 4, "val_acc": 0.6, "diverged": 0})
+    searcher.on_trial_complete("rerun", {"epoch": 4, "val_acc": 0.6, "diverged": 0})
+    assert searcher._ot_study.trials[0].value == 0.7
+
+
+def test_results_score_classifier_epochs_and_keep_every_pretraining_row(tmp_path):
+    meta = {"name": "x", "metric": {"name": "val_acc", "mode": "max"}, "max_epochs": 2,
+            "base_config": TrialConfig().to_dict(), "data": {"name": "digits"}}
+    (tmp_path / "ganaug_experiment.yaml").write_text(yaml.safe_dump(meta))
+    folder = tmp_path / "train_trial_a_1"
+    folder.mkdir()
+    (folder / "params.json").write_text("{}")
+    # An (artificially) high epoch-0 score must not count; result.json lost pass 2 and epoch 2, which the
+    # trial's own metrics.jsonl still holds.
+    records = [{"epoch": 0, "gan_pretrain_epoch": 1, "val_acc": 0.9, "trial_id": "a"},
+               {"epoch": 0, "gan_pretrain_epoch": 2, "val_acc": 0.9, "trial_id": "a"},
+               {"epoch": 1, "val_acc": 0.4, "gan_pretrain_seconds": 1.0, "trial_id": "a"},
+               {"epoch": 2, "val_acc": 0.5, "gan_pretrain_seconds": 1.0}]
+    (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in (records[0], records[2])))
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    experiment = load_experiment(tmp_path)
+    assert list(experiment.curves["epoch"]) == [0, 0, 1, 2]
+    assert list(experiment.curves["gan_pretrain_epoch"].fillna(0)) == [1, 2, 0, 0]
+    trial = experiment.trials.iloc[0]
+    assert (trial["status"], trial["epochs"]) == ("complete", 2)
+    assert (trial["best_val_acc"], trial["last_val_acc"]) == (0.5, 0.5)
 
 
 def test_tensorboard_holds_val_acc_and_a_sample_grid(finished):
