@@ -61,12 +61,12 @@ class TrialConfig:
     d_real_fraction: float = 0.5        # Share of real images in each discriminator batch (the rest are fakes).
     d_mix_schedule: str = "fixed"       # fixed | hybrid (0.5 every third epoch, d_real_fraction otherwise).
     d_spectral_norm: bool = False       # Spectral normalisation of every D layer (always on for gan_arch=resnet).
-    d_minibatch: str = "none"           # D's minibatch features: none | stddev (Karras 2018) | discrimination (Salimans 2016).
+    d_minibatch: str = "none"           # Batch features in D against collapse: none | stddev | discrimination.
 
     # GAN training budget.
     gan_steps_per_batch: int = 1        # GAN updates (d_steps D steps + one G step) per classifier step.
-    gan_pretrain_epochs: int = 0        # GAN-only passes over the real training split before the classifier's first epoch.
-    gan_freeze: bool = False            # Stop training the GAN once the classifier starts (needs gan_pretrain_epochs >= 1).
+    gan_pretrain_epochs: int = 0        # GAN-only passes over the training split before the classifier's first epoch.
+    gan_freeze: bool = False            # GAN stops training when the classifier starts (needs gan_pretrain_epochs >= 1)
 
     # Augmentation policy.
     synthetic_ratio: float = 0.0        # Synthetic images per real image in each classifier batch; 0 = no GAN data.
@@ -96,10 +96,11 @@ class TrialConfig:
         return tuple(f.name for f in fields(cls))
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], *, where: str = "config") -> TrialConfig:
+    def from_dict(cls, values: dict[str, Any], *, where: str = "config", combinations: bool = True) -> TrialConfig:
         """Build a validated config; unknown keys and out-of-range values raise ConfigError.
 
         `where` prefixes messages (e.g. a YAML file name) so the user knows which input is wrong.
+        combinations=False skips the rules between keys (a search space checks those pairwise, space.py).
         """
         known = {f.name: f for f in fields(cls)}
         for key in values:
@@ -107,7 +108,7 @@ class TrialConfig:
                 raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, known)}")
         coerced = {key: _coerce(key, known[key], value, where) for key, value in values.items()}
         config = cls(**coerced)
-        config.validate(where=where)
+        config.validate(where=where, combinations=combinations)
         return config
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,8 +117,9 @@ class TrialConfig:
     def replace(self, **changes: Any) -> TrialConfig:
         return TrialConfig.from_dict({**self.to_dict(), **changes})
 
-    def validate(self, *, where: str = "config") -> None:
-        """Check every range and registry value; raise ConfigError naming the key."""
+    def validate(self, *, where: str = "config", combinations: bool = True) -> None:
+        """Check every range and registry value, and (combinations) the rules between keys; raise ConfigError
+        naming the key."""
         def bad(key: str, valid: str) -> ConfigError:
             return ConfigError(f"{where}: {key}={getattr(self, key)!r} is out of range; valid: {valid}")
 
@@ -143,14 +145,6 @@ class TrialConfig:
             raise bad("synthetic_ratio", "0 <= synthetic_ratio <= 20")
         if self.weight_decay < 0:
             raise bad("weight_decay", "a number >= 0")
-        if self.gan_freeze and self.gan_pretrain_epochs < 1:
-            raise ConfigError(f"{where}: gan_freeze=True with gan_pretrain_epochs={self.gan_pretrain_epochs} would "
-                              "never train the GAN; valid: gan_pretrain_epochs >= 1, or gan_freeze=False")
-        if self.gan_loss == "hinge" and self.d_label_smoothing > 0:
-            # The hinge loss has margins, not targets: there is nothing for one-sided smoothing to soften.
-            raise ConfigError(f"{where}: d_label_smoothing={self.d_label_smoothing!r} applies to gan_loss='bce' "
-                              "only; valid: d_label_smoothing=0 with gan_loss='hinge' (in a search space: "
-                              "d_label_smoothing: {..., when: {gan_loss: bce}})")
         for key in (*REGISTRY_KEYS, *CHOICE_KEYS):
             choices = registry_choices(key)
             if getattr(self, key) not in choices:
@@ -164,6 +158,19 @@ class TrialConfig:
                     f"{where}: diffaugment={self.diffaugment!r} has unknown part {part!r}; "
                     f"valid: a comma-separated subset of {', '.join(DIFFAUGMENT_POLICIES)}, or ''"
                 )
+        if combinations:
+            self._validate_combinations(where)
+
+    def _validate_combinations(self, where: str) -> None:
+        """Rules between keys: values each valid alone that do not go together."""
+        if self.gan_freeze and self.gan_pretrain_epochs < 1:
+            raise ConfigError(f"{where}: gan_freeze=True with gan_pretrain_epochs={self.gan_pretrain_epochs} would "
+                              "never train the GAN; valid: gan_pretrain_epochs >= 1, or gan_freeze=False")
+        if self.gan_loss == "hinge" and self.d_label_smoothing > 0:
+            # The hinge loss has margins, not targets: there is nothing for one-sided smoothing to soften.
+            raise ConfigError(f"{where}: d_label_smoothing={self.d_label_smoothing!r} applies to gan_loss='bce' "
+                              "only; valid: d_label_smoothing=0 with gan_loss='hinge' (in a search space: "
+                              "d_label_smoothing: {..., when: {gan_loss: bce}})")
 
 
 def did_you_mean(word: str, candidates) -> str:

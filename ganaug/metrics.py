@@ -333,6 +333,35 @@ def _trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
     return float(np.sqrt(np.clip(eigenvalues, 0, None)).sum())  # clip: round-off makes ~0 values slightly < 0
 
 
+class SampleQuality:
+    """The per-epoch quality figures of a trial's generator: `synthetic_diversity` and `frechet_distance`.
+
+    The real reference is built once per trial: the first `per_class` training images of each class, so the
+    reference is class-balanced like the samples and the same in every epoch (real features computed once). Each
+    call draws per_class class-balanced samples per class in mixed batches, embeds them once (image_features) and
+    scores them both ways: feature_diversity against the reference's classes, and the Fréchet distance against
+    the whole reference, both standardised by the reference's per-dimension spread.
+    """
+
+    def __init__(self, real_x: torch.Tensor, real_y: torch.Tensor, num_classes: int, per_class: int = 64):
+        if per_class < 2:
+            raise ValueError(f"SampleQuality: per_class={per_class}; valid: per_class >= 2")
+        rows = torch.cat([(real_y == label).nonzero().squeeze(1)[:per_class] for label in range(num_classes)])
+        self.num_classes, self.per_class = num_classes, per_class
+        self.real_features, self.real_labels = image_features(real_x[rows]), real_y[rows]
+        self._real_standardised = _standardize(self.real_features, self.real_features)
+
+    @torch.no_grad()
+    def __call__(self, gan: GAN, generator: torch.Generator | None = None) -> dict[str, float]:
+        fake_x, fake_y = _sample_balanced(gan, self.per_class * self.num_classes, generator)
+        features = image_features(fake_x)
+        return {
+            "synthetic_diversity": feature_diversity(features, fake_y, self.real_features, self.real_labels,
+                                                     self.num_classes),
+            "frechet_distance": frechet_distance(_standardize(features, self.real_features), self._real_standardised),
+        }
+
+
 @torch.no_grad()
 def synthetic_frechet_distance(gan: GAN, real_x: torch.Tensor, n: int,
                                generator: torch.Generator | None = None) -> float:

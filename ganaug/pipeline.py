@@ -29,7 +29,13 @@ from ganaug.config import TrialConfig
 from ganaug.data import ImageData, augment, batch_indices, to_float
 from ganaug.gans import GAN
 from ganaug.labeling import LABELERS
-from ganaug.metrics import classification_accuracy_score, evaluate, synthetic_agreement
+from ganaug.metrics import (
+    SampleQuality,
+    classification_accuracy_score,
+    evaluate,
+    real_accuracy_score,
+    synthetic_agreement,
+)
 
 CHECKPOINT_FILE = "trial_state.pt"
 # Keys that may differ between a checkpoint and the run resuming from it: they change where or how long
@@ -80,6 +86,10 @@ def run(
     gan = GAN(cfg, spec, device) if cfg.synthetic_ratio > 0 else None
     synthetic_weights = _synthetic_class_weights(spec.class_counts, device)
     grid_labels = torch.arange(num_classes, device=device).repeat_interleave(8 if num_classes > 20 else 10)
+    # Generator quality against a fixed real reference (~1,000 images at most, so it stays a small share of an
+    # epoch); its own noise seed, so measuring never changes what the trial draws and epochs compare.
+    quality = SampleQuality(data.train_x, data.train_y, num_classes, per_class=max(8, min(64, 1000 // num_classes))
+                            ) if gan is not None else None
 
     # Resume: from a classifier epoch, or from the middle of GAN pretraining (classifier epoch still 0).
     start_epoch, metrics = 0, {}
@@ -213,6 +223,9 @@ def run(
         if gan is not None and not pretraining:
             metrics["synthetic_agreement"] = synthetic_agreement(
                 classifier, gan, labeler, num_classes, n=min(1000, 50 * num_classes), generator=generator)
+        if gan is not None:
+            # Collapse shows here, not in the objective: synthetic_diversity ~0 = one image per class.
+            metrics.update(quality(gan, torch.Generator(device).manual_seed(cfg.seed + 54321)))
 
         # Final epoch: test accuracy (reported, never optimised) and the train-on-synthetic score.
         last = epoch == cfg.epochs
@@ -222,6 +235,10 @@ def run(
             if gan is not None and cfg.cas_epochs > 0:
                 metrics["cas"] = classification_accuracy_score(
                     cfg, spec, gan, data.val_x, data.val_y, device, cfg.cas_epochs, generator=generator)
+                # The same classifier and budget on real images: cas_ratio 1 = samples teach as much as real data.
+                real = real_accuracy_score(cfg, spec, data.train_x, data.train_y, data.val_x, data.val_y, device,
+                                           cfg.cas_epochs, generator=torch.Generator(device).manual_seed(cfg.seed))
+                metrics["cas_ratio"] = metrics["cas"] / max(real, 1e-8)
 
         # Report, with a sample grid (rows = classes) and a checkpoint when due. Pretraining passes count on
         # their own, and the last one always writes both: it holds the GAN the classifier starts with.

@@ -30,12 +30,17 @@ class TrialReporter:
 
     def __call__(self, metrics: dict, checkpoint: str | None = None, images: dict | None = None) -> None:
         step = int(metrics.get("epoch", 0))
+        # GAN pretraining passes all have classifier epoch 0: their grids get their own tag and files, by pass.
+        phase = "epoch"
+        if "gan_pretrain_epoch" in metrics:
+            phase, step = "pretrain", int(metrics["gan_pretrain_epoch"])
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if images:
             writer = self.writer()
             for name, grid in images.items():
-                writer.add_image(name, grid, global_step=step)  # grid: uint8 [C, H, W]
-                save_png(grid, self.log_dir / "samples" / f"{name}_epoch{step:04d}.png")
+                tag = name if phase == "epoch" else f"{name}_pretrain"
+                writer.add_image(tag, grid, global_step=step)  # grid: uint8 [C, H, W]
+                save_png(grid, self.log_dir / "samples" / f"{name}_{phase}{step:04d}.png")
             writer.flush()
         with open(self.log_dir / LOG_FILE, "a") as handle:
             handle.write(json.dumps({k: _jsonable(v) for k, v in metrics.items()}) + "\n")

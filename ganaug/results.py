@@ -200,6 +200,10 @@ def _trial_row(trial_dir: Path, curve: pd.DataFrame, meta: dict) -> dict[str, An
         f"last_{metric}": float(values.iloc[-1]) if len(values) else math.nan,
         "test_acc": float(last.get("test_acc", math.nan)) if len(curve) else math.nan,
         "cas": float(last.get("cas", math.nan)) if len(curve) else math.nan,
+        "cas_ratio": float(last.get("cas_ratio", math.nan)) if len(curve) else math.nan,
+        # The generator's quality at the trial's last report: ~0 = collapsed, ~1 = as varied as the data.
+        "synthetic_diversity": float(last.get("synthetic_diversity", math.nan)) if len(curve) else math.nan,
+        "frechet_distance": float(last.get("frechet_distance", math.nan)) if len(curve) else math.nan,
         "wall_seconds": float(last.get("time_total_s", math.nan)) if len(curve) else math.nan,
         "path": str(trial_dir),
     })
@@ -218,7 +222,8 @@ def write_outputs(spec, results=None, command: str | None = None) -> pd.DataFram
 
     counts = trials["status"].value_counts().to_dict()
     print(f"\n{len(trials)} trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUS_ORDER))
-    columns = ["trial_id", "status", "epochs", key, f"best_{metric}"] + [
+    # synthetic_diversity beside the score: a GAN policy that wins with a collapsed generator shows at a glance.
+    columns = ["trial_id", "status", "epochs", key, f"best_{metric}", "synthetic_diversity"] + [
         k for k in experiment.searched_keys if k in trials]
     print("Top five (finished trials first):")
     print(ranked[columns].head(5).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -241,8 +246,9 @@ def write_outputs(spec, results=None, command: str | None = None) -> pd.DataFram
 def write_best_policy(experiment: Experiment, best: pd.Series, command: str | None) -> None:
     metric = experiment.metric
     last = experiment.curves[experiment.curves["trial_id"] == best["trial_id"]].iloc[-1]
-    reported = ("val_acc", "val_top5", "val_loss", "train_acc", "test_acc", "test_top5", "cas",
-                "synthetic_agreement", "d_loss", "g_loss", "epoch")
+    reported = ("val_acc", "val_top5", "val_loss", "train_acc", "test_acc", "test_top5", "cas", "cas_ratio",
+                "synthetic_diversity", "frechet_distance", "synthetic_agreement", "d_loss", "g_loss", "epoch",
+                "gan_pretrain_seconds")
     checkpoints = experiment.checkpoints_of(best)
     policy = {
         "experiment": experiment.meta["name"],

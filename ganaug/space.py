@@ -334,6 +334,7 @@ def _check(spec: SearchSpec) -> None:
         if dist.when is not None:
             _check_when(spec, key, dist.when)
     _check_cycles(spec)
+    _check_pairs(spec)
 
 
 def _check_experiment(spec: SearchSpec) -> None:
@@ -433,7 +434,9 @@ def _check_dist(spec: SearchSpec, key: str, dist: Dist) -> None:
     else:
         _check_range(where, kind, dist)
     for value in dist.values:
-        _config_check({**spec.fixed, key: value}, f"{where}.{kind}")
+        # Each value on its own; the rules between keys are checked pairwise, with what the others can be
+        # (_check_pairs): gan_freeze: true is fine where gan_pretrain_epochs is searched over [5, 10].
+        _config_check({**spec.fixed, **_condition(spec, dist), key: value}, f"{where}.{kind}", combinations=False)
 
 
 def _check_choice(where: str, choices: list[Any]) -> None:
@@ -495,6 +498,38 @@ def _check_when(spec: SearchSpec, key: str, when: dict[str, Any]) -> None:
                                  f"valid: {_possible(spec, other, defaults[other])}")
 
 
+def _condition(spec: SearchSpec, dist: Dist) -> dict[str, Any]:
+    """Values under which a conditional key is searched: each `when` key at its first wanted value (a key
+    searched only when gan_pretrain_epochs is 10 is checked with gan_pretrain_epochs 10, not the default 0)."""
+    return {other: _as_list(wanted)[0] for other, wanted in (dist.when or {}).items()
+            if _as_list(wanted) and other in set(TrialConfig.keys())}
+
+
+def _check_pairs(spec: SearchSpec) -> None:
+    """Every pair of searched keys, at every combination of their choices (or range ends) that a trial can
+    draw together, makes a valid TrialConfig: cross-key rules (gan_freeze needs pretraining, hinge has no
+    label smoothing) fail here, naming both keys, instead of as an errored trial."""
+    keys = list(spec.search)
+    for index, first in enumerate(keys):
+        for second in keys[index + 1:]:
+            dists = {first: spec.search[first], second: spec.search[second]}
+            context = {**spec.fixed, **_condition(spec, dists[first]), **_condition(spec, dists[second])}
+            for value_a in dists[first].values:
+                for value_b in dists[second].values:
+                    values = {**context, first: value_a, second: value_b}
+                    # Skip combinations a `when` rules out (one key conditioned on the other's value).
+                    if not all(_holds(dist.when, values) for dist in dists.values() if dist.when):
+                        continue
+                    try:
+                        TrialConfig.from_dict(values)
+                    except ConfigError as err:
+                        reason = str(err).split(": ", 1)[1]
+                        raise SpaceError(
+                            f"{spec.path}: search.{first} and search.{second}: a trial could draw {first}="
+                            f"{value_a!r} with {second}={value_b!r}, which is invalid ({reason}); valid: a "
+                            f"`when:` on one of them, or choices that always combine") from None
+
+
 def _check_cycles(spec: SearchSpec) -> None:
     def visit(key: str, chain: list[str]) -> None:
         for dep in spec.search[key].when or {}:
@@ -525,9 +560,9 @@ def _possible(spec: SearchSpec, key: str, default: Any) -> str:
     return text + (f" or its default {default!r}" if dist.when is not None else "")
 
 
-def _config_check(values: dict[str, Any], where: str) -> None:
+def _config_check(values: dict[str, Any], where: str, combinations: bool = True) -> None:
     try:
-        TrialConfig.from_dict(values, where=where)
+        TrialConfig.from_dict(values, where=where, combinations=combinations)
     except ConfigError as err:
         raise SpaceError(str(err)) from None
 

@@ -89,6 +89,23 @@ def check_gpu_path(result: dict) -> None:
     assert result["targets_are_for"].startswith("GPU")
 
 
+def check_gan_quality(result: dict) -> None:
+    assert set(result["settings"]) == {"mlp-cgan", "dcgan-cgan-hinge"}
+    real_accuracy = result["reference"]["real_accuracy"]
+    assert real_accuracy > 0.3 and result["reference"]["frechet_distance_real"] >= 0  # digits, mlp, 1 epoch
+    for name, setting in result["settings"].items():
+        curve = setting["curve"]
+        assert len(curve) == 2 and curve[0]["steps"] < curve[1]["steps"], name
+        assert curve[0]["train_seconds"] <= curve[1]["train_seconds"]
+        for point in curve:
+            assert point["synthetic_diversity"] >= 0 and point["frechet_distance"] >= 0
+            assert point["cas_ratio"] == pytest.approx(point["cas"] / real_accuracy)
+        assert setting["final"] == curve[-1]
+        assert Path(setting["sample_grid"]).is_file()
+    assert result["best"]["setting"] in result["settings"]
+    assert Path(result["json"]).with_suffix(".png").is_file()
+
+
 CHECKS = {
     "data_pipeline.py": check_data_pipeline,
     "trial_throughput.py": check_trial_throughput,
@@ -96,6 +113,7 @@ CHECKS = {
     "search_efficiency.py": check_search_efficiency,
     "concurrency.py": check_concurrency,
     "gpu_path.py": check_gpu_path,
+    "gan_quality.py": check_gan_quality,
 }
 
 

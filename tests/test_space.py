@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 from pathlib import Path
 
@@ -70,8 +71,10 @@ def test_shipped_space_loads_and_samples_valid_trials(path):
         assert config.epochs == spec.scheduler.max_epochs
         for key, value in spec.fixed.items():
             assert getattr(config, key) == value
-        if "diffaugment" in params:  # conditional on the conv architecture in every shipped space
-            assert params["gan_arch"] == "dcgan"
+        if "diffaugment" in params:  # conditional on the conv architectures in every shipped space
+            assert params["gan_arch"] in ("dcgan", "resnet")
+        if "gan_freeze" in params:  # only searched where there is pretraining to freeze after
+            assert params["gan_pretrain_epochs"] >= 1
     smoke = spec.smoke()  # revalidated on the way
     assert (smoke.experiment.num_samples, smoke.scheduler.max_epochs) == (2, 2)
 
@@ -87,11 +90,13 @@ def test_flagship_searches_every_axis():
     spec = load_space(next(path for path in SPACES if path.stem == "cifar100"))
     axes = {"gan", "gan_arch", "gan_lr", "gan_beta1", "latent_dim", "gan_width", "d_steps",
             "d_label_smoothing", "diffaugment", "g_ema", "d_real_fraction", "d_mix_schedule",
+            "gan_loss", "d_spectral_norm", "d_minibatch", "gan_steps_per_batch", "gan_pretrain_epochs", "gan_freeze",
             "synthetic_ratio", "labeling", "gan_warmup_epochs", "classifier", "classifier_lr", "batch_size",
             "traditional_aug"}
     assert axes <= set(spec.search)
     assert 0.0 in spec.search["synthetic_ratio"].choice  # the no-GAN baseline competes inside the search
     assert spec.experiment.resources.gpu == 0.25 and spec.data["download"] is True
+    assert "resnet" in spec.search["gan_arch"].choice
 
 
 def test_documented_example_loads(tmp_path):
@@ -362,3 +367,25 @@ def test_bad_yaml_is_one_clear_space_error(tmp_path, text, fragments):
 def test_missing_file_is_a_space_error(tmp_path):
     with pytest.raises(SpaceError, match="cannot read"):
         load_space(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("search, message", [
+    ("{gan_pretrain_epochs: {choice: [0, 5]}, gan_freeze: {choice: [false, true]}}",
+     "search.gan_pretrain_epochs and search.gan_freeze: a trial could draw gan_pretrain_epochs=0 with "
+     "gan_freeze=True"),
+    ("{gan_loss: {choice: [bce, hinge]}, d_label_smoothing: {choice: [0.0, 0.1]}}",
+     "search.gan_loss and search.d_label_smoothing: a trial could draw gan_loss='hinge' with d_label_smoothing=0.1"),
+])
+def test_searched_keys_that_cannot_combine_fail_at_load_time(tmp_path, search, message):
+    with pytest.raises(SpaceError, match=re.escape(message) + ".*valid: a `when:`"):
+        load_space(write(tmp_path, doc(search=search)))
+
+
+def test_a_when_condition_makes_conflicting_keys_valid(tmp_path):
+    spec = load_space(write(tmp_path, doc(search="""{gan_pretrain_epochs: {choice: [0, 5]},
+  gan_freeze: {choice: [false, true], when: {gan_pretrain_epochs: 5}},
+  gan_loss: {choice: [bce, hinge]}, d_label_smoothing: {choice: [0.0, 0.1], when: {gan_loss: bce}}}""")))
+    # A searched partner is enough: freezing only ever meets pretraining of 3 or 6 passes.
+    load_space(write(tmp_path, doc(search="{gan_pretrain_epochs: {choice: [3, 6]}, gan_freeze: {choice: [true]}}")))
+    for params in sample(spec, 20):
+        spec.trial_config(params)  # never an invalid combination

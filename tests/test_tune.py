@@ -77,6 +77,10 @@ def test_trials_ran_and_asha_stopped_some(finished):
         assert column in summary
     complete = summary[summary["status"] == "complete"]
     assert (complete["last_val_acc"] > 0.1).all()  # above chance on 10 classes
+    # Every trial trains a GAN here: its quality figures reach the summary (cas_ratio at the last epoch only).
+    assert summary["synthetic_diversity"].between(0.05, 5).all(), summary["synthetic_diversity"]
+    assert (summary["frechet_distance"] > 0).all()
+    assert complete["cas_ratio"].between(0, 2).all() and complete["cas_ratio"].notna().all()
 
 
 def test_trial_processes_are_reused_and_each_trial_keeps_its_own_files(finished):
@@ -185,8 +189,10 @@ def test_tensorboard_holds_val_acc_and_a_sample_grid(finished):
         scalars |= set(accumulator.Tags()["scalars"])
         images |= set(accumulator.Tags()["images"])
     assert any(tag.endswith("val_acc") for tag in scalars), scalars
-    assert "samples" in images
-    assert sorted(p.name for p in (trial_dir / "samples").glob("*.png"))[-1] == "samples_epoch0004.png"
+    assert {"samples", "samples_pretrain"} <= images  # pretraining grids under their own tag, by pass
+    assert any(tag.endswith("synthetic_diversity") for tag in scalars), scalars
+    grids = sorted(p.name for p in (trial_dir / "samples").glob("*.png"))
+    assert grids[-1] == "samples_pretrain0001.png" and "samples_epoch0004.png" in grids
 
 
 def test_reproduce_command_reruns_the_best_policy(finished, tmp_path):
