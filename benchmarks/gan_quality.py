@@ -55,8 +55,11 @@ SETTINGS = {
                         g_ema=0.999),
     "dcgan-cgan-hinge": dict(gan="cgan", gan_arch="dcgan", gan_width=0.5, gan_loss="hinge", d_spectral_norm=True,
                              diffaugment="translation,cutout", g_ema=0.999),
-    "dcgan-cgan-stddev": dict(gan="cgan", gan_arch="dcgan", gan_width=0.5, d_minibatch="stddev",
-                              diffaugment="translation,cutout", g_ema=0.999),
+    "dcgan-acgan-stddev": dict(gan="acgan", gan_arch="dcgan", gan_width=0.5, d_minibatch="stddev",
+                               diffaugment="translation,cutout", g_ema=0.999),
+    "dcgan-acgan-hinge-stddev": dict(gan="acgan", gan_arch="dcgan", gan_width=0.5, gan_loss="hinge",
+                                     d_spectral_norm=True, d_minibatch="stddev", diffaugment="translation,cutout",
+                                     g_ema=0.999),
     # SNGAN (Miyato et al. 2018): residual G and D, spectral norm, hinge loss, Adam beta1 = 0.
     "resnet-cgan-hinge": dict(gan="cgan", gan_arch="resnet", gan_width=0.25, gan_loss="hinge", gan_beta1=0.0,
                               diffaugment="translation,cutout", g_ema=0.999),
