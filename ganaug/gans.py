@@ -518,20 +518,24 @@ class GANLoss:
     conditional_d: bool    # D gets the label through a projection term (CGAN).
 
     def discriminator_loss(self, logit, class_logits, y, is_real, real_target: float = 1.0,
-                           adversarial: AdversarialLoss | None = None) -> torch.Tensor:
-        """Mean real/fake loss over the mixed batch (real target `real_target` for bce) + class CE on every row."""
+                           adversarial: AdversarialLoss | None = None, class_weight: float = 1.0,
+                           class_on_fakes: bool = True) -> torch.Tensor:
+        """Mean real/fake loss over the mixed batch (real target `real_target` for bce) + the class CE, times
+        aux_weight * class_weight, on every row (class_on_fakes, Odena et al. 2017) or on the real rows only."""
         adversarial = adversarial or ADVERSARIAL_LOSSES["bce"]
         loss = adversarial.discriminator(logit.float(), is_real, real_target).mean()
         if self.aux_weight > 0:
-            loss = loss + self.aux_weight * F.cross_entropy(class_logits.float(), y)
+            rows = slice(None) if class_on_fakes else is_real
+            loss = loss + self.aux_weight * class_weight * F.cross_entropy(class_logits[rows].float(), y[rows])
         return loss
 
-    def generator_loss(self, logit, class_logits, y, adversarial: AdversarialLoss | None = None) -> torch.Tensor:
-        """The adversarial generator loss + class CE of the conditioning labels."""
+    def generator_loss(self, logit, class_logits, y, adversarial: AdversarialLoss | None = None,
+                       class_weight: float = 1.0) -> torch.Tensor:
+        """The adversarial generator loss + class CE of the conditioning labels (times aux_weight * class_weight)."""
         adversarial = adversarial or ADVERSARIAL_LOSSES["bce"]
         loss = adversarial.generator(logit.float()).mean()
         if self.aux_weight > 0:
-            loss = loss + self.aux_weight * F.cross_entropy(class_logits.float(), y)
+            loss = loss + self.aux_weight * class_weight * F.cross_entropy(class_logits.float(), y)
         return loss
 
 
@@ -650,7 +654,8 @@ class GAN:
             logit, class_logits = self.D(d_input, real_y, groups=is_real.long())
             loss = self.loss.discriminator_loss(
                 logit, class_logits, real_y, is_real, real_target=1.0 - self.cfg.d_label_smoothing,
-                adversarial=self.adversarial,
+                adversarial=self.adversarial, class_weight=self.cfg.acgan_weight,
+                class_on_fakes=self.cfg.acgan_fake_class_loss,
             )
         self.opt_D.zero_grad(set_to_none=True)
         loss.backward()
@@ -666,7 +671,8 @@ class GAN:
             with autocast():
                 fake = self.G(self.noise(n, generator), y)
                 logit, class_logits = self.D(diff_augment(fake, self.diffaugment, generator), y)
-                loss = self.loss.generator_loss(logit, class_logits, y, adversarial=self.adversarial)
+                loss = self.loss.generator_loss(logit, class_logits, y, adversarial=self.adversarial,
+                                                class_weight=self.cfg.acgan_weight)
             self.opt_G.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_G.step()

@@ -95,6 +95,7 @@ OPTIONS = {
     **{f"gan_loss={name}": {"gan_loss": name} for name in ADVERSARIAL_LOSSES if name != "bce"},
     **{f"d_minibatch={name}": {"d_minibatch": name} for name in MINIBATCH_FEATURES if name != "none"},
     "d_spectral_norm": {"d_spectral_norm": True},
+    "acgan_light": {"acgan_weight": 0.2, "acgan_fake_class_loss": False},
 }
 
 
@@ -199,6 +200,24 @@ def test_hinge_loss_equals_hand_computed_values():
     assert acgan.item() == pytest.approx(0.05 + ce)
     with pytest.raises(ConfigError, match="d_label_smoothing.*gan_loss='bce' only"):
         TrialConfig.from_dict({"gan_loss": "hinge", "d_label_smoothing": 0.1})
+
+
+def test_acgan_class_loss_weight_and_real_rows_only_by_hand():
+    logit, is_real = torch.zeros(4), torch.tensor([True, True, False, False])
+    class_logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0], [0.0, -1.0]])
+    y = torch.tensor([0, 1, 1, 0])
+    ce = nn.functional.cross_entropy
+    adversarial = math.log(2)  # bce at logit 0, target 1 or 0
+    every_row = GANS["acgan"].discriminator_loss(logit, class_logits, y, is_real, class_weight=0.5)
+    assert every_row.item() == pytest.approx(adversarial + 0.5 * ce(class_logits, y).item(), rel=1e-5)
+    real_only = GANS["acgan"].discriminator_loss(logit, class_logits, y, is_real, class_weight=0.5,
+                                                  class_on_fakes=False)
+    assert real_only.item() == pytest.approx(adversarial + 0.5 * ce(class_logits[:2], y[:2]).item(), rel=1e-5)
+    g_loss = GANS["acgan"].generator_loss(logit[2:], class_logits[2:], y[2:], class_weight=0.2)
+    assert g_loss.item() == pytest.approx(adversarial + 0.2 * ce(class_logits[2:], y[2:]).item(), rel=1e-5)
+    # CGAN has no class head: the options change nothing.
+    assert GANS["cgan"].discriminator_loss(logit, None, y, is_real, class_weight=0.5).item() == pytest.approx(
+        adversarial, rel=1e-5)
 
 
 @pytest.mark.parametrize("minibatch", list(MINIBATCH_FEATURES))
