@@ -30,6 +30,7 @@ from search_efficiency import QUICKSTART, derived_space, emit, fit, start_ray
 from trial_throughput import random_image_data
 
 from ganaug.pipeline import run
+from ganaug.space import load_space
 
 # The trial: one policy of the quickstart space, with GAN data (the no-GAN baseline would time less code).
 POLICY = {
@@ -64,7 +65,9 @@ def main(argv: list[str] | None = None) -> dict:
     from ganaug.data import load_data
 
     folder = Path(tempfile.mkdtemp(prefix="ganaug_ray_overhead_"))
-    search = {key: {"choice": [value]} for key, value in POLICY.items()}
+    # Exactly POLICY: the space's other searched keys are dropped, so both sides run one and the same trial.
+    search = {**{key: None for key in load_space(args.space).search},
+              **{key: {"choice": [value]} for key, value in POLICY.items()}}
     experiment = {"num_samples": 1, "max_concurrent": 1, "resources": {"cpu": args.cpus, "gpu": 0}}
 
     def spec_named(name: str):

@@ -104,7 +104,7 @@ class TrialEpochBudget(Stopper):
 
     Tune calls a stopper on the driver for each result as it arrives, so `records` is the search's own
     timeline: (trial id, epoch, metric). Tune hands a finished trial's last result over twice (the second
-    time marked done); it counts once.
+    time marked done); it counts once. GAN pretraining passes (epoch 0) are not trial-epochs.
     """
 
     def __init__(self, budget: int, metric: str):
@@ -115,7 +115,8 @@ class TrialEpochBudget(Stopper):
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         key = (trial_id, int(result["epoch"]))
-        if key not in self._seen:
+        # GAN pretraining passes report as epoch 0: the budget counts classifier epochs, as ASHA's rungs do.
+        if key[1] >= 1 and key not in self._seen:
             self._seen.add(key)
             self.records.append((*key, float(result.get(self.metric, float("nan")))))
         return False  # single trials are the scheduler's business
