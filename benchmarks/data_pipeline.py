@@ -3,8 +3,11 @@
 Ours: the whole uint8 dataset as one tensor on the device; per batch `to_float` + `augment` (flip + translate
 by up to 4 px) + per-channel normalisation, all whole-batch tensor ops. Baseline: torchvision's standard
 `RandomCrop(32, padding=4)`, `RandomHorizontalFlip`, `ToTensor`, `Normalize` through a `DataLoader`
-(num_workers=2, persistent workers) over the same images as PIL images. Same process, same run, one warm-up
-epoch each, then the fastest of --repeats timed epochs. Prints one JSON object.
+(num_workers=2, persistent workers) over the same images as PIL images. The same again with TrivialAugment
+Wide: ours `traditional_augment(x, "trivialaugment")` (flip + translate, then one of 14 ops per image, in
+batched tensor ops), the baseline with torchvision's `TrivialAugmentWide` after the flip. Same process, same
+run, one warm-up epoch each, then the fastest of --repeats timed epochs. Prints one JSON object: `ratio` is
+flip + translate's, `trivialaugment.ratio` TrivialAugment's.
 
     python benchmarks/data_pipeline.py                        # 5,000 random uint8 32x32x3 images
     python benchmarks/data_pipeline.py --root /work/shared/data/cifar10-small   # the real JPEGs instead
@@ -16,10 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ganaug.augment import traditional_augment
 from ganaug.data import augment, batch_indices, load_data, to_float
 
 
@@ -95,35 +100,48 @@ def main(argv: list[str] | None = None) -> dict:
     ours_mean, ours_std = (2 * mean - 1).view(shape).to(device), (2 * std).view(shape).to(device)
     generator = torch.Generator(device).manual_seed(args.seed)
 
-    def ours_epoch() -> None:
+    def ours_epoch(augmentation) -> None:
         for index in batch_indices(count, args.batch_size, generator, device):
-            batch = (augment(to_float(x[index]), generator) - ours_mean) / ours_std
+            batch = (augmentation(to_float(x[index])) - ours_mean) / ours_std
             batch_labels = y[index]
         if device.type == "cuda":
             torch.cuda.synchronize()
         assert batch.shape[1:] == (3, 32, 32) and len(batch_labels) == len(batch)
 
-    # Baseline: the standard torchvision pipeline.
+    flip_translate = lambda images: augment(images, generator)
+    trivialaugment = lambda images: traditional_augment(images, "trivialaugment", generator)
+
+    # Baselines: the standard torchvision pipelines.
     from torchvision import transforms
 
-    transform = transforms.Compose([
-        transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-        transforms.Normalize(mean.tolist(), std.tolist()),
-    ])
-    loader = DataLoader(PilImages(images, labels, transform), batch_size=args.batch_size, shuffle=True,
-                        num_workers=args.workers, persistent_workers=args.workers > 0)
+    def loader_epoch(*augmentations) -> Callable[[], None]:
+        transform = transforms.Compose([
+            transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), *augmentations,
+            transforms.ToTensor(), transforms.Normalize(mean.tolist(), std.tolist()),
+        ])
+        loader = DataLoader(PilImages(images, labels, transform), batch_size=args.batch_size, shuffle=True,
+                            num_workers=args.workers, persistent_workers=args.workers > 0)
 
-    def loader_epoch() -> None:
-        for batch, _ in loader:  # noqa: B007 -- producing the batches is the work measured
-            pass
-        assert batch.shape[1:] == (3, 32, 32)
+        def epoch() -> None:
+            for batch, _ in loader:  # noqa: B007 -- producing the batches is the work measured
+                pass
+            assert batch.shape[1:] == (3, 32, 32)
 
-    ours_seconds = timed(ours_epoch, args.repeats)
-    loader_seconds = timed(loader_epoch, args.repeats)
+        return epoch
+
+    ours_seconds = timed(lambda: ours_epoch(flip_translate), args.repeats)
+    loader_seconds = timed(loader_epoch(), args.repeats)
+    ours_trivial_seconds = timed(lambda: ours_epoch(trivialaugment), args.repeats)
+    loader_trivial_seconds = timed(loader_epoch(transforms.TrivialAugmentWide()), args.repeats)
     result = {
         "ours_images_per_s": round(count / ours_seconds, 1),
         "dataloader_images_per_s": round(count / loader_seconds, 1),
         "ratio": round(loader_seconds / ours_seconds, 2),
+        "trivialaugment": {
+            "ours_images_per_s": round(count / ours_trivial_seconds, 1),
+            "dataloader_images_per_s": round(count / loader_trivial_seconds, 1),
+            "ratio": round(loader_trivial_seconds / ours_trivial_seconds, 2),
+        },
         "images": count,
         "batch_size": args.batch_size,
         "device": device.type,

@@ -26,6 +26,7 @@ REGISTRY_KEYS = {
     "d_minibatch": "ganaug.gans:MINIBATCH_FEATURES",
     "labeling": "ganaug.labeling:LABELERS",
     "classifier": "ganaug.classifiers:CLASSIFIERS",
+    "traditional_aug": "ganaug.augment:AUGMENTATIONS",
 }
 # Keys with a fixed small set of values that no registry holds.
 CHOICE_KEYS = {
@@ -34,6 +35,10 @@ CHOICE_KEYS = {
     "precision": ("auto", "fp32", "bf16"),
 }
 DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
+# Values of older files that still load: traditional_aug was a bool before it became a choice.
+LEGACY_VALUES = {"traditional_aug": {True: "flip_translate", False: "none"}}
+RANDAUGMENT_MAX_OPS = 14  # RandAugment draws from 14 operations
+RANDAUGMENT_MAX_MAGNITUDE = 30  # 31 magnitude bins, as torchvision's RandAugment
 
 
 def registry_choices(key: str) -> tuple[str, ...]:
@@ -74,7 +79,11 @@ class TrialConfig:
     synthetic_ratio: float = 0.0        # Synthetic images per real image in each classifier batch; 0 = no GAN data.
     labeling: str = "pseudo"            # Targets for synthetic images: pseudo | lsro | all_in_one.
     gan_warmup_epochs: int = 0          # Epochs of real-only classifier training before synthetic data starts.
-    traditional_aug: bool = False       # Random flip + translation (up to 4 px) of real classifier images.
+    traditional_aug: str = "none"       # Real images: none | flip_translate | trivialaugment | randaugment.
+    randaugment_ops: int = 2            # randaugment: operations per image (N).
+    randaugment_magnitude: int = 9      # randaugment: magnitude bin M of 0..30 (torchvision's scale).
+    cutout: int = 0                     # Side in px of a square cut out of every augmented image; 0 = off.
+    augment_synthetic: bool = False     # Synthetic images get the same traditional augmentation and cutout.
 
     # Classifier.
     classifier: str = "mlp"             # Downstream classifier: mlp | cnn | resnet.
@@ -132,9 +141,13 @@ class TrialConfig:
                     "gan_steps_per_batch"):
             if getattr(self, key) < 1:
                 raise bad(key, "an integer >= 1")
-        for key in ("gan_warmup_epochs", "cas_epochs", "seed", "gan_pretrain_epochs"):
+        for key in ("gan_warmup_epochs", "cas_epochs", "seed", "gan_pretrain_epochs", "cutout"):
             if getattr(self, key) < 0:
                 raise bad(key, "an integer >= 0")
+        if not 1 <= self.randaugment_ops <= RANDAUGMENT_MAX_OPS:
+            raise bad("randaugment_ops", f"an integer in [1, {RANDAUGMENT_MAX_OPS}]")
+        if not 0 <= self.randaugment_magnitude <= RANDAUGMENT_MAX_MAGNITUDE:
+            raise bad("randaugment_magnitude", f"an integer in [0, {RANDAUGMENT_MAX_MAGNITUDE}]")
         if not 0 < self.acgan_weight <= 10:
             raise bad("acgan_weight", "0 < acgan_weight <= 10")
         if not 0 <= self.gan_beta1 < 1:
@@ -187,6 +200,8 @@ def _coerce(key: str, spec: dataclasses.Field, value: Any, where: str) -> Any:
     kind = type(spec.default) if spec.default is not dataclasses.MISSING else str
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         value = value.item()  # numpy scalar -> Python scalar
+    if isinstance(value, bool) and key in LEGACY_VALUES:
+        return LEGACY_VALUES[key][value]
     if kind is bool:
         if isinstance(value, bool):
             return value

@@ -24,9 +24,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ganaug.augment import traditional_augment
 from ganaug.classifiers import build_classifier
-from ganaug.config import TrialConfig
-from ganaug.data import ImageData, augment, batch_indices, to_float
+from ganaug.config import ConfigError, TrialConfig
+from ganaug.data import ImageData, batch_indices, to_float
 from ganaug.gans import GAN
 from ganaug.labeling import LABELERS
 from ganaug.metrics import (
@@ -72,6 +73,14 @@ def run(
     data = data.to(device)
     spec = data.spec
     num_classes = spec.num_classes
+    if cfg.cutout > min(spec.height, spec.width):
+        raise ConfigError(f"cutout={cfg.cutout} is out of range for {spec.height}x{spec.width} images; valid: "
+                          f"0 (off) to {min(spec.height, spec.width)} px")
+    # Traditional augmentation of a classifier batch: one op (or N for RandAugment) drawn per image.
+    traditional = (lambda images: traditional_augment(
+        images, cfg.traditional_aug, generator, cutout=cfg.cutout, randaugment_ops=cfg.randaugment_ops,
+        randaugment_magnitude=cfg.randaugment_magnitude))
+    augmenting = cfg.traditional_aug != "none" or cfg.cutout > 0
 
     # Construct networks.
     labeler = LABELERS[cfg.labeling]
@@ -159,16 +168,16 @@ def run(
             if pretraining:
                 continue  # the classifier, its BatchNorm buffers and its optimizer wait for pretraining
 
-            # Classifier step: real batch (+ flip/translate) and fresh synthetic images in ONE forward pass,
-            # so BatchNorm statistics always describe the mixed batch the classifier is trained on.
-            if cfg.traditional_aug:
-                # Up to 4 px on 32x32 (the CIFAR convention), scaled down for smaller images.
-                x = augment(x, generator, translate=max(1, spec.height // 8))
+            # Classifier step: real batch (+ traditional augmentation) and fresh synthetic images in ONE forward
+            # pass, so BatchNorm statistics always describe the mixed batch the classifier is trained on.
+            if augmenting:
+                x = traditional(x)
             images, targets, synthetic = x, y, torch.zeros(len(y), dtype=torch.bool, device=device)
             if use_synthetic:
                 n_synthetic = round(cfg.synthetic_ratio * len(y))
                 fake_y = _synthetic_labels(n_synthetic, synthetic_weights, generator)
-                images = torch.cat([x, gan.sample(fake_y, generator)])
+                fake_x = gan.sample(fake_y, generator)
+                images = torch.cat([x, traditional(fake_x) if augmenting and cfg.augment_synthetic else fake_x])
                 targets = torch.cat([y, fake_y])
                 synthetic = torch.cat([synthetic, torch.ones(n_synthetic, dtype=torch.bool, device=device)])
             with autocast():

@@ -15,6 +15,8 @@ The format (required: experiment.name, data.name and at least one search key; th
                                 #   unless `seed` is fixed or searched
       resources: {cpu: 1, gpu: 0}   # per trial; cpu > 0; gpu is 0, a whole number or 1/k (0.5, 0.25, ...)
       max_failures: 1           # retries of an errored trial from its last checkpoint (-1 = forever)
+      baselines_first: true     # first trials: the no-GAN policies (synthetic_ratio 0, one per traditional_aug
+                                #   choice, other keys at their defaults or midpoints); count toward num_samples
     data:                       # DataConfig keys (ganaug.data), name required: name, root, download,
       name: digits              #   image_size, grayscale, test_fraction, val_fraction, samples_per_class, ...
     metric: {name: val_acc, mode: max}   # val_acc | val_top5 | val_loss | train_acc; mode defaults to the
@@ -86,6 +88,7 @@ class Experiment(_Model):
     resources: Resources = Field(default_factory=Resources)
     max_failures: int = Field(1, ge=-1)
     reuse_actors: bool = True
+    baselines_first: bool = True
 
 
 class Metric(_Model):
@@ -172,6 +175,44 @@ class SearchSpec(_Model):
         if "seed" not in self.fixed and "seed" not in self.search:
             values["seed"] = self.experiment.seed
         return TrialConfig.from_dict(values, where=f"{self.path}: trial")
+
+    def baseline_points(self) -> list[dict[str, Any]]:
+        """The no-GAN policies a search runs first (experiment.baselines_first), as Optuna params.
+
+        One per traditional_aug value the space can draw, each with synthetic_ratio 0 and every other searched
+        key at its TrialConfig default when the space can draw it, else the middle of its choices or range. A
+        fair search tunes the baseline with the same budget as the GAN policies; chance alone may never draw
+        synthetic_ratio 0. Empty when baselines_first is off or synthetic_ratio is not searched with 0 in reach.
+        """
+        ratio = self.search.get("synthetic_ratio")
+        if not self.experiment.baselines_first or ratio is None or not ratio.can_take(0.0):
+            return []
+        zero = next((c for c in ratio.choice if _same(c, 0.0) or _same(c, 0)), 0.0) if ratio.kind == "choice" else 0.0
+        augment = self.search.get("traditional_aug")
+        choices = augment.choice if augment is not None and augment.kind == "choice" and augment.when is None \
+            else [None]
+        points = []
+        for choice in choices:
+            current, point = {**TrialConfig().to_dict(), **self.fixed}, {}
+            for key in search_order(self.search):
+                dist = self.search[key]
+                if dist.when is not None and not _holds(dist.when, current):
+                    continue
+                value = zero if key == "synthetic_ratio" else choice if key == "traditional_aug" \
+                    else _middle(dist, getattr(TrialConfig, key))
+                current[key] = point[key] = value
+            points.append(point)
+        return points
+
+    def check_image_size(self, height: int, width: int) -> None:
+        """Keys whose valid range depends on the dataset's images (cutout), checked once the data is loaded."""
+        side = min(height, width)
+        where = "fixed.cutout" if "cutout" in self.fixed else "search.cutout"
+        values = [self.fixed["cutout"]] if "cutout" in self.fixed else \
+            self.search["cutout"].values if "cutout" in self.search else []
+        if any(value > side for value in values):
+            raise SpaceError(f"{self.path}: {where}: {max(values)} px is larger than the dataset's {height}x{width} "
+                             f"images; valid: 0 (off) to {side}")
 
     def smoke(self) -> SearchSpec:
         """A tiny copy for --smoke-test: 2 trials of 2 epochs on at most 20 images per class.
@@ -335,6 +376,7 @@ def _check(spec: SearchSpec) -> None:
             _check_when(spec, key, dist.when)
     _check_cycles(spec)
     _check_pairs(spec)
+    _check_baselines(spec)
 
 
 def _check_experiment(spec: SearchSpec) -> None:
@@ -528,6 +570,37 @@ def _check_pairs(spec: SearchSpec) -> None:
                             f"{spec.path}: search.{first} and search.{second}: a trial could draw {first}="
                             f"{value_a!r} with {second}={value_b!r}, which is invalid ({reason}); valid: a "
                             f"`when:` on one of them, or choices that always combine") from None
+
+
+def _check_baselines(spec: SearchSpec) -> None:
+    """The enqueued baseline policies are valid trials (their midpoints could break a rule between keys)."""
+    for point in spec.baseline_points():
+        try:
+            TrialConfig.from_dict({**spec.fixed, **point})
+        except ConfigError as err:
+            reason = str(err).split(": ", 1)[1]
+            raise SpaceError(f"{spec.path}: experiment.baselines_first: the baseline policy {point} is invalid "
+                             f"({reason}); valid: baselines_first: false, or defaults that combine") from None
+
+
+def _middle(dist: Dist, default: Any) -> Any:
+    """A baseline's value of a searched key: the TrialConfig default when the space can draw it, else the
+    middle choice, or the middle of the range (geometric for log scales, on the step grid)."""
+    if dist.can_take(default):
+        return default
+    if dist.kind == "choice":
+        return dist.choice[len(dist.choice) // 2]
+    low, high = dist.values
+    if dist.kind == "loguniform" or (dist.kind == "int" and dist.log):
+        middle = math.sqrt(low * high)
+    else:
+        middle = (low + high) / 2
+    if dist.kind == "int":
+        step = int(dist.step or 1)
+        return int(low + round((middle - low) / step) * step)
+    if dist.step:
+        return low + round((middle - low) / dist.step) * dist.step
+    return middle
 
 
 def _check_cycles(spec: SearchSpec) -> None:

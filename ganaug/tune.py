@@ -199,6 +199,8 @@ def make_searcher(spec: SearchSpec, journal_path: str | None, searcher: str = "t
     return HonestOptunaSearch(
         space=spec.define_by_run, metric=spec.metric.name, mode=spec.metric.mode, sampler=sampler,
         storage=storage, study_name=spec.experiment.name, max_epochs=spec.scheduler.max_epochs,
+        # The no-GAN baselines run first (enqueued in the study), so the search always tunes them too.
+        points_to_evaluate=spec.baseline_points() or None,
     )
 
 
@@ -293,7 +295,13 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
     # unwritable storage folder must not leave an empty storage or experiment folder behind.
     check_experiment_folder(spec, resume)
     data = load_data(spec.data)
+    spec.check_image_size(data.spec.height, data.spec.width)
     validate_storage(spec)
+    baselines = spec.baseline_points()
+    if baselines and not resume:
+        shown = ", ".join(str(point.get("traditional_aug", "as fixed")) for point in baselines)
+        print(f"Baselines first: {len(baselines)} no-GAN trial(s) (synthetic_ratio 0; traditional_aug: {shown}) "
+              f"start the search and count toward num_samples={spec.experiment.num_samples}", flush=True)
     local = _local_view(spec)  # results.py works on local folders: a mirror when storage is s3:// etc.
     if not resume:
         save_experiment_meta(local, command)

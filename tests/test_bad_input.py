@@ -244,6 +244,13 @@ CASES = {
     "unknown metric mode": Case("tune", space(replace("mode: max", "mode: up")), "metric.mode"),
     "unknown diffaugment part": Case("tune", space(fixed("diffaugment: blur")), "diffaugment"),
     "epochs outside the scheduler": Case("tune", space(fixed("epochs: 3")), "epochs"),
+    "unknown traditional augmentation": Case("tune", space(searched(
+        "traditional_aug: {choice: [none, autoaugment]}")), "none, flip_translate, trivialaugment, randaugment"),
+    "RandAugment magnitude out of range": Case(
+        "tune", space(fixed("randaugment_magnitude: 31")),
+        "randaugment_magnitude=31 is out of range; valid: an integer in [0, 30]"),
+    "cutout larger than the images": Case("tune", space(fixed("cutout: 12")),
+                                          "fixed.cutout: 12 px is larger than the dataset's 8x8 images"),
     # GPU shares that do not pack onto whole GPUs.
     "gpu 0.3": Case("tune", space(replace("gpu: 0", "gpu: 0.3")), "gpu"),
     "gpu 1.5": Case("tune", space(replace("gpu: 0", "gpu: 1.5")), "gpu"),

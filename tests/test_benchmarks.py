@@ -26,6 +26,10 @@ def check_data_pipeline(result: dict) -> None:
     assert result["ours_images_per_s"] > 0 and result["dataloader_images_per_s"] > 0
     assert result["ratio"] == pytest.approx(result["ours_images_per_s"] / result["dataloader_images_per_s"],
                                             rel=0.02)
+    trivial = result["trivialaugment"]  # the same comparison with TrivialAugmentWide on both sides
+    assert trivial["ours_images_per_s"] > 0 and trivial["dataloader_images_per_s"] > 0
+    assert trivial["ratio"] == pytest.approx(trivial["ours_images_per_s"] / trivial["dataloader_images_per_s"],
+                                             rel=0.02)
 
 
 def check_trial_throughput(result: dict) -> None:

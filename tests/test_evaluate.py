@@ -1,8 +1,13 @@
-"""ganaug.evaluate: best policy and baselines retrained over seeds on a real tiny search; statistics; bad input."""
+"""ganaug.evaluate: best GAN vs best no-GAN policy and the ablations, retrained over seeds on a real tiny search;
+--ablate; resuming a killed evaluation; statistics; bad input."""
 
+import contextlib
 import json
 import math
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,20 +18,33 @@ import pytest
 from experiment_fixture import EPOCHS, copy_experiment, evaluated_experiment, tiny_experiment
 from scipy import stats
 
+from ganaug.config import TrialConfig, registry_choices
 from ganaug.evaluate import (
-    BASELINES,
+    ABLATION_KEYS,
+    BEST_GAN,
+    BEST_NO_GAN,
     EXIT_BAD_INPUT,
-    POLICIES,
+    FIXED_ABLATIONS,
+    NOT_ABLATED,
+    TRADITIONAL_PREFIX,
+    VARIANT_PREFIX,
+    ablation_variants,
+    alias_map,
+    headline,
     main,
     paired_differences,
     per_class_deltas,
     policy_configs,
+    run_id,
     summarize,
     t_interval,
 )
 from ganaug.results import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
+HEADLINE = re.compile(r"^best GAN policy vs best no-GAN policy: ([+-]\d+\.\d) points \[([+-]\d+\.\d), ([+-]\d+\.\d)\] "
+                      r"\(95 % CI, paired over (\d+) seeds\)")
+NO_GAN_TRIAL = "nogan"
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +54,41 @@ def experiment_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def evaluated(tmp_path_factory):
+    """The tiny search (no no-GAN trial: best_no_gan is untuned), evaluated with --seeds 2."""
     return evaluated_experiment(tmp_path_factory)
+
+
+def with_no_gan_trial(experiment_dir: Path, destination: Path) -> Path:
+    """A copy of the experiment with one more complete trial, NO_GAN_TRIAL: synthetic_ratio 0 and its own
+    classifier_lr (its curve is the best trial's at half the val_acc; only the config matters to evaluate)."""
+    copy = copy_experiment(experiment_dir, destination)
+    experiment = load_experiment(copy)
+    best = Path(experiment.best()["path"])
+    trial = copy / f"train_trial_{NO_GAN_TRIAL}"
+    trial.mkdir()
+    (trial / "params.json").write_text(json.dumps({"labeling": "pseudo", "classifier_lr": 2e-3,
+                                                   "synthetic_ratio": 0.0}))
+    lines = [json.loads(line) for line in (best / "result.json").read_text().splitlines() if line.strip()]
+    lines = [{**r, "trial_id": NO_GAN_TRIAL, "val_acc": r["val_acc"] / 2} for r in lines]
+    (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return copy
+
+
+@pytest.fixture(scope="session")
+def tuned_ablated(experiment_dir, tmp_path_factory):
+    """The tiny search plus a complete no-GAN trial, evaluated with --seeds 2 --ablate."""
+    path = with_no_gan_trial(experiment_dir, tmp_path_factory.mktemp("tuned") / "tiny")
+    assert main([str(path), "--seeds", "2", "--epochs", str(EPOCHS), "--num-cpus", "2", "--ablate"]) == 0
+    return path
+
+
+def read_runs(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path / "evaluation.csv", dtype={"from_trial": str, "run_id": str, "aliases": str})
+
+
+def all_names(runs: pd.DataFrame) -> set[str]:
+    """Every policy name of an evaluation: those that ran and those deduplicated into them."""
+    return set(alias_map(runs))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -44,23 +96,27 @@ def evaluated(tmp_path_factory):
 
 @pytest.mark.slow
 def test_csv_has_one_row_per_policy_and_seed(evaluated):
-    runs = pd.read_csv(evaluated / "evaluation.csv", dtype={"from_trial": str})
-    assert list(runs["policy"].unique()) == list(POLICIES)  # every baseline and GAN policy, in order
+    runs = read_runs(evaluated)
+    choices = registry_choices("traditional_aug")
+    assert all_names(runs) == {BEST_NO_GAN, BEST_GAN, *FIXED_ABLATIONS,
+                               *[f"{TRADITIONAL_PREFIX}{c}" for c in choices]}
+    assert list(runs["policy"].unique())[:2] == [BEST_NO_GAN, BEST_GAN]  # the headline first
     assert sorted(runs.groupby("policy")["seed"].apply(tuple).unique()) == [(0, 1)]
     assert (runs["epochs"] == EPOCHS).all() and (runs["diverged"] == 0).all()
-    assert runs["test_acc"].between(0, 1).all()
-    # Without flip/translate (which ruin 8x8 digits) every run is far above chance (0.1) on 10 classes.
-    plain = runs[~runs["traditional_aug"]]
+    assert runs["test_acc"].between(0, 1).all() and runs["test_top5"].ge(runs["test_acc"]).all()
+    # Without traditional augmentation (which ruins 8x8 digits) every run is far above chance (0.1).
+    plain = runs[runs["traditional_aug"] == "none"]
     assert (plain["test_acc"] > 0.5).all(), plain[["policy", "seed", "test_acc"]]
-    assert runs["test_top5"].ge(runs["test_acc"]).all()
     assert (runs["wall_seconds"] > 0).all()
-    by_policy = runs.groupby("policy").first()
-    assert by_policy.loc["no_aug", "synthetic_ratio"] == 0 and not by_policy.loc["no_aug", "traditional_aug"]
-    assert by_policy.loc["traditional", "synthetic_ratio"] == 0 and by_policy.loc["traditional", "traditional_aug"]
-    assert by_policy.loc["best_gan", "synthetic_ratio"] > 0 and not by_policy.loc["best_gan", "traditional_aug"]
-    assert by_policy.loc["best_gan+traditional", "traditional_aug"]
+    assert runs["run_id"].str.fullmatch(r"[0-9a-f]{16}").all() and runs["run_id"].is_unique
     best = load_experiment(evaluated).best()
     assert (runs["from_trial"] == best["trial_id"]).all()
+    by_policy = runs.groupby("policy").first()
+    assert by_policy.loc[BEST_GAN, "synthetic_ratio"] > 0 and by_policy.loc[BEST_GAN, "source"] == "searched"
+    for name in by_policy.index.drop(BEST_GAN):  # every other policy runs without the GAN
+        assert by_policy.loc[name, "synthetic_ratio"] == 0 and by_policy.loc[name, "labeling"] == "pseudo", name
+    for choice in choices:
+        assert by_policy.loc[alias_map(runs)[f"{TRADITIONAL_PREFIX}{choice}"], "traditional_aug"] == choice
     for text, accuracy in zip(runs["per_class_acc"], runs["test_acc"]):
         per_class = json.loads(text)
         assert list(per_class) == [str(k) for k in range(10)]
@@ -69,51 +125,192 @@ def test_csv_has_one_row_per_policy_and_seed(evaluated):
 
 
 @pytest.mark.slow
+def test_without_a_no_gan_trial_the_baseline_is_untuned(evaluated):
+    runs = read_runs(evaluated)
+    baseline = runs[runs["policy"] == BEST_NO_GAN]
+    assert (baseline["source"] == "untuned").all()
+    # Untuned, best_no_gan is best_gan with the GAN off; the best trial keeps traditional_aug none and no cutout,
+    # so no_aug and gan_off are the same config and run once, as its aliases.
+    assert {"gan_off", "no_aug", f"{TRADITIONAL_PREFIX}none"} <= set(baseline["aliases"].iloc[0].split(";"))
+    report = (evaluated / "evaluation.md").read_text()
+    first = report.splitlines()[0]
+    assert HEADLINE.match(first) and "untuned" in first, first
+    assert f"**{BEST_NO_GAN} is untuned**" in report
+
+
+@pytest.mark.slow
 def test_report_has_finite_intervals_paired_differences_and_per_class_table(evaluated):
-    runs = pd.read_csv(evaluated / "evaluation.csv")
+    runs = read_runs(evaluated)
     summary = summarize(runs)
     assert np.isfinite(summary[["mean", "ci_low", "ci_high"]].to_numpy()).all()
     assert (summary["ci_low"] <= summary["mean"]).all() and (summary["mean"] <= summary["ci_high"]).all()
 
     report = (evaluated / "evaluation.md").read_text()
     assert "## Test accuracy (mean over seeds, 95% interval)" in report
-    assert "Top-5" not in report  # digits has 10 classes
+    assert "Top-5" not in report and "## Ablation" not in report  # 10 classes; no --ablate
     accuracy_table = report.split("## Test accuracy")[1].split("###")[0]
     for row in summary.itertuples():
         assert f"| {row.policy} | 2 | {row.mean:.4f} | [{row.ci_low:.4f}, {row.ci_high:.4f}] |" in accuracy_table
-    differences = report.split("GAN policy - baseline, paired by seed")[1].split("##")[0]
-    for policy in ("best_gan", "best_gan+traditional"):
-        for baseline in BASELINES:
-            assert f"| {policy} | {baseline} | 2 |" in differences
-    per_class = report.split("## Per-class test accuracy: best_gan - no_aug")[1]
+    differences = report.split("GAN policy - baseline, paired by seed (points)")[1].split("##")[0]
+    for baseline in runs["policy"].unique()[runs["policy"].unique() != BEST_GAN]:
+        assert f"| {BEST_GAN} | {baseline}" in differences
+    per_class = report.split(f"## Per-class test accuracy: {BEST_GAN} - {BEST_NO_GAN}")[1]
     assert sum(line.startswith("| ") for line in per_class.splitlines()) == 1 + 10  # header + 10 classes
     assert (evaluated / "evaluation.png").stat().st_size > 10_000
+    assert not (evaluated / "evaluation_ablation.png").exists()
+
+
+@pytest.mark.slow
+def test_tuned_baseline_and_the_headline_first_line(tuned_ablated):
+    runs = read_runs(tuned_ablated)
+    baseline = runs[runs["policy"] == BEST_NO_GAN]
+    assert (baseline["from_trial"] == NO_GAN_TRIAL).all() and (baseline["source"] == "searched").all()
+    assert (baseline["synthetic_ratio"] == 0).all()
+    # Its own tuned settings, not the GAN trial's: a policy of its own next to no_aug.
+    assert {"no_aug", BEST_NO_GAN} <= set(runs["policy"])
+    summary = summarize(runs).set_index("policy")
+    for name in (BEST_NO_GAN, BEST_GAN):
+        assert np.isfinite(summary.loc[name, ["mean", "ci_low", "ci_high"]].to_numpy(dtype=float)).all()
+
+    report = (tuned_ablated / "evaluation.md").read_text()
+    first = report.splitlines()[0]
+    match = HEADLINE.match(first)
+    assert match and "untuned" not in first, first
+    table = runs.pivot(index="seed", columns="policy", values="test_acc")
+    difference = 100 * (table[BEST_GAN] - table[BEST_NO_GAN])
+    mean, low, high = t_interval(difference)
+    assert [float(v) for v in match.groups()[:3]] == pytest.approx([mean, low, high], abs=0.051)
+    assert int(match.group(4)) == 2
+    assert f"{BEST_NO_GAN} is the best complete no-GAN trial of the search ({NO_GAN_TRIAL})" in report
+
+
+@pytest.mark.slow
+def test_ablate_adds_one_variant_per_non_default_key(tuned_ablated):
+    experiment = load_experiment(tuned_ablated)
+    best = {**TrialConfig().to_dict(), **experiment.config_of(experiment.best())}
+    defaults = TrialConfig().to_dict()
+    changed = [key for key in ABLATION_KEYS if best[key] != defaults[key]]
+    assert changed and "classifier_lr" in changed  # searched, never exactly the default
+    runs = read_runs(tuned_ablated)
+    variants = sorted(name for name in all_names(runs) if name.startswith(VARIANT_PREFIX))
+    assert variants == sorted(f"{VARIANT_PREFIX}{key}" for key in changed)
+    for key in changed:
+        rows = runs[runs["policy"] == alias_map(runs)[f"{VARIANT_PREFIX}{key}"]]
+        assert len(rows) == 2 and (rows["source"] == "ablate").all()
+
+    report = (tuned_ablated / "evaluation.md").read_text()
+    table = report.split("## Ablation")[1].split("\n## ")[0]
+    for key in changed:
+        [row] = [line for line in table.splitlines() if line.startswith(f"| {VARIANT_PREFIX}{key} |")]
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[3] == "2" and re.fullmatch(r"\[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]", cells[5]), row
+    assert (tuned_ablated / "evaluation_ablation.png").stat().st_size > 5_000
+
+
+@pytest.mark.slow
+def test_a_killed_evaluation_reruns_only_what_is_missing(evaluated, tmp_path, capsys):
+    """Kill (SIGKILL) an evaluation after it wrote evaluation.csv twice, rerun it: the rerun keeps every finished
+    run and runs exactly the others."""
+    path = Path(shutil.copytree(evaluated, tmp_path / "tiny"))
+    args = [str(path), "--seeds", "3", "--epochs", str(EPOCHS), "--num-cpus", "2"]
+    policies = read_runs(path)["policy"].nunique()
+    total = 3 * policies
+    die_after_writes = 2
+    script = (
+        "import os, signal, sys\n"
+        "import ganaug.evaluate as evaluate\n"
+        "writes, write = [], evaluate.atomic_write\n"
+        "def write_then_die(path, text):\n"
+        "    write(path, text)\n"
+        "    if path.name == evaluate.EVALUATION_CSV:\n"
+        "        writes.append(path)\n"
+        "        if len(writes) == int(sys.argv[1]):\n"
+        "            os.kill(os.getpid(), signal.SIGKILL)  # as kill -9 would, with other runs in flight\n"
+        "evaluate.atomic_write = write_then_die\n"
+        "sys.exit(evaluate.main(sys.argv[2:]))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    # Its own session: the Ray processes it leaves behind are ended with it, by its process group id.
+    process = subprocess.Popen([sys.executable, "-c", script, str(die_after_writes), *args], env=env, cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == -signal.SIGKILL, output
+    assert f"kept {2 * policies} finished runs from evaluation.csv; running {policies}" in output
+    killed = read_runs(path)
+    k = len(killed)
+    assert k == 2 * policies + die_after_writes
+
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"kept {k} finished runs from evaluation.csv; running {total - k}" in out
+    assert len(re.findall(rf"^\[\d+/{total - k}\] ", out, flags=re.MULTILINE)) == total - k
+    final = read_runs(path)
+    assert len(final) == total and final["run_id"].is_unique
+    assert sorted(final.groupby("policy")["seed"].apply(tuple).unique()) == [(0, 1, 2)]
+    # The finished runs were kept as they were, not run again.
+    before = killed.set_index("run_id")[["test_acc", "wall_seconds"]]
+    after = final.set_index("run_id").loc[before.index, ["test_acc", "wall_seconds"]]
+    pd.testing.assert_frame_equal(before, after)
+
+    assert main(args) == 0  # nothing left: no Ray, the report written again
+    assert f"kept {total} finished runs from evaluation.csv; running 0" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------------------------
 # Which policies run.
 
 @pytest.mark.slow
-def test_baselines_keep_the_best_trials_classifier_and_share_the_budget(experiment_dir):
+def test_ablations_keep_the_best_trials_settings_and_share_the_budget(experiment_dir):
     experiment = load_experiment(experiment_dir)
     best = experiment.best()
     best_config = experiment.config_of(best)
     policies = policy_configs(experiment, top=2, epochs=3)
+    names = alias_map(policies)
     complete = (experiment.trials["status"] == "complete").sum()
-    assert list(policies)[:4] == list(POLICIES)
-    assert len(policies) == 4 + min(1, complete - 1)
+    assert list(policies)[:2] == [BEST_NO_GAN, BEST_GAN]
+    assert ("top2" in names) == (complete > 1)
     assert all(policy["config"]["epochs"] == 3 for policy in policies.values())
-    for name in POLICIES:
+    by_name = {name: policies[kept]["config"] for name, kept in names.items()}
+    for name in [*FIXED_ABLATIONS, BEST_NO_GAN, *[n for n in names if n.startswith(TRADITIONAL_PREFIX)]]:
         for key in ("classifier", "classifier_lr", "classifier_width", "batch_size", "weight_decay"):
-            assert policies[name]["config"][key] == best_config[key], (name, key)
-    assert policies["no_aug"]["config"]["synthetic_ratio"] == 0
-    assert policies["no_aug"]["config"]["labeling"] == "pseudo"  # K outputs: no untrained extra class
-    assert policies["traditional"]["config"]["traditional_aug"] is True
-    assert policies["best_gan"]["config"]["labeling"] == best_config["labeling"]
-    assert policies["best_gan"]["config"]["synthetic_ratio"] == best_config["synthetic_ratio"]
+            assert by_name[name][key] == best_config[key], (name, key)
+        assert by_name[name]["synthetic_ratio"] == 0
+        assert by_name[name]["labeling"] == "pseudo"  # K outputs: no untrained extra class
+    assert by_name["no_aug"]["traditional_aug"] == "none" and by_name["no_aug"]["cutout"] == 0
+    assert by_name[f"{TRADITIONAL_PREFIX}randaugment"]["traditional_aug"] == "randaugment"
+    assert by_name[BEST_GAN]["labeling"] == best_config["labeling"]
+    assert by_name[BEST_GAN]["synthetic_ratio"] == best_config["synthetic_ratio"]
+    # Equal configs run once: every kept policy's config is distinct.
+    configs = [json.dumps(policy["config"], sort_keys=True) for policy in policies.values()]
+    assert len(set(configs)) == len(configs)
     if "top2" in policies:
         assert policies["top2"]["trial_id"] != str(best["trial_id"])
-    assert policy_configs(experiment)["no_aug"]["config"]["epochs"] == experiment.meta["max_epochs"]
+    assert policy_configs(experiment)[BEST_GAN]["config"]["epochs"] == experiment.meta["max_epochs"]
+
+
+def test_ablation_resets_a_dependent_key_too():
+    config = TrialConfig(synthetic_ratio=1.0, gan_pretrain_epochs=2, gan_freeze=True, gan_loss="hinge",
+                         traditional_aug="randaugment", epochs=7, seed=3).to_dict()
+    variants = ablation_variants(config)
+    assert set(variants) == {"gan_pretrain_epochs", "gan_freeze", "gan_loss", "traditional_aug"}
+    # gan_freeze=True needs gan_pretrain_epochs >= 1: resetting the epochs resets the freeze as well.
+    assert variants["gan_pretrain_epochs"] == {"gan_pretrain_epochs": 0, "gan_freeze": False}
+    assert variants["gan_freeze"] == {"gan_freeze": False}
+    assert variants["traditional_aug"] == {"traditional_aug": "none"}
+    assert {"epochs", "seed", "synthetic_ratio"} <= set(NOT_ABLATED)
+    for changes in variants.values():
+        TrialConfig.from_dict({**config, **changes})  # every variant is a valid config
+
+
+def test_run_id_is_a_stable_hash_of_config_and_seed():
+    config = TrialConfig(synthetic_ratio=0.5).to_dict()
+    assert run_id(config, 0) == run_id(dict(reversed(list(config.items()))), 0)  # key order does not matter
+    assert run_id(config, 0) != run_id(config, 1)
+    assert run_id(config, 0) != run_id({**config, "epochs": config["epochs"] + 1}, 0)
+    assert re.fullmatch(r"[0-9a-f]{16}", run_id(config, 0))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,17 +345,33 @@ def test_paired_differences_pair_by_seed_and_match_ttest_rel():
     assert partial.iloc[0]["pairs"] == 3
 
 
+def test_headline_in_points_with_sign_and_aliases_read_their_policys_runs():
+    rows = [{"policy": BEST_NO_GAN, "seed": s, "test_acc": v, "source": "untuned", "aliases": "no_aug;gan_off"}
+            for s, v in enumerate([0.60, 0.62, 0.58])]
+    rows += [{"policy": BEST_GAN, "seed": s, "test_acc": v, "source": "searched", "aliases": ""}
+             for s, v in enumerate([0.59, 0.60, 0.58])]
+    runs = pd.DataFrame(rows)
+    line = headline(runs)
+    mean, low, high = t_interval(100 * np.subtract([0.59, 0.60, 0.58], [0.60, 0.62, 0.58]))
+    assert line.startswith(f"best GAN policy vs best no-GAN policy: {mean:+.1f} points [{low:+.1f}, {high:+.1f}] "
+                           f"(95 % CI, paired over 3 seeds)")
+    assert "untuned" in line and "untuned" not in headline(runs, untuned=False)
+    by_alias = paired_differences(runs, pairs=[(BEST_GAN, "no_aug"), (BEST_GAN, BEST_NO_GAN)])
+    assert by_alias.iloc[0]["mean_diff"] == pytest.approx(by_alias.iloc[1]["mean_diff"])
+    assert by_alias.iloc[0]["baseline"] == "no_aug"
+
+
 def test_per_class_deltas_are_paired_means():
     runs = pd.DataFrame([
-        {"policy": "no_aug", "seed": 0, "per_class_acc": json.dumps({"a": 0.5, "b": 0.9})},
-        {"policy": "no_aug", "seed": 1, "per_class_acc": json.dumps({"a": 0.7, "b": 0.8})},
-        {"policy": "best_gan", "seed": 1, "per_class_acc": json.dumps({"a": 0.9, "b": 0.8})},
-        {"policy": "best_gan", "seed": 0, "per_class_acc": json.dumps({"a": 0.6, "b": 0.7})},
+        {"policy": BEST_NO_GAN, "seed": 0, "per_class_acc": json.dumps({"a": 0.5, "b": 0.9})},
+        {"policy": BEST_NO_GAN, "seed": 1, "per_class_acc": json.dumps({"a": 0.7, "b": 0.8})},
+        {"policy": BEST_GAN, "seed": 1, "per_class_acc": json.dumps({"a": 0.9, "b": 0.8})},
+        {"policy": BEST_GAN, "seed": 0, "per_class_acc": json.dumps({"a": 0.6, "b": 0.7})},
     ])
     deltas = per_class_deltas(runs).set_index("class")
     assert deltas.loc["a", "delta"] == pytest.approx(((0.6 - 0.5) + (0.9 - 0.7)) / 2)
     assert deltas.loc["b", "delta"] == pytest.approx(((0.7 - 0.9) + (0.8 - 0.8)) / 2)
-    assert deltas.loc["a", "no_aug"] == pytest.approx(0.6)
+    assert deltas.loc["a", BEST_NO_GAN] == pytest.approx(0.6)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,6 +404,20 @@ def test_no_gan_trial(experiment_dir, tmp_path, capsys):
                              base_config={**experiment.meta["base_config"], "synthetic_ratio": 0.0})
     assert main([str(no_gan)]) == EXIT_BAD_INPUT
     assert "synthetic_ratio > 0" in _one_line_error(capsys)
+
+
+@pytest.mark.slow
+def test_ablate_with_every_key_at_its_default(experiment_dir, tmp_path, capsys):
+    run_budget = {key: value for key, value in load_experiment(experiment_dir).meta["base_config"].items()
+                  if key in NOT_ABLATED}
+    plain = copy_experiment(experiment_dir, tmp_path / "plain",
+                            base_config={**TrialConfig().to_dict(), **run_budget, "synthetic_ratio": 0.5})
+    for params in plain.glob("*/params.json"):  # the searched keys at their defaults too
+        params.write_text(json.dumps({"labeling": "pseudo", "classifier_lr": TrialConfig.classifier_lr}))
+    assert main([str(plain), "--ablate"]) == EXIT_BAD_INPUT
+    err = _one_line_error(capsys)
+    assert "--ablate" in err and "every policy key at its default" in err
+    assert not (plain / "evaluation.csv").exists()
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """The joint trial on real data (sklearn's bundled digits, CPU): learning, GAN samples, divergence, resume."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -320,10 +321,43 @@ def test_checkpoint_with_a_pickle_payload_is_refused(tmp_path):
     ({"d_real_fraction": 1.0}, "d_real_fraction"),
     ({"batch_size": "big"}, "batch_size='big' has the wrong type"),
     ({"diffaugment": "color,blur"}, "unknown part 'blur'"),
+    ({"traditional_aug": "autoaugment"}, "traditional_aug='autoaugment' is not one of none, flip_translate, "
+                                         "trivialaugment, randaugment"),
+    ({"randaugment_magnitude": 40}, r"randaugment_magnitude=40 is out of range; valid: an integer in [0, 30]"),
+    ({"cutout": -1}, "cutout=-1 is out of range"),
 ])
 def test_trial_config_rejects_bad_values_naming_the_key(values, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         TrialConfig.from_dict(values)
+
+
+@pytest.mark.parametrize("choice", ["trivialaugment", "randaugment"])
+def test_strong_traditional_augmentation_trains_real_and_synthetic_images(digits, monkeypatch, choice):
+    """The classifier sees augmented real images (and, with augment_synthetic, augmented fakes) and still
+    learns digits well above chance."""
+    import ganaug.pipeline
+
+    calls = []
+    augment = ganaug.pipeline.traditional_augment
+
+    def recording(x, method, *args, **kwargs):
+        calls.append((method, len(x), kwargs["cutout"]))
+        return augment(x, method, *args, **kwargs)
+
+    monkeypatch.setattr(ganaug.pipeline, "traditional_augment", recording)
+    cfg = TrialConfig(synthetic_ratio=0.5, traditional_aug=choice, cutout=2, augment_synthetic=True, epochs=3,
+                      batch_size=64, classifier_lr=2e-3, cas_epochs=0, gan_width=0.25, classifier_width=0.5)
+    final = run(cfg, digits, Recorder())
+    assert final["val_acc"] > 0.5  # chance is 0.1
+    batches = math.ceil(len(digits.train_y) / 64)
+    assert len(calls) == 2 * 3 * batches  # real and synthetic images of every classifier step
+    assert {method for method, _, _ in calls} == {choice} and {cut for *_, cut in calls} == {2}
+    assert {n for _, n, _ in calls} >= {64, 32}  # a real batch and its half-size synthetic share
+
+
+def test_cutout_larger_than_the_images_is_refused(digits):
+    with pytest.raises(ConfigError, match=r"cutout=9 is out of range for 8x8 images; valid: 0 \(off\) to 8 px"):
+        run(TrialConfig(cutout=9, epochs=1, cas_epochs=0), digits, Recorder())
 
 
 def test_labelers_cover_the_registry():

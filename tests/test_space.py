@@ -108,6 +108,73 @@ def test_documented_example_loads(tmp_path):
     assert all(("diffaugment" in params) == (params["gan_arch"] == "dcgan") for params in sample(spec, 10))
 
 
+@pytest.mark.parametrize("path", SPACES, ids=lambda path: path.stem)
+def test_every_shipped_space_tunes_the_no_gan_baselines_first(path):
+    """A fair search tunes the baselines with the same budget: every space keeps synthetic_ratio 0 and searches
+    traditional_aug, and its first trials are the no-GAN policies, one per traditional choice."""
+    spec = load_space(path)
+    assert 0.0 in spec.search["synthetic_ratio"].choice
+    choices = spec.search["traditional_aug"].choice
+    assert {"none", "flip_translate", "trivialaugment"} <= set(choices)
+    points = spec.baseline_points()
+    assert [point["traditional_aug"] for point in points] == choices
+    for point in points:
+        config = spec.trial_config(point)
+        assert config.synthetic_ratio == 0
+        assert set(point) <= set(spec.search)
+    assert len(points) < spec.experiment.num_samples
+
+
+def test_baseline_points_take_defaults_or_midpoints_and_respect_when(tmp_path):
+    spec = load_space(write(tmp_path, doc(search="""
+  synthetic_ratio: {choice: [0.5, 0, 1.0]}
+  traditional_aug: {choice: [none, randaugment]}
+  randaugment_magnitude: {int: [12, 20], step: 2, when: {traditional_aug: randaugment}}
+  gan_lr: {loguniform: [5.0e-4, 2.0e-3]}
+  batch_size: {choice: [64, 128, 256]}
+  classifier_width: {uniform: [0.5, 2.0], step: 0.25}
+  gan_pretrain_epochs: {int: [2, 6]}""")))
+    none, rand = spec.baseline_points()
+    assert none["synthetic_ratio"] == 0 and isinstance(none["synthetic_ratio"], int)  # the choice as written
+    assert none["traditional_aug"] == "none" and "randaugment_magnitude" not in none  # its `when` fails
+    assert rand["traditional_aug"] == "randaugment" and rand["randaugment_magnitude"] == 16  # middle on the grid
+    assert none["gan_lr"] == pytest.approx(1e-3)  # geometric middle: the default 2e-4 is out of reach
+    assert none["batch_size"] == 128 and none["classifier_width"] == 1.0  # defaults the space can draw
+    assert none["gan_pretrain_epochs"] == 4
+    off = load_space(write(tmp_path, doc(experiment="{name: t, baselines_first: false}",
+                                         search="{synthetic_ratio: {choice: [0.0, 0.5]}}"), "off.yaml"))
+    assert off.baseline_points() == []
+    no_zero = load_space(write(tmp_path, doc(search="{synthetic_ratio: {choice: [0.5, 1.0]}}"), "nz.yaml"))
+    assert no_zero.baseline_points() == []
+
+
+def test_baselines_run_first_in_the_optuna_study(tmp_path):
+    """Ray's OptunaSearch enqueues the points: the study's first trials are the baselines, as given."""
+    from ganaug.tune import make_searcher
+
+    spec = load_space(write(tmp_path, doc(search="""
+  synthetic_ratio: {choice: [0.0, 0.5]}
+  traditional_aug: {choice: [none, flip_translate, trivialaugment]}
+  gan_lr: {loguniform: [1.0e-4, 1.0e-3]}""")))
+    searcher = make_searcher(spec, None)
+    suggested = [searcher.suggest(f"trial{index}") for index in range(4)]
+    assert [s["traditional_aug"] for s in suggested[:3]] == ["none", "flip_translate", "trivialaugment"]
+    assert all(s["synthetic_ratio"] == 0.0 for s in suggested[:3])
+
+
+def test_cutout_larger_than_the_images_is_named_once_the_data_is_known(tmp_path):
+    spec = load_space(write(tmp_path, doc(search="{cutout: {choice: [0, 4, 16]}}")))
+    spec.check_image_size(32, 32)
+    with pytest.raises(SpaceError, match=r"search.cutout: 16 px is larger than the dataset's 8x8 images; valid: 0"):
+        spec.check_image_size(8, 8)
+
+
+def test_old_boolean_traditional_aug_still_loads(tmp_path):
+    spec = load_space(write(tmp_path, doc(fixed="{traditional_aug: true}")))
+    assert spec.trial_config({}).traditional_aug == "flip_translate"
+    assert TrialConfig.from_dict({"traditional_aug": False}).traditional_aug == "none"
+
+
 # ------------------------------------------------------------------------------------------------
 # Sampling, conditions and trial configs.
 
@@ -293,6 +360,12 @@ BAD = [
      ["search.d_real_fraction", "0 < d_real_fraction < 1"]),
     (doc(search="{diffaugment: {choice: ['', blur]}}"), ["search.diffaugment", "'blur'", "color"]),
     (doc(search="{traditional_aug: {choice: [true, 1]}}"), ["search.traditional_aug", "wrong type"]),
+    (doc(search="{traditional_aug: {choice: [none, autoaugment]}}"),
+     ["search.traditional_aug", "'autoaugment'", "none, flip_translate, trivialaugment, randaugment"]),
+    (doc(fixed="{traditional_aug: randaugment, randaugment_magnitude: 31}"),
+     ["fixed.randaugment_magnitude", "31", "[0, 30]"]),
+    (doc(search="{randaugment_ops: {int: [0, 2]}}"), ["search.randaugment_ops", "[1, 14]"]),
+    (doc(fixed="{cutout: -4}"), ["fixed.cutout", ">= 0"]),
     (doc(fixed="{d_real_fraction: 1.5}"), ["fixed.d_real_fraction", "0 < d_real_fraction < 1"]),
     (doc(fixed="{classifier: vgg}"), ["fixed.classifier", "'vgg'", "mlp, cnn, resnet"]),
     (doc(fixed="{batch_size: 0}"), ["fixed.batch_size", ">= 1"]),
