@@ -75,13 +75,24 @@ def _synthetic_ratios(experiment: Experiment, trials: pd.DataFrame) -> pd.Series
 
 
 def gan_trials(experiment: Experiment) -> pd.DataFrame:
-    """Complete, non-diverged trials that use synthetic data (synthetic_ratio > 0), best first."""
-    trials = complete_trials(experiment)
-    trials = trials[_synthetic_ratios(experiment, trials) > 0]
-    if trials.empty:
-        raise EvaluationError(f"{experiment.path}: no complete trial uses synthetic data (synthetic_ratio > 0), "
-                              f"so there is no GAN policy to compare with the baselines")
-    return trials
+    """Trials that use synthetic data (synthetic_ratio > 0), best first: the complete ones; when ASHA stopped
+    every GAN trial early, the pruned GAN trials that got furthest (most epochs, then score).
+
+    A search whose baselines score high from the first epoch can prune every GAN policy (the quickstart on
+    digits does). Evaluate retrains every policy for the full budget anyway, so the best GAN policy the search
+    found still answers the question; its `source` says it was pruned.
+    """
+    key = f"last_{experiment.metric}"
+    complete = complete_trials(experiment)
+    trials = complete[_synthetic_ratios(experiment, complete) > 0]
+    if not trials.empty:
+        return trials
+    pruned = experiment.trials[experiment.trials["status"] == "pruned"].dropna(subset=[key])
+    pruned = pruned[_synthetic_ratios(experiment, pruned) > 0] if len(pruned) else pruned
+    if pruned.empty:
+        raise EvaluationError(f"{experiment.path}: no complete or pruned trial uses synthetic data "
+                              f"(synthetic_ratio > 0), so there is no GAN policy to compare with the baselines")
+    return pruned.sort_values(["epochs", key], ascending=[False, experiment.mode == "min"])
 
 
 def no_gan_trials(experiment: Experiment) -> pd.DataFrame:
@@ -98,7 +109,8 @@ def policy_configs(experiment: Experiment, top: int = 1, epochs: int | None = No
     --ablate variants are best_gan's config with a few keys changed. All share the epoch budget (the search's
     max_epochs unless `epochs`), checkpoint only at the end and skip the CAS score. A policy whose config
     equals an earlier one's is not run twice: it is listed in the earlier one's "aliases".
-    `source`: searched (a trial's config as is) | untuned (best_no_gan without a complete no-GAN trial) |
+    `source`: searched (a trial's config as is) | pruned at epoch N (no GAN trial completed) |
+    untuned (best_no_gan without a complete no-GAN trial) |
     ablation (a fixed ablation) | ablate (an --ablate variant).
     """
     if top < 1:
@@ -126,11 +138,12 @@ def policy_configs(experiment: Experiment, top: int = 1, epochs: int | None = No
         config = TrialConfig.from_dict({**experiment.config_of(trial), **budget}, where=f"policy {BEST_NO_GAN}")
         candidates.append((BEST_NO_GAN, {"trial_id": str(trial["trial_id"]), "config": config.to_dict(),
                                          "source": "searched"}))
-    candidates.append((BEST_GAN, {"trial_id": best_id, "config": best_config, "source": "searched"}))
+    searched = lambda trial: "searched" if trial["status"] == "complete" else f"pruned at epoch {trial['epochs']}"
+    candidates.append((BEST_GAN, {"trial_id": best_id, "config": best_config, "source": searched(best)}))
     for rank, (_, trial) in enumerate(ranked.iloc[1:top].iterrows(), start=2):
         config = TrialConfig.from_dict({**experiment.config_of(trial), **budget}, where=f"policy top{rank}")
         candidates.append((f"top{rank}", {"trial_id": str(trial["trial_id"]), "config": config.to_dict(),
-                                          "source": "searched"}))
+                                          "source": searched(trial)}))
     for name, changes in FIXED_ABLATIONS.items():
         candidates.append(derived(name, changes, "ablation"))
     for choice in registry_choices("traditional_aug"):

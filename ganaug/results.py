@@ -240,7 +240,30 @@ def write_outputs(spec, results=None, command: str | None = None) -> pd.DataFram
     write_best_policy(experiment, best, command)
     print(f"Best policy ({best['trial_id']}, {metric}={best[key]:.4f}): "
           f"{experiment.path / BEST_POLICY_FILE}")
+    print(gan_versus_baseline(experiment, ranked))
     return ranked
+
+
+def gan_versus_baseline(experiment: Experiment, ranked: pd.DataFrame) -> str:
+    """One line: the best GAN policy and the best no-GAN policy on validation (complete trials; when ASHA pruned
+    every GAN trial, the one that got furthest), the question ganaug.evaluate then answers on the test split."""
+    metric, key = experiment.metric, f"last_{experiment.metric}"
+    finished = ranked[ranked["status"].isin(["complete", "pruned"])].dropna(subset=[key])
+    uses_gan = finished.apply(lambda row: float(experiment.config_of(row)["synthetic_ratio"]) > 0, axis=1) \
+        if len(finished) else pd.Series(dtype=bool)
+    parts = []
+    for label, group in (("GAN", finished[uses_gan]), ("no-GAN", finished[~uses_gan])):
+        complete = group[group["status"] == "complete"]
+        if len(complete):
+            parts.append(f"best {label} policy {complete.iloc[0]['trial_id']} ({metric}={complete.iloc[0][key]:.4f})")
+        elif len(group):
+            furthest = group.sort_values("epochs", ascending=False, kind="stable").iloc[0]
+            parts.append(f"best {label} policy {furthest['trial_id']} (pruned at epoch {furthest['epochs']}, "
+                         f"{metric}={furthest[key]:.4f})")
+        else:
+            parts.append(f"no {label} trial finished")
+    return (f"Validation: {'; '.join(parts)}. On the test split, over seeds: "
+            f"python -m ganaug.evaluate {experiment.path}")
 
 
 def write_best_policy(experiment: Experiment, best: pd.Series, command: str | None) -> None:

@@ -397,6 +397,25 @@ def test_no_finished_trial(experiment_dir, tmp_path, capsys):
     assert "no complete trial" in _one_line_error(capsys)
 
 
+def test_when_asha_pruned_every_gan_trial_the_furthest_one_is_best_gan(experiment_dir, tmp_path):
+    """Baselines that score high from the first epoch can get every GAN policy pruned (the quickstart on digits):
+    evaluate still compares the GAN trial that got furthest, retrained for the full budget, and says so."""
+    tuned = with_no_gan_trial(experiment_dir, tmp_path / "tuned")
+    copy = copy_experiment(tuned, tmp_path / "pruned", max_epochs=EPOCHS + 1)
+    result = copy / f"train_trial_{NO_GAN_TRIAL}" / "result.json"
+    last = json.loads(result.read_text().splitlines()[-1])
+    with result.open("a") as file:  # one more epoch: the no-GAN trial alone ran the whole (new) budget
+        file.write(json.dumps({**last, "epoch": EPOCHS + 1, "training_iteration": EPOCHS + 1}) + "\n")
+    experiment = load_experiment(copy)
+    statuses = experiment.trials.set_index("trial_id")["status"]
+    assert statuses[NO_GAN_TRIAL] == "complete" and (statuses.drop(NO_GAN_TRIAL) == "pruned").all()
+    policies = policy_configs(experiment)
+    assert policies["best_gan"]["source"] == f"pruned at epoch {EPOCHS}"
+    assert policies["best_gan"]["config"]["synthetic_ratio"] > 0
+    assert policies["best_gan"]["config"]["epochs"] == EPOCHS + 1  # retrained for the full budget
+    assert policies["best_no_gan"]["trial_id"] == NO_GAN_TRIAL and policies["best_no_gan"]["source"] == "searched"
+
+
 @pytest.mark.slow
 def test_no_gan_trial(experiment_dir, tmp_path, capsys):
     experiment = load_experiment(experiment_dir)

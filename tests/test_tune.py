@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from ganaug.config import TrialConfig
-from ganaug.results import load_experiment
+from ganaug.results import gan_versus_baseline, load_experiment
 from ganaug.space import load_space
 from ganaug.tune import JOURNAL_FILE, main, make_searcher
 
@@ -62,6 +62,15 @@ def finished(tmp_path_factory):
     space = write_space(tmp)
     assert main([str(space), "--num-cpus", "2"]) == 0
     return tmp / "results" / "tiny"
+
+
+def test_the_search_ends_with_the_best_gan_and_no_gan_policies(finished):
+    summary = pd.read_csv(finished / "summary.csv", dtype={"trial_id": str})
+    best = summary[summary["status"] == "complete"].iloc[0]
+    line = gan_versus_baseline(load_experiment(finished), summary)
+    # Every trial of this space uses synthetic data: there is no baseline to name.
+    assert line.startswith(f"Validation: best GAN policy {best['trial_id']} (val_acc={best['last_val_acc']:.4f}); "
+                           "no no-GAN trial finished. On the test split")
 
 
 def test_trials_ran_and_asha_stopped_some(finished):
