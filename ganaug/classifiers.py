@@ -1,11 +1,17 @@
 """Downstream image classifiers (mlp, cnn, small resnet) built from the dataset's DataSpec.
 
 Input: float images in [-1, 1], NCHW (channels_last memory works too); output: logits [B, num_outputs].
-Real and synthetic images share one forward pass (see DESIGN.md), so every BatchNorm sees both.
+Real and synthetic images share one forward pass (see DESIGN.md), so every BatchNorm sees both, unless the
+classifier is built with split_bn: then synthetic rows get their own BatchNorm (SplitBatchNorm, synthetic_rows).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+from collections.abc import Iterator
+
+import torch
 from torch import nn
 
 from ganaug.config import ConfigError
@@ -97,11 +103,61 @@ def resnet_classifier(spec, num_outputs: int, width: float = 1.0) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def build_classifier(name: str, spec, num_outputs: int, width: float = 1.0) -> nn.Module:
-    """The classifier `name` for the spec's image shape, with num_outputs logits (labeler.num_outputs(K))."""
+class SplitBatchNorm(nn.Module):
+    """A BatchNorm layer and its twin for synthetic images (AdvProp, Xie et al. 2020).
+
+    In training, inside `synthetic_rows(model, start)`, rows [0, start) are normalised by the main layer's
+    batch statistics and affine parameters and rows [start, B) by the twin's, in the same forward pass; each
+    layer updates only its own running statistics. Evaluation, and any forward outside synthetic_rows, uses the
+    main layer alone: the classifier is judged as a classifier of real images. A part with fewer than two rows
+    cannot form batch statistics and joins the other part.
+    """
+
+    def __init__(self, main: nn.modules.batchnorm._BatchNorm):
+        super().__init__()
+        self.main = main
+        self.synthetic = copy.deepcopy(main)
+        self.start: int | None = None  # first synthetic row of the current batch; None = no synthetic rows
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        start, n = self.start, len(x)
+        if not self.training or start is None or n - start < 2:
+            return self.main(x)
+        if start < 2:
+            return self.synthetic(x)
+        return torch.cat([self.main(x[:start]), self.synthetic(x[start:])])
+
+
+def split_batchnorm(model: nn.Module) -> nn.Module:
+    """Replace every BatchNorm layer of `model` (in place) by a SplitBatchNorm holding it; returns model."""
+    for name, child in model.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(model, name, SplitBatchNorm(child))
+        else:
+            split_batchnorm(child)
+    return model
+
+
+@contextlib.contextmanager
+def synthetic_rows(model: nn.Module, start: int) -> Iterator[None]:
+    """Within the block, the model's SplitBatchNorm layers treat rows from `start` on as synthetic."""
+    layers = [module for module in model.modules() if isinstance(module, SplitBatchNorm)]
+    for layer in layers:
+        layer.start = start
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.start = None
+
+
+def build_classifier(name: str, spec, num_outputs: int, width: float = 1.0, split_bn: bool = False) -> nn.Module:
+    """The classifier `name` for the spec's image shape, with num_outputs logits (labeler.num_outputs(K));
+    split_bn: every BatchNorm gets a twin for synthetic rows (synthetic_bn: split)."""
     if name not in CLASSIFIERS:
         raise ConfigError(f"classifier={name!r} is not one of {', '.join(CLASSIFIERS)}")
-    return CLASSIFIERS[name](spec, num_outputs, width)
+    model = CLASSIFIERS[name](spec, num_outputs, width)
+    return split_batchnorm(model) if split_bn else model
 
 
 CLASSIFIERS = {

@@ -33,6 +33,8 @@ CHOICE_KEYS = {
     "d_mix_schedule": ("fixed", "hybrid"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16"),
+    "synthetic_bn": ("shared", "split"),
+    "synthetic_schedule": ("constant", "anneal", "front"),
 }
 DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
 # Values of older files that still load: traditional_aug was a bool before it became a choice.
@@ -84,6 +86,14 @@ class TrialConfig:
     randaugment_magnitude: int = 9      # randaugment: magnitude bin M of 0..30 (torchvision's scale).
     cutout: int = 0                     # Side in px of a square cut out of every augmented image; 0 = off.
     augment_synthetic: bool = False     # Synthetic images get the same traditional augmentation and cutout.
+
+    # Making synthetic data count.
+    teacher_ema: float = 0.0            # Decay of an EMA of the classifier, the teacher of the two keys below; 0 = off.
+    filter_candidates: int = 1          # Candidates per synthetic image; the best-scored per class are kept; 1 = off.
+    distill_weight: float = 0.5         # labeling=distill: weight of the teacher's soft label (rest: the class).
+    distill_temperature: float = 2.0    # labeling=distill: temperature of the teacher's softmax.
+    synthetic_bn: str = "shared"        # shared | split: synthetic rows get their own BatchNorm (AdvProp).
+    synthetic_schedule: str = "constant"  # constant | anneal (ratio -> 0 over the 2nd half) | front (1st half only).
 
     # Classifier.
     classifier: str = "mlp"             # Downstream classifier: mlp | cnn | resnet.
@@ -154,6 +164,14 @@ class TrialConfig:
             raise bad("gan_beta1", "0 <= gan_beta1 < 1")
         if not 0 <= self.d_label_smoothing < 0.5:
             raise bad("d_label_smoothing", "0 <= d_label_smoothing < 0.5")
+        if not 0 <= self.teacher_ema < 1:
+            raise bad("teacher_ema", "0 <= teacher_ema < 1 (0 = off)")
+        if not 1 <= self.filter_candidates <= 32:
+            raise bad("filter_candidates", "an integer in [1, 32] (1 = off)")
+        if not 0 <= self.distill_weight <= 1:
+            raise bad("distill_weight", "0 <= distill_weight <= 1")
+        if not self.distill_temperature > 0:
+            raise bad("distill_temperature", "a number > 0")
         if not 0 <= self.g_ema < 1:
             raise bad("g_ema", "0 <= g_ema < 1 (0 = off)")
         if not 0 < self.d_real_fraction < 1:
@@ -183,6 +201,13 @@ class TrialConfig:
         if self.gan_freeze and self.gan_pretrain_epochs < 1:
             raise ConfigError(f"{where}: gan_freeze=True with gan_pretrain_epochs={self.gan_pretrain_epochs} would "
                               "never train the GAN; valid: gan_pretrain_epochs >= 1, or gan_freeze=False")
+        if self.labeling == "distill" and self.teacher_ema == 0:
+            raise ConfigError(f"{where}: labeling='distill' needs a teacher but teacher_ema=0 (off); valid: "
+                              "teacher_ema > 0 (e.g. 0.999) with labeling='distill', or another labeling")
+        if self.filter_candidates > 1 and self.teacher_ema == 0 and self.gan != "acgan":
+            raise ConfigError(f"{where}: filter_candidates={self.filter_candidates} needs a scorer, but teacher_ema=0 "
+                              f"and gan={self.gan!r} has no auxiliary class head; valid: teacher_ema > 0 or "
+                              "gan='acgan' with filter_candidates > 1, or filter_candidates=1")
         if self.gan_loss == "hinge" and self.d_label_smoothing > 0:
             # The hinge loss has margins, not targets: there is nothing for one-sided smoothing to soften.
             raise ConfigError(f"{where}: d_label_smoothing={self.d_label_smoothing!r} applies to gan_loss='bce' "

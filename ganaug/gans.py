@@ -706,6 +706,15 @@ class GAN:
         with _sampling_mode(G, len(y)):
             return G(self.noise(len(y), generator), y.to(self.device))
 
+    @torch.no_grad()
+    def class_scores(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """ACGAN: D's auxiliary-head probability of class y for each image (filter_candidates' scorer when the
+        trial has no teacher); CGAN has no class head."""
+        _, class_logits = self.D(x, y)
+        if class_logits is None:
+            raise ConfigError(f"gan={self.cfg.gan!r} has no auxiliary class head to score samples with")
+        return torch.softmax(class_logits.float(), dim=1).gather(1, y[:, None]).squeeze(1)
+
     def state_dict(self) -> dict:
         return {
             "G": self.G.state_dict(),

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from ganaug.augment import traditional_augment
-from ganaug.classifiers import build_classifier
+from ganaug.classifiers import build_classifier, synthetic_rows
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import ImageData, batch_indices, to_float
 from ganaug.gans import GAN
-from ganaug.labeling import LABELERS
+from ganaug.labeling import LABELERS, Teacher, distill_target, keep_best_candidates
 from ganaug.metrics import (
     SampleQuality,
     classification_accuracy_score,
@@ -84,9 +84,11 @@ def run(
 
     # Construct networks.
     labeler = LABELERS[cfg.labeling]
-    classifier = build_classifier(cfg.classifier, spec, labeler.num_outputs(num_classes), cfg.classifier_width)
+    classifier = build_classifier(cfg.classifier, spec, labeler.num_outputs(num_classes), cfg.classifier_width,
+                                  split_bn=cfg.synthetic_bn == "split")
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     classifier = classifier.to(device, memory_format=memory_format)
+    teacher = Teacher(classifier, cfg.teacher_ema) if cfg.teacher_ema > 0 else None
     # fused: one kernel updates every parameter, instead of a Python loop over them per step; a quickstart
     # trial is ~18 % faster on the CPU (benchmarks/README.md), and it is the fast path on CUDA too.
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=cfg.classifier_lr, weight_decay=cfg.weight_decay,
@@ -111,6 +113,8 @@ def run(
         optimizer.load_state_dict(state["optimizer"])
         if gan is not None:
             gan.load_state_dict(state["gan"])
+        if teacher is not None:
+            teacher.load_state_dict(state["teacher"])
         torch.set_rng_state(state["torch_rng"])
         generator.set_state(state["generator_rng"].to(generator.get_state().device))
         if device.type == "cuda" and "cuda_rng" in state:
@@ -145,10 +149,13 @@ def run(
         # Hybrid schedule: every third epoch the discriminator sees balanced batches.
         real_fraction = 0.5 if cfg.d_mix_schedule == "hybrid" and number % 3 == 0 else cfg.d_real_fraction
         use_synthetic = gan is not None and not pretraining and epoch > cfg.gan_warmup_epochs
+        # synthetic_schedule: this epoch's share of synthetic_ratio (anneal / front end on real data).
+        ratio = cfg.synthetic_ratio * synthetic_share(cfg.synthetic_schedule, epoch, cfg.epochs)
         # A frozen GAN stops training once the classifier starts and only samples from then on.
         train_gan = gan is not None and (pretraining or not cfg.gan_freeze)
         # Running sums stay on the device: one host sync per epoch, not per step.
-        sums = {k: torch.zeros((), device=device) for k in ("d_loss", "g_loss", "loss", "correct", "seen")}
+        sums = {k: torch.zeros((), device=device) for k in ("d_loss", "g_loss", "loss", "correct", "seen",
+                                                           "kept_score", "kept")}
         batches = batch_indices(num_train, cfg.batch_size, generator, device)
         for index in batches:
             x, y = to_float(data.train_x[index]), data.train_y[index]
@@ -173,19 +180,42 @@ def run(
             if augmenting:
                 x = traditional(x)
             images, targets, synthetic = x, y, torch.zeros(len(y), dtype=torch.bool, device=device)
-            if use_synthetic:
-                n_synthetic = round(cfg.synthetic_ratio * len(y))
+            # distill's soft targets of the rows (a real row's is never read: it keeps its one-hot label).
+            soft = torch.zeros(len(y), num_classes, device=device) if cfg.labeling == "distill" else None
+            n_synthetic = round(ratio * len(y)) if use_synthetic else 0
+            if n_synthetic > 0:
                 fake_y = _synthetic_labels(n_synthetic, synthetic_weights, generator)
-                fake_x = gan.sample(fake_y, generator)
+                if cfg.filter_candidates > 1:
+                    # Draw k candidates per image and keep, class by class, the best-scored: same size and
+                    # class counts. The teacher scores when there is one, else ACGAN's auxiliary head.
+                    candidates_y = fake_y.repeat(cfg.filter_candidates)
+                    candidates = gan.sample(candidates_y, generator)
+                    with autocast():
+                        scores = (teacher.probabilities(candidates).gather(1, candidates_y[:, None]).squeeze(1)
+                                  if teacher is not None else gan.class_scores(candidates, candidates_y))
+                    keep = keep_best_candidates(scores.float(), candidates_y, fake_y, num_classes)
+                    fake_x, fake_y = candidates[keep], candidates_y[keep]
+                    sums["kept_score"] += scores[keep].float().sum()
+                    sums["kept"] += n_synthetic
+                else:
+                    fake_x = gan.sample(fake_y, generator)
+                if cfg.labeling == "distill":
+                    with autocast():
+                        teacher_logits = teacher.model(fake_x)
+                    soft = torch.cat([soft, distill_target(teacher_logits, fake_y, cfg.distill_weight,
+                                                           cfg.distill_temperature)])
                 images = torch.cat([x, traditional(fake_x) if augmenting and cfg.augment_synthetic else fake_x])
                 targets = torch.cat([y, fake_y])
                 synthetic = torch.cat([synthetic, torch.ones(n_synthetic, dtype=torch.bool, device=device)])
-            with autocast():
+            # synthetic_bn: split normalises rows from len(y) on with their own BatchNorm (a no-op when shared).
+            with autocast(), synthetic_rows(classifier, len(y)):
                 logits = classifier(images.contiguous(memory_format=memory_format))
-            loss = labeler.loss(logits.float(), targets, synthetic)
+            loss = labeler.loss(logits.float(), targets, synthetic, soft)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if teacher is not None:
+                teacher.update(classifier)
             with torch.no_grad():
                 real_logits = labeler.predict_logits(logits[: len(y)].float(), num_classes)
                 sums["correct"] += (real_logits.argmax(1) == y).sum()
@@ -225,6 +255,11 @@ def run(
                 "diverged": 0,
                 **phase,
             }
+            if teacher is not None:  # reported beside the objective, never instead of it
+                metrics["val_acc_teacher"] = evaluate(teacher.model, data.val_x, data.val_y, labeler, num_classes,
+                                                      autocast=autocast)["acc"]
+            if totals["kept"] > 0:  # the scorer's mean confidence in the kept samples' conditioning classes
+                metrics["filter_confidence"] = totals["kept_score"] / totals["kept"]
         if train_gan:
             gan_updates = max(len(batches) * cfg.gan_steps_per_batch, 1)
             metrics["d_loss"] = totals["d_loss"] / gan_updates
@@ -268,6 +303,7 @@ def run(
                 "classifier": classifier.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "gan": gan.state_dict() if gan is not None else {},
+                "teacher": teacher.state_dict() if teacher is not None else {},
                 "torch_rng": torch.get_rng_state(),
                 "generator_rng": generator.get_state(),
             }
@@ -279,6 +315,20 @@ def run(
         else:
             report(metrics, images=images)
     return metrics
+
+
+def synthetic_share(schedule: str, epoch: int, epochs: int) -> float:
+    """The share of synthetic_ratio used in `epoch` of `epochs` (synthetic_schedule).
+
+    constant: 1 throughout; front: 1 in the first half, 0 after (first GAN images, then real ones); anneal:
+    1 in the first half, then linearly down to 0 at the last epoch (the classifier ends on real data).
+    """
+    half = epochs // 2
+    if schedule == "constant" or epoch <= half:
+        return 1.0
+    if schedule == "front":
+        return 0.0
+    return (epochs - epoch) / (epochs - half)
 
 
 def _synthetic_class_weights(class_counts, device) -> torch.Tensor:

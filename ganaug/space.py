@@ -552,6 +552,27 @@ def _check_pairs(spec: SearchSpec) -> None:
     draw together, makes a valid TrialConfig: cross-key rules (gan_freeze needs pretraining, hinge has no
     label smoothing) fail here, naming both keys, instead of as an errored trial."""
     keys = list(spec.search)
+
+    def valid(values: dict[str, Any], pair: tuple[str, str]) -> ConfigError | None:
+        try:
+            TrialConfig.from_dict(_with_dependents(spec, {**spec.fixed, **values}, pair))
+        except ConfigError as err:
+            return err
+        return None
+
+    # Each value alone first: one that no other searched key's value can make valid (labeling distill with no
+    # teacher_ema anywhere) is that key's fault; one that some value rescues is left to the pairs below.
+    for key in keys:
+        dist = spec.search[key]
+        for value in dist.values:
+            error = valid({**_condition(spec, dist), key: value}, (key, key))
+            rescued = error is None or any(
+                valid({**_condition(spec, dist), key: value, other: other_value}, (key, other)) is None
+                for other in keys if other != key for other_value in spec.search[other].values)
+            if not rescued:
+                reason = str(error).split(": ", 1)[1]
+                raise SpaceError(f"{spec.path}: search.{key}: a trial could draw {key}={value!r}, which is invalid "
+                                 f"({reason}); valid: choices that combine with the fixed keys") from None
     for index, first in enumerate(keys):
         for second in keys[index + 1:]:
             dists = {first: spec.search[first], second: spec.search[second]}
@@ -563,13 +584,24 @@ def _check_pairs(spec: SearchSpec) -> None:
                     if not all(_holds(dist.when, values) for dist in dists.values() if dist.when):
                         continue
                     try:
-                        TrialConfig.from_dict(values)
+                        TrialConfig.from_dict(_with_dependents(spec, values, (first, second)))
                     except ConfigError as err:
                         reason = str(err).split(": ", 1)[1]
                         raise SpaceError(
                             f"{spec.path}: search.{first} and search.{second}: a trial could draw {first}="
                             f"{value_a!r} with {second}={value_b!r}, which is invalid ({reason}); valid: a "
                             f"`when:` on one of them, or choices that always combine") from None
+
+
+def _with_dependents(spec: SearchSpec, values: dict[str, Any], pair: tuple[str, str]) -> dict[str, Any]:
+    """`values` plus, for every other searched key whose `when` holds under them, that key's first value: a trial
+    that draws the pair also draws the keys conditioned on it (labeling: distill brings its teacher_ema along)."""
+    values = {**TrialConfig().to_dict(), **values}
+    for key in search_order(spec.search):
+        dist = spec.search[key]
+        if key not in pair and dist.when is not None and _holds(dist.when, values):
+            values[key] = dist.values[0]
+    return values
 
 
 def _check_baselines(spec: SearchSpec) -> None:

@@ -361,4 +361,4 @@ def test_cutout_larger_than_the_images_is_refused(digits):
 
 
 def test_labelers_cover_the_registry():
-    assert set(LABELERS) == {"pseudo", "lsro", "all_in_one"}
+    assert set(LABELERS) == {"pseudo", "lsro", "all_in_one", "distill"}
