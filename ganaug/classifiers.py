@@ -1,4 +1,5 @@
-"""Downstream image classifiers (mlp, cnn, small resnet) built from the dataset's DataSpec.
+"""Downstream image classifiers built from the dataset's DataSpec: the built-in mlp, cnn and small resnet, or any
+PyTorch model that `classifier: torchvision:NAME` or `classifier: package.module:factory` names.
 
 Input: float images in [-1, 1], NCHW (channels_last memory works too); output: logits [B, num_outputs].
 Real and synthetic images share one forward pass (see DESIGN.md), so every BatchNorm sees both, unless the
@@ -9,12 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+import difflib
+import importlib
+import inspect
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
-from ganaug.config import ConfigError
+from ganaug.config import ConfigError, is_import_path
+
+# torchvision ResNets get the CIFAR stem (3x3 stride-1 conv1, no max-pool) for images at most this many px a side:
+# ImageNet's 7x7 stride-2 conv and max-pool would shrink 32x32 to 8x8 before the first residual block.
+SMALL_INPUT_PX = 64
 
 
 def _scaled(channels: int, width: float) -> int:
@@ -151,13 +161,240 @@ def synthetic_rows(model: nn.Module, start: int) -> Iterator[None]:
             layer.start = None
 
 
-def build_classifier(name: str, spec, num_outputs: int, width: float = 1.0, split_bn: bool = False) -> nn.Module:
-    """The classifier `name` for the spec's image shape, with num_outputs logits (labeler.num_outputs(K));
-    split_bn: every BatchNorm gets a twin for synthetic rows (synthetic_bn: split)."""
-    if name not in CLASSIFIERS:
-        raise ConfigError(f"classifier={name!r} is not one of {', '.join(CLASSIFIERS)}")
-    model = CLASSIFIERS[name](spec, num_outputs, width)
+def build_classifier(name: str, spec, num_outputs: int, width: float = 1.0, split_bn: bool = False,
+                     kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """The classifier `name` for the spec's image shape, with num_outputs logits (labeler.num_outputs(K)).
+
+    name: a CLASSIFIERS key (sized by width), torchvision:NAME or package.module:factory (called with kwargs,
+    the config's classifier_kwargs; see external_classifier); split_bn: every BatchNorm gets a twin for synthetic
+    rows (synthetic_bn: split).
+    """
+    kwargs = kwargs or {}
+    if name in CLASSIFIERS:
+        if kwargs:
+            raise ConfigError(f"classifier_kwargs ({', '.join(kwargs)}) are a factory's arguments, but classifier="
+                              f"{name!r} is built in; valid: no classifier_kwargs (classifier_width sizes it)")
+        model = CLASSIFIERS[name](spec, num_outputs, width)
+    elif is_import_path(name):
+        model = external_classifier(name, spec, num_outputs, **kwargs)
+    else:
+        raise ConfigError(f"classifier={name!r} is not one of {', '.join(CLASSIFIERS)}; valid: those, or "
+                          "torchvision:NAME or package.module:factory")
+    if split_bn and not any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules()):
+        raise ClassifierError("synthetic_bn", f"synthetic_bn='split' gives synthetic rows their own BatchNorm, but "
+                              f"classifier={name!r} has no BatchNorm layer", "synthetic_bn: shared for this classifier")
     return split_batchnorm(model) if split_bn else model
+
+
+# ----------------------------------------------------------------------------------------------
+# Any PyTorch model: torchvision:NAME or package.module:factory.
+
+class ClassifierError(ConfigError):
+    """An external classifier cannot be imported, built or run. `key` is the config key at fault (classifier,
+    classifier_kwargs.NAME or synthetic_bn); the message is "<problem>; valid: <what would be>"."""
+
+    def __init__(self, key: str, problem: str, valid: str):
+        super().__init__(f"{problem}; valid: {valid}")
+        self.key, self.problem, self.valid = key, problem, valid
+
+    def __reduce__(self):  # Ray pickles errors raised in trials: rebuild from the three parts
+        return type(self), (self.key, self.problem, self.valid)
+
+
+def external_classifier(name: str, spec, num_outputs: int, **kwargs: Any) -> nn.Module:
+    """The nn.Module of torchvision:NAME (torchvision_classifier) or package.module:factory, with num_outputs logits.
+
+    A factory is called with num_classes=num_outputs, in_channels=spec.channels and image_size (an int for square
+    images, else (height, width)) when its signature names those parameters, and **kwargs (classifier_kwargs).
+    Lazy layers (nn.LazyLinear, ...) are materialised by one forward pass of two blank images, so the optimizer
+    sees every parameter.
+    """
+    module_name, _, attribute = name.partition(":")
+    if module_name == "torchvision":
+        model = torchvision_classifier(attribute, spec, num_outputs, **kwargs)
+    else:
+        factory = resolve_classifier(name)
+        arguments = {"num_classes": num_outputs, "in_channels": spec.channels, "image_size": _image_size(spec)}
+        model = _call_factory(name, factory, arguments, kwargs, optional=("in_channels", "image_size"))
+    if any(isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params()
+           for module in model.modules()):
+        training = model.training
+        _forward(name, model.eval(), spec, torch.contiguous_format)
+        model.train(training)
+    return model
+
+
+def resolve_classifier(name: str) -> Callable[..., nn.Module]:
+    """The factory a classifier value names: torchvision's builder for torchvision:NAME, else the attribute after
+    the colon of the imported module. ClassifierError says what is missing."""
+    module_name, _, attribute = name.partition(":")
+    if module_name == "torchvision":
+        from torchvision import models  # lazy: importing torchvision costs seconds in every fresh trial process
+
+        names = models.list_models(module=models)
+        if attribute not in names:
+            raise ClassifierError("classifier", f"classifier={name!r} is not a torchvision classification model"
+                                  f"{_close(attribute, names)}", "torchvision:NAME with NAME from "
+                                  "torchvision.models.list_models(), e.g. torchvision:resnet18")
+        return models.get_model_builder(attribute)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:
+        if isinstance(error, ModuleNotFoundError) and error.name and \
+                (module_name == error.name or module_name.startswith(f"{error.name}.")):
+            raise ClassifierError("classifier", f"classifier={name!r}: cannot import {module_name!r} ({error})",
+                                  f"package.module:factory with the module importable from the working directory "
+                                  f"or PYTHONPATH (python -c 'import {module_name}' works)") from error
+        raise ClassifierError("classifier", f"classifier={name!r}: importing {module_name!r} raised "
+                              f"{type(error).__name__}: {_first_line(error)}", "a module that imports cleanly") \
+            from error
+    factory: Any = module
+    for part in attribute.split("."):
+        if not hasattr(factory, part):
+            names = [n for n in dir(factory) if not n.startswith("_")]
+            where = getattr(module, "__file__", None) or module_name
+            raise ClassifierError("classifier", f"classifier={name!r}: {where} has no attribute {attribute!r}"
+                                  f"{_close(part, names)}", f"{module_name}:NAME with NAME a function or class of "
+                                  "that module that returns an nn.Module")
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise ClassifierError("classifier", f"classifier={name!r} is a {type(factory).__name__}, not callable",
+                              "a function or class that returns an nn.Module")
+    return factory
+
+
+def torchvision_classifier(name: str, spec, num_outputs: int, small_input: bool = True, **kwargs: Any) -> nn.Module:
+    """torchvision.models' `name` with weights=None (nothing is downloaded) and num_outputs classes, for the spec's
+    images; kwargs go to the builder (e.g. dropout for vgg11).
+
+    small_input (classifier_kwargs.small_input, default true) and images <= SMALL_INPUT_PX a side: a ResNet (resnet*,
+    resnext*, wide_resnet*) gets the CIFAR stem, a 3x3 stride-1 conv1 and no max-pool. Images with other than 3
+    channels: the first convolution is replaced by one with the same settings for spec.channels inputs. vit_*
+    builders get image_size = the image side (their position embedding depends on it).
+    """
+    from torchvision import models  # lazy, as in resolve_classifier
+
+    full_name = f"torchvision:{name}"
+    for key in ("weights", "progress"):
+        if key in kwargs:
+            raise ClassifierError(f"classifier_kwargs.{key}", f"classifier_kwargs.{key}: ganaug builds torchvision "
+                                  "models untrained, with weights=None, and never downloads", f"remove {key}")
+    if not isinstance(small_input, bool):
+        raise ClassifierError("classifier_kwargs.small_input", f"classifier_kwargs.small_input={small_input!r} is "
+                              "not a boolean", "true (CIFAR stem for small images) or false (the ImageNet stem)")
+    arguments = {"weights": None, "num_classes": num_outputs}
+    if name.startswith("vit_"):
+        arguments["image_size"] = spec.height
+    model = _call_factory(full_name, resolve_classifier(full_name), arguments, kwargs)
+    if isinstance(model, models.ResNet) and small_input and max(spec.height, spec.width) <= SMALL_INPUT_PX:
+        _replace_first_conv(model, spec.channels, kernel_size=3, stride=1, padding=1)
+        model.maxpool = nn.Identity()
+    elif spec.channels != 3:
+        _replace_first_conv(model, spec.channels)
+    return model
+
+
+def check_classifier(name: str, spec, num_outputs: int, kwargs: dict[str, Any] | None = None,
+                     split_bn: bool = False) -> None:
+    """Build the classifier and run it in training mode on two blank images of the spec's shape, as contiguous and
+    as channels_last tensors (what a CUDA run uses); ClassifierError says what is wrong, e.g. the output's shape
+    is not [2, num_outputs]. For the search-space check before Ray starts (SearchSpec.check_classifier)."""
+    model = build_classifier(name, spec, num_outputs, split_bn=split_bn, kwargs=kwargs).train()
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        output = _forward(name, model.to(memory_format=memory_format), spec, memory_format)
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+        if shape is None:
+            raise ClassifierError("classifier", f"classifier={name!r} returns a {type(output).__name__}, not a tensor "
+                                  "of logits, in training mode", "a model that returns one [batch, num_classes] "
+                                  "tensor (auxiliary heads off, e.g. classifier_kwargs: {aux_logits: false})")
+        if shape != (2, num_outputs):
+            raise ClassifierError("classifier", f"classifier={name!r} returns a tensor of shape {shape} for a batch of "
+                                  f"2 images, expected logits of shape (2, {num_outputs}): the factory got num_classes="
+                                  f"{num_outputs}", "a model that returns [batch, num_classes] logits, with its last "
+                                  "layer sized by the factory's num_classes argument")
+
+
+def _call_factory(name: str, factory: Callable[..., Any], arguments: dict[str, Any], kwargs: dict[str, Any],
+                  optional: tuple[str, ...] = ()) -> nn.Module:
+    """factory(**arguments, **kwargs) as an nn.Module; `optional` arguments only where the signature names them."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # some C-implemented callables have no signature: call and see
+        parameters = None
+    if parameters is not None:
+        any_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        arguments = {key: value for key, value in arguments.items() if key not in optional or key in parameters}
+        for key in [*arguments, *kwargs]:
+            if key not in parameters and not any_keyword:
+                problem = f"classifier={name!r} takes no parameter {key!r}{_close(key, parameters)} (its signature: " \
+                          f"{inspect.signature(factory)})"
+                if key not in kwargs:  # num_classes
+                    raise ClassifierError("classifier", problem, "a factory f(num_classes, ...) returning an nn.Module")
+                accepted = ", ".join(p for p in parameters if p not in (*arguments, *optional)) or "none"
+                raise ClassifierError(f"classifier_kwargs.{key}", problem, f"classifier_kwargs among its "
+                                      f"parameters: {accepted}")
+    else:
+        arguments = {key: value for key, value in arguments.items() if key not in optional}
+    try:
+        model = factory(**arguments, **kwargs)
+    except Exception as error:
+        # "got an unexpected keyword argument 'depth'" from a **kwargs builder: the classifier_kwargs entry is at fault.
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+        blame = f"classifier_kwargs.{unexpected.group(1)}" if unexpected and unexpected.group(1) in kwargs \
+            else "classifier"
+        called = ", ".join(f"{key}={value!r}" for key, value in {**arguments, **kwargs}.items())
+        valid = f"only arguments that {name} accepts" if blame != "classifier" else \
+            "a factory that returns an nn.Module for these arguments"
+        raise ClassifierError(blame, f"classifier={name!r} raised {type(error).__name__}: {_first_line(error)} "
+                              f"(called with {called})", valid) from error
+    if not isinstance(model, nn.Module):
+        raise ClassifierError("classifier", f"classifier={name!r} returned a {type(model).__name__}, not an "
+                              "nn.Module", "a factory that returns a torch.nn.Module")
+    return model
+
+
+def _forward(name: str, model: nn.Module, spec, memory_format: torch.memory_format) -> Any:
+    """model(two blank images), without gradients; ClassifierError names the classifier when it raises."""
+    images = torch.zeros(2, spec.channels, spec.height, spec.width).to(memory_format=memory_format)
+    try:
+        with torch.no_grad():
+            return model(images)
+    except Exception as error:
+        layout = " in channels_last memory (as on CUDA)" if memory_format is torch.channels_last else ""
+        valid = "a model that takes [batch, channels, height, width] images in [-1, 1]" + (
+            "; flatten with torch.flatten or .reshape, not .view" if layout else
+            "; a factory with in_channels / image_size parameters adapts to the data")
+        raise ClassifierError("classifier", f"classifier={name!r}: a forward pass of 2 images of {spec.channels}x"
+                              f"{spec.height}x{spec.width}{layout} raised {type(error).__name__}: "
+                              f"{_first_line(error)}", valid) from error
+
+
+def _replace_first_conv(model: nn.Module, in_channels: int, **changes: Any) -> None:
+    """Replace the model's first Conv2d (in registration order: the stem) by one for in_channels inputs, with the
+    same settings except `changes` (kernel_size, stride, padding). A model without one is left as it is."""
+    name = next((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if name is None:
+        return
+    conv = model.get_submodule(name)
+    groups = conv.groups if in_channels % conv.groups == 0 else 1
+    settings = dict(kernel_size=conv.kernel_size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
+                    groups=groups, bias=conv.bias is not None, padding_mode=conv.padding_mode)
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, nn.Conv2d(in_channels, conv.out_channels, **{**settings, **changes}))
+
+
+def _image_size(spec) -> int | tuple[int, int]:
+    return spec.height if spec.height == spec.width else (spec.height, spec.width)
+
+
+def _close(word: str, candidates) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:200]
 
 
 CLASSIFIERS = {

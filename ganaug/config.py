@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
-from dataclasses import dataclass, fields
+import re
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -36,6 +37,14 @@ CHOICE_KEYS = {
     "synthetic_bn": ("shared", "split"),
     "synthetic_schedule": ("constant", "anneal", "front"),
 }
+# `classifier` also takes a model from outside the registry: torchvision:NAME (a torchvision.models builder) or
+# package.module:factory (any callable returning an nn.Module); ganaug.classifiers resolves and builds them.
+IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+# In flat dicts (Tune, Optuna, params.json, checkpoints) each classifier_kwargs entry is its own scalar key.
+KWARGS_PREFIX = "classifier_kwargs."
+# Factory arguments that come from the dataset (DataSpec), never from classifier_kwargs.
+DATASET_ARGUMENTS = ("num_classes", "in_channels", "image_size")
+KWARG_SCALARS = (str, int, float, bool, type(None))
 DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
 # Values of older files that still load: traditional_aug was a bool before it became a choice.
 LEGACY_VALUES = {"traditional_aug": {True: "flip_translate", False: "none"}}
@@ -49,6 +58,11 @@ def registry_choices(key: str) -> tuple[str, ...]:
         return CHOICE_KEYS[key]
     module, name = REGISTRY_KEYS[key].split(":")
     return tuple(getattr(importlib.import_module(module), name))
+
+
+def is_import_path(classifier: str) -> bool:
+    """Whether a classifier value names a model outside the registry (torchvision:NAME, package.module:factory)."""
+    return isinstance(classifier, str) and IMPORT_PATH.fullmatch(classifier) is not None
 
 
 @dataclass(frozen=True)
@@ -96,9 +110,11 @@ class TrialConfig:
     synthetic_schedule: str = "constant"  # constant | anneal (ratio -> 0 over the 2nd half) | front (1st half only).
 
     # Classifier.
-    classifier: str = "mlp"             # Downstream classifier: mlp | cnn | resnet.
+    classifier: str = "mlp"             # mlp | cnn | resnet | torchvision:NAME | package.module:factory (any model).
+    # Arguments of a torchvision:/import-path classifier's factory, e.g. {depth: 3}; flat: classifier_kwargs.depth.
+    classifier_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
     classifier_lr: float = 1e-3         # Adam learning rate of the classifier.
-    classifier_width: float = 1.0       # Multiplies every hidden width / channel count of the classifier.
+    classifier_width: float = 1.0       # Multiplies every hidden width / channel count of a built-in classifier.
     weight_decay: float = 0.0           # Decoupled (AdamW) weight decay of the classifier.
     batch_size: int = 128               # Real images per classifier batch (and per discriminator batch).
 
@@ -124,19 +140,32 @@ class TrialConfig:
         combinations=False skips the rules between keys (a search space checks those pairwise, space.py).
         """
         known = {f.name: f for f in fields(cls)}
+        values = _unflatten_kwargs(values, where)
         for key in values:
             if key not in known:
                 raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, known)}")
-        coerced = {key: _coerce(key, known[key], value, where) for key, value in values.items()}
+        coerced = {key: _coerce_kwargs(value, where) if key == "classifier_kwargs" else
+                   _coerce(key, known[key], value, where) for key, value in values.items()}
         config = cls(**coerced)
         config.validate(where=where, combinations=combinations)
         return config
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Flat scalars, as Tune, Optuna, checkpoints and params.json hold them: classifier_kwargs {depth: 3}
+        becomes classifier_kwargs.depth: 3 (from_dict reads both forms back)."""
+        values = {}
+        for name, value in dataclasses.asdict(self).items():
+            if name == "classifier_kwargs":
+                values.update({KWARGS_PREFIX + key: value[key] for key in sorted(value)})
+            else:
+                values[name] = value
+        return values
 
     def replace(self, **changes: Any) -> TrialConfig:
-        return TrialConfig.from_dict({**self.to_dict(), **changes})
+        base = self.to_dict()
+        if "classifier_kwargs" in changes:  # a whole new mapping replaces the entries, it does not add to them
+            base = {key: value for key, value in base.items() if not key.startswith(KWARGS_PREFIX)}
+        return TrialConfig.from_dict({**base, **changes})
 
     def validate(self, *, where: str = "config", combinations: bool = True) -> None:
         """Check every range and registry value, and (combinations) the rules between keys; raise ConfigError
@@ -181,11 +210,25 @@ class TrialConfig:
         if self.weight_decay < 0:
             raise bad("weight_decay", "a number >= 0")
         for key in (*REGISTRY_KEYS, *CHOICE_KEYS):
+            if key == "classifier" and is_import_path(self.classifier):
+                continue  # resolved and built once the dataset's shape is known (SearchSpec.check_classifier)
             choices = registry_choices(key)
             if getattr(self, key) not in choices:
+                external = "; valid: those, or torchvision:NAME or package.module:factory (a callable returning an " \
+                           "nn.Module)" if key == "classifier" else ""
                 raise ConfigError(
-                    f"{where}: {key}={getattr(self, key)!r} is not one of {', '.join(choices)}"
+                    f"{where}: {key}={getattr(self, key)!r} is not one of {', '.join(choices)}{external}"
                 )
+        for name, value in self.classifier_kwargs.items():
+            if not (isinstance(name, str) and name.isidentifier()):
+                raise ConfigError(f"{where}: classifier_kwargs.{name}: not a parameter name; valid: a Python "
+                                  "identifier such as depth")
+            if name in DATASET_ARGUMENTS:
+                raise ConfigError(f"{where}: classifier_kwargs.{name}: comes from the dataset, never from YAML; "
+                                  f"valid: remove it (the factory gets {', '.join(DATASET_ARGUMENTS)} from DataSpec)")
+            if not isinstance(value, KWARG_SCALARS):
+                raise ConfigError(f"{where}: classifier_kwargs.{name}={value!r} is a {type(value).__name__}; valid: "
+                                  "a string, number, boolean or null (one flat scalar per argument)")
         parts = [p.strip() for p in self.diffaugment.split(",") if p.strip()]
         for part in parts:
             if part not in DIFFAUGMENT_POLICIES:
@@ -208,6 +251,12 @@ class TrialConfig:
             raise ConfigError(f"{where}: filter_candidates={self.filter_candidates} needs a scorer, but teacher_ema=0 "
                               f"and gan={self.gan!r} has no auxiliary class head; valid: teacher_ema > 0 or "
                               "gan='acgan' with filter_candidates > 1, or filter_candidates=1")
+        if self.classifier_kwargs and not is_import_path(self.classifier):
+            names = ", ".join(self.classifier_kwargs)
+            raise ConfigError(f"{where}: classifier_kwargs ({names}) are a factory's arguments, but classifier="
+                              f"{self.classifier!r} is built in (it takes classifier_width); valid: classifier: "
+                              "torchvision:NAME or package.module:factory with classifier_kwargs (in a search space: "
+                              "classifier_kwargs.NAME: {..., when: {classifier: ...}}), or no classifier_kwargs")
         if self.gan_loss == "hinge" and self.d_label_smoothing > 0:
             # The hinge loss has margins, not targets: there is nothing for one-sided smoothing to soften.
             raise ConfigError(f"{where}: d_label_smoothing={self.d_label_smoothing!r} applies to gan_loss='bce' "
@@ -218,6 +267,32 @@ class TrialConfig:
 def did_you_mean(word: str, candidates) -> str:
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else f"; valid keys: {', '.join(sorted(candidates))}"
+
+
+def _unflatten_kwargs(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """`values` with its classifier_kwargs.NAME keys folded into one classifier_kwargs mapping. A mapping given as
+    well (a YAML `fixed:` section) is the base and the flat keys win: {**base_config, **params} merges them."""
+    flat = {str(key)[len(KWARGS_PREFIX):]: value for key, value in values.items()
+            if str(key).startswith(KWARGS_PREFIX)}
+    if not flat:
+        return values
+    mapping = values.get("classifier_kwargs") or {}
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where}: classifier_kwargs={mapping!r} has the wrong type; expected a mapping such as "
+                          "{depth: 3}")
+    rest = {key: value for key, value in values.items() if not str(key).startswith(KWARGS_PREFIX)}
+    return {**rest, "classifier_kwargs": {**mapping, **flat}}
+
+
+def _coerce_kwargs(value: Any, where: str) -> dict[str, Any]:
+    """classifier_kwargs as a plain dict of Python scalars (numpy scalars from Optuna unwrapped); None = {}."""
+    if value is None:  # `classifier_kwargs:` left empty in YAML
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: classifier_kwargs={value!r} has the wrong type; expected a mapping such as "
+                          "{depth: 3}")
+    return {key: item.item() if hasattr(item, "item") and not isinstance(item, (str, bytes)) else item
+            for key, item in value.items()}
 
 
 def _coerce(key: str, spec: dataclasses.Field, value: Any, where: str) -> Any:

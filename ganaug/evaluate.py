@@ -311,7 +311,8 @@ def train_and_test(packed_data: dict, config: dict, cpus: float = 1) -> dict[str
                           else "cpu")
     labeler = LABELERS[cfg.labeling]
     num_classes = data.spec.num_classes
-    classifier = build_classifier(cfg.classifier, data.spec, labeler.num_outputs(num_classes), cfg.classifier_width)
+    classifier = build_classifier(cfg.classifier, data.spec, labeler.num_outputs(num_classes), cfg.classifier_width,
+                                  split_bn=cfg.synthetic_bn == "split", kwargs=cfg.classifier_kwargs)
     classifier.load_state_dict(final["state"]["classifier"])
     test = evaluate(classifier.to(device), data.test_x, data.test_y, labeler, num_classes)
     row.update(test_acc=test["acc"], test_top5=test["top5"], test_loss=test["loss"],
@@ -665,8 +666,8 @@ def _p(value: float) -> str:
 # ----------------------------------------------------------------------------------------------
 # Command line.
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ganaug.evaluate", description=__doc__.split("\n\n")[0],
+def parse_args(argv: list[str] | None = None, prog: str = "python -m ganaug.evaluate") -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", help="experiment folder written by ganaug.tune (storage/name)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per policy, 0..N-1 (default 5, at least 2)")
@@ -683,8 +684,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m ganaug.evaluate") -> int:
+    args = parse_args(argv, prog)
     try:
         if args.seeds < 2:
             raise EvaluationError(f"--seeds {args.seeds}: valid: an integer >= 2 (a t-interval needs two seeds)")
@@ -718,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error} (finished runs so far are in {csv_path})", file=sys.stderr)
         return 1
     atomic_write(csv_path, runs.to_csv(index=False))
-    command = "python -m ganaug.evaluate " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = f"{prog} " + " ".join(argv if argv is not None else sys.argv[1:])
     report = markdown_report(experiment, runs, policies, list(data.spec.class_names), command)
     atomic_write(experiment.path / EVALUATION_MD, report + "\n")
     name = experiment.meta.get("name", "")
@@ -751,9 +752,10 @@ FIXED_ABLATIONS = {
     "gan_off": NO_GAN,  # the GAN removed, best_gan's traditional augmentation and cutout kept
 }
 # Keys --ablate never resets: the run budget and hardware (the same for every policy of an evaluation), and
-# synthetic_ratio, whose default 0 removes the GAN, which gan_off and no_aug already measure.
+# synthetic_ratio, whose default 0 removes the GAN, which gan_off and no_aug already measure, and classifier_kwargs,
+# an external model's own arguments (configs hold them as flat classifier_kwargs.NAME keys; `classifier` is ablated).
 NOT_ABLATED = ("epochs", "seed", "checkpoint_every", "sample_every", "cas_epochs", "device", "precision",
-               "synthetic_ratio")
+               "synthetic_ratio", "classifier_kwargs")
 ABLATION_KEYS = tuple(field.name for field in fields(TrialConfig) if field.name not in NOT_ABLATED)
 # Config keys copied into every evaluation.csv row, so the file says what each policy was.
 DESCRIBING_KEYS = ("synthetic_ratio", "labeling", "traditional_aug", "cutout")

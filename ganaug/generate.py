@@ -142,8 +142,8 @@ def write_image_folder(out: Path, split: str, images: np.ndarray, labels: np.nda
 # ----------------------------------------------------------------------------------------------
 # Command line.
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ganaug.generate", description=__doc__.split("\n\n")[0],
+def parse_args(argv: list[str] | None = None, prog: str = "python -m ganaug.generate") -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", help="experiment folder written by ganaug.tune (storage/name)")
     parser.add_argument("--per-class", type=int, required=True, help="synthetic images per class")
@@ -157,8 +157,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m ganaug.generate") -> int:
+    args = parse_args(argv, prog)
     try:
         return _export(args)
     except (GenerateError, ResultsError, ConfigError, *_domain_errors()) as error:

@@ -134,7 +134,7 @@ def real_accuracy_score(cfg, spec, train_x: torch.Tensor, train_y: torch.Tensor,
 
 
 def _fresh_classifier_accuracy(
-    cfg,                                # TrialConfig: classifier, classifier_width, classifier_lr, batch_size.
+    cfg,                                # TrialConfig: classifier (+ _width, _kwargs), classifier_lr, batch_size.
     spec,                               # DataSpec: shapes, and class_counts (their sum = images per epoch).
     val_x: torch.Tensor,                # Real images the classifier is scored on, uint8 or float [-1, 1].
     val_y: torch.Tensor,
@@ -152,7 +152,8 @@ def _fresh_classifier_accuracy(
     """
     num_classes = spec.num_classes
     labeler = LABELERS["pseudo"]
-    model = build_classifier(cfg.classifier, spec, labeler.num_outputs(num_classes), cfg.classifier_width)
+    model = build_classifier(cfg.classifier, spec, labeler.num_outputs(num_classes), cfg.classifier_width,
+                             kwargs=cfg.classifier_kwargs)
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.classifier_lr, fused=True)
     sizes = _even_batch_sizes(sum(spec.class_counts), cfg.batch_size)

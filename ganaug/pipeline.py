@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ganaug.augment import traditional_augment
 from ganaug.classifiers import build_classifier, synthetic_rows
-from ganaug.config import ConfigError, TrialConfig
+from ganaug.config import KWARGS_PREFIX, ConfigError, TrialConfig
 from ganaug.data import ImageData, batch_indices, to_float
 from ganaug.gans import GAN
 from ganaug.labeling import LABELERS, Teacher, distill_target, keep_best_candidates
@@ -85,7 +85,7 @@ def run(
     # Construct networks.
     labeler = LABELERS[cfg.labeling]
     classifier = build_classifier(cfg.classifier, spec, labeler.num_outputs(num_classes), cfg.classifier_width,
-                                  split_bn=cfg.synthetic_bn == "split")
+                                  split_bn=cfg.synthetic_bn == "split", kwargs=cfg.classifier_kwargs)
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     classifier = classifier.to(device, memory_format=memory_format)
     teacher = Teacher(classifier, cfg.teacher_ema) if cfg.teacher_ema > 0 else None
@@ -419,11 +419,16 @@ def load_checkpoint(directory: str | Path, cfg: TrialConfig | None = None) -> di
     if not isinstance(state, dict) or not {"config", "epoch", "classifier"} <= set(state):
         raise CheckpointError(f"{path}: not a ganaug checkpoint (missing config/epoch/classifier)")
     if cfg is not None:
-        saved = state["config"]
-        differences = sorted(k for k, v in cfg.to_dict().items()
-                             if k not in RESUMABLE_DIFFERENCES and saved.get(k, v) != v)
+        saved, current = state["config"], cfg.to_dict()
+        # A key missing from an older checkpoint's config had its default then; a classifier_kwargs entry on one
+        # side only builds a different model, so those keys must match both ways.
+        kwargs_keys, absent = {k for k in (*saved, *current) if str(k).startswith(KWARGS_PREFIX)}, object()
+        differences = sorted(k for k in {*current, *kwargs_keys} if k not in RESUMABLE_DIFFERENCES and
+                             saved.get(k, absent if k in kwargs_keys else current[k]) != current.get(k, absent))
         if differences:
-            shown = ", ".join(f"{k}: checkpoint {saved[k]!r} vs config {getattr(cfg, k)!r}" for k in differences[:3])
+            value = lambda config, k: repr(config[k]) if k in config else "absent"
+            shown = ", ".join(f"{k}: checkpoint {value(saved, k)} vs config {value(current, k)}"
+                              for k in differences[:3])
             raise CheckpointError(f"{path}: checkpoint is from a different configuration ({shown})")
     return state
 
@@ -431,7 +436,7 @@ def load_checkpoint(directory: str | Path, cfg: TrialConfig | None = None) -> di
 # ----------------------------------------------------------------------------------------------
 # `python -m ganaug.pipeline POLICY.yaml`: rerun one policy (e.g. a search's best_policy.yaml), no Ray.
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m ganaug.pipeline") -> int:
     import argparse
     import sys
 
@@ -441,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     from ganaug.data import DataError, load_data
     from ganaug.report import TrialReporter
 
-    parser = argparse.ArgumentParser(prog="python -m ganaug.pipeline",
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Train one augmentation policy (a best_policy.yaml) directly.")
     parser.add_argument("policy", help="YAML with `config:` (TrialConfig keys) and `data:` sections")
     parser.add_argument("--epochs", type=int, help="override the policy's epochs")

@@ -15,6 +15,8 @@ import json
 import math
 import os
 import re
+import shlex
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,11 @@ import yaml
 EXPERIMENT_FILE = "ganaug_experiment.yaml"
 SUMMARY_FILE = "summary.csv"
 BEST_POLICY_FILE = "best_policy.yaml"
-STATUS_ORDER = ("complete", "pruned", "diverged", "error")
+# running: Tune's record says the trial is pending, running or paused (a search still going, or one whose driver
+# died before it could record the end: `ganaug tune SPACE --resume` finishes those).
+STATUS_ORDER = ("complete", "pruned", "diverged", "error", "running")
+# Tune's own trial states (ray.tune.experiment.Trial) that mean "not finished".
+TUNE_UNFINISHED = ("PENDING", "RUNNING", "PAUSED")
 
 
 class ResultsError(ValueError):
@@ -106,9 +112,10 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ResultsError(f"{meta_file}: not a ganaug experiment file (needs metric, max_epochs and "
                            f"base_config, as written by ganaug.tune)")
     rows, curves = [], []
+    tune_states = _tune_states(path)
     for trial_dir in sorted(p for p in path.iterdir() if (p / "params.json").is_file()):
         curve = _read_curve(trial_dir)
-        rows.append(_trial_row(trial_dir, curve, meta))
+        rows.append(_trial_row(trial_dir, curve, meta, tune_states.get(trial_dir.name)))
         if not curve.empty:
             curves.append(curve.assign(trial_id=rows[-1]["trial_id"], status=rows[-1]["status"]))
     trials = pd.DataFrame(rows)
@@ -148,9 +155,27 @@ def _positions(frame: pd.DataFrame) -> pd.MultiIndex:
     return pd.MultiIndex.from_arrays([frame["epoch"], pretrain.fillna(0)])
 
 
+def _tune_states(path: Path) -> dict[str, str]:
+    """Tune's own state of each trial (TERMINATED, ERROR, PENDING, RUNNING, PAUSED), by trial folder name, from
+    the experiment's newest experiment_state-*.json through Tune's ExperimentAnalysis. Empty when the folder
+    has no such file (then error.txt decides) or Tune cannot read it. Reads files only: Ray is never started."""
+    if not any(path.glob("experiment_state-*.json")):
+        return {}
+    try:
+        from ray.tune import ExperimentAnalysis
+
+        trials = ExperimentAnalysis(str(path)).trials
+        return {Path(trial.path).name: str(trial.status) for trial in trials}
+    except Exception as error:  # a state file cut short by a crash, or written by another Ray version
+        warnings.warn(f"{path}: Tune's experiment state is unreadable ({type(error).__name__}: "
+                      f"{str(error).strip()[:200]}); trial status falls back to error.txt", stacklevel=3)
+        return {}
+
+
 def _ended_in_error(trial_dir: Path, curve: pd.DataFrame) -> bool:
-    """Whether the trial's last event was a failure. Tune appends every failure to error.txt, including those
-    it then retried from a checkpoint; a trial that reported again after its last failure recovered."""
+    """Whether the trial's last event was a failure, for a folder without Tune's experiment state. Tune appends
+    every failure to error.txt, including those it then retried from a checkpoint; a trial that reported again
+    after its last failure recovered."""
     errors = trial_dir / "error.txt"
     if not errors.is_file():
         return False
@@ -170,7 +195,7 @@ def _read_jsonl(path: Path) -> list[dict]:
     return records
 
 
-def _trial_row(trial_dir: Path, curve: pd.DataFrame, meta: dict) -> dict[str, Any]:
+def _trial_row(trial_dir: Path, curve: pd.DataFrame, meta: dict, tune_state: str | None) -> dict[str, Any]:
     metric = meta["metric"]["name"]
     params = json.loads((trial_dir / "params.json").read_text())
     trial_id = curve["trial_id"].iloc[0] if "trial_id" in curve else trial_dir.name
@@ -178,12 +203,16 @@ def _trial_row(trial_dir: Path, curve: pd.DataFrame, meta: dict) -> dict[str, An
     row.update({k: params[k] for k in sorted(params)})
     epochs = int(curve["epoch"].max()) if not curve.empty and "epoch" in curve else 0
     diverged = bool(not curve.empty and "diverged" in curve and (curve["diverged"] == 1).any())
+    # Tune's record knows errors (past max_failures; a retried trial that recovered is TERMINATED) and unfinished
+    # trials; the epochs and the diverged flag tell a finished trial's kind, which Tune calls TERMINATED alike.
     if diverged:
         status = "diverged"
     elif epochs >= meta["max_epochs"]:
         status = "complete"
-    elif _ended_in_error(trial_dir, curve):
+    elif tune_state == "ERROR" or (tune_state is None and _ended_in_error(trial_dir, curve)):
         status = "error"
+    elif tune_state in TUNE_UNFINISHED:
+        status = "running"
     else:
         status = "pruned"
     last = curve.iloc[-1] if not curve.empty else {}
@@ -210,7 +239,7 @@ def _trial_row(trial_dir: Path, curve: pd.DataFrame, meta: dict) -> dict[str, An
     return row
 
 
-def write_outputs(spec, results=None, command: str | None = None) -> pd.DataFrame:
+def write_outputs(spec, command: str | None = None) -> pd.DataFrame:
     """summary.csv, best_policy.yaml and the top-five table on the console, for a finished search."""
     experiment = load_experiment(spec.experiment_dir())
     trials = experiment.trials
@@ -221,7 +250,8 @@ def write_outputs(spec, results=None, command: str | None = None) -> pd.DataFram
     atomic_write(experiment.path / SUMMARY_FILE, ranked.to_csv(index=False))
 
     counts = trials["status"].value_counts().to_dict()
-    print(f"\n{len(trials)} trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUS_ORDER))
+    shown = [s for s in STATUS_ORDER if s != "running" or counts.get(s)]  # a finished search has none running
+    print(f"\n{len(trials)} trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in shown))
     # synthetic_diversity beside the score: a GAN policy that wins with a collapsed generator shows at a glance.
     columns = ["trial_id", "status", "epochs", key, f"best_{metric}", "synthetic_diversity"] + [
         k for k in experiment.searched_keys if k in trials]
@@ -262,8 +292,26 @@ def gan_versus_baseline(experiment: Experiment, ranked: pd.DataFrame) -> str:
                          f"{metric}={furthest[key]:.4f})")
         else:
             parts.append(f"no {label} trial finished")
-    return (f"Validation: {'; '.join(parts)}. On the test split, over seeds: "
-            f"python -m ganaug.evaluate {experiment.path}")
+    return f"Validation: {'; '.join(parts)}. On the test split, over seeds: ganaug evaluate (next steps below)."
+
+
+def next_steps(experiment_dir: str | Path, journal: str | Path | None = None) -> str:
+    """The commands to run after a search, each on this experiment's folder; the Optuna dashboard's only when
+    `journal` (the study's journal file) exists: a search on remote storage keeps none."""
+    path = shlex.quote(str(experiment_dir))
+    steps = [
+        ("every trial's curves and sample grids; HPARAMS tab: each trial's policy beside its final metrics",
+         f"tensorboard --logdir {path}"),
+        ("the best GAN policy against the best no-GAN policy on the test split, over seeds",
+         f"ganaug evaluate {path}"),
+        ('the search explained, run into the experiment folder (from the repository; pip install -e ".[analysis]")',
+         f"papermill analysis/pick_best_policy.ipynb {shlex.quote(str(Path(experiment_dir, 'pick_best_policy.ipynb')))}"
+         f" -p RESULTS {path}"),
+    ]
+    if journal is not None and Path(journal).is_file():
+        steps.append(('the Optuna study, live (pip install -e ".[dashboard]")',
+                      f"optuna-dashboard {shlex.quote(str(journal))}"))
+    return "Next steps:\n" + "\n".join(f"  # {why}\n  {command}" for why, command in steps)
 
 
 def write_best_policy(experiment: Experiment, best: pd.Series, command: str | None) -> None:

@@ -35,6 +35,11 @@ The format (required: experiment.name, data.name and at least one search key; th
       gan_arch: {choice: [mlp, dcgan]}
       diffaugment: {choice: ["", "translation", "color,translation,cutout"], when: {gan_arch: dcgan}}
 
+`classifier` may also name any PyTorch model: torchvision:NAME or package.module:factory. Its factory's other
+arguments are `classifier_kwargs`: a mapping under fixed (`classifier_kwargs: {depth: 3}`), or one flat key per
+argument, fixed or searched (`classifier_kwargs.depth: {choice: [2, 3]}`). Imports are checked at load time,
+and `check_classifier` builds the model on a blank batch once the dataset's shape is known.
+
 `when: {key: value}` or `when: {key: [v1, v2]}` (several keys: all must hold): the key is only
 searched in trials where that other searched or fixed key has one of those values; elsewhere the
 TrialConfig default applies. Every fixed value and every choice / range end is checked through
@@ -55,7 +60,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ganaug.config import ConfigError, TrialConfig, did_you_mean
+from ganaug.config import KWARGS_PREFIX, ConfigError, TrialConfig, did_you_mean, is_import_path
 
 
 class SpaceError(ValueError):
@@ -199,7 +204,7 @@ class SearchSpec(_Model):
                 if dist.when is not None and not _holds(dist.when, current):
                     continue
                 value = zero if key == "synthetic_ratio" else choice if key == "traditional_aug" \
-                    else _middle(dist, getattr(TrialConfig, key))
+                    else _middle(dist, getattr(TrialConfig, key, None))
                 current[key] = point[key] = value
             points.append(point)
         return points
@@ -213,6 +218,59 @@ class SearchSpec(_Model):
         if any(value > side for value in values):
             raise SpaceError(f"{self.path}: {where}: {max(values)} px is larger than the dataset's {height}x{width} "
                              f"images; valid: 0 (off) to {side}")
+
+    def check_classifier(self, data_spec) -> None:
+        """Build every torchvision:/import-path classifier the space can draw and run it on two blank images of the
+        dataset's shape (ganaug.classifiers.check_classifier), before Ray starts; SpaceError names the key.
+
+        Once with each searched classifier_kwargs entry at its first value (a range: its low end) and once more per
+        other value (a range: its high end), for each number of outputs the labelings need (all_in_one: K + 1),
+        with split BatchNorm where synthetic_bn can be split. Built-in classifiers need no check.
+        """
+        from ganaug.classifiers import ClassifierError, check_classifier  # lazy: torch
+        from ganaug.labeling import LABELERS
+
+        num_classes = data_spec.num_classes
+        outputs = sorted({LABELERS[labeling].num_outputs(num_classes) for labeling in self._reachable("labeling")})
+        split_bn = "split" in self._reachable("synthetic_bn")
+        fixed = TrialConfig.from_dict(self.fixed, combinations=False).classifier_kwargs
+        for name in filter(is_import_path, self._reachable("classifier")):
+            # The searched entries a trial with this classifier draws (a `when` on classifier may exclude some).
+            searched = {key[len(KWARGS_PREFIX):]: dist.values for key, dist in self.search.items() if
+                        key.startswith(KWARGS_PREFIX) and name in _as_list((dist.when or {}).get("classifier", name))}
+            first = {**fixed, **{argument: values[0] for argument, values in searched.items()}}
+            variants = [(None, first)] + [(f"{KWARGS_PREFIX}{argument}", {**first, argument: value})
+                                          for argument, values in searched.items() for value in values[1:]]
+            for varied, kwargs in variants:
+                for num_outputs in outputs:
+                    try:
+                        check_classifier(name, data_spec, num_outputs, kwargs, split_bn=split_bn)
+                    except ClassifierError as error:
+                        # A build that only fails for another value of a searched entry: that entry is at fault.
+                        key = varied if varied is not None and error.key == "classifier" else error.key
+                        context = f" ({num_classes} classes + 1 for labeling all_in_one)" \
+                            if num_outputs != num_classes else ""
+                        debug = " (--debug shows its traceback)" if error.__cause__ is not None else ""
+                        raise SpaceError(f"{self.path}: {self._place(key, name)}: {error.problem}{context}{debug}; "
+                                         f"valid: {error.valid}") from error
+
+    def _reachable(self, key: str) -> list[Any]:
+        """Every value `key` can take in a trial: fixed, searched (choices or range ends, plus the default where
+        a `when` fails) or the default."""
+        if key in self.fixed:
+            return [self.fixed[key]]
+        dist = self.search.get(key)
+        if dist is None:
+            return [getattr(TrialConfig, key)]
+        return list(dict.fromkeys([*dist.values, *([getattr(TrialConfig, key)] if dist.when else [])]))
+
+    def _place(self, key: str, classifier: str) -> str:
+        """Where a key is set in this file, e.g. fixed.classifier or search.classifier_kwargs.depth."""
+        if key == "classifier" and "classifier" in self.search:
+            return f"search.classifier.choice.{self.search['classifier'].values.index(classifier)}"
+        if key in self.search:
+            return f"search.{key}"
+        return f"fixed.{key}"
 
     def smoke(self) -> SearchSpec:
         """A tiny copy for --smoke-test: 2 trials of 2 epochs on at most 20 images per class.
@@ -377,6 +435,7 @@ def _check(spec: SearchSpec) -> None:
     _check_cycles(spec)
     _check_pairs(spec)
     _check_baselines(spec)
+    _check_imports(spec)
 
 
 def _check_experiment(spec: SearchSpec) -> None:
@@ -441,20 +500,36 @@ def _check_data(spec: SearchSpec) -> None:
 def _check_fixed(spec: SearchSpec) -> None:
     file = spec.path
     known = TrialConfig.keys()
+    nested = spec.fixed.get("classifier_kwargs")
+    # classifier_kwargs: {depth: 3} and classifier_kwargs.depth: 3 are the same key, fixed or searched.
+    flat = [*(f"{KWARGS_PREFIX}{name}" for name in (nested if isinstance(nested, dict) else {})),
+            *(key for key in spec.fixed if str(key).startswith(KWARGS_PREFIX))]
+    for key in flat:
+        if key in spec.search or flat.count(key) > 1:
+            twice = "both fixed and searched" if key in spec.search else "given twice under fixed"
+            raise SpaceError(f"{file}: fixed.{key}: {key} is {twice}; valid: keep it in one place")
     for key, value in spec.fixed.items():
-        if key not in known:
+        if key not in known and not str(key).startswith(KWARGS_PREFIX):
             raise SpaceError(f"{file}: fixed.{key}: unknown key{_unknown_hint(key, known)}")
         if key in spec.search:
             raise SpaceError(f"{file}: fixed.{key}: {key} is both fixed and searched; "
                              "valid: keep it in one of fixed or search")
-        _config_check({key: value}, f"{file}: fixed.{key}")
-    _config_check(spec.fixed, f"{file}: fixed")
+        # The key's own value only: the rules between keys come with the whole section, just below.
+        _config_check({key: value}, f"{file}: fixed.{key}", combinations=False)
+    # A searched classifier is drawn with the fixed classifier_kwargs: check them with one of its import paths.
+    classifiers = spec.search["classifier"].values if "classifier" in spec.search else []
+    drawn = {"classifier": next(filter(is_import_path, classifiers), classifiers[0])} if classifiers else {}
+    _config_check({**drawn, **spec.fixed}, f"{file}: fixed")
 
 
 def _check_dist(spec: SearchSpec, key: str, dist: Dist) -> None:
     where = f"{spec.path}: search.{key}"
     known = {f.name: f for f in dataclasses.fields(TrialConfig)}
-    if key not in known:
+    if key == "classifier_kwargs":
+        raise SpaceError(f"{where}: a factory's arguments are searched one by one; valid: e.g. "
+                         "classifier_kwargs.depth: {choice: [2, 3]}")
+    argument = key.startswith(KWARGS_PREFIX)  # any scalar distribution: the factory's signature decides
+    if key not in known and not argument:
         raise SpaceError(f"{where}: unknown key{_unknown_hint(key, known)}")
     kinds = [kind for kind in DISTRIBUTIONS if dist._get(kind) is not None]
     if len(kinds) != 1:
@@ -466,7 +541,7 @@ def _check_dist(spec: SearchSpec, key: str, dist: Dist) -> None:
         raise SpaceError(f"{where}.log: log only applies to int; valid: loguniform for float ranges")
     if dist.step is not None and kind not in ("int", "uniform"):
         raise SpaceError(f"{where}.step: step only applies to int and uniform; valid: remove step")
-    field_type = type(known[key].default)
+    field_type = None if argument else type(known[key].default)
     if field_type in (bool, str) and kind != "choice":
         raise SpaceError(f"{where}.{kind}: {key} is a {field_type.__name__}; valid: choice")
     if field_type is int and kind in ("uniform", "loguniform"):
@@ -479,6 +554,27 @@ def _check_dist(spec: SearchSpec, key: str, dist: Dist) -> None:
         # Each value on its own; the rules between keys are checked pairwise, with what the others can be
         # (_check_pairs): gan_freeze: true is fine where gan_pretrain_epochs is searched over [5, 10].
         _config_check({**spec.fixed, **_condition(spec, dist), key: value}, f"{where}.{kind}", combinations=False)
+
+
+def _check_imports(spec: SearchSpec) -> None:
+    """Every torchvision:/import-path classifier the space names resolves to a callable (its module imports and
+    has the attribute); building it waits for the dataset's shape (SearchSpec.check_classifier)."""
+    if "classifier" in spec.fixed:
+        places = [("fixed.classifier", spec.fixed["classifier"])]
+    else:
+        values = spec.search["classifier"].values if "classifier" in spec.search else []
+        places = [(f"search.classifier.choice.{index}", value) for index, value in enumerate(values)]
+    places = [(place, value) for place, value in places if is_import_path(value)]
+    if not places:
+        return
+    from ganaug.classifiers import ClassifierError, resolve_classifier  # lazy: torch
+
+    for place, value in places:
+        try:
+            resolve_classifier(value)
+        except ClassifierError as error:
+            debug = " (--debug shows its traceback)" if error.__cause__ is not None else ""
+            raise SpaceError(f"{spec.path}: {place}: {error.problem}{debug}; valid: {error.valid}") from error
 
 
 def _check_choice(where: str, choices: list[Any]) -> None:

@@ -21,6 +21,7 @@ import re
 import shlex
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from ganaug.config import ConfigError, TrialConfig
@@ -289,13 +290,21 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
     import ray
 
     from ganaug.data import load_data
-    from ganaug.results import BEST_POLICY_FILE, EXPERIMENT_FILE, SUMMARY_FILE, save_experiment_meta, write_outputs
+    from ganaug.results import (
+        BEST_POLICY_FILE,
+        EXPERIMENT_FILE,
+        SUMMARY_FILE,
+        next_steps,
+        save_experiment_meta,
+        write_outputs,
+    )
 
     # Every input is checked before anything is written: nothing to resume, a missing dataset or an
     # unwritable storage folder must not leave an empty storage or experiment folder behind.
     check_experiment_folder(spec, resume)
     data = load_data(spec.data)
     spec.check_image_size(data.spec.height, data.spec.width)
+    spec.check_classifier(data.spec)
     validate_storage(spec)
     baselines = spec.baseline_points()
     if baselines and not resume:
@@ -318,11 +327,12 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
     try:
         started = time.time()
         tuner = build_tuner(spec, data, resume=resume, searcher=searcher, scheduler=scheduler)
-        results = tuner.fit()
+        tuner.fit()
         _download(spec, local)
-        summary = write_outputs(local, results, command=command)
+        summary = write_outputs(local, command=command)
         _upload(spec, local, [SUMMARY_FILE, BEST_POLICY_FILE])
         print(f"\nSearch finished in {time.time() - started:.0f} s: {spec.experiment_dir()}")
+        print(next_steps(local.experiment_dir(), Path(local.experiment_dir(), JOURNAL_FILE)))
         return summary
     finally:
         if started_ray:
@@ -376,9 +386,9 @@ def _upload(spec: SearchSpec, local: SearchSpec, names: list[str]) -> None:
 # ----------------------------------------------------------------------------------------------
 # Command line.
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str = "python -m ganaug.tune") -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m ganaug.tune", description=__doc__.split("\n\n")[0],
+        prog=prog, description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("space", help="search-space YAML file (see search_spaces/)")
@@ -391,20 +401,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-samples", type=int, help="trials to run (overrides experiment.num_samples)")
     parser.add_argument("--max-concurrent", type=int, help="trials at once (overrides experiment.max_concurrent)")
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray started when no address is given")
+    parser.add_argument("--debug", action="store_true",
+                        help="on bad input, also print the traceback behind the message (e.g. your model factory's)")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m ganaug.tune") -> int:
+    args = parse_args(argv, prog)
     overrides = {k: v for k, v in {"name": args.name, "storage": args.storage, "num_samples": args.num_samples,
                                    "max_concurrent": args.max_concurrent}.items() if v is not None}
     try:
         spec = load_space(args.space, **overrides)
         if args.smoke_test:
             spec = spec.smoke()
-        command = "python -m ganaug.tune " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+        command = f"{prog} " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         search(spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus, command=command)
     except (SpaceError, ConfigError, ExperimentError, _data_error()) as error:
+        if args.debug:
+            traceback.print_exception(error)
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0

@@ -136,7 +136,7 @@ def test_file_mounts_carry_what_the_install_needs():
     for path in local.values():  # relative to the repository root, where `ray up` runs
         assert (ROOT / path).exists(), f"cluster.yaml mounts {path}, which the repository lacks"
     readme = re.search(r'^readme\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
-    for needed in ("ganaug", "pyproject.toml", readme, "search_spaces"):
+    for needed in ("ganaug", "pyproject.toml", readme, "LICENSE", "search_spaces"):
         assert f"~/ganaug/{needed}" in local, f"cluster.yaml must mount {needed}: pip install -e needs it"
     setup = " ".join(cluster_config()["setup_commands"])
     assert "pip install -q -e ~/ganaug" in setup

@@ -2,6 +2,8 @@
 
 import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -288,3 +290,72 @@ def test_unwritable_storage_exits_2(tmp_path, capsys):
     space.write_text(TINY_SPACE.format(name="x", storage=blocker / "sub", num_samples=2))
     assert main([str(space)]) == 2
     assert str(blocker) in capsys.readouterr().err
+
+
+def _set_tune_status(experiment: Path, states: dict[str, str]) -> None:
+    """Rewrite Tune's newest experiment state as if Tune had recorded `states` (trial_id -> TERMINATED, ERROR...)."""
+    state_file = max(experiment.glob("experiment_state-*.json"))
+    state = json.loads(state_file.read_text())
+    for entry in state["trial_data"]:  # [trial state as JSON text, run metadata as JSON text]
+        trial = json.loads(entry[0])
+        trial["status"] = states.get(trial["trial_id"], trial["status"])
+        entry[0] = json.dumps(trial)
+    state_file.write_text(json.dumps(state))
+
+
+def test_trial_status_comes_from_tunes_records_and_outputs_count_it(finished, tmp_path, capsys):
+    """Tune's experiment state says which trials errored (or are unfinished); error.txt decides only without it."""
+    from types import SimpleNamespace
+
+    from ganaug.results import write_outputs
+
+    experiment = Path(shutil.copytree(finished, tmp_path / "tiny"))
+    before = load_experiment(experiment).trials.set_index("trial_id")
+    assert set(before["status"]) <= {"complete", "pruned"}
+    errored, recovered, unfinished = before.index[before["status"] == "pruned"][:3]
+    _set_tune_status(experiment, {errored: "ERROR", unfinished: "RUNNING"})
+    # A failure logged after the trial's last report: the error.txt fallback would call it an error, but Tune
+    # retried it and recorded TERMINATED, so its record wins.
+    Path(before.loc[recovered, "path"], "error.txt").write_text(
+        "Failure # 1 (occurred at 2099-01-01_00-00-00)\nThe actor died unexpectedly.\n")
+
+    import ray
+
+    after = load_experiment(experiment).trials.set_index("trial_id")["status"]
+    assert not ray.is_initialized()  # Tune's records are read as files
+    assert (after[errored], after[recovered], after[unfinished]) == ("error", "pruned", "running")
+    others = before.index.drop([errored, recovered, unfinished])
+    assert (after[others] == before.loc[others, "status"]).all()
+
+    summary = write_outputs(SimpleNamespace(experiment_dir=lambda: str(experiment)))
+    assert summary.set_index("trial_id").loc[errored, "status"] == "error"
+    assert "1 error, 1 running" in capsys.readouterr().out
+
+    for state_file in experiment.glob("experiment_state-*.json"):  # a folder without Tune's records
+        state_file.unlink()
+    fallback = load_experiment(experiment).trials.set_index("trial_id")["status"]
+    assert (fallback[errored], fallback[recovered], fallback[unfinished]) == ("pruned", "error", "pruned")
+
+
+def test_next_steps_name_the_experiment_folder(tmp_path):
+    from ganaug.results import next_steps
+
+    experiment = tmp_path / "my results" / "tiny"
+    experiment.mkdir(parents=True)
+    quoted = shlex.quote(str(experiment))
+    block = next_steps(experiment, experiment / JOURNAL_FILE)
+    commands = [line.strip() for line in block.splitlines()[1:] if not line.strip().startswith("#")]
+    assert commands == [
+        f"tensorboard --logdir {quoted}",
+        f"ganaug evaluate {quoted}",
+        f"papermill analysis/pick_best_policy.ipynb {shlex.quote(str(experiment / 'pick_best_policy.ipynb'))} "
+        f"-p RESULTS {quoted}",
+    ]  # no journal file yet (remote storage keeps none): no dashboard line
+    (experiment / JOURNAL_FILE).touch()
+    assert block.splitlines()[0] == "Next steps:"
+    assert next_steps(experiment, experiment / JOURNAL_FILE).splitlines()[-1] == (
+        f"  optuna-dashboard {shlex.quote(str(experiment / JOURNAL_FILE))}")
+    # The notebook's parameter is RESULTS: papermill's -p must name it.
+    notebook = json.loads((ROOT / "analysis" / "pick_best_policy.ipynb").read_text())
+    parameters = next(cell for cell in notebook["cells"] if "parameters" in cell["metadata"].get("tags", []))
+    assert "RESULTS = " in "".join(parameters["source"])
