@@ -42,7 +42,8 @@ def test_all_in_one_loss_targets_the_extra_class_for_synthetic_rows():
 def test_real_rows_get_plain_cross_entropy_for_every_labeler(name):
     labeler = LABELERS[name]
     probs = PROBS_K4 if labeler.num_outputs(3) == 4 else PROBS_K3
-    loss = labeler.loss(logits_of(probs), Y, torch.zeros(3, dtype=torch.bool))
+    soft = torch.full((3, len(probs[0])), 1.0 / len(probs[0]))  # distill's soft targets: never read for real rows
+    loss = labeler.loss(logits_of(probs), Y, torch.zeros(3, dtype=torch.bool), soft)
     expected = -sum(log(probs[row][Y[row]]) for row in range(3)) / 3
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
@@ -54,8 +55,9 @@ def test_loss_goes_down_under_gradient_steps(name):
     y, synthetic = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([False, False, False, True, True, True])
     optimizer = torch.optim.SGD([logits], lr=1.0)
     losses = []
+    soft = torch.tensor([[0.8, 0.1, 0.1]] * 6)  # distill: a teacher's soft label for the synthetic rows
     for _ in range(10):
-        loss = labeler.loss(logits, y, synthetic)
+        loss = labeler.loss(logits, y, synthetic, soft)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -64,7 +66,7 @@ def test_loss_goes_down_under_gradient_steps(name):
 
 
 def test_num_outputs():
-    assert [LABELERS[n].num_outputs(10) for n in ("pseudo", "lsro", "all_in_one")] == [10, 10, 11]
+    assert [LABELERS[n].num_outputs(10) for n in ("pseudo", "lsro", "all_in_one", "distill")] == [10, 10, 11, 10]
 
 
 @pytest.mark.parametrize("name", list(LABELERS))
