@@ -275,12 +275,13 @@ class SearchSpec(_Model):
     def smoke(self) -> SearchSpec:
         """A tiny copy for --smoke-test: 2 trials of 2 epochs on at most 20 images per class.
 
-        The name gets a "-smoke" suffix so a smoke run never mixes into (or resumes) the real experiment.
+        The name gets a "-smoke" suffix so a smoke run never mixes into (or resumes) the real experiment. No
+        baselines are enqueued: two no-GAN trials would leave the GAN half of the path unchecked.
         """
         raw = self.model_dump(by_alias=True)
         experiment = raw["experiment"]
         experiment.update(name=f"{experiment['name']}-smoke", num_samples=2,
-                          max_concurrent=min(experiment["max_concurrent"], 2))
+                          max_concurrent=min(experiment["max_concurrent"], 2), baselines_first=False)
         raw["scheduler"].update(max_epochs=2, grace_period=1)
         samples = raw["data"].get("samples_per_class")
         raw["data"]["samples_per_class"] = 20 if samples is None else min(samples, 20)

@@ -77,6 +77,7 @@ def test_shipped_space_loads_and_samples_valid_trials(path):
             assert params["gan_pretrain_epochs"] >= 1
     smoke = spec.smoke()  # revalidated on the way
     assert (smoke.experiment.num_samples, smoke.scheduler.max_epochs) == (2, 2)
+    assert smoke.baseline_points() == []  # its two trials are drawn, so a GAN trial can be among them
 
 
 def test_quickstart_is_small_cpu_and_offline():
