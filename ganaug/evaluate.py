@@ -669,7 +669,8 @@ def _p(value: float) -> str:
 def parse_args(argv: list[str] | None = None, prog: str = "python -m ganaug.evaluate") -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", help="experiment folder written by ganaug.tune (storage/name)")
+    parser.add_argument("results", help="experiment folder written by ganaug.tune: storage/name, local or "
+                                        "s3://bucket/prefix/name")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per policy, 0..N-1 (default 5, at least 2)")
     parser.add_argument("--top", type=int, default=1,
                         help="also retrain the 2nd..K-th best GAN trials as searched (default 1: the best only)")
@@ -730,8 +731,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.evaluate")
         written.append(experiment.path / ABLATION_PNG)
     else:
         (experiment.path / ABLATION_PNG).unlink(missing_ok=True)  # an earlier --ablate's plot is not this one
+    experiment.upload(written)
     print("\n" + report)
-    print(f"Wrote {', '.join(str(p) for p in written)}")
+    where = f" (and to {experiment.uri})" if experiment.uri else ""
+    print(f"Wrote {', '.join(str(p) for p in written)}{where}")
     return 0
 
 

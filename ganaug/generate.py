@@ -145,7 +145,8 @@ def write_image_folder(out: Path, split: str, images: np.ndarray, labels: np.nda
 def parse_args(argv: list[str] | None = None, prog: str = "python -m ganaug.generate") -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", help="experiment folder written by ganaug.tune (storage/name)")
+    parser.add_argument("results", help="experiment folder written by ganaug.tune: storage/name, local or "
+                                        "s3://bucket/prefix/name")
     parser.add_argument("--per-class", type=int, required=True, help="synthetic images per class")
     parser.add_argument("--out", required=True, help="output folder (png), or .npz file / folder (npz)")
     parser.add_argument("--format", choices=("png", "npz"), default="png", help="png image folder (default) or npz")

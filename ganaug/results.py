@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -23,6 +24,8 @@ from typing import Any
 
 import pandas as pd
 import yaml
+
+from ganaug.storage import StorageError, check_reachable, download, is_uri, mirror_of_experiment, upload
 
 EXPERIMENT_FILE = "ganaug_experiment.yaml"
 SUMMARY_FILE = "summary.csv"
@@ -44,6 +47,7 @@ class Experiment:
     meta: dict            # what tune.py recorded: metric, mode, max_epochs, data, base config, command
     trials: pd.DataFrame  # one row per trial
     curves: pd.DataFrame  # one row per trial-epoch
+    uri: str | None = None  # remote experiments (s3://...): the URI; `path` is then its local mirror
 
     @property
     def metric(self) -> str:
@@ -72,8 +76,17 @@ class Experiment:
         return {**self.meta["base_config"], **params}
 
     def checkpoints_of(self, trial: pd.Series) -> list[Path]:
-        """The trial's checkpoint folders, newest first."""
-        return sorted(Path(trial["path"]).glob("checkpoint_*"), reverse=True)
+        """The trial's checkpoint folders, newest first (of a remote experiment: fetched into the mirror)."""
+        folder = Path(trial["path"])
+        if self.uri is not None:
+            # Refetched every time: a trial resumed since the last fetch may have newer checkpoints.
+            download(self.uri, self.path, under=folder.name, checkpoints=True)
+        return sorted(folder.glob("checkpoint_*"), reverse=True)
+
+    def upload(self, paths: list[Path]) -> None:
+        """Copy files written into the experiment folder up to its remote storage (nothing for a local one)."""
+        if self.uri is not None:
+            upload(self.uri, self.path, [Path(p).relative_to(self.path).as_posix() for p in paths])
 
 
 def save_experiment_meta(spec, command: str | None) -> None:
@@ -95,7 +108,10 @@ def save_experiment_meta(spec, command: str | None) -> None:
 
 
 def load_experiment(path: str | Path) -> Experiment:
-    """Read an experiment folder written by `python -m ganaug.tune`."""
+    """Read an experiment folder written by `python -m ganaug.tune`: a local folder, or storage/name on remote
+    storage (s3://bucket/prefix/name), whose small files (not checkpoints) are fetched into a local mirror."""
+    if is_uri(path):
+        return _load_remote(str(path).rstrip("/"))
     path = Path(path).expanduser()
     if not path.is_dir():
         raise ResultsError(f"{path}: no such folder; pass the experiment folder written by ganaug.tune "
@@ -123,6 +139,20 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ResultsError(f"{path}: the experiment has no trials yet")
     curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
     return Experiment(path=path, meta=meta, trials=trials, curves=curves)
+
+
+def _load_remote(uri: str) -> Experiment:
+    storage_uri = uri.rpartition("/")[0]
+    try:
+        check_reachable(storage_uri)
+        mirror = mirror_of_experiment(uri)
+        if not download(uri, mirror, names=[EXPERIMENT_FILE]):
+            raise ResultsError(f"{uri}: not a ganaug experiment folder ({EXPERIMENT_FILE} is missing); pass "
+                               f"storage/name of a search, e.g. s3://bucket/prefix/quickstart")
+        download(uri, mirror)
+    except (StorageError, OSError) as error:
+        raise ResultsError(str(error).splitlines()[0]) from None
+    return dataclasses.replace(load_experiment(mirror), uri=uri)
 
 
 def _read_curve(trial_dir: Path) -> pd.DataFrame:

@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import math
 import os
-import re
 import shlex
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.space import SearchSpec, SpaceError, load_space, validate_storage
+from ganaug.storage import StorageError, check_reachable, download, mirror_of, upload
 
 EXIT_BAD_INPUT = 2
 JOURNAL_FILE = "optuna_study.journal"
@@ -33,6 +33,8 @@ JOURNAL_FILE = "optuna_study.journal"
 # benchmarks/search_efficiency.py measures it against.
 SEARCHERS = ("tpe", "random")
 SCHEDULERS = ("asha", "fifo")
+# Result keys each finished Optuna trial carries as user_attrs (besides `status`, summary.csv's status).
+USER_ATTRS = ("test_acc", "cas", "cas_ratio", "diverged")
 
 logger = logging.getLogger("ganaug.tune")
 
@@ -173,6 +175,7 @@ def make_searcher(spec: SearchSpec, journal_path: str | None, searcher: str = "t
             ot_trial = self._ot_trials[trial_id]
             states = optuna.trial.TrialState
             if error or not result or result.get("diverged") or self.metric not in result:
+                self._set_user_attrs(ot_trial, result, "diverged" if result and result.get("diverged") else "error")
                 self._ot_study.tell(ot_trial, state=states.FAIL)
                 self._completed_trials.add(trial_id)
                 return
@@ -181,11 +184,22 @@ def make_searcher(spec: SearchSpec, journal_path: str | None, searcher: str = "t
             if epoch >= 1 and epoch not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
                 ot_trial.report(float(result[self.metric]), epoch)
             if epoch < self._max_epochs:
+                self._set_user_attrs(ot_trial, result, "pruned")
                 self._ot_study.tell(ot_trial, state=states.PRUNED)
             else:
+                self._set_user_attrs(ot_trial, result, "complete")
                 self._ot_study.tell(ot_trial, float(result[self.metric]), state=states.COMPLETE)
             self._completed_trials.add(trial_id)
             self._last_results.pop(trial_id, None)
+
+        @staticmethod
+        def _set_user_attrs(ot_trial, result: dict | None, status: str) -> None:
+            """Record summary.csv's view of the trial in the study, so the journal reads on its own."""
+            ot_trial.set_user_attr("status", status)
+            for key in USER_ATTRS:
+                value = (result or {}).get(key)
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    ot_trial.set_user_attr(key, float(value) if key != "diverged" else int(value))
 
     storage = None
     if journal_path is not None:
@@ -235,9 +249,11 @@ def build_tuner(spec: SearchSpec, data, *, resume: bool = False, searcher: str =
     if resume:
         return tune.Tuner.restore(experiment_dir, trainable=trainable, resume_unfinished=True,
                                   resume_errored=True)
-    journal = os.path.join(experiment_dir, JOURNAL_FILE) if _is_local(experiment_dir) else None
-    if journal is not None:
-        os.makedirs(experiment_dir, exist_ok=True)
+    # On remote storage the study lives in the local mirror's journal, uploaded as trials end (JournalUploader).
+    local_dir = _local_view(spec).experiment_dir()
+    journal = os.path.join(local_dir, JOURNAL_FILE)
+    os.makedirs(local_dir, exist_ok=True)
+    callbacks = [] if _is_local(experiment_dir) else [sys.modules[__name__].JournalUploader(experiment_dir, local_dir)]
     search_alg = ConcurrencyLimiter(make_searcher(spec, journal, searcher),
                                     max_concurrent=spec.experiment.max_concurrent)
     trial_scheduler = FIFOScheduler() if scheduler == "fifo" else ASHAScheduler(
@@ -262,6 +278,7 @@ def build_tuner(spec: SearchSpec, data, *, resume: bool = False, searcher: str =
             # Upload what TrialReporter writes (sample grids, metrics.jsonl) from whichever node ran the trial.
             sync_config=tune.SyncConfig(sync_artifacts=True),
             stop=stop,
+            callbacks=callbacks,
             verbose=1,
         ),
     )
@@ -272,8 +289,9 @@ def check_experiment_folder(spec: SearchSpec, resume: bool) -> None:
     from ray import tune
 
     experiment_dir = spec.experiment_dir()
+    check_reachable(spec.storage_uri())  # before Tune, whose S3 calls retry (or hang) deep inside pyarrow
     exists = tune.Tuner.can_restore(experiment_dir)  # local folder or s3://: Tune looks for its state file
-    if resume and not tune.Tuner.can_restore(experiment_dir):
+    if resume and not exists:
         raise ExperimentError(
             f"{experiment_dir}: no experiment to resume there; run without --resume to start it, "
             f"or pass the --name/--storage of an existing experiment")
@@ -313,8 +331,12 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
               f"start the search and count toward num_samples={spec.experiment.num_samples}", flush=True)
     local = _local_view(spec)  # results.py works on local folders: a mirror when storage is s3:// etc.
     if not resume:
+        if local is not spec:  # a mirror left by an earlier experiment at this URI must not lend the study its trials
+            Path(local.experiment_dir(), JOURNAL_FILE).unlink(missing_ok=True)
         save_experiment_meta(local, command)
         _upload(spec, local, [EXPERIMENT_FILE])
+    else:
+        _download(spec, local, [JOURNAL_FILE])  # the study continues from the bucket's copy
     started_ray = False
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
@@ -327,7 +349,10 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
     try:
         started = time.time()
         tuner = build_tuner(spec, data, resume=resume, searcher=searcher, scheduler=scheduler)
-        tuner.fit()
+        try:
+            tuner.fit()
+        finally:
+            _upload(spec, local, [JOURNAL_FILE])
         _download(spec, local)
         summary = write_outputs(local, command=command)
         _upload(spec, local, [SUMMARY_FILE, BEST_POLICY_FILE])
@@ -347,40 +372,50 @@ def _local_view(spec: SearchSpec) -> SearchSpec:
     """`spec` itself for local storage; for a URI (s3://...), the same spec stored in a local mirror folder."""
     if _is_local(spec.storage_uri()):
         return spec
-    mirror = os.path.join(os.path.expanduser("~/.ganaug/results"), re.sub(r"[^\w.-]+", "_", spec.storage_uri()))
+    mirror = mirror_of(spec.storage_uri())
     return spec.model_copy(update={"experiment": spec.experiment.model_copy(update={"storage": mirror})})
 
 
-def _download(spec: SearchSpec, local: SearchSpec) -> None:
-    """Copy the experiment's small files (not its checkpoints) from remote storage into the local mirror."""
-    if local is spec:
-        return
-    import pyarrow.fs
-
-    filesystem, root = pyarrow.fs.FileSystem.from_uri(spec.experiment_dir())
-    for info in filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True)):
-        relative = info.path[len(root):].lstrip("/")
-        if info.type != pyarrow.fs.FileType.File or "/checkpoint_" in f"/{relative}":
-            continue
-        target = Path(local.experiment_dir(), relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with filesystem.open_input_stream(info.path) as source:
-            target.write_bytes(source.read())
+def _download(spec: SearchSpec, local: SearchSpec, names: list[str] | None = None) -> None:
+    """Copy the experiment's small files (not its checkpoints), or only `names`, from remote storage into the
+    local mirror."""
+    if local is not spec:
+        download(spec.experiment_dir(), local.experiment_dir(), names)
 
 
 def _upload(spec: SearchSpec, local: SearchSpec, names: list[str]) -> None:
     """Copy files that results.py wrote into the local mirror up to the remote experiment folder."""
-    if local is spec:
-        return
-    import pyarrow.fs
+    if local is not spec:
+        upload(spec.experiment_dir(), local.experiment_dir(), names)
 
-    filesystem, root = pyarrow.fs.FileSystem.from_uri(spec.experiment_dir())
-    filesystem.create_dir(root)
-    for name in names:
-        path = Path(local.experiment_dir(), name)
-        if path.is_file():
-            with filesystem.open_output_stream(f"{root}/{name}") as sink:
-                sink.write(path.read_bytes())
+
+def _journal_uploader_class() -> type:
+    from ray import tune
+
+    class JournalUploader(tune.Callback):
+        """Tune callback: on remote storage, copy the local mirror's Optuna journal up whenever a trial ends, so
+        a driver lost mid-search leaves the study in the bucket for --resume (Tune calls it after the searcher)."""
+
+        def __init__(self, experiment_uri: str, local_dir: str):
+            self.experiment_uri, self.local_dir = experiment_uri, local_dir
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            upload(self.experiment_uri, self.local_dir, [JOURNAL_FILE])
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            upload(self.experiment_uri, self.local_dir, [JOURNAL_FILE])
+
+    JournalUploader.__module__, JournalUploader.__qualname__ = __name__, "JournalUploader"
+    return JournalUploader
+
+
+def __getattr__(name: str):
+    # JournalUploader subclasses tune.Callback: built on first use, so importing this module imports no Ray, and
+    # still found here by name when Tune unpickles tuner.pkl on --resume.
+    if name == "JournalUploader":
+        globals()[name] = _journal_uploader_class()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -416,7 +451,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.tune") -> 
             spec = spec.smoke()
         command = f"{prog} " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         search(spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus, command=command)
-    except (SpaceError, ConfigError, ExperimentError, _data_error()) as error:
+    except (SpaceError, ConfigError, ExperimentError, StorageError, _data_error()) as error:
         if args.debug:
             traceback.print_exception(error)
         print(f"error: {error}", file=sys.stderr)
