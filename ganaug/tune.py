@@ -350,7 +350,9 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
         started = time.time()
         tuner = build_tuner(spec, data, resume=resume, searcher=searcher, scheduler=scheduler)
         try:
-            tuner.fit()
+            results = tuner.fit()
+            if results.num_terminated + results.num_errors == len(results):  # the search is over
+                close_orphaned_trials(Path(local.experiment_dir(), JOURNAL_FILE), spec.experiment.name)
         finally:
             _upload(spec, local, [JOURNAL_FILE])
         _download(spec, local)
@@ -362,6 +364,26 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def close_orphaned_trials(journal: Path, study_name: str) -> int:
+    """Mark FAIL every Optuna trial still RUNNING once the search is over; returns how many.
+
+    A driver killed mid-search leaves the Optuna trials of its running Tune trials open in the journal when
+    Tune's saved searcher state is older than the journal; after --resume Tune reruns those trials, and the
+    open ones would show as RUNNING forever (in optuna-dashboard, and to TPE as pending).
+    """
+    if not journal.is_file():
+        return 0
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name=study_name, storage=JournalStorage(JournalFileBackend(str(journal))))
+    orphans = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in orphans:
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    return len(orphans)
 
 
 def _is_local(uri: str) -> bool:
