@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-MIRROR_ROOT = "~/.ganaug/results"
+MIRROR_ROOT = "~/.ganaug/results"  # local mirrors of remote experiments; $GANAUG_MIRROR overrides it
 CONNECT_TIMEOUT_S = 3.0  # a storage endpoint that does not accept a connection in this long is unreachable
 
 
@@ -27,7 +27,8 @@ def is_uri(path: str | os.PathLike) -> bool:
 
 def mirror_of(storage_uri: str) -> str:
     """The local folder that mirrors remote storage `storage_uri` (its experiments are subfolders)."""
-    return os.path.join(os.path.expanduser(MIRROR_ROOT), re.sub(r"[^\w.-]+", "_", storage_uri.rstrip("/")))
+    root = os.path.expanduser(os.environ.get("GANAUG_MIRROR") or MIRROR_ROOT)
+    return os.path.join(root, re.sub(r"[^\w.-]+", "_", storage_uri.rstrip("/")))
 
 
 def mirror_of_experiment(experiment_uri: str) -> Path:

@@ -381,8 +381,12 @@ def close_orphaned_trials(journal: Path, study_name: str) -> int:
 
     study = optuna.load_study(study_name=study_name, storage=JournalStorage(JournalFileBackend(str(journal))))
     orphans = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    for trial in orphans:
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    for frozen in orphans:
+        # The same attributes as every told trial (HonestOptunaSearch), so the journal reads on its own.
+        trial = optuna.trial.Trial(study, frozen._trial_id)
+        trial.set_user_attr("status", "error")
+        trial.set_user_attr("orphaned", True)  # its Tune trial was rerun under another Optuna trial
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
     return len(orphans)
 
 

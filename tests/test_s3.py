@@ -34,8 +34,10 @@ NUM_SAMPLES = 4  # TINY_SPACE: 4 trials of 2 epochs on 30 digits per class
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    """moto's S3 server on 127.0.0.1 with one bucket; the environment points every S3 client at it, and HOME
-    at a temporary folder so the local mirrors (~/.ganaug/results) start empty."""
+    """moto's S3 server on 127.0.0.1 with one bucket; the environment points every S3 client at it, and
+    GANAUG_MIRROR at a temporary folder so the local mirrors start empty. (Not HOME: Ray keeps its auth token
+    under ~/.ray, and a test process that already started Ray with the real HOME would hand a new GCS a token
+    it cannot match.)"""
     moto_server = pytest.importorskip("moto.server", reason="moto[server] is in the dev extra")
     import boto3
 
@@ -45,7 +47,7 @@ def s3(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         for key, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
                            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                           "HOME": str(tmp_path_factory.mktemp("home"))}.items():
+                           "GANAUG_MIRROR": str(tmp_path_factory.mktemp("mirror"))}.items():
             patch.setenv(key, value)
         client = boto3.client("s3")
         client.create_bucket(Bucket=BUCKET)
@@ -84,7 +86,7 @@ def resumed(s3, tmp_path_factory):
         os.killpg(process.pid, signal.SIGKILL)  # the driver and the local Ray it started
         process.wait()
     # As on a new head node: no local mirror, so the study can only continue from the bucket's journal.
-    shutil.rmtree(Path(os.environ["HOME"], ".ganaug"))
+    shutil.rmtree(os.environ["GANAUG_MIRROR"])
     assert main([str(space), "--resume", "--num-cpus", "2"]) == 0
     return {"journal_before_kill": journal_before_kill, "summary_before_kill": summary_before_kill,
             "space": space, "tmp": tmp}

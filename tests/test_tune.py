@@ -385,4 +385,6 @@ def test_orphaned_optuna_trials_are_closed_once_the_search_is_over(tmp_path):
     states = [trial.state for trial in optuna.load_study(
         study_name="tiny", storage=JournalStorage(JournalFileBackend(str(journal)))).trials]
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+    orphan = optuna.load_study(study_name="tiny", storage=JournalStorage(JournalFileBackend(str(journal)))).trials[1]
+    assert orphan.user_attrs == {"status": "error", "orphaned": True}
     assert close_orphaned_trials(tmp_path / "missing.journal", "tiny") == 0
