@@ -386,6 +386,7 @@ def close_orphaned_trials(journal: Path, study_name: str) -> int:
         trial = optuna.trial.Trial(study, frozen._trial_id)
         trial.set_user_attr("status", "error")
         trial.set_user_attr("orphaned", True)  # its Tune trial was rerun under another Optuna trial
+        trial.set_user_attr("diverged", 0)  # killed with the driver, not by a non-finite loss
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
     return len(orphans)
 

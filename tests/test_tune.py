@@ -386,5 +386,5 @@ def test_orphaned_optuna_trials_are_closed_once_the_search_is_over(tmp_path):
         study_name="tiny", storage=JournalStorage(JournalFileBackend(str(journal)))).trials]
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
     orphan = optuna.load_study(study_name="tiny", storage=JournalStorage(JournalFileBackend(str(journal)))).trials[1]
-    assert orphan.user_attrs == {"status": "error", "orphaned": True}
+    assert orphan.user_attrs == {"status": "error", "orphaned": True, "diverged": 0}
     assert close_orphaned_trials(tmp_path / "missing.journal", "tiny") == 0
