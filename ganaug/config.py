@@ -21,7 +21,7 @@ class ConfigError(ValueError):
 # Keys whose values are keys of a registry dict. Resolved lazily so that importing this module
 # (and space.py, which validates YAML before Ray starts) does not import torch.
 REGISTRY_KEYS = {
-    "gan": "ganaug.gans:GANS",
+    "gan": "ganaug.families:FAMILIES",
     "gan_arch": "ganaug.gans:ARCHITECTURES",
     "gan_loss": "ganaug.gans:ADVERSARIAL_LOSSES",
     "d_minibatch": "ganaug.gans:MINIBATCH_FEATURES",

@@ -571,7 +571,8 @@ class GAN:
     batches and any torch.Generator passed to the methods.
     """
 
-    def __init__(self, cfg: TrialConfig, spec, device: torch.device):
+    def __init__(self, cfg: TrialConfig, spec, device: torch.device, data=None):
+        # data: the trial's ImageData, which families.build_gan hands every trainer; cgan and acgan need none.
         if cfg.gan not in GANS:
             raise ConfigError(f"gan={cfg.gan!r} is not one of {', '.join(GANS)}")
         self.cfg = cfg

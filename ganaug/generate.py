@@ -63,7 +63,7 @@ def _trial_list(experiment: Experiment, trials: pd.DataFrame) -> str:
 
 def load_generator(experiment: Experiment, trial: pd.Series, spec, device):
     """The trial's GAN restored from its newest readable checkpoint: (gan, cfg, checkpoint folder, epoch)."""
-    from ganaug.gans import GAN
+    from ganaug.families import build_gan
     from ganaug.pipeline import CheckpointError, load_checkpoint
 
     cfg = TrialConfig.from_dict(experiment.config_of(trial), where=f"trial {trial['trial_id']}")
@@ -83,7 +83,7 @@ def load_generator(experiment: Experiment, trial: pd.Series, spec, device):
             continue
         if problems:
             print(f"warning: {'; '.join(problems)}; using the older {directory.name}", file=sys.stderr)
-        gan = GAN(cfg, spec, device)
+        gan = build_gan(cfg, spec, device)
         gan.load_state_dict(state["gan"])
         return gan, cfg, directory, int(state["epoch"])
     raise GenerateError(f"trial {trial['trial_id']}: no usable checkpoint ({'; '.join(problems)})")

@@ -1,0 +1,27 @@
+"""The `gan` axis: one trainer class per GAN family, and `build_gan`, which the joint loop and `generate` call.
+
+Every trainer has the interface of `gans.GAN`: train_step(real_x, real_y, real_fraction, generator, autocast)
+-> dict of 0-dim losses, sample(y, generator) -> images in [-1, 1], class_scores(x, y), state_dict() and
+load_state_dict(state). Families that need the training data itself (source images, attributes) take it from
+`data`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ganaug.config import ConfigError, TrialConfig
+from ganaug.gans import GAN
+
+
+def build_gan(cfg: TrialConfig, spec, device: torch.device | str, data=None):
+    """The trainer of family cfg.gan for a dataset of shape `spec`; `data` is the trial's ImageData."""
+    if cfg.gan not in FAMILIES:
+        raise ConfigError(f"gan={cfg.gan!r} is not one of {', '.join(FAMILIES)}")
+    return FAMILIES[cfg.gan](cfg, spec, torch.device(device), data=data)
+
+
+FAMILIES = {
+    "cgan": GAN,
+    "acgan": GAN,
+}
