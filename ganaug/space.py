@@ -84,6 +84,15 @@ class Resources(_Model):
     gpu: float = Field(0.0, ge=0)
 
 
+class Sampler(_Model):
+    """Optuna TPESampler settings (tune.make_searcher); README's "The searcher" says what each does."""
+
+    n_startup_trials: int | None = Field(None, ge=0)  # None -> num_samples // 4, clipped to 2..10
+    multivariate: bool = True
+    group: bool = False
+    constant_liar: bool = True
+
+
 class Experiment(_Model):
     name: str
     storage: str = "~/ganaug_results"
@@ -94,6 +103,7 @@ class Experiment(_Model):
     max_failures: int = Field(1, ge=-1)
     reuse_actors: bool = True
     baselines_first: bool = True
+    sampler: Sampler = Field(default_factory=Sampler)
 
 
 class Metric(_Model):
@@ -452,6 +462,10 @@ def _check_experiment(spec: SearchSpec) -> None:
     if not (whole or (gpu < 1 and abs(1 / gpu - round(1 / gpu)) < 1e-6)):
         raise SpaceError(f"{file}: experiment.resources.gpu: {gpu} GPUs per trial do not pack onto whole "
                          "GPUs; valid: 0, a whole number, or 1/k (0.5, 0.25, 0.2, 0.125, ...)")
+    sampler = spec.experiment.sampler
+    if sampler.group and not sampler.multivariate:  # Optuna's own rule, raised here before Ray starts
+        raise SpaceError(f"{file}: experiment.sampler.group: true needs multivariate: true; valid: "
+                         "multivariate: true with group: true or false, or group: false")
 
 
 def _check_metric(spec: SearchSpec) -> None:
@@ -819,6 +833,7 @@ _HINTS = {
 
 def _fields_at(parent: tuple[str, ...]) -> list[str]:
     models = {(): SearchSpec, ("experiment",): Experiment, ("experiment", "resources"): Resources,
+              ("experiment", "sampler"): Sampler,
               ("metric",): Metric, ("scheduler",): Scheduler}
     model = Dist if parent[:1] == ("search",) else models.get(parent)
     if model is None:

@@ -17,7 +17,7 @@ import yaml
 
 from ganaug.config import TrialConfig
 from ganaug.results import gan_versus_baseline, load_experiment
-from ganaug.space import load_space
+from ganaug.space import SpaceError, load_space
 from ganaug.tune import JOURNAL_FILE, main, make_searcher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,6 +152,33 @@ def test_optuna_sees_classifier_epochs_only(tmp_path):
     started, stopped = searcher._ot_study.trials
     assert started.intermediate_values == {1: 0.6}
     assert stopped.intermediate_values == {} and stopped.state == optuna.trial.TrialState.PRUNED
+
+
+def test_stock_searcher_calls_an_asha_stopped_trial_complete_and_ours_pruned(tmp_path):
+    """The difference benchmarks/search_efficiency.py measures: the same early stop, told two ways."""
+    spec = load_space(write_space(tmp_path))
+    told = {}
+    for searcher_name in ("tpe", "stock_tpe"):
+        searcher = make_searcher(spec, None, searcher_name)
+        searcher.set_search_properties("val_acc", "max", {})
+        searcher.suggest("stopped")
+        searcher.on_trial_result("stopped", {"epoch": 1, "training_iteration": 1, "val_acc": 0.4, "diverged": 0})
+        searcher.on_trial_complete("stopped", {"epoch": 1, "training_iteration": 1, "val_acc": 0.4, "diverged": 0})
+        (trial,) = searcher._ot_study.trials
+        told[searcher_name] = trial.state
+    # TPE ranks COMPLETE trials by value, ahead of every PRUNED one (those by the last epoch they reached).
+    assert told == {"tpe": optuna.trial.TrialState.PRUNED, "stock_tpe": optuna.trial.TrialState.COMPLETE}
+
+
+def test_sampler_settings_reach_optuna_and_a_bad_combination_is_refused(tmp_path):
+    path = write_space(tmp_path)
+    text = path.read_text().replace("  max_failures: 1\n", "  max_failures: 1\n  sampler: {n_startup_trials: 3, group: true}\n")
+    path.write_text(text)
+    sampler = make_searcher(load_space(path), None)._sampler
+    assert (sampler._n_startup_trials, sampler._multivariate, sampler._group) == (3, True, True)
+    path.write_text(text.replace("group: true", "group: true, multivariate: false"))
+    with pytest.raises(SpaceError, match=r"experiment\.sampler\.group: true needs multivariate: true"):
+        load_space(path)
 
 
 def test_a_rerun_of_a_trial_the_journal_already_closed_is_not_told_twice(tmp_path):
