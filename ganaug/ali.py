@@ -4,13 +4,16 @@ Two phases, counted in GAN updates (train_step calls) so that a checkpoint resum
 
 1. ALI (the first cfg.ali_epochs passes over the training split): an encoder E(x) -> z, the class-conditional
    G(z, y) and a joint discriminator D(x, z, y) that tells (x, E(x)) pairs of real images from (G(z, y), z)
-   pairs of N(0, 1) codes; G and E are trained together to fool it. At the optimum E inverts G.
+   pairs of N(0, 1) codes; G and E are trained together to fool it, plus cfg.ali_reconstruction_weight *
+   L1(G(E(x), y), x) (ALICE's explicit cycle term, Li et al. 2017). At ALI's optimum E inverts G, but on digits
+   adversarial training alone left G(E(x)) no closer to x than a random sample of the class (tests/test_ali.py).
 2. ACGAN: E is frozen; G trains against an ACGAN discriminator (gans.build_discriminator with the auxiliary
    class head) on a mix of codes: a share cfg.ali_train_encoded_share are E(x) of real images of the row's
    class, the rest N(0, 1). With cfg.ali_mask_encoded (the default, the report's masked variant) the images of
    encoded codes get no real/fake loss, in D or in G: only the class loss and, with
-   cfg.ali_reconstruction_weight > 0, L1(G(E(x), y), x), which keeps G(E(x)) near x so that "near a real image"
-   keeps its meaning while the adversarial loss moves G. Unmasked, they are judged like every fake.
+   cfg.ali_reconstruction_weight > 0, the same L1 term, which keeps G(E(x)) near x so that "near a real image"
+   keeps its meaning while the adversarial loss moves G. Unmasked, they are judged like every fake too.
+   (The issue calls the masked variant the report's v1; the report's code README names it V2, V1 unmasked.)
 
 Sampling draws a share cfg.ali_encoded_share of images near real images of the requested class, from
 E(x) + N(0, cfg.ali_code_noise^2), and the rest from N(0, 1) codes. Every epoch reports `ali_reconstruction`

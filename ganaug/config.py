@@ -90,7 +90,7 @@ class TrialConfig:
     ali_epochs: int = 2                 # GAN passes over the training split spent in the ALI phase before ACGAN's.
     ali_train_encoded_share: float = 0.5  # ACGAN phase: share of G's codes that are E(real image), rest N(0, 1).
     ali_mask_encoded: bool = True       # ACGAN phase: no real/fake loss on images of encoded codes (False: unmasked).
-    ali_reconstruction_weight: float = 3.0  # L1(G(E(x), y), x): on G and E in ALI (ALICE), on encoded rows after; 0 = off
+    ali_reconstruction_weight: float = 3.0  # L1(G(E(x), y), x) weight: G+E in ALI (ALICE), encoded rows after; 0 = off.
     ali_encoded_share: float = 0.5      # Sampling: share of synthetic images drawn from codes of real images of y.
     ali_code_noise: float = 0.5         # Sampling: std of the Gaussian noise added to those codes.
 
