@@ -1,6 +1,7 @@
 """gan: ali (ganaug/ali.py): the GAN contract in both phases (shapes, ranges, each loss lowered by its own steps,
-state round trip, resume equal to an uninterrupted run), masking by hand, and on digits: reconstructions closer
-to the real images than random samples, samples near encoded images closer still, and the joint loop's metrics."""
+state round trip, resume across the phase change equal to an uninterrupted run), masking by hand, and on digits:
+reconstructions closer to the real images than random samples, samples near encoded images closer to real ones
+than random samples, and the joint loop's per-epoch metrics."""
 
 import math
 from types import SimpleNamespace
@@ -15,7 +16,7 @@ from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import batch_indices, load_data, to_float
 from ganaug.families import FAMILIES, build_gan
 from ganaug.gans import GAN, StateDictError
-from ganaug.pipeline import CHECKPOINT_FILE, load_checkpoint, run, save_checkpoint
+from ganaug.pipeline import run
 
 NUM_CLASSES = 4
 
@@ -196,21 +197,14 @@ def test_samples_near_encoded_images_are_closer_to_real_images_of_their_class(tr
     assert near < 0.9 * random, (near, random)
 
 
-def test_joint_loop_reports_reconstruction_and_resumes_exactly(digits, tmp_path):
+def test_joint_loop_reports_reconstruction_each_epoch(digits):
+    """Resuming exactly is the trainer's part (its update counter and E in state_dict, tested above); the loop's
+    checkpoints are generic (test_pipeline.py)."""
     cfg = TrialConfig(gan="ali", gan_arch="mlp", synthetic_ratio=0.5, epochs=2, batch_size=128, gan_width=0.25,
-                      latent_dim=16, ali_epochs=1, checkpoint_every=1, cas_epochs=0, seed=3)
-    full = []
-
-    def keep_first_checkpoint(metrics, checkpoint=None, images=None):
-        full.append(metrics)
-        if metrics["epoch"] == 1:
-            save_checkpoint(tmp_path / CHECKPOINT_FILE, load_checkpoint(checkpoint))
-
-    run(cfg, digits, keep_first_checkpoint)
-    assert [m["ali_phase"] for m in full] == [1.0, 0.0]  # one pass of ALI, then ACGAN from the second epoch
-    for metrics in full:
+                      latent_dim=16, ali_epochs=1, cas_epochs=0, seed=3)
+    rows = []
+    run(cfg, digits, lambda metrics, checkpoint=None, images=None: rows.append(metrics))
+    assert [m["ali_phase"] for m in rows] == [1.0, 0.0]  # one pass of ALI, then ACGAN from the second epoch
+    for metrics in rows:
         assert 0 < metrics["ali_reconstruction"] < 2 and 0 < metrics["ali_reconstruction_random"] < 2
-    resumed = []
-    run(cfg, digits, lambda metrics, checkpoint=None, images=None: resumed.append(metrics), checkpoint=tmp_path)
-    strip = lambda m: {k: v for k, v in m.items() if k not in ("epoch_seconds", "images_per_second")}
-    assert [strip(m) for m in resumed] == [strip(full[1])]
+        assert math.isfinite(metrics["d_loss"]) and math.isfinite(metrics["g_loss"])
