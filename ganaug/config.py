@@ -86,6 +86,14 @@ class TrialConfig:
     d_spectral_norm: bool = False       # Spectral normalisation of every D layer (always on for gan_arch=resnet).
     d_minibatch: str = "none"           # Batch features in D against collapse: none | stddev | discrimination.
 
+    # gan=ali (ganaug/ali.py): ALI (encoder E, G and a joint D on (image, code)), then ACGAN on mixed codes.
+    ali_epochs: int = 2                 # GAN passes over the training split spent in the ALI phase before ACGAN's.
+    ali_train_encoded_share: float = 0.5  # ACGAN phase: share of G's codes that are E(real image), rest N(0, 1).
+    ali_mask_encoded: bool = True       # ACGAN phase: no real/fake loss on images of encoded codes (False: unmasked).
+    ali_reconstruction_weight: float = 3.0  # L1(G(E(x), y), x) weight: G+E in ALI (ALICE), encoded rows after; 0 = off.
+    ali_encoded_share: float = 0.5      # Sampling: share of synthetic images drawn from codes of real images of y.
+    ali_code_noise: float = 0.5         # Sampling: std of the Gaussian noise added to those codes.
+
     # GAN training budget.
     gan_steps_per_batch: int = 1        # GAN updates (d_steps D steps + one G step) per classifier step.
     gan_pretrain_epochs: int = 0        # GAN-only passes over the training split before the classifier's first epoch.
@@ -209,6 +217,15 @@ class TrialConfig:
             raise bad("synthetic_ratio", "0 <= synthetic_ratio <= 20")
         if self.weight_decay < 0:
             raise bad("weight_decay", "a number >= 0")
+        if self.ali_epochs < 0:
+            raise bad("ali_epochs", "an integer >= 0 (0 = no ALI phase: E stays untrained)")
+        for key in ("ali_train_encoded_share", "ali_encoded_share"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise bad(key, f"0 <= {key} <= 1")
+        if not 0 <= self.ali_reconstruction_weight <= 100:
+            raise bad("ali_reconstruction_weight", "0 <= ali_reconstruction_weight <= 100 (0 = off)")
+        if not 0 <= self.ali_code_noise <= 10:
+            raise bad("ali_code_noise", "0 <= ali_code_noise <= 10 (std of the noise on encoded codes)")
         for key in (*REGISTRY_KEYS, *CHOICE_KEYS):
             if key == "classifier" and is_import_path(self.classifier):
                 continue  # resolved and built once the dataset's shape is known (SearchSpec.check_classifier)
@@ -247,10 +264,10 @@ class TrialConfig:
         if self.labeling == "distill" and self.teacher_ema == 0:
             raise ConfigError(f"{where}: labeling='distill' needs a teacher but teacher_ema=0 (off); valid: "
                               "teacher_ema > 0 (e.g. 0.999) with labeling='distill', or another labeling")
-        if self.filter_candidates > 1 and self.teacher_ema == 0 and self.gan != "acgan":
+        if self.filter_candidates > 1 and self.teacher_ema == 0 and self.gan not in ("acgan", "ali"):
             raise ConfigError(f"{where}: filter_candidates={self.filter_candidates} needs a scorer, but teacher_ema=0 "
                               f"and gan={self.gan!r} has no auxiliary class head; valid: teacher_ema > 0 or "
-                              "gan='acgan' with filter_candidates > 1, or filter_candidates=1")
+                              "gan='acgan' or 'ali' with filter_candidates > 1, or filter_candidates=1")
         if self.classifier_kwargs and not is_import_path(self.classifier):
             names = ", ".join(self.classifier_kwargs)
             raise ConfigError(f"{where}: classifier_kwargs ({names}) are a factory's arguments, but classifier="

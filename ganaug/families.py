@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ganaug.ali import ALIGAN
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.gans import GAN
 
@@ -24,4 +25,5 @@ def build_gan(cfg: TrialConfig, spec, device: torch.device | str, data=None):
 FAMILIES = {
     "cgan": GAN,
     "acgan": GAN,
+    "ali": ALIGAN,     # ALI (encoder + joint D), then ACGAN on random and encoded codes: ganaug/ali.py
 }

@@ -270,6 +270,8 @@ def run(
         if gan is not None:
             # Collapse shows here, not in the objective: synthetic_diversity ~0 = one image per class.
             metrics.update(quality(gan, torch.Generator(device).manual_seed(cfg.seed + 54321)))
+            # Family-specific figures (e.g. ali's encoder reconstruction error); they draw no training randomness.
+            metrics.update(gan.epoch_metrics() if hasattr(gan, "epoch_metrics") else {})
 
         # Final epoch: test accuracy (reported, never optimised) and the train-on-synthetic score.
         last = epoch == cfg.epochs
