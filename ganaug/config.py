@@ -272,9 +272,9 @@ class TrialConfig:
                               "torchvision:NAME or package.module:factory with classifier_kwargs (in a search space: "
                               "classifier_kwargs.NAME: {..., when: {classifier: ...}}), or no classifier_kwargs")
         if self.gan_conditions and self.gan not in CONDITIONED_FAMILIES:
-            raise ConfigError(f"{where}: gan_conditions={self.gan_conditions!r} conditions the cgan and acgan generators "
-                              f"only, not gan={self.gan!r}; valid: gan: {' or '.join(CONDITIONED_FAMILIES)} with "
-                              "gan_conditions, or gan_conditions=''")
+            raise ConfigError(f"{where}: gan_conditions={self.gan_conditions!r} conditions the cgan and acgan "
+                              f"generators only, not gan={self.gan!r}; valid: gan: {' or '.join(CONDITIONED_FAMILIES)} "
+                              "with gan_conditions, or gan_conditions=''")
         if self.gan_loss == "hinge" and self.d_label_smoothing > 0:
             # The hinge loss has margins, not targets: there is nothing for one-sided smoothing to soften.
             raise ConfigError(f"{where}: d_label_smoothing={self.d_label_smoothing!r} applies to gan_loss='bce' "
