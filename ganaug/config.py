@@ -48,8 +48,14 @@ KWARG_SCALARS = (str, int, float, bool, type(None))
 DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
 # Values of older files that still load: traditional_aug was a bool before it became a choice.
 LEGACY_VALUES = {"traditional_aug": {True: "flip_translate", False: "none"}}
+CONDITIONED_FAMILIES = ("cgan", "acgan")  # gan families that take gan_conditions (ganaug.conditions)
 RANDAUGMENT_MAX_OPS = 14  # RandAugment draws from 14 operations
 RANDAUGMENT_MAX_MAGNITUDE = 30  # 31 magnitude bins, as torchvision's RandAugment
+
+
+def condition_names(conditions: str) -> tuple[str, ...]:
+    """'mass, distance' -> ('mass', 'distance'): the gan_conditions columns."""
+    return tuple(part.strip() for part in conditions.split(",") if part.strip())
 
 
 def registry_choices(key: str) -> tuple[str, ...]:
@@ -85,6 +91,9 @@ class TrialConfig:
     d_mix_schedule: str = "fixed"       # fixed | hybrid (0.5 every third epoch, d_real_fraction otherwise).
     d_spectral_norm: bool = False       # Spectral normalisation of every D layer (always on for gan_arch=resnet).
     d_minibatch: str = "none"           # Batch features in D against collapse: none | stddev | discrimination.
+    gan_conditions: str = ""            # Attribute columns (attributes.csv) that also condition G, e.g. "mass,distance"
+                                        # (YAML may list them); D regresses them with a predictor head; "" = off.
+    predictor_weight: float = 1.0       # gan_conditions: lambda of the predictor losses (D: hinged real-fake error).
 
     # gan=ali (ganaug/ali.py): ALI (encoder E, G and a joint D on (image, code)), then ACGAN on mixed codes.
     ali_epochs: int = 2                 # GAN passes over the training split spent in the ALI phase before ACGAN's.
@@ -207,6 +216,11 @@ class TrialConfig:
             raise bad("filter_candidates", "an integer in [1, 32] (1 = off)")
         if not 0 <= self.distill_weight <= 1:
             raise bad("distill_weight", "0 <= distill_weight <= 1")
+        if not 0 < self.predictor_weight <= 100:
+            raise bad("predictor_weight", "0 < predictor_weight <= 100")
+        names = condition_names(self.gan_conditions)
+        if len(set(names)) != len(names):
+            raise bad("gan_conditions", "distinct attribute column names separated by commas, e.g. 'mass,distance'")
         if not self.distill_temperature > 0:
             raise bad("distill_temperature", "a number > 0")
         if not 0 <= self.g_ema < 1:
@@ -274,6 +288,10 @@ class TrialConfig:
                               f"{self.classifier!r} is built in (it takes classifier_width); valid: classifier: "
                               "torchvision:NAME or package.module:factory with classifier_kwargs (in a search space: "
                               "classifier_kwargs.NAME: {..., when: {classifier: ...}}), or no classifier_kwargs")
+        if self.gan_conditions and self.gan not in CONDITIONED_FAMILIES:
+            raise ConfigError(f"{where}: gan_conditions={self.gan_conditions!r} conditions the cgan and acgan "
+                              f"generators only, not gan={self.gan!r}; valid: gan: {' or '.join(CONDITIONED_FAMILIES)} "
+                              "with gan_conditions, or gan_conditions=''")
         if self.gan_loss == "hinge" and self.d_label_smoothing > 0:
             # The hinge loss has margins, not targets: there is nothing for one-sided smoothing to soften.
             raise ConfigError(f"{where}: d_label_smoothing={self.d_label_smoothing!r} applies to gan_loss='bce' "
@@ -333,8 +351,10 @@ def _coerce(key: str, spec: dataclasses.Field, value: Any, where: str) -> Any:
     elif kind is str:
         if isinstance(value, str):
             return value
-        if value is None and key == "diffaugment":
+        if value is None and key in ("diffaugment", "gan_conditions"):
             return ""
+        if key == "gan_conditions" and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return ",".join(value)  # YAML [mass, distance] -> "mass,distance", the flat form Tune and Optuna hold
     raise ConfigError(
         f"{where}: {key}={value!r} has the wrong type; expected {kind.__name__} "
         f"(default {spec.default!r})"

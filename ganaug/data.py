@@ -10,10 +10,19 @@ Order of the train-side steps (the test split is never touched by any of them):
 2. A stratified `val_fraction` of that is carved out as validation.
 3. `imbalance` then thins the remaining train split only. Validation stays class-balanced like the test
    split, so the policy that wins the search on validation is judged on the distribution it is tested on.
+Before all three, `classes` keeps only the named classes of every split (labels re-indexed 0..k-1 in the
+listed order).
+
+Continuous attributes (the conditions `gan_conditions` names): an imagefolder split folder may hold an
+`attributes.csv` whose rows are `path relative to the split folder, value, value, ...`, e.g.
+`cat/0001.jpg,12.5,0.3`; an optional first row naming the columns (`file,distance,mass`), else the
+columns are called col1, col2, ... Every image needs one row; rows naming no image are ignored. They
+follow their images through every step above (ImageData.train_attributes etc., float32 [N, k]).
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import difflib
 import gzip
@@ -46,7 +55,8 @@ DIGITS_TEST_FRACTION = 0.2
 DEFAULT_IMAGE_SIZE = 32  # imagefolder with mixed image sizes and no image_size
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
-CACHE_VERSION = 1  # bump when the cached arrays change meaning
+CACHE_VERSION = 1  # bump when the cached arrays change meaning (attributes.csv is read afresh, never cached)
+ATTRIBUTES_FILE = "attributes.csv"  # per split folder of an imagefolder dataset
 
 
 # ----------------------------------------------------------------------------------------------
@@ -63,6 +73,7 @@ class DataSpec:
     num_classes: int
     class_names: tuple[str, ...]
     class_counts: tuple[int, ...]  # Images per class in the TRAIN split (after subsample + imbalance).
+    attribute_names: tuple[str, ...] = ()  # Columns of the continuous attributes (imagefolder attributes.csv).
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -75,7 +86,8 @@ class DataSpec:
 
 @dataclass
 class ImageData:
-    """The three splits as uint8 [N, C, H, W] images and int64 [N] labels, plus their DataSpec."""
+    """The three splits as uint8 [N, C, H, W] images and int64 [N] labels, plus their DataSpec, and each
+    image's continuous attributes as float32 [N, k] (k = len(spec.attribute_names); [N, 0] without any)."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -84,6 +96,15 @@ class ImageData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     spec: DataSpec
+    train_attributes: torch.Tensor | None = None  # None = no attributes: filled with [N, 0]
+    val_attributes: torch.Tensor | None = None
+    test_attributes: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        for split in ("train", "val", "test"):
+            if getattr(self, f"{split}_attributes") is None:
+                labels = getattr(self, f"{split}_y")
+                setattr(self, f"{split}_attributes", torch.zeros(len(labels), 0, device=labels.device))
 
     def to(self, device: torch.device | str) -> ImageData:
         """All tensors on `device` (uint8 stays uint8: a whole dataset is small on the device)."""
@@ -96,6 +117,7 @@ class ImageData:
         train_y = torch.cat([self.train_y, self.val_y])
         counts = tuple(torch.bincount(train_y, minlength=self.spec.num_classes).tolist())
         return dataclasses.replace(self, train_x=train_x, train_y=train_y,
+                                   train_attributes=torch.cat([self.train_attributes, self.val_attributes]),
                                    spec=dataclasses.replace(self.spec, class_counts=counts))
 
 
@@ -117,6 +139,8 @@ class DataConfig:
     samples_per_class: int | None = None  # Seeded N per class of the train split, taken before the val split.
     imbalance: dict | None = None         # {class name or index: kept fraction in (0, 1]}, train split only.
     seed: int = 0                         # Seeds subsampling, val split and imbalance (not the test split).
+    classes: list | None = None           # Keep only these classes (names, e.g. [cat, dog] or digits [3, 8]),
+                                          # labelled 0..k-1 in this order; None = every class.
 
     def __post_init__(self) -> None:
         if isinstance(self.root, os.PathLike):
@@ -137,6 +161,17 @@ class DataConfig:
             value = getattr(self, key)
             if not (_is_number(value) and 0 < value < 1):
                 raise DataError(f"data.{key}={value!r} is out of range; valid: a number in (0, 1)")
+        if self.classes is not None:
+            if isinstance(self.classes, tuple):
+                object.__setattr__(self, "classes", list(self.classes))
+            valid = "a list of at least two distinct class names, e.g. [cat, dog] (digits: [3, 8]), or null"
+            if not isinstance(self.classes, list) or len(self.classes) < 2 or \
+                    not all(isinstance(c, str) or _is_int(c) for c in self.classes):
+                raise DataError(f"data.classes={self.classes!r} is not valid; valid: {valid}")
+            names = [str(c) for c in self.classes]
+            if len(set(names)) != len(names):
+                repeated = sorted({n for n in names if names.count(n) > 1})
+                raise DataError(f"data.classes names {', '.join(map(repr, repeated))} more than once; valid: {valid}")
         if self.imbalance is not None:
             if not isinstance(self.imbalance, dict):
                 raise DataError(f"data.imbalance={self.imbalance!r} is not valid; "
@@ -168,12 +203,17 @@ class RawSplits:
     test_x: np.ndarray
     test_y: np.ndarray
     class_names: tuple[str, ...]
+    train_attributes: np.ndarray | None = None  # float32 [N, k]; None = no attributes
+    test_attributes: np.ndarray | None = None
+    attribute_names: tuple[str, ...] = ()
 
 
 def load_data(config: DataConfig | dict) -> ImageData:
     """Read a dataset and split it into train / val / test uint8 tensors (on the CPU)."""
     cfg = config if isinstance(config, DataConfig) else DataConfig.from_dict(config)
     raw = DATASETS[cfg.name](cfg)
+    if cfg.classes is not None:
+        raw = _keep_classes(raw, cfg)
     names, num_classes = raw.class_names, len(raw.class_names)
     rng = np.random.default_rng(cfg.seed)
 
@@ -208,14 +248,38 @@ def load_data(config: DataConfig | dict) -> ImageData:
     train_y = raw.train_y[train_idx]
     spec = DataSpec(channels=raw.train_x.shape[1], height=raw.train_x.shape[2], width=raw.train_x.shape[3],
                     num_classes=num_classes, class_names=tuple(names),
-                    class_counts=_class_counts(train_y, num_classes))
+                    class_counts=_class_counts(train_y, num_classes), attribute_names=raw.attribute_names)
     tensor = lambda array, dtype: torch.from_numpy(np.ascontiguousarray(array, dtype=dtype))
+    no_attributes = lambda y: np.zeros((len(y), 0), np.float32)
+    train_attributes = raw.train_attributes if raw.train_attributes is not None else no_attributes(raw.train_y)
+    test_attributes = raw.test_attributes if raw.test_attributes is not None else no_attributes(raw.test_y)
     return ImageData(
         train_x=tensor(raw.train_x[train_idx], np.uint8), train_y=tensor(train_y, np.int64),
         val_x=tensor(raw.train_x[val_idx], np.uint8), val_y=tensor(raw.train_y[val_idx], np.int64),
         test_x=tensor(raw.test_x, np.uint8), test_y=tensor(raw.test_y, np.int64),
         spec=spec,
+        train_attributes=tensor(train_attributes[train_idx], np.float32),
+        val_attributes=tensor(train_attributes[val_idx], np.float32),
+        test_attributes=tensor(test_attributes, np.float32),
     )
+
+
+def _keep_classes(raw: RawSplits, cfg: DataConfig) -> RawSplits:
+    """Only the classes named in cfg.classes, relabelled 0..k-1 in the listed order (numbers match by their text,
+    so digits' [3, 8] names classes "3" and "8")."""
+    wanted = [str(c) for c in cfg.classes]
+    unknown = [name for name in wanted if name not in raw.class_names]
+    if unknown:
+        hints = "".join(_suggest(name, raw.class_names) for name in unknown[:1])
+        raise DataError(f"data.classes: {', '.join(map(repr, unknown))} {'is' if len(unknown) == 1 else 'are'} "
+                        f"not a class of {cfg.name}{hints}; valid: {', '.join(raw.class_names)}")
+    relabel = np.full(len(raw.class_names), -1, dtype=np.int64)
+    relabel[[raw.class_names.index(name) for name in wanted]] = np.arange(len(wanted))
+    train, test = relabel[raw.train_y] >= 0, relabel[raw.test_y] >= 0
+    pick = lambda array, rows: array[rows] if array is not None else None
+    return RawSplits(raw.train_x[train], relabel[raw.train_y[train]], raw.test_x[test], relabel[raw.test_y[test]],
+                     tuple(wanted), pick(raw.train_attributes, train), pick(raw.test_attributes, test),
+                     raw.attribute_names)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -393,13 +457,101 @@ def _load_imagefolder(cfg: DataConfig) -> RawSplits:
                   "split": np.array([split for _, _, split in files], dtype=np.int8)}
         _write_cache(root, cache_name, arrays)
     x, y, split = arrays["x"], arrays["y"], arrays["split"]
+    attribute_names, attributes = _read_attributes(root, files)
 
     if (split < 0).all():  # flat layout: hold out a fixed stratified test share
         train, test = _stratified_split(y, np.arange(len(y)), cfg.test_fraction,
                                         np.random.default_rng(TEST_SPLIT_SEED))
     else:
         train, test = np.flatnonzero(split == 0), np.flatnonzero(split == 1)
-    return RawSplits(x[train], y[train], x[test], y[test], class_names)
+    pick = lambda rows: attributes[rows] if attributes is not None else None
+    return RawSplits(x[train], y[train], x[test], y[test], class_names, pick(train), pick(test), attribute_names)
+
+
+def _read_attributes(root: Path, files: list[tuple[Path, int, int]]
+                     ) -> tuple[tuple[str, ...], np.ndarray | None]:
+    """Column names and float32 [len(files), k] attributes from the attributes.csv of every split folder, in the
+    order of `files`; ((), None) when no split folder has one. Every bad row ends in one DataError naming the
+    file and the row."""
+    folders = {split: root / ("train", "test")[split] if split >= 0 else root for _, _, split in files}
+    tables = {split: folder / ATTRIBUTES_FILE for split, folder in folders.items()}
+    present = [split for split, path in tables.items() if path.is_file()]
+    if not present:
+        return (), None
+    if len(present) < len(tables):
+        missing = next(path for split, path in tables.items() if split not in present)
+        raise DataError(f"{missing}: missing, but {tables[present[0]]} exists; every split folder needs its "
+                        f"{ATTRIBUTES_FILE} (rows: file relative to the split folder, then the values)")
+    columns, rows = {}, {}
+    for split, path in tables.items():
+        columns[split], rows[split] = _read_attribute_table(path)
+    names = columns[present[0]]
+    for split, path in tables.items():
+        if columns[split] != names:
+            raise DataError(f"{path}: columns {', '.join(columns[split])} differ from those of "
+                            f"{tables[present[0]]} ({', '.join(names)}); every split needs the same columns")
+    values, missing = [], []
+    for path, _, split in files:
+        key = path.relative_to(folders[split]).as_posix()
+        if key not in rows[split]:
+            missing.append(key)
+        values.append(rows[split].get(key))
+    if missing:
+        table = tables[next(split for path, _, split in files
+                            if path.relative_to(folders[split]).as_posix() == missing[0])]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(f"{table}: no row for image {missing[0]}{more}; every image needs a row "
+                        f"'{missing[0]},{','.join('<' + n + '>' for n in names)}'")
+    return names, np.asarray(values, dtype=np.float32).reshape(len(files), len(names))
+
+
+def _read_attribute_table(path: Path) -> tuple[tuple[str, ...], dict[str, list[float]]]:
+    """(column names, {file key: values}) of one attributes.csv; the first row is a header when none of its
+    values is a number."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            lines = [(reader.line_num, row) for reader in [csv.reader(file)] for row in reader
+                     if any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{path}: cannot be read as CSV ({error})") from None
+    if not lines:
+        raise DataError(f"{path}: is empty; expected rows 'file,value,...' (optionally a header 'file,name,...')")
+    first = [cell.strip() for cell in lines[0][1]]
+    if len(first) > 1 and not any(_parse_number(cell) is not None for cell in first[1:]):
+        names, lines = tuple(first[1:]), lines[1:]
+        empty = [str(k + 2) for k, name in enumerate(names) if not name]
+        if empty or len(set(names)) != len(names) or any("," in name for name in names):
+            problem = f"column {', '.join(empty)} has no name" if empty else "a column name repeats" \
+                if len(set(names)) != len(names) else "a column name holds a comma (gan_conditions separates by commas)"
+            raise DataError(f"{path}: row 1 (the header): {problem}; valid: distinct names such as file,distance,mass")
+    else:
+        names = tuple(f"col{k}" for k in range(1, len(first)))
+    if not names:
+        raise DataError(f"{path}: row {lines[0][0]}: no values after the file name; expected 'file,value,...'")
+    table, where = {}, {}
+    for line, row in lines:
+        cells = [cell.strip() for cell in row]
+        key = cells[0].replace("\\", "/")
+        if len(cells) - 1 != len(names):
+            raise DataError(f"{path}: row {line} ({key}): {len(cells) - 1} value(s), expected {len(names)} "
+                            f"({', '.join(names)})")
+        values = [_parse_number(cell) for cell in cells[1:]]
+        for name, cell, value in zip(names, cells[1:], values):
+            if value is None:
+                raise DataError(f"{path}: row {line} ({key}): {name}={cell!r} is not a number; valid: a finite "
+                                "number such as 0.5 or 1e3")
+        if key in table:
+            raise DataError(f"{path}: row {line}: {key} already has row {where[key]}; valid: one row per image")
+        table[key], where[key] = values, line
+    return names, table
+
+
+def _parse_number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if np.isfinite(value) else None
 
 
 def _scan_imagefolder(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int, int]]]:

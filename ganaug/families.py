@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ganaug.ali import ALIGAN
+from ganaug.conditions import ConditionedGAN
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.gans import GAN
 
@@ -19,6 +20,8 @@ def build_gan(cfg: TrialConfig, spec, device: torch.device | str, data=None):
     """The trainer of family cfg.gan for a dataset of shape `spec`; `data` is the trial's ImageData."""
     if cfg.gan not in FAMILIES:
         raise ConfigError(f"gan={cfg.gan!r} is not one of {', '.join(FAMILIES)}")
+    if cfg.gan_conditions:  # continuous attributes besides the class (cgan, acgan; TrialConfig checks the family)
+        return ConditionedGAN(cfg, spec, torch.device(device), data=data)
     return FAMILIES[cfg.gan](cfg, spec, torch.device(device), data=data)
 
 

@@ -244,11 +244,12 @@ class Discriminator(nn.Module):
     the label conditioning of CGAN. aux_classes > 0: an auxiliary class head of that many logits
     (ACGAN). Classic ACGAN's D is not label-conditioned, and neither is ours (GANS['acgan']).
     minibatch: a MINIBATCH_FEATURES entry; its statistics are taken within each `groups` value (None: the
-    whole batch is one group).
+    whole batch is one group). predictions > 0: a head regressing that many continuous attributes
+    (gan_conditions, ganaug.conditions), returned third when forward is called with_predictions.
     """
 
     def __init__(self, body: nn.Module, feature_dim: int, num_classes: int, conditional: bool,
-                 aux_classes: int, minibatch: type[nn.Module] | None = None):
+                 aux_classes: int, minibatch: type[nn.Module] | None = None, predictions: int = 0):
         super().__init__()
         self.body = body
         self.minibatch = minibatch(feature_dim) if minibatch is not None else None
@@ -259,9 +260,10 @@ class Discriminator(nn.Module):
         if self.projection is not None:
             nn.init.normal_(self.projection.weight, std=0.02)  # start near unconditional: stable early steps
         self.class_head = nn.Linear(feature_dim, aux_classes) if aux_classes > 0 else None
+        self.predictor_head = nn.Linear(feature_dim, predictions) if predictions > 0 else None
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor,
-                groups: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, groups: torch.Tensor | None = None,
+                with_predictions: bool = False) -> tuple[torch.Tensor, ...]:
         features = self.body(x)
         if self.minibatch is not None:
             if groups is None:
@@ -271,6 +273,8 @@ class Discriminator(nn.Module):
         if self.projection is not None:
             logit = logit + (self.projection(y).to(features.dtype) * features).sum(dim=1)
         class_logits = self.class_head(features) if self.class_head is not None else None
+        if with_predictions:
+            return logit, class_logits, self.predictor_head(features)
         return logit, class_logits
 
 
@@ -468,17 +472,18 @@ def build_generator(arch: str, spec, latent_dim: int, width: float) -> Generator
 
 
 def build_discriminator(arch: str, spec, width: float, conditional: bool, aux_classes: int,
-                        spectral_norm: bool = False, minibatch: str = "none") -> Discriminator:
+                        spectral_norm: bool = False, minibatch: str = "none", predictions: int = 0) -> Discriminator:
     """D for the spec's image shape; forward(x, y, groups=None) -> (logit [B], class_logits [B, aux] or None).
 
     spectral_norm: normalise every layer, heads included (always on for architectures that require it).
-    minibatch: a key of MINIBATCH_FEATURES.
+    minibatch: a key of MINIBATCH_FEATURES. predictions: outputs of the attribute predictor head (0 = none).
     """
     if minibatch not in MINIBATCH_FEATURES:
         raise ConfigError(f"d_minibatch={minibatch!r} is not one of {', '.join(MINIBATCH_FEATURES)}")
     architecture = _architecture(arch)
     body, feature_dim = architecture.discriminator_body(spec, width)
-    D = Discriminator(body, feature_dim, spec.num_classes, conditional, aux_classes, MINIBATCH_FEATURES[minibatch])
+    D = Discriminator(body, feature_dim, spec.num_classes, conditional, aux_classes, MINIBATCH_FEATURES[minibatch],
+                      predictions)
     return spectral_normalised(D) if spectral_norm or architecture.spectral_norm else D
 
 
@@ -582,18 +587,24 @@ class GAN:
         self.loss = GANS[cfg.gan]
         self.adversarial = ADVERSARIAL_LOSSES[cfg.gan_loss]
         self.diffaugment = ",".join(parse_policy(cfg.diffaugment))  # validated once, not per step
-        self.G = build_generator(cfg.gan_arch, spec, cfg.latent_dim, cfg.gan_width).to(self.device)
-        self.D = build_discriminator(
-            cfg.gan_arch, spec, cfg.gan_width, conditional=self.loss.conditional_d,
-            aux_classes=spec.num_classes if self.loss.aux_weight > 0 else 0,
-            spectral_norm=cfg.d_spectral_norm, minibatch=cfg.d_minibatch,
-        ).to(self.device)
+        self.G, self.D = (network.to(self.device) for network in self.networks(spec))
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if cfg.g_ema > 0 else None
         self.ema_updates = 0
         betas = (cfg.gan_beta1, 0.999)
         # fused: one kernel updates every parameter (see pipeline.run's optimizer).
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.gan_lr, betas=betas, fused=True)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.gan_lr, betas=betas, fused=True)
+
+    def networks(self, spec, predictions: int = 0) -> tuple[Generator, Discriminator]:
+        """G and D of this config (the seam a variant such as conditions.ConditionedGAN extends)."""
+        cfg = self.cfg
+        G = build_generator(cfg.gan_arch, spec, cfg.latent_dim, cfg.gan_width)
+        D = build_discriminator(
+            cfg.gan_arch, spec, cfg.gan_width, conditional=self.loss.conditional_d,
+            aux_classes=spec.num_classes if self.loss.aux_weight > 0 else 0,
+            spectral_norm=cfg.d_spectral_norm, minibatch=cfg.d_minibatch, predictions=predictions,
+        )
+        return G, D
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, device=self.device, generator=generator)

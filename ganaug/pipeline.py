@@ -164,12 +164,14 @@ def run(
             # The first uses the classifier's real batch; each further one draws its own real batch of the
             # same size, so a larger GAN budget sees more data instead of fitting one batch several times.
             if train_gan:
-                gan_x, gan_y = x, y
+                gan_x, gan_y, gan_index = x, y, index
                 for update in range(cfg.gan_steps_per_batch):
                     if update > 0:
-                        extra = torch.randint(num_train, (len(y),), generator=generator, device=device)
-                        gan_x, gan_y = to_float(data.train_x[extra]), data.train_y[extra]
-                    losses = gan.train_step(gan_x, gan_y, real_fraction, generator, autocast)
+                        gan_index = torch.randint(num_train, (len(y),), generator=generator, device=device)
+                        gan_x, gan_y = to_float(data.train_x[gan_index]), data.train_y[gan_index]
+                    # gan_conditions: the GAN also gets the batch's continuous attributes (ganaug.conditions).
+                    attributes = {"real_attributes": data.train_attributes[gan_index]} if cfg.gan_conditions else {}
+                    losses = gan.train_step(gan_x, gan_y, real_fraction, generator, autocast, **attributes)
                     sums["d_loss"] += losses["d_loss"]
                     sums["g_loss"] += losses["g_loss"]
             if pretraining:
@@ -272,6 +274,9 @@ def run(
             metrics.update(quality(gan, torch.Generator(device).manual_seed(cfg.seed + 54321)))
             # Family-specific figures (e.g. ali's encoder reconstruction error); they draw no training randomness.
             metrics.update(gan.epoch_metrics() if hasattr(gan, "epoch_metrics") else {})
+            if cfg.gan_conditions:  # how well samples follow their attributes, as D's predictor head reads them
+                metrics["condition_error"] = gan.condition_error(
+                    min(1000, 50 * num_classes), torch.Generator(device).manual_seed(cfg.seed + 54322))
 
         # Final epoch: test accuracy (reported, never optimised) and the train-on-synthetic score.
         last = epoch == cfg.epochs

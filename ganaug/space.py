@@ -60,7 +60,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ganaug.config import KWARGS_PREFIX, ConfigError, TrialConfig, did_you_mean, is_import_path
+from ganaug.config import KWARGS_PREFIX, ConfigError, TrialConfig, condition_names, did_you_mean, is_import_path
 
 
 class SpaceError(ValueError):
@@ -228,6 +228,21 @@ class SearchSpec(_Model):
         if any(value > side for value in values):
             raise SpaceError(f"{self.path}: {where}: {max(values)} px is larger than the dataset's {height}x{width} "
                              f"images; valid: 0 (off) to {side}")
+
+    def check_conditions(self, data_spec) -> None:
+        """Every gan_conditions value the space can draw names attribute columns the dataset has (attributes.csv),
+        checked once the data is loaded, before Ray starts."""
+        available = tuple(getattr(data_spec, "attribute_names", ()))
+        where = "fixed.gan_conditions" if "gan_conditions" in self.fixed else "search.gan_conditions"
+        for value in self._reachable("gan_conditions"):
+            names = condition_names(",".join(map(str, value)) if isinstance(value, list) else value or "")
+            missing = [name for name in names if name not in available]
+            if missing:
+                valid = ", ".join(available) if available else "none: the dataset has no attributes (an imagefolder " \
+                    "split folder's attributes.csv holds them)"
+                raise SpaceError(f"{self.path}: {where}: {', '.join(map(repr, missing))} "
+                                 f"{'is' if len(missing) == 1 else 'are'} not an attribute column of the dataset; "
+                                 f"valid columns: {valid}")
 
     def check_classifier(self, data_spec) -> None:
         """Build every torchvision:/import-path classifier the space can draw and run it on two blank images of the

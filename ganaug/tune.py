@@ -342,6 +342,7 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
     data = load_data(spec.data)
     spec.check_image_size(data.spec.height, data.spec.width)
     spec.check_classifier(data.spec)
+    spec.check_conditions(data.spec)
     validate_storage(spec)
     baselines = spec.baseline_points()
     if baselines and not resume:

@@ -1,0 +1,276 @@
+"""Continuous conditions (`gan_conditions`): a cgan or acgan whose generator also takes continuous attributes of
+each image (attributes.csv columns, e.g. a galaxy's distance and mass) and whose discriminator regresses them
+with a predictor head, as in the galaxy report's cGAN.
+
+    cfg = TrialConfig(gan="cgan", gan_conditions="distance,mass", synthetic_ratio=0.5)
+    gan = build_gan(cfg, data.spec, device, data)       # data.train_attributes: the rows to draw from
+    images = gan.sample(y, generator)                    # attributes drawn from class y's training rows
+    images = gan.sample(y, generator, attributes=a)      # or asked for, [n, k] in the data's units
+
+How attributes enter G: like the label, through the conditional BatchNorm layers (never concatenated to z,
+see gans.py "Networks" for why): every ConditionalBatchNorm of the architecture becomes an AttributeBatchNorm,
+whose per-class gain and bias get a linear map of the attributes added. The maps start at zero, so an untrained
+conditioned G is the unconditioned one. Attributes are standardised with the training split's mean and std.
+
+The predictor losses (the report's): D adds lambda * max(0, l2(real) - l2(fake)), G adds lambda * l2(fake), where
+l2 is the predictor head's mean squared error on the real rows against their attributes, or on the fake rows
+against the attributes they were conditioned on, and lambda = predictor_weight. D's fakes reuse the dropped real
+rows' labels and attributes (as gans.GAN does with labels), so their mix never gives fakes away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganaug.config import ConfigError, TrialConfig, condition_names
+from ganaug.gans import GAN, ConditionalBatchNorm, StateDictError, _sampling_mode, balanced_labels, diff_augment
+
+
+class AttributeBatchNorm(nn.Module):
+    """A ConditionalBatchNorm whose gain and bias also follow k continuous attributes through linear maps.
+
+    forward(x, (y int64 [B], attributes float [B, k])). Holds the wrapped layer's norm / gain / bias under the
+    same names, so its state dict keys are those of the ConditionalBatchNorm plus attribute_gain / attribute_bias.
+    """
+
+    takes_labels = True
+
+    def __init__(self, conditional: ConditionalBatchNorm, attributes: int):
+        super().__init__()
+        self.norm, self.gain, self.bias = conditional.norm, conditional.gain, conditional.bias
+        features = conditional.gain.embedding_dim
+        self.attribute_gain = nn.Linear(attributes, features, bias=False)
+        self.attribute_bias = nn.Linear(attributes, features, bias=False)
+        nn.init.zeros_(self.attribute_gain.weight)  # start as the class-only layer
+        nn.init.zeros_(self.attribute_bias.weight)
+
+    def forward(self, x: torch.Tensor, condition: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        y, attributes = condition
+        shape = (len(y), -1) + (1,) * (x.dim() - 2)
+        gain = self.gain(y) + self.attribute_gain(attributes.to(self.attribute_gain.weight.dtype))
+        bias = self.bias(y) + self.attribute_bias(attributes.to(self.attribute_bias.weight.dtype))
+        return self.norm(x) * gain.view(shape).to(x.dtype) + bias.view(shape).to(x.dtype)
+
+
+def condition_generator(G: nn.Module, attributes: int) -> nn.Module:
+    """G with every ConditionalBatchNorm replaced by an AttributeBatchNorm (in place; G is returned).
+
+    G then takes (y, attributes) wherever it took y: Conditioned and the resnet blocks hand the condition on as is.
+    """
+    replaced = 0
+    for parent in list(G.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, ConditionalBatchNorm):
+                setattr(parent, name, AttributeBatchNorm(child, attributes))
+                replaced += 1
+    if replaced == 0:
+        raise ConfigError("gan_conditions: this generator has no conditional BatchNorm to take the attributes; "
+                          "valid: a gan_arch whose generator uses ConditionalBatchNorm (mlp, dcgan, resnet)")
+    return G
+
+
+class ConditionedGAN(GAN):
+    """gans.GAN conditioned on continuous attributes besides the class; D has a predictor head (module docstring).
+
+    train_step takes the real batch's attribute rows too (real_attributes: rows of data.train_attributes, every
+    column; the gan_conditions columns are picked here). The standardisation and the per-class attribute rows
+    that sampling draws from are part of state_dict, so a GAN loaded from a checkpoint samples without the data.
+    """
+
+    def __init__(self, cfg: TrialConfig, spec, device: torch.device, data=None):
+        self.condition_names = condition_names(cfg.gan_conditions)
+        available = tuple(getattr(spec, "attribute_names", ()))
+        missing = [name for name in self.condition_names if name not in available]
+        if not self.condition_names or missing:
+            shown = ", ".join(available) if available else \
+                "none: the dataset has no attributes (an imagefolder split folder's attributes.csv holds them)"
+            raise ConfigError(f"gan_conditions={cfg.gan_conditions!r}: {', '.join(map(repr, missing)) or 'no column'} "
+                              f"{'is' if len(missing) == 1 else 'are'} not an attribute column of the dataset; "
+                              f"valid columns: {shown}")
+        self.columns = [available.index(name) for name in self.condition_names]
+        self._real_attributes = None  # the standardised attributes of the batch train_step is working on
+        super().__init__(cfg, spec, device, data)
+        k = len(self.columns)
+        # Standardisation and class y's attribute rows (sorted by class: rows start[y] .. start[y] + count[y]).
+        self.attribute_mean = torch.zeros(k, device=self.device)
+        self.attribute_std = torch.ones(k, device=self.device)
+        self.class_rows = torch.zeros(0, k, device=self.device)
+        self.class_start = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
+        self.class_count = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
+        if data is not None:
+            self._fit_attributes(data.train_attributes, data.train_y)
+
+    def networks(self, spec, predictions: int = 0):
+        G, D = super().networks(spec, predictions=len(self.columns))
+        return condition_generator(G, len(self.columns)), D
+
+    def _fit_attributes(self, attributes: torch.Tensor, y: torch.Tensor) -> None:
+        values = attributes[:, self.columns].to(self.device, torch.float32)
+        if len(values) == 0:
+            raise ConfigError("gan_conditions: the training split has no images to take attributes from")
+        self.attribute_mean = values.mean(0)
+        # A constant column has std 0: dividing by 1 instead leaves it all zeros, which G then ignores.
+        std = values.std(0, unbiased=False)
+        self.attribute_std = torch.where(std > 1e-8, std, torch.ones_like(std))
+        y = y.to(self.device)
+        order = torch.argsort(y, stable=True)
+        self.class_rows = (values[order] - self.attribute_mean) / self.attribute_std
+        self.class_count = torch.bincount(y, minlength=self.num_classes)
+        self.class_start = torch.cumsum(self.class_count, 0) - self.class_count
+
+    def standardise(self, attributes: torch.Tensor) -> torch.Tensor:
+        """[n, k] attributes in the data's units (the gan_conditions columns, in that order) -> standardised."""
+        return (attributes.to(self.device, torch.float32) - self.attribute_mean) / self.attribute_std
+
+    def draw_attributes(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Standardised attributes [n, k] for labels y: a random training row of class y each (any class's row for
+        a class without training images)."""
+        if len(self.class_rows) == 0:
+            raise ConfigError("gan_conditions: no attribute rows to draw from; build the GAN with the trial's data "
+                              "or load a state_dict saved by one")
+        start, count = self.class_start[y], self.class_count[y]
+        empty = count == 0
+        start, count = start.masked_fill(empty, 0), count.masked_fill(empty, len(self.class_rows))
+        u = torch.rand(len(y), generator=generator, device=self.device)
+        return self.class_rows[start + torch.minimum((u * count).long(), count - 1)]
+
+    # ------------------------------------------------------------------------------------------
+    # Training: the steps of gans.GAN with the attributes beside the labels and the predictor losses.
+
+    def train_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
+                   generator: torch.Generator | None = None, autocast: Callable = contextlib.nullcontext,
+                   real_attributes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """gans.GAN.train_step; real_attributes: the batch's rows of data.train_attributes (all columns)."""
+        if real_attributes is None or len(real_attributes) != len(real_x):
+            raise ValueError(f"gan_conditions={self.cfg.gan_conditions!r}: train_step needs real_attributes, the "
+                             "batch's rows of data.train_attributes (one per image)")
+        self._real_attributes = self.standardise(real_attributes[:, self.columns])
+        try:
+            return super().train_step(real_x, real_y, real_fraction, generator, autocast)
+        finally:
+            self._real_attributes = None
+
+    def discriminator_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
+                           generator: torch.Generator | None = None, autocast: Callable = contextlib.nullcontext,
+                           offset: int = 0, real_attributes: torch.Tensor | None = None) -> torch.Tensor:
+        """gans.GAN.discriminator_step plus lambda * max(0, l2(real) - l2(fake)); real_attributes standardised
+        (default: those train_step is working on)."""
+        real_a = real_attributes if real_attributes is not None else self._real_attributes
+        if real_a is None:
+            raise ValueError("discriminator_step needs the real batch's standardised attributes (real_attributes)")
+        n = len(real_x)
+        n_real = round(real_fraction * n)
+        n_fake = n - n_real
+        shift = (offset * n_real) % n
+        if shift:
+            real_x, real_y, real_a = real_x.roll(-shift, 0), real_y.roll(-shift, 0), real_a.roll(-shift, 0)
+        with torch.no_grad(), autocast():
+            if n_fake == 0:
+                fake = real_x[:0]
+            else:
+                # Fakes take the dropped real rows' labels and attributes; a single one is drawn twice (BatchNorm).
+                repeat = 1 if n_fake > 1 else 2
+                fake_y, fake_a = real_y[n_real:].repeat(repeat), real_a[n_real:].repeat(repeat, 1)
+                fake = self.G(self.noise(len(fake_y), generator), (fake_y, fake_a))[:n_fake]
+        with autocast():
+            d_input = diff_augment(torch.cat([real_x[:n_real], fake]), self.diffaugment, generator)
+            is_real = torch.arange(n, device=real_x.device) < n_real
+            logit, class_logits, predicted = self.D(d_input, real_y, groups=is_real.long(), with_predictions=True)
+            loss = self.loss.discriminator_loss(
+                logit, class_logits, real_y, is_real, real_target=1.0 - self.cfg.d_label_smoothing,
+                adversarial=self.adversarial, class_weight=self.cfg.acgan_weight,
+                class_on_fakes=self.cfg.acgan_fake_class_loss,
+            )
+            error = (predicted.float() - real_a).square().mean(1)
+            l2_real = _masked_mean(error, is_real)
+            l2_fake = _masked_mean(error, ~is_real)
+            loss = loss + self.cfg.predictor_weight * F.relu(l2_real - l2_fake)
+        self.opt_D.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_D.step()
+        return loss.detach()
+
+    def generator_step(self, n: int, generator: torch.Generator | None = None,
+                       autocast: Callable = contextlib.nullcontext) -> torch.Tensor:
+        """gans.GAN.generator_step on class-balanced labels with attributes drawn per class, plus lambda * l2(fake)."""
+        y = balanced_labels(n, self.num_classes, generator, self.device)
+        attributes = self.draw_attributes(y, generator)
+        self.D.requires_grad_(False)
+        try:
+            with autocast():
+                fake = self.G(self.noise(n, generator), (y, attributes))
+                logit, class_logits, predicted = self.D(diff_augment(fake, self.diffaugment, generator), y,
+                                                        with_predictions=True)
+                loss = self.loss.generator_loss(logit, class_logits, y, adversarial=self.adversarial,
+                                                class_weight=self.cfg.acgan_weight)
+                loss = loss + self.cfg.predictor_weight * (predicted.float() - attributes).square().mean()
+            self.opt_G.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_G.step()
+        finally:
+            self.D.requires_grad_(True)
+        return loss.detach()
+
+    # ------------------------------------------------------------------------------------------
+    # Sampling and the condition metric.
+
+    @torch.no_grad()
+    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None,
+               attributes: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [-1, 1] for labels y and attributes [n, k] in the data's units (the gan_conditions columns),
+        drawn from class y's training rows when None; G_ema when enabled, batch statistics (gans.GAN.sample)."""
+        y = y.to(self.device)
+        standardised = self.draw_attributes(y, generator) if attributes is None else self.standardise(attributes)
+        G = self.G_ema if self.G_ema is not None else self.G
+        with _sampling_mode(G, len(y)):
+            return G(self.noise(len(y), generator), (y, standardised))
+
+    @torch.no_grad()
+    def condition_error(self, n: int, generator: torch.Generator | None = None) -> float:
+        """The predictor head's mean squared error on n fresh synthetic images against the attributes they were
+        conditioned on, in standardised units (0 = G follows the attributes as D reads them; ~1 = ignores them)."""
+        y = balanced_labels(n, self.num_classes, generator, self.device)
+        attributes = self.draw_attributes(y, generator)
+        G = self.G_ema if self.G_ema is not None else self.G
+        with _sampling_mode(G, len(y)):
+            fake = G(self.noise(n, generator), (y, attributes))
+        was_training = self.D.training
+        self.D.eval()  # spectral norm's power iteration must not advance while measuring
+        try:
+            _, _, predicted = self.D(fake, y, with_predictions=True)
+        finally:
+            self.D.train(was_training)
+        return (predicted.float() - attributes).square().mean().item()
+
+    # ------------------------------------------------------------------------------------------
+    # State: gans.GAN's plus the attribute statistics.
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "conditions": {
+            "mean": self.attribute_mean, "std": self.attribute_std, "rows": self.class_rows,
+            "start": self.class_start, "count": self.class_count}}
+
+    def load_state_dict(self, state: dict) -> None:
+        conditions = state.get("conditions") if isinstance(state, dict) else None
+        expected = {"mean", "std", "rows", "start", "count"}
+        if not isinstance(conditions, dict) or set(conditions) != expected:
+            raise StateDictError(f"GAN state lacks the attribute statistics of gan_conditions="
+                                 f"{self.cfg.gan_conditions!r}; it was saved by a GAN without gan_conditions")
+        k = len(self.columns)
+        if conditions["mean"].shape != (k,) or conditions["count"].shape != (self.num_classes,):
+            raise StateDictError(f"GAN state holds {conditions['mean'].shape[0]} attribute(s) for "
+                                 f"{conditions['count'].shape[0]} classes, but gan_conditions="
+                                 f"{self.cfg.gan_conditions!r} has {k} for {self.num_classes} classes")
+        super().load_state_dict({key: value for key, value in state.items() if key != "conditions"})
+        self.attribute_mean, self.attribute_std, self.class_rows, self.class_start, self.class_count = (
+            conditions[key].to(self.device) for key in ("mean", "std", "rows", "start", "count"))
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of values[mask]; 0 when the mask is empty (a D batch of real or fake rows only)."""
+    return (values * mask).sum() / mask.sum().clamp(min=1)
