@@ -12,6 +12,7 @@ import torch
 
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.gans import GAN
+from ganaug.translation import Translation
 
 
 def build_gan(cfg: TrialConfig, spec, device: torch.device | str, data=None):
@@ -24,4 +25,5 @@ def build_gan(cfg: TrialConfig, spec, device: torch.device | str, data=None):
 FAMILIES = {
     "cgan": GAN,
     "acgan": GAN,
+    "translation": Translation,  # StarGAN / CycleGAN: real images of one class translated into another
 }

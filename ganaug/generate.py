@@ -61,8 +61,11 @@ def _trial_list(experiment: Experiment, trials: pd.DataFrame) -> str:
                      for _, r in ranked.head(10).iterrows())
 
 
-def load_generator(experiment: Experiment, trial: pd.Series, spec, device):
-    """The trial's GAN restored from its newest readable checkpoint: (gan, cfg, checkpoint folder, epoch)."""
+def load_generator(experiment: Experiment, trial: pd.Series, spec, device, data=None):
+    """The trial's GAN restored from its newest readable checkpoint: (gan, cfg, checkpoint folder, epoch).
+
+    data: the experiment's ImageData, which families that translate training images (gan: translation) need.
+    """
     from ganaug.families import build_gan
     from ganaug.pipeline import CheckpointError, load_checkpoint
 
@@ -83,7 +86,7 @@ def load_generator(experiment: Experiment, trial: pd.Series, spec, device):
             continue
         if problems:
             print(f"warning: {'; '.join(problems)}; using the older {directory.name}", file=sys.stderr)
-        gan = build_gan(cfg, spec, device)
+        gan = build_gan(cfg, spec, device, data)
         gan.load_state_dict(state["gan"])
         return gan, cfg, directory, int(state["epoch"])
     raise GenerateError(f"trial {trial['trial_id']}: no usable checkpoint ({'; '.join(problems)})")
@@ -190,7 +193,7 @@ def _export(args: argparse.Namespace) -> int:
     spec = data.spec
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
                           else "cpu")
-    gan, cfg, checkpoint, epoch = load_generator(experiment, trial, spec, device)
+    gan, cfg, checkpoint, epoch = load_generator(experiment, trial, spec, device, data)
     images, labels = sample_per_class(gan, spec.num_classes, args.per_class, seed=args.seed)
     source = f"trial {trial['trial_id']} ({trial['status']}, epoch {epoch}, labeling {cfg.labeling}, {checkpoint})"
 
