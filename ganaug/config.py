@@ -76,7 +76,7 @@ class TrialConfig:
     gan_beta1: float = 0.5              # Adam beta1 of G and D (0.5 is the DCGAN choice).
     latent_dim: int = 100               # Size of the noise vector z.
     gan_width: float = 1.0              # Multiplies every hidden width / channel count of G and D.
-    acgan_weight: float = 1.0           # acgan: weight of the class cross-entropy in both players' losses.
+    acgan_weight: float = 1.0           # acgan, translation: weight of the class cross-entropy in both players' losses.
     acgan_fake_class_loss: bool = True  # acgan: D also learns classes on fakes (Odena 2017); False = real only.
     d_steps: int = 1                    # Discriminator steps per generator step.
     d_label_smoothing: float = 0.0      # One-sided label smoothing: D's target for real images is 1 - s.
