@@ -74,14 +74,15 @@ def is_import_path(classifier: str) -> bool:
 @dataclass(frozen=True)
 class TrialConfig:
     # GAN.
-    gan: str = "acgan"                  # GAN family: cgan (label-conditioned D) | acgan (D with auxiliary class head).
+    gan: str = "acgan"                  # GAN family: cgan (label-conditioned D) | acgan (D with auxiliary class head)
+                                        # | translation (real images translated to another class, StarGAN).
     gan_arch: str = "mlp"               # G and D: mlp (512-1024-2048) | dcgan (conv) | resnet (SNGAN-style, SN in D).
     gan_loss: str = "bce"               # Adversarial loss: bce (non-saturating) | hinge (SNGAN / BigGAN).
     gan_lr: float = 2e-4                # Adam learning rate of G and D.
     gan_beta1: float = 0.5              # Adam beta1 of G and D (0.5 is the DCGAN choice).
     latent_dim: int = 100               # Size of the noise vector z.
     gan_width: float = 1.0              # Multiplies every hidden width / channel count of G and D.
-    acgan_weight: float = 1.0           # acgan: weight of the class cross-entropy in both players' losses.
+    acgan_weight: float = 1.0           # acgan, translation: weight of the class cross-entropy in both players' losses.
     acgan_fake_class_loss: bool = True  # acgan: D also learns classes on fakes (Odena 2017); False = real only.
     d_steps: int = 1                    # Discriminator steps per generator step.
     d_label_smoothing: float = 0.0      # One-sided label smoothing: D's target for real images is 1 - s.
@@ -102,6 +103,10 @@ class TrialConfig:
     ali_reconstruction_weight: float = 3.0  # L1(G(E(x), y), x) weight: G+E in ALI (ALICE), encoded rows after; 0 = off.
     ali_encoded_share: float = 0.5      # Sampling: share of synthetic images drawn from codes of real images of y.
     ali_code_noise: float = 0.5         # Sampling: std of the Gaussian noise added to those codes.
+
+    # gan=translation (ganaug/translation.py): StarGAN / CycleGAN class-to-class translation.
+    cycle_weight: float = 10.0          # translation: weight of the cycle loss L1(G(G(x, b), a), x) (StarGAN: 10).
+    identity_weight: float = 0.0        # translation: weight of CycleGAN's identity loss L1(G(x, a), x); 0 = off.
 
     # GAN training budget.
     gan_steps_per_batch: int = 1        # GAN updates (d_steps D steps + one G step) per classifier step.
@@ -206,6 +211,9 @@ class TrialConfig:
             raise bad("randaugment_magnitude", f"an integer in [0, {RANDAUGMENT_MAX_MAGNITUDE}]")
         if not 0 < self.acgan_weight <= 10:
             raise bad("acgan_weight", "0 < acgan_weight <= 10")
+        for key in ("cycle_weight", "identity_weight"):
+            if not 0 <= getattr(self, key) <= 100:
+                raise bad(key, f"0 <= {key} <= 100")
         if not 0 <= self.gan_beta1 < 1:
             raise bad("gan_beta1", "0 <= gan_beta1 < 1")
         if not 0 <= self.d_label_smoothing < 0.5:
@@ -278,10 +286,10 @@ class TrialConfig:
         if self.labeling == "distill" and self.teacher_ema == 0:
             raise ConfigError(f"{where}: labeling='distill' needs a teacher but teacher_ema=0 (off); valid: "
                               "teacher_ema > 0 (e.g. 0.999) with labeling='distill', or another labeling")
-        if self.filter_candidates > 1 and self.teacher_ema == 0 and self.gan not in ("acgan", "ali"):
+        if self.filter_candidates > 1 and self.teacher_ema == 0 and self.gan not in ("acgan", "ali", "translation"):
             raise ConfigError(f"{where}: filter_candidates={self.filter_candidates} needs a scorer, but teacher_ema=0 "
                               f"and gan={self.gan!r} has no auxiliary class head; valid: teacher_ema > 0 or "
-                              "gan='acgan' or 'ali' with filter_candidates > 1, or filter_candidates=1")
+                              "gan='acgan', 'ali' or 'translation' with filter_candidates > 1, or filter_candidates=1")
         if self.classifier_kwargs and not is_import_path(self.classifier):
             names = ", ".join(self.classifier_kwargs)
             raise ConfigError(f"{where}: classifier_kwargs ({names}) are a factory's arguments, but classifier="

@@ -14,6 +14,7 @@ from ganaug.ali import ALIGAN
 from ganaug.conditions import ConditionedGAN
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.gans import GAN
+from ganaug.translation import Translation
 
 
 def build_gan(cfg: TrialConfig, spec, device: torch.device | str, data=None):
@@ -29,4 +30,5 @@ FAMILIES = {
     "cgan": GAN,
     "acgan": GAN,
     "ali": ALIGAN,     # ALI (encoder + joint D), then ACGAN on random and encoded codes: ganaug/ali.py
+    "translation": Translation,  # StarGAN / CycleGAN: real images of one class translated into another
 }

@@ -64,7 +64,9 @@ def _trial_list(experiment: Experiment, trials: pd.DataFrame) -> str:
 def load_generator(experiment: Experiment, trial: pd.Series, spec, device, data=None):
     """The trial's GAN restored from its newest readable checkpoint: (gan, cfg, checkpoint folder, epoch).
 
-    data: the experiment's ImageData, for families that sample near real images (gan: ali); None = without."""
+    data: the experiment's ImageData, which families that start from training images need (gan: translation
+    translates them, gan: ali samples near their codes); None = without (translation then refuses).
+    """
     from ganaug.families import build_gan
     from ganaug.pipeline import CheckpointError, load_checkpoint
 

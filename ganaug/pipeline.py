@@ -172,8 +172,8 @@ def run(
                     # gan_conditions: the GAN also gets the batch's continuous attributes (ganaug.conditions).
                     attributes = {"real_attributes": data.train_attributes[gan_index]} if cfg.gan_conditions else {}
                     losses = gan.train_step(gan_x, gan_y, real_fraction, generator, autocast, **attributes)
-                    sums["d_loss"] += losses["d_loss"]
-                    sums["g_loss"] += losses["g_loss"]
+                    for key, value in losses.items():  # d_loss, g_loss and a family's own (translation: cycle_loss)
+                        sums[key] = sums[key] + value if key in sums else value
             if pretraining:
                 continue  # the classifier, its BatchNorm buffers and its optimizer wait for pretraining
 
@@ -264,8 +264,7 @@ def run(
                 metrics["filter_confidence"] = totals["kept_score"] / totals["kept"]
         if train_gan:
             gan_updates = max(len(batches) * cfg.gan_steps_per_batch, 1)
-            metrics["d_loss"] = totals["d_loss"] / gan_updates
-            metrics["g_loss"] = totals["g_loss"] / gan_updates
+            metrics.update({key: totals[key] / gan_updates for key in losses})  # the GAN's keys, as train_step's
         if gan is not None and not pretraining:
             metrics["synthetic_agreement"] = synthetic_agreement(
                 classifier, gan, labeler, num_classes, n=min(1000, 50 * num_classes), generator=generator)

@@ -348,8 +348,8 @@ def write_best_policy(experiment: Experiment, best: pd.Series, command: str | No
     metric = experiment.metric
     last = experiment.curves[experiment.curves["trial_id"] == best["trial_id"]].iloc[-1]
     reported = ("val_acc", "val_top5", "val_loss", "train_acc", "test_acc", "test_top5", "cas", "cas_ratio",
-                "synthetic_diversity", "frechet_distance", "synthetic_agreement", "d_loss", "g_loss", "epoch",
-                "gan_pretrain_seconds")
+                "synthetic_diversity", "frechet_distance", "synthetic_agreement", "d_loss", "g_loss", "cycle_loss",
+                "epoch", "gan_pretrain_seconds")
     checkpoints = experiment.checkpoints_of(best)
     policy = {
         "experiment": experiment.meta["name"],
