@@ -53,7 +53,9 @@ from ganaug.gans import (
     StateDictError,
     _sampling_mode,
     _scaled,
+    descend,
     diff_augment,
+    frozen,
     spectral_normalised,
 )
 
@@ -195,10 +197,7 @@ class ALIGAN(GAN):
             is_real = torch.arange(n, device=real_x.device) < n_real
             logit, _ = self.D_joint((x, z), real_y, groups=is_real.long())
             loss = self.adversarial.discriminator(logit.float(), is_real, 1.0 - self.cfg.d_label_smoothing).mean()
-        self.opt_D_joint.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_D_joint.step()
-        return loss.detach()
+        return descend(loss, self.opt_D_joint)
 
     def ali_generator_step(self, real_x, real_y, generator=None,
                            autocast: Callable = contextlib.nullcontext) -> torch.Tensor:
@@ -209,8 +208,7 @@ class ALIGAN(GAN):
         and the fakes in one pass, so its batch statistics mix encoded and random codes as in the ACGAN phase."""
         n = len(real_x)
         weight = self.cfg.ali_reconstruction_weight
-        self.D_joint.requires_grad_(False)
-        try:
+        with frozen(self.D_joint):
             with autocast():
                 fake_z = self.noise(n, generator)
                 real_z = self.E(real_x)
@@ -227,14 +225,7 @@ class ALIGAN(GAN):
                 loss = self.adversarial.generator(-logit[:n]).mean() + self.adversarial.generator(logit[n:]).mean()
                 if weight > 0:
                     loss = loss + weight * (reconstruction.float() - real_x.float()).abs().mean()
-            self.opt_G.zero_grad(set_to_none=True)
-            self.opt_E.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_G.step()
-            self.opt_E.step()
-        finally:
-            self.D_joint.requires_grad_(True)
-        return loss.detach()
+            return descend(loss, self.opt_G, self.opt_E)
 
     def mixed_codes(self, x: torch.Tensor, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Codes for G's rows in the ACGAN phase: the first round(ali_train_encoded_share * n) are E(x) of the
@@ -273,10 +264,7 @@ class ALIGAN(GAN):
             loss = _masked_mean(self.adversarial.discriminator(logit.float(), is_real, real_target), judged)
             class_rows = torch.ones_like(is_real) if self.cfg.acgan_fake_class_loss else is_real
             loss = loss + self._acgan_class_loss(class_logits, real_y, class_rows)
-        self.opt_D.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_D.step()
-        return loss.detach()
+        return descend(loss, self.opt_D)
 
     def acgan_generator_step(self, real_x, real_y, generator=None,
                              autocast: Callable = contextlib.nullcontext) -> torch.Tensor:
@@ -284,8 +272,7 @@ class ALIGAN(GAN):
         rows only when masked), the class loss on all rows, and ali_reconstruction_weight * L1 to the encoded
         rows' real images."""
         codes, encoded = self.mixed_codes(real_x, generator)
-        self.D.requires_grad_(False)
-        try:
+        with frozen(self.D):
             with autocast():
                 fake = self.G(codes, real_y)
                 logit, class_logits = self.D(diff_augment(fake, self.diffaugment, generator), real_y)
@@ -295,12 +282,7 @@ class ALIGAN(GAN):
                 if self.cfg.ali_reconstruction_weight > 0:
                     distance = (fake.float() - real_x.float()).abs().flatten(1).mean(1)
                     loss = loss + self.cfg.ali_reconstruction_weight * _masked_mean(distance, encoded)
-            self.opt_G.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_G.step()
-        finally:
-            self.D.requires_grad_(True)
-        return loss.detach()
+            return descend(loss, self.opt_G)
 
     # ------------------------------------------------------------------------------------------
     # Sampling and metrics.

@@ -28,7 +28,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganaug.config import ConfigError, TrialConfig, condition_names
-from ganaug.gans import GAN, ConditionalBatchNorm, StateDictError, _sampling_mode, balanced_labels, diff_augment
+from ganaug.gans import (
+    GAN,
+    ConditionalBatchNorm,
+    StateDictError,
+    _sampling_mode,
+    balanced_labels,
+    descend,
+    diff_augment,
+    frozen,
+)
 
 
 class AttributeBatchNorm(nn.Module):
@@ -190,18 +199,14 @@ class ConditionedGAN(GAN):
             l2_real = _masked_mean(error, is_real)
             l2_fake = _masked_mean(error, ~is_real)
             loss = loss + self.cfg.predictor_weight * F.relu(l2_real - l2_fake)
-        self.opt_D.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_D.step()
-        return loss.detach()
+        return descend(loss, self.opt_D)
 
     def generator_step(self, n: int, generator: torch.Generator | None = None,
                        autocast: Callable = contextlib.nullcontext) -> torch.Tensor:
         """gans.GAN.generator_step on class-balanced labels with attributes drawn per class, plus lambda * l2(fake)."""
         y = balanced_labels(n, self.num_classes, generator, self.device)
         attributes = self.draw_attributes(y, generator)
-        self.D.requires_grad_(False)
-        try:
+        with frozen(self.D):
             with autocast():
                 fake = self.G(self.noise(n, generator), (y, attributes))
                 logit, class_logits, predicted = self.D(diff_augment(fake, self.diffaugment, generator), y,
@@ -209,12 +214,7 @@ class ConditionedGAN(GAN):
                 loss = self.loss.generator_loss(logit, class_logits, y, adversarial=self.adversarial,
                                                 class_weight=self.cfg.acgan_weight)
                 loss = loss + self.cfg.predictor_weight * (predicted.float() - attributes).square().mean()
-            self.opt_G.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_G.step()
-        finally:
-            self.D.requires_grad_(True)
-        return loss.detach()
+            return descend(loss, self.opt_G)
 
     # ------------------------------------------------------------------------------------------
     # Sampling and the condition metric.

@@ -544,6 +544,26 @@ class GANLoss:
         return loss
 
 
+def descend(loss: torch.Tensor, *optimizers: torch.optim.Optimizer) -> torch.Tensor:
+    """One gradient step of each optimizer on `loss` (their networks' grads cleared first); `loss` detached."""
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for optimizer in optimizers:
+        optimizer.step()
+    return loss.detach()
+
+
+@contextlib.contextmanager
+def frozen(network: nn.Module):
+    """Gradients flow through `network` to the player behind it without filling the network's own .grad."""
+    network.requires_grad_(False)
+    try:
+        yield
+    finally:
+        network.requires_grad_(True)
+
+
 @contextlib.contextmanager
 def _sampling_mode(G: nn.Module, batch_size: int):
     """Batch statistics without touching the running statistics (batches of one: running statistics).
@@ -669,28 +689,19 @@ class GAN:
                 adversarial=self.adversarial, class_weight=self.cfg.acgan_weight,
                 class_on_fakes=self.cfg.acgan_fake_class_loss,
             )
-        self.opt_D.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_D.step()
-        return loss.detach()
+        return descend(loss, self.opt_D)
 
     def generator_step(self, n: int, generator: torch.Generator | None = None,
                        autocast: Callable = contextlib.nullcontext) -> torch.Tensor:
         """One G update on n fresh fakes with class-balanced labels (non-saturating bce, or hinge)."""
         y = balanced_labels(n, self.num_classes, generator, self.device)
-        self.D.requires_grad_(False)  # gradients flow through D to G without filling D's .grad
-        try:
+        with frozen(self.D):
             with autocast():
                 fake = self.G(self.noise(n, generator), y)
                 logit, class_logits = self.D(diff_augment(fake, self.diffaugment, generator), y)
                 loss = self.loss.generator_loss(logit, class_logits, y, adversarial=self.adversarial,
                                                 class_weight=self.cfg.acgan_weight)
-            self.opt_G.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_G.step()
-        finally:
-            self.D.requires_grad_(True)
-        return loss.detach()
+            return descend(loss, self.opt_G)
 
     @torch.no_grad()
     def update_ema(self) -> None:

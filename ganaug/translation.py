@@ -47,7 +47,9 @@ from ganaug.gans import (
     Conditioned,
     _dcgan_channels,
     build_discriminator,
+    descend,
     diff_augment,
+    frozen,
     parse_policy,
 )
 
@@ -216,18 +218,14 @@ class Translation(GAN):
                 logit, class_logits, labels, is_real, real_target=1.0 - self.cfg.d_label_smoothing,
                 adversarial=self.adversarial, class_weight=self.cfg.acgan_weight, class_on_fakes=False,
             )
-        self.opt_D.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_D.step()
-        return loss.detach()
+        return descend(loss, self.opt_D)
 
     def translation_step(self, real_x: torch.Tensor, real_y: torch.Tensor, generator: torch.Generator | None = None,
                          autocast: Callable = contextlib.nullcontext) -> tuple[torch.Tensor, torch.Tensor]:
         """One G update translating every image of the batch to another class: adversarial + target-class CE +
         cycle_weight * L1(G(G(x, b), a), x) (+ identity_weight * L1(G(x, a), x)). Returns (loss, cycle L1)."""
         target = other_classes(real_y, self.num_classes, generator)
-        self.D.requires_grad_(False)  # gradients flow through D to G without filling D's .grad
-        try:
+        with frozen(self.D):
             with autocast():
                 fake = self.G(real_x, target)
                 logit, class_logits = self.D(diff_augment(fake, self.diffaugment, generator), target)
@@ -237,12 +235,7 @@ class Translation(GAN):
                 loss = loss + self.cfg.cycle_weight * cycle
                 if self.cfg.identity_weight > 0:
                     loss = loss + self.cfg.identity_weight * F.l1_loss(self.G(real_x, real_y).float(), real_x.float())
-            self.opt_G.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_G.step()
-        finally:
-            self.D.requires_grad_(True)
-        return loss.detach(), cycle.detach()
+            return descend(loss, self.opt_G), cycle.detach()
 
     def source_indices(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """For each target label, the index of a training image drawn uniformly among those of the other classes
