@@ -21,3 +21,16 @@ def make_spec(channels=1, height=8, width=8, num_classes=4):
     return SimpleNamespace(channels=channels, height=height, width=width, num_classes=num_classes,
                            class_names=tuple(str(k) for k in range(num_classes)),
                            class_counts=(10,) * num_classes)
+
+
+def seeded(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def real_batch(spec, n, seed=0):
+    """Class-dependent smooth images in [-1, 1]: a learnable 'real' distribution."""
+    g = seeded(seed)
+    y = torch.arange(n) % spec.num_classes
+    prototypes = torch.rand(spec.num_classes, spec.channels, spec.height, spec.width, generator=g) * 1.6 - 0.8
+    x = prototypes[y] + 0.05 * torch.randn(n, spec.channels, spec.height, spec.width, generator=g)
+    return x.clamp(-1, 1), y

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_spec
+from conftest import make_spec, real_batch, seeded
 
 from ganaug.ali import ALIGAN
 from ganaug.config import ConfigError, TrialConfig
@@ -27,17 +27,6 @@ def small_config(**changes):
     return TrialConfig(**{**base, **changes})
 
 
-def seeded(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def real_batch(spec, n, seed=0):
-    """Class-dependent smooth images in [-1, 1] (as test_gans.real_batch)."""
-    g = seeded(seed)
-    y = torch.arange(n) % spec.num_classes
-    prototypes = torch.rand(spec.num_classes, spec.channels, spec.height, spec.width, generator=g) * 1.6 - 0.8
-    x = prototypes[y] + 0.05 * torch.randn(n, spec.channels, spec.height, spec.width, generator=g)
-    return x.clamp(-1, 1), y
 
 
 def tiny_data(spec, n=16):

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import seeded
 from PIL import Image
 
 from ganaug.conditions import AttributeBatchNorm, ConditionedGAN
@@ -59,9 +60,6 @@ def small_config(**changes):
     base = dict(gan="cgan", gan_conditions="level", gan_width=0.25, latent_dim=16, gan_lr=1e-3, batch_size=32)
     return TrialConfig(**{**base, **changes})
 
-
-def seeded(seed):
-    return torch.Generator().manual_seed(seed)
 
 
 def train(gan, data, steps, seed=0):

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_spec
+from conftest import make_spec, real_batch, seeded
 from torch import nn
 
 from ganaug import gans
@@ -35,17 +35,6 @@ def small_config(**changes):
     return TrialConfig(**{**base, **changes})
 
 
-def seeded(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def real_batch(spec, n, seed=0):
-    """Class-dependent smooth images in [-1, 1]: a learnable 'real' distribution."""
-    g = seeded(seed)
-    y = torch.arange(n) % spec.num_classes
-    prototypes = torch.rand(spec.num_classes, spec.channels, spec.height, spec.width, generator=g) * 1.6 - 0.8
-    x = prototypes[y] + 0.05 * torch.randn(n, spec.channels, spec.height, spec.width, generator=g)
-    return x.clamp(-1, 1), y
 
 
 def check_contract(cfg, shape):

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import PIL.Image
 import pytest
 import torch
+from conftest import seeded
 
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import DataSpec, ImageData, batch_indices, load_data, to_float
@@ -20,9 +21,6 @@ from ganaug.translation import Translation, translation_levels
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
 
-
-def seeded(seed):
-    return torch.Generator().manual_seed(seed)
 
 
 def small_config(**changes):
