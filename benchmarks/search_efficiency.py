@@ -292,7 +292,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--space", default=str(SEARCH_MATTERS), help="search-space YAML (default: search_matters)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
-                        help="searches to run (random_fifo always runs: the bias replay needs its curves)")
+                        help="searches to run (random_fifo always runs, unless --reference gives its figures)")
+    parser.add_argument("--reference", help="JSON of an earlier full run on the same space and budget: its per-seed "
+                        "targets, and its results for the methods not run now (e.g. to compare sampler settings)")
     parser.add_argument("--random-trials", type=int, default=40,
                         help="trials of random + FIFO; budget = random_trials x max_epochs trial-epochs")
     parser.add_argument("--max-epochs", type=int, default=None, help="override scheduler.max_epochs")
@@ -317,7 +319,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.out is None:
         args.out = str(Path(tempfile.mkdtemp(prefix="search_efficiency_")) / "search_efficiency.json") \
             if args.quick else "search_efficiency.json"
-    methods = ["random_fifo"] + [method for method in args.methods if method != "random_fifo"]
+    reference = {run["seed"]: run for run in json.loads(Path(args.reference).read_text())["runs"]} \
+        if args.reference else {}
+    ran = args.methods if reference else ["random_fifo"] + [m for m in args.methods if m != "random_fifo"]
+    methods = [method for method in METHODS if method in ran or reference]
 
     from ganaug.data import load_data
 
@@ -332,7 +337,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         for seed in args.seeds:
             per_seed, records = {"seed": seed}, {}
-            for method in methods:
+            for method in [method for method in methods if method in ran]:
                 searcher, trial_scheduler = METHODS[method]
                 # ASHA's searcher may propose many more trials than the budget pays for; the budget ends it.
                 trials = args.random_trials * (1 if trial_scheduler == "fifo" else 8)
@@ -347,11 +352,15 @@ def main(argv: list[str] | None = None) -> dict:
                 _, seconds = fit(spec, data, searcher=searcher, scheduler=trial_scheduler, stop=budget_stopper)
                 records[method] = budget_stopper
                 per_seed[method] = {"seconds": round(seconds, 1)}
-            # The target: the best any method found, less the tolerance.
+            # The target: the best any method found, less the tolerance (with --reference: the reference's).
             bests = [value for stopper in records.values()
                      for _, value in finished_results(stopper.records, budget, max_epochs)]
             target = max(bests) - args.tolerance if bests else float("inf")
-            per_seed["target_val_acc"] = round(target, 4) if bests else None
+            if reference:
+                target = reference[seed]["target_val_acc"]
+                per_seed.update({method: {**reference[seed][method], "from_reference": True}
+                                 for method in methods if method not in records})
+            per_seed["target_val_acc"] = round(target, 4) if target != float("inf") else None
             for method, stopper in records.items():
                 per_seed[method] = {**summarise(stopper.records, budget, max_epochs, target), **per_seed[method]}
             fifo = per_seed["random_fifo"]["trial_epochs_to_target"]
@@ -360,8 +369,9 @@ def main(argv: list[str] | None = None) -> dict:
                 # Against random + FIFO; when it never got there, the budget bounds what it would have needed.
                 per_seed[method]["epochs_ratio"] = round(spent / fifo, 3) if spent and fifo else None
                 per_seed[method]["epochs_ratio_at_most"] = round(spent / (fifo or budget), 3) if spent else None
-            replays.append({"records": records["random_fifo"].records[:budget],
-                            "augmented": records["random_fifo"].augmented})
+            if "random_fifo" in records:
+                replays.append({"records": records["random_fifo"].records[:budget],
+                                "augmented": records["random_fifo"].augmented})
             runs.append(per_seed)
     finally:
         import ray
@@ -405,6 +415,7 @@ def main(argv: list[str] | None = None) -> dict:
         "max_epochs": max_epochs,
         "scheduler": current.model_dump(),
         "sampler": {**base.experiment.sampler.model_dump(), **sampler},
+        "reference": args.reference,
         "tolerance": args.tolerance,
         "seeds": args.seeds,
         "space": os.path.relpath(args.space, ROOT) if Path(args.space).is_relative_to(ROOT) else args.space,
