@@ -34,7 +34,6 @@ import torch
 
 from ganaug.config import TrialConfig
 from ganaug.data import batch_indices, load_data, to_float
-from ganaug.gans import GAN
 from ganaug.metrics import (
     _standardize,
     classification_accuracy_score,
@@ -46,6 +45,7 @@ from ganaug.metrics import (
 )
 from ganaug.pipeline import _make_grid, _to_uint8
 from ganaug.report import save_png
+from ganaug.trainer import GAN
 
 # Each setting: TrialConfig GAN keys. Widths keep a step on 2 CPU cores at 0.1-1 s (32x32, batch 64).
 SETTINGS = {

@@ -45,19 +45,15 @@ from torch import nn
 
 from ganaug.config import TrialConfig
 from ganaug.data import to_float
+from ganaug.diffaugment import diff_augment
 from ganaug.gans import (
     ARCHITECTURES,
-    GAN,
     MINIBATCH_FEATURES,
     Discriminator,
-    StateDictError,
-    _sampling_mode,
     _scaled,
-    descend,
-    diff_augment,
-    frozen,
     spectral_normalised,
 )
+from ganaug.trainer import GAN, StateDictError, _sampling_mode, descend, frozen
 
 RECONSTRUCTION_IMAGES = 256  # Real training images in the fixed batch behind ali_reconstruction.
 
@@ -103,7 +99,7 @@ def _masked_mean(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 class ALIGAN(GAN):
-    """G, the ACGAN D, their EMA and optimizers (all from gans.GAN), plus E, the joint D and their optimizers.
+    """G, the ACGAN D, their EMA and optimizers (all from trainer.GAN), plus E, the joint D and their optimizers.
 
     `data` (the trial's ImageData) supplies the real images that sampling encodes and the fixed batch behind
     ali_reconstruction; without it (a trainer built for a bare export) every sample uses N(0, 1) codes and
@@ -112,7 +108,7 @@ class ALIGAN(GAN):
     """
 
     def __init__(self, cfg: TrialConfig, spec, device: torch.device, data=None):
-        # gans.GAN builds G, the ACGAN D (auxiliary class head), G's EMA and both optimizers from an acgan config.
+        # trainer.GAN builds G, the ACGAN D (auxiliary class head), G's EMA and both optimizers from an acgan config.
         super().__init__(dataclasses.replace(cfg, gan="acgan"), spec, device)
         self.cfg = cfg
         self.E = build_encoder(cfg.gan_arch, spec, cfg.latent_dim, cfg.gan_width).to(self.device)
@@ -148,7 +144,7 @@ class ALIGAN(GAN):
                    autocast: Callable = contextlib.nullcontext) -> dict[str, torch.Tensor]:
         """cfg.d_steps discriminator steps and one generator step of the current phase, then the EMA update.
 
-        ALI phase: d_loss is the joint D's, g_loss G's and E's together. ACGAN phase: as gans.GAN, on mixed codes.
+        ALI phase: d_loss is the joint D's, g_loss G's and E's together. ACGAN phase: as trainer.GAN, on mixed codes.
         """
         if not real_x.is_floating_point():
             raise TypeError(f"ALIGAN.train_step: real_x must be float images in [-1, 1], got {real_x.dtype}")
@@ -291,7 +287,7 @@ class ALIGAN(GAN):
     def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images in [-1, 1] for labels y: round(ali_encoded_share * n) random rows from E(x) + N(0, noise^2) of a
         random real image x of the row's class (N(0, 1) for a class without images, or without data), the rest
-        from N(0, 1) codes; G_ema when enabled, batch statistics as gans.GAN.sample."""
+        from N(0, 1) codes; G_ema when enabled, batch statistics as trainer.GAN.sample."""
         y = y.to(self.device)
         n = len(y)
         codes = self.noise(n, generator)
@@ -341,7 +337,7 @@ class ALIGAN(GAN):
     def load_state_dict(self, state: dict) -> None:
         if not isinstance(state, dict) or not set(self.OWN_STATE) <= set(state):
             found = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise StateDictError(f"gan='ali' state: expected gans.GAN's keys plus {list(self.OWN_STATE)}, found "
+            raise StateDictError(f"gan='ali' state: expected trainer.GAN's keys plus {list(self.OWN_STATE)}, found "
                                  f"{found} (a checkpoint of another gan family?)")
         super().load_state_dict({k: v for k, v in state.items() if k not in self.OWN_STATE})
         try:

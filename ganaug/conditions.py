@@ -15,7 +15,7 @@ conditioned G is the unconditioned one. Attributes are standardised with the tra
 The predictor losses (the report's): D adds lambda * max(0, l2(real) - l2(fake)), G adds lambda * l2(fake), where
 l2 is the predictor head's mean squared error on the real rows against their attributes, or on the fake rows
 against the attributes they were conditioned on, and lambda = predictor_weight. D's fakes reuse the dropped real
-rows' labels and attributes (as gans.GAN does with labels), so their mix never gives fakes away.
+rows' labels and attributes (as trainer.GAN does with labels), so their mix never gives fakes away.
 """
 
 from __future__ import annotations
@@ -28,16 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganaug.config import ConfigError, TrialConfig, condition_names
-from ganaug.gans import (
-    GAN,
-    ConditionalBatchNorm,
-    StateDictError,
-    _sampling_mode,
-    balanced_labels,
-    descend,
-    diff_augment,
-    frozen,
-)
+from ganaug.diffaugment import diff_augment
+from ganaug.gans import ConditionalBatchNorm
+from ganaug.trainer import GAN, StateDictError, _sampling_mode, balanced_labels, descend, frozen
 
 
 class AttributeBatchNorm(nn.Module):
@@ -84,7 +77,7 @@ def condition_generator(G: nn.Module, attributes: int) -> nn.Module:
 
 
 class ConditionedGAN(GAN):
-    """gans.GAN conditioned on continuous attributes besides the class; D has a predictor head (module docstring).
+    """trainer.GAN conditioned on continuous attributes besides the class; D has a predictor head (module docstring).
 
     train_step takes the real batch's attribute rows too (real_attributes: rows of data.train_attributes, every
     column; the gan_conditions columns are picked here). The standardisation and the per-class attribute rows
@@ -149,12 +142,12 @@ class ConditionedGAN(GAN):
         return self.class_rows[start + torch.minimum((u * count).long(), count - 1)]
 
     # ------------------------------------------------------------------------------------------
-    # Training: the steps of gans.GAN with the attributes beside the labels and the predictor losses.
+    # Training: the steps of trainer.GAN with the attributes beside the labels and the predictor losses.
 
     def train_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
                    generator: torch.Generator | None = None, autocast: Callable = contextlib.nullcontext,
                    real_attributes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """gans.GAN.train_step; real_attributes: the batch's rows of data.train_attributes (all columns)."""
+        """trainer.GAN.train_step; real_attributes: the batch's rows of data.train_attributes (all columns)."""
         if real_attributes is None or len(real_attributes) != len(real_x):
             raise ValueError(f"gan_conditions={self.cfg.gan_conditions!r}: train_step needs real_attributes, the "
                              "batch's rows of data.train_attributes (one per image)")
@@ -167,7 +160,7 @@ class ConditionedGAN(GAN):
     def discriminator_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
                            generator: torch.Generator | None = None, autocast: Callable = contextlib.nullcontext,
                            offset: int = 0, real_attributes: torch.Tensor | None = None) -> torch.Tensor:
-        """gans.GAN.discriminator_step plus lambda * max(0, l2(real) - l2(fake)); real_attributes standardised
+        """trainer.GAN.discriminator_step plus lambda * max(0, l2(real) - l2(fake)); real_attributes standardised
         (default: those train_step is working on)."""
         real_a = real_attributes if real_attributes is not None else self._real_attributes
         if real_a is None:
@@ -203,7 +196,7 @@ class ConditionedGAN(GAN):
 
     def generator_step(self, n: int, generator: torch.Generator | None = None,
                        autocast: Callable = contextlib.nullcontext) -> torch.Tensor:
-        """gans.GAN.generator_step on class-balanced labels with attributes drawn per class, plus lambda * l2(fake)."""
+        """GAN.generator_step on class-balanced labels with attributes drawn per class, plus lambda * l2(fake)."""
         y = balanced_labels(n, self.num_classes, generator, self.device)
         attributes = self.draw_attributes(y, generator)
         with frozen(self.D):
@@ -223,7 +216,7 @@ class ConditionedGAN(GAN):
     def sample(self, y: torch.Tensor, generator: torch.Generator | None = None,
                attributes: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [-1, 1] for labels y and attributes [n, k] in the data's units (the gan_conditions columns),
-        drawn from class y's training rows when None; G_ema when enabled, batch statistics (gans.GAN.sample)."""
+        drawn from class y's training rows when None; G_ema when enabled, batch statistics (trainer.GAN.sample)."""
         y = y.to(self.device)
         standardised = self.draw_attributes(y, generator) if attributes is None else self.standardise(attributes)
         G = self.G_ema if self.G_ema is not None else self.G
@@ -248,7 +241,7 @@ class ConditionedGAN(GAN):
         return (predicted.float() - attributes).square().mean().item()
 
     # ------------------------------------------------------------------------------------------
-    # State: gans.GAN's plus the attribute statistics.
+    # State: trainer.GAN's plus the attribute statistics.
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "conditions": {

@@ -1,6 +1,6 @@
 """The `gan` axis: one trainer class per GAN family, and `build_gan`, which the joint loop and `generate` call.
 
-Every trainer has the interface of `gans.GAN`: train_step(real_x, real_y, real_fraction, generator, autocast)
+Every trainer has the interface of `trainer.GAN`: train_step(real_x, real_y, real_fraction, generator, autocast)
 -> dict of 0-dim losses, sample(y, generator) -> images in [-1, 1], class_scores(x, y), state_dict() and
 load_state_dict(state). Families that need the training data itself (source images, attributes) take it from
 `data`.
@@ -13,7 +13,7 @@ import torch
 from ganaug.ali import ALIGAN
 from ganaug.conditions import ConditionedGAN
 from ganaug.config import ConfigError, TrialConfig
-from ganaug.gans import GAN
+from ganaug.trainer import GAN
 from ganaug.translation import Translation
 
 

@@ -1,20 +1,14 @@
-"""Class-conditional GANs for data augmentation: CGAN and ACGAN families on MLP, DCGAN and SNGAN-style
-ResNet architectures, with the bce or hinge loss, optional spectral norm and minibatch features in D.
+"""Class-conditional GANs for data augmentation: CGAN and ACGAN networks and losses on MLP, DCGAN and
+SNGAN-style ResNet architectures, with the bce or hinge loss, optional spectral norm and minibatch features in D.
 
 The two families share one Generator, one Discriminator and one loss class; they differ only by D's
 conditioning (a projection term for CGAN) and D's auxiliary class head plus its cross-entropy (ACGAN).
 G takes the label through conditional BatchNorm (see "Networks" for why not concatenated to z).
-`GAN` bundles G, D, an optional EMA of G and both Adam optimizers, and takes the joint loop's steps:
-
-    gan = GAN(TrialConfig(gan="acgan", gan_arch="dcgan"), data.spec, device)
-    losses = gan.train_step(real_x, real_y, real_fraction=0.5)      # d_steps D steps + one G step
-    images = gan.sample(balanced_labels(64, data.spec.num_classes))  # float in [-1, 1], NCHW
+trainer.GAN holds the networks and optimizers of one trial and takes the joint loop's steps.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,107 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganaug.config import ConfigError, TrialConfig
-
-
-class StateDictError(ValueError):
-    """A GAN state dict does not fit the GAN built from the current config."""
-
-
-def balanced_labels(n: int, num_classes: int, generator: torch.Generator | None = None,
-                    device: torch.device | str | None = None) -> torch.Tensor:
-    """n class labels with per-class counts differing by at most one, starting at a random class.
-
-    The random start spreads the remainder (and the classes of batches smaller than num_classes)
-    evenly over successive calls.
-    """
-    start = torch.randint(num_classes, (1,), generator=generator, device=device)
-    return (start + torch.arange(n, device=device)) % num_classes
+from ganaug.config import ConfigError
 
 
 def _scaled(channels: int, width: float) -> int:
     return max(1, round(channels * width))
-
-
-# ----------------------------------------------------------------------------------------------
-# DiffAugment (Zhao et al. 2020, mit-han-lab/data-efficient-gans): differentiable augmentations
-# applied to every discriminator input, real and fake, in both D and G steps. Unlike the
-# original, the colour functions clamp to [-1, 1] so D never sees values no real image can have
-# (the gradient is zero only on clipped pixels); translation and cutout fill with 0 as the
-# original does.
-
-def _rand(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.rand(x.shape[0], 1, 1, 1, dtype=x.dtype, device=x.device, generator=generator)
-
-
-def rand_brightness(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    return (x + (_rand(x, generator) - 0.5)).clamp(-1, 1)
-
-
-def rand_saturation(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    x_mean = x.mean(dim=1, keepdim=True)
-    return ((x - x_mean) * (_rand(x, generator) * 2) + x_mean).clamp(-1, 1)
-
-
-def rand_contrast(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    x_mean = x.mean(dim=[1, 2, 3], keepdim=True)
-    return ((x - x_mean) * (_rand(x, generator) + 0.5) + x_mean).clamp(-1, 1)
-
-
-def rand_translation(x: torch.Tensor, generator: torch.Generator | None = None,
-                     ratio: float = 0.125) -> torch.Tensor:
-    batch, _, height, width = x.shape
-    shift_y, shift_x = int(height * ratio + 0.5), int(width * ratio + 0.5)
-    kwargs = dict(device=x.device, generator=generator)
-    translation_y = torch.randint(-shift_y, shift_y + 1, size=(batch, 1, 1), **kwargs)
-    translation_x = torch.randint(-shift_x, shift_x + 1, size=(batch, 1, 1), **kwargs)
-    grid_batch, grid_y, grid_x = torch.meshgrid(
-        torch.arange(batch, device=x.device), torch.arange(height, device=x.device),
-        torch.arange(width, device=x.device), indexing="ij",
-    )
-    # One pixel of zero padding: every shifted-in pixel reads it (clamped index), in one gather.
-    grid_y = torch.clamp(grid_y + translation_y + 1, 0, height + 1)
-    grid_x = torch.clamp(grid_x + translation_x + 1, 0, width + 1)
-    x_pad = F.pad(x, [1, 1, 1, 1])
-    return x_pad.permute(0, 2, 3, 1)[grid_batch, grid_y, grid_x].permute(0, 3, 1, 2)
-
-
-def rand_cutout(x: torch.Tensor, generator: torch.Generator | None = None,
-                ratio: float = 0.5) -> torch.Tensor:
-    batch, _, height, width = x.shape
-    cut_y, cut_x = int(height * ratio + 0.5), int(width * ratio + 0.5)
-    kwargs = dict(device=x.device, generator=generator)
-    offset_y = torch.randint(0, height + (1 - cut_y % 2), size=(batch, 1, 1), **kwargs)
-    offset_x = torch.randint(0, width + (1 - cut_x % 2), size=(batch, 1, 1), **kwargs)
-    grid_batch, grid_y, grid_x = torch.meshgrid(
-        torch.arange(batch, device=x.device), torch.arange(cut_y, device=x.device),
-        torch.arange(cut_x, device=x.device), indexing="ij",
-    )
-    grid_y = torch.clamp(grid_y + offset_y - cut_y // 2, min=0, max=height - 1)
-    grid_x = torch.clamp(grid_x + offset_x - cut_x // 2, min=0, max=width - 1)
-    mask = torch.ones(batch, height, width, dtype=x.dtype, device=x.device)
-    mask[grid_batch, grid_y, grid_x] = 0
-    return x * mask.unsqueeze(1)
-
-
-def parse_policy(policy: str) -> tuple[str, ...]:
-    """'color, translation' -> ('color', 'translation'); unknown parts raise ConfigError."""
-    parts = tuple(part.strip() for part in policy.split(",") if part.strip())
-    for part in parts:
-        if part not in DIFFAUGMENT:
-            raise ConfigError(
-                f"diffaugment={policy!r} has unknown part {part!r}; "
-                f"valid: a comma-separated subset of {', '.join(DIFFAUGMENT)}, or ''"
-            )
-    return parts
-
-
-def diff_augment(x: torch.Tensor, policy: str, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Apply the DiffAugment policy (e.g. "color,translation,cutout") to a batch; "" returns x."""
-    for part in parse_policy(policy):
-        for fn in DIFFAUGMENT[part]:
-            x = fn(x, generator)
-    return x
 
 
 # ----------------------------------------------------------------------------------------------
@@ -147,7 +45,7 @@ class ConditionalBatchNorm(nn.Module):
     """BatchNorm without affine parameters, then a per-class gain (initialised to 1) and bias (to 0).
 
     forward(x [B, C] or [B, C, H, W], y int64 [B]). The inner BatchNorm is an ordinary _BatchNorm module,
-    so sampling with batch statistics (_sampling_mode) and the EMA's buffer copy treat it like any other.
+    so sampling with batch statistics (trainer._sampling_mode) and the EMA's buffer copy treat it like any other.
     """
 
     takes_labels = True
@@ -543,243 +441,6 @@ class GANLoss:
             loss = loss + self.aux_weight * class_weight * F.cross_entropy(class_logits.float(), y)
         return loss
 
-
-def descend(loss: torch.Tensor, *optimizers: torch.optim.Optimizer) -> torch.Tensor:
-    """One gradient step of each optimizer on `loss` (their networks' grads cleared first); `loss` detached."""
-    for optimizer in optimizers:
-        optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    for optimizer in optimizers:
-        optimizer.step()
-    return loss.detach()
-
-
-@contextlib.contextmanager
-def frozen(network: nn.Module):
-    """Gradients flow through `network` to the player behind it without filling the network's own .grad."""
-    network.requires_grad_(False)
-    try:
-        yield
-    finally:
-        network.requires_grad_(True)
-
-
-@contextlib.contextmanager
-def _sampling_mode(G: nn.Module, batch_size: int):
-    """Batch statistics without touching the running statistics (batches of one: running statistics).
-
-    Why batch statistics: G always trains in train mode, so these are the activations D has
-    judged; running statistics lag the fast-moving weights early in training (washed-out
-    samples), and for the EMA generator they belong to the live G's weights, not the EMA's.
-    """
-    was_training = G.training
-    norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    tracked = [m.track_running_stats for m in norms]
-    if batch_size > 1:
-        G.train()
-        for m in norms:
-            m.track_running_stats = False  # train mode + untracked: batch stats, buffers left alone
-    else:
-        G.eval()  # BatchNorm1d cannot normalise a batch of one
-    try:
-        yield
-    finally:
-        for m, was_tracked in zip(norms, tracked):
-            m.track_running_stats = was_tracked
-        G.train(was_training)
-
-
-class GAN:
-    """G, D, optional EMA of G, their Adam optimizers and the family loss, for one trial.
-
-    Both optimizers are Adam(lr=cfg.gan_lr, betas=(cfg.gan_beta1, 0.999)). `device` must hold the
-    batches and any torch.Generator passed to the methods.
-    """
-
-    def __init__(self, cfg: TrialConfig, spec, device: torch.device, data=None):
-        # data: the trial's ImageData, which families.build_gan hands every trainer; cgan and acgan need none.
-        if cfg.gan not in GANS:
-            raise ConfigError(f"gan={cfg.gan!r} is not one of {', '.join(GANS)}")
-        self.cfg = cfg
-        self.device = torch.device(device)
-        self.num_classes = spec.num_classes
-        self.latent_dim = cfg.latent_dim
-        self.loss = GANS[cfg.gan]
-        self.adversarial = ADVERSARIAL_LOSSES[cfg.gan_loss]
-        self.diffaugment = ",".join(parse_policy(cfg.diffaugment))  # validated once, not per step
-        self.G, self.D = (network.to(self.device) for network in self.networks(spec))
-        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if cfg.g_ema > 0 else None
-        self.ema_updates = 0
-        betas = (cfg.gan_beta1, 0.999)
-        # fused: one kernel updates every parameter (see pipeline.run's optimizer).
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.gan_lr, betas=betas, fused=True)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.gan_lr, betas=betas, fused=True)
-
-    def networks(self, spec, predictions: int = 0) -> tuple[Generator, Discriminator]:
-        """G and D of this config (the seam a variant such as conditions.ConditionedGAN extends)."""
-        cfg = self.cfg
-        G = build_generator(cfg.gan_arch, spec, cfg.latent_dim, cfg.gan_width)
-        D = build_discriminator(
-            cfg.gan_arch, spec, cfg.gan_width, conditional=self.loss.conditional_d,
-            aux_classes=spec.num_classes if self.loss.aux_weight > 0 else 0,
-            spectral_norm=cfg.d_spectral_norm, minibatch=cfg.d_minibatch, predictions=predictions,
-        )
-        return G, D
-
-    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, device=self.device, generator=generator)
-
-    def train_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
-                   generator: torch.Generator | None = None,
-                   autocast: Callable = contextlib.nullcontext) -> dict[str, torch.Tensor]:
-        """cfg.d_steps discriminator steps, one generator step, the EMA update.
-
-        real_x: float [n, C, H, W] in [-1, 1] on the GAN's device; real_y: int64 [n].
-        Returns 0-dim detached {"d_loss" (mean over the D steps), "g_loss"}; never syncs.
-        """
-        if not real_x.is_floating_point():
-            raise TypeError(f"GAN.train_step: real_x must be float images in [-1, 1], got {real_x.dtype}")
-        if len(real_x) < 2:
-            raise ValueError(
-                f"GAN.train_step needs batches of at least 2 images (BatchNorm in G), got {len(real_x)}"
-            )
-        if not 0 <= real_fraction <= 1:
-            raise ValueError(
-                f"GAN.train_step: real_fraction={real_fraction!r}; valid: 0 <= real_fraction <= 1"
-            )
-        d_losses = [
-            self.discriminator_step(real_x, real_y, real_fraction, generator, autocast, offset=step)
-            for step in range(self.cfg.d_steps)
-        ]
-        g_loss = self.generator_step(len(real_x), generator, autocast)
-        self.update_ema()
-        return {"d_loss": torch.stack(d_losses).mean(), "g_loss": g_loss}
-
-    def discriminator_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
-                           generator: torch.Generator | None = None,
-                           autocast: Callable = contextlib.nullcontext, offset: int = 0) -> torch.Tensor:
-        """One D update on a batch of len(real_x) images, round(real_fraction * n) of them real.
-
-        The real share is a slice of real_x (rotated by `offset` slices, so that successive D steps
-        on one batch see different real images); its dropped slots are filled with fakes conditioned
-        on the dropped images' labels. Reusing those labels keeps the label mix of real and fake
-        rows identical, so a label-conditioned D cannot tell real from fake by the label alone
-        (uniform fake labels on imbalanced data would mark minority labels as fake).
-        """
-        n = len(real_x)
-        n_real = round(real_fraction * n)
-        n_fake = n - n_real
-        shift = (offset * n_real) % n
-        if shift:
-            real_x, real_y = real_x.roll(-shift, 0), real_y.roll(-shift, 0)
-        with torch.no_grad(), autocast():
-            if n_fake == 0:
-                fake = real_x[:0]
-            else:
-                # A single fake would break BatchNorm1d's batch statistics: draw two, keep one.
-                fake_y = real_y[n_real:] if n_fake > 1 else real_y[n_real:].repeat(2)
-                fake = self.G(self.noise(len(fake_y), generator), fake_y)[:n_fake]
-        with autocast():
-            d_input = diff_augment(torch.cat([real_x[:n_real], fake]), self.diffaugment, generator)
-            is_real = torch.arange(n, device=real_x.device) < n_real
-            # One pass over the mixed batch; minibatch features compare real rows with real rows only.
-            logit, class_logits = self.D(d_input, real_y, groups=is_real.long())
-            loss = self.loss.discriminator_loss(
-                logit, class_logits, real_y, is_real, real_target=1.0 - self.cfg.d_label_smoothing,
-                adversarial=self.adversarial, class_weight=self.cfg.acgan_weight,
-                class_on_fakes=self.cfg.acgan_fake_class_loss,
-            )
-        return descend(loss, self.opt_D)
-
-    def generator_step(self, n: int, generator: torch.Generator | None = None,
-                       autocast: Callable = contextlib.nullcontext) -> torch.Tensor:
-        """One G update on n fresh fakes with class-balanced labels (non-saturating bce, or hinge)."""
-        y = balanced_labels(n, self.num_classes, generator, self.device)
-        with frozen(self.D):
-            with autocast():
-                fake = self.G(self.noise(n, generator), y)
-                logit, class_logits = self.D(diff_augment(fake, self.diffaugment, generator), y)
-                loss = self.loss.generator_loss(logit, class_logits, y, adversarial=self.adversarial,
-                                                class_weight=self.cfg.acgan_weight)
-            return descend(loss, self.opt_G)
-
-    @torch.no_grad()
-    def update_ema(self) -> None:
-        """G_ema <- decay * G_ema + (1 - decay) * G; BN buffers copied.
-
-        The decay ramps up as min(g_ema, (1 + t) / (10 + t)) so that early samples follow G instead
-        of lingering near the random initialisation.
-        """
-        if self.G_ema is None:
-            return
-        self.ema_updates += 1
-        decay = min(self.cfg.g_ema, (1 + self.ema_updates) / (10 + self.ema_updates))
-        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - decay)
-        for ema_buffer, buffer in zip(self.G_ema.buffers(), self.G.buffers()):
-            ema_buffer.copy_(buffer)
-
-    @torch.no_grad()
-    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Images in [-1, 1] for labels y, from G_ema when enabled else G; noise from `generator`.
-
-        Uses batch statistics (see _sampling_mode), so an image depends on its batch; running
-        statistics are never updated.
-        """
-        G = self.G_ema if self.G_ema is not None else self.G
-        with _sampling_mode(G, len(y)):
-            return G(self.noise(len(y), generator), y.to(self.device))
-
-    @torch.no_grad()
-    def class_scores(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """ACGAN: D's auxiliary-head probability of class y for each image (filter_candidates' scorer when the
-        trial has no teacher); CGAN has no class head."""
-        _, class_logits = self.D(x, y)
-        if class_logits is None:
-            raise ConfigError(f"gan={self.cfg.gan!r} has no auxiliary class head to score samples with")
-        return torch.softmax(class_logits.float(), dim=1).gather(1, y[:, None]).squeeze(1)
-
-    def state_dict(self) -> dict:
-        return {
-            "G": self.G.state_dict(),
-            "D": self.D.state_dict(),
-            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
-            "opt_G": self.opt_G.state_dict(),
-            "opt_D": self.opt_D.state_dict(),
-            "ema_updates": self.ema_updates,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        expected = {"G", "D", "G_ema", "opt_G", "opt_D", "ema_updates"}
-        if not isinstance(state, dict) or set(state) != expected:
-            found = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise StateDictError(f"GAN state: expected keys {sorted(expected)}, found {found}")
-        if (state["G_ema"] is None) != (self.G_ema is None):
-            has = "lacks" if state["G_ema"] is None else "has"
-            raise StateDictError(
-                f"GAN state: g_ema={self.cfg.g_ema} but the state {has} an EMA generator; "
-                f"resume with the g_ema the state was saved with"
-            )
-        try:
-            self.G.load_state_dict(state["G"])
-            self.D.load_state_dict(state["D"])
-            if self.G_ema is not None:
-                self.G_ema.load_state_dict(state["G_ema"])
-            self.opt_G.load_state_dict(state["opt_G"])
-            self.opt_D.load_state_dict(state["opt_D"])
-        except (RuntimeError, ValueError, KeyError) as error:
-            raise StateDictError(
-                f"GAN state does not fit gan={self.cfg.gan!r}, gan_arch={self.cfg.gan_arch!r}, "
-                f"gan_width={self.cfg.gan_width}, latent_dim={self.cfg.latent_dim} and this dataset's "
-                f"shape/classes: {str(error).splitlines()[0]}"
-            ) from None
-        self.ema_updates = int(state["ema_updates"])
-
-
-DIFFAUGMENT = {
-    "color": [rand_brightness, rand_saturation, rand_contrast],
-    "translation": [rand_translation],
-    "cutout": [rand_cutout],
-}
 
 ARCHITECTURES = {
     "mlp": Architecture(mlp_generator_body, mlp_discriminator_body),

@@ -219,8 +219,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def _domain_errors() -> tuple[type[Exception], ...]:
     from ganaug.data import DataError
-    from ganaug.gans import StateDictError
     from ganaug.pipeline import CheckpointError
+    from ganaug.trainer import StateDictError
 
     return DataError, StateDictError, CheckpointError
 

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganaug.classifiers import build_classifier
-from ganaug.gans import GAN, balanced_labels
 from ganaug.labeling import LABELERS, Labeler
+from ganaug.trainer import GAN, balanced_labels
 
 
 def _as_float_images(x: torch.Tensor) -> torch.Tensor:

@@ -39,19 +39,16 @@ from torch import nn
 
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import to_float
+from ganaug.diffaugment import diff_augment, parse_policy
 from ganaug.gans import (
     ADVERSARIAL_LOSSES,
-    GAN,
     GANS,
     ConditionalBatchNorm,
     Conditioned,
     _dcgan_channels,
     build_discriminator,
-    descend,
-    diff_augment,
-    frozen,
-    parse_policy,
 )
+from ganaug.trainer import GAN, descend, frozen
 
 RESIDUAL_BLOCKS = 3  # at G's lowest resolution; StarGAN and CycleGAN use 6 on 128 px images
 MAX_DOWNSAMPLINGS = 2  # StarGAN's two stride-2 convs

@@ -15,8 +15,8 @@ from ganaug.ali import ALIGAN
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import batch_indices, load_data, to_float
 from ganaug.families import FAMILIES, build_gan
-from ganaug.gans import GAN, StateDictError
 from ganaug.pipeline import run
+from ganaug.trainer import GAN, StateDictError
 
 NUM_CLASSES = 4
 

@@ -16,9 +16,10 @@ from ganaug.conditions import AttributeBatchNorm, ConditionedGAN
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import DataError, batch_indices, load_data, to_float
 from ganaug.families import build_gan
-from ganaug.gans import ARCHITECTURES, GAN, GANS, StateDictError
+from ganaug.gans import ARCHITECTURES, GANS
 from ganaug.pipeline import CHECKPOINT_FILE, load_checkpoint, run, save_checkpoint
 from ganaug.space import SpaceError, load_space
+from ganaug.trainer import GAN, StateDictError
 from ganaug.tune import pack_data, unpack_data
 
 CLASSES = ("a", "b")

@@ -9,22 +9,19 @@ import torch
 from conftest import make_spec, real_batch, seeded
 from torch import nn
 
-from ganaug import gans
+from ganaug import gans, trainer
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import batch_indices, load_data, to_float
+from ganaug.diffaugment import DIFFAUGMENT, diff_augment
 from ganaug.gans import (
     ADVERSARIAL_LOSSES,
     ARCHITECTURES,
-    DIFFAUGMENT,
-    GAN,
     GANS,
     MINIBATCH_FEATURES,
-    StateDictError,
-    balanced_labels,
     build_discriminator,
     build_generator,
-    diff_augment,
 )
+from ganaug.trainer import GAN, StateDictError, balanced_labels
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
 NUM_CLASSES = 4
@@ -309,9 +306,9 @@ def test_ema_differs_from_g_and_sample_uses_it():
     buffers_before = [b.clone() for b in gan.G_ema.buffers()]
     sampled = gan.sample(y, seeded(5))
     z = torch.randn(8, gan.latent_dim, generator=seeded(5))
-    with gans._sampling_mode(gan.G_ema, 8), torch.no_grad():
+    with trainer._sampling_mode(gan.G_ema, 8), torch.no_grad():
         from_ema = gan.G_ema(z, y)
-    with gans._sampling_mode(gan.G, 8), torch.no_grad():
+    with trainer._sampling_mode(gan.G, 8), torch.no_grad():
         from_live = gan.G(z, y)
     assert torch.allclose(sampled, from_ema)
     assert not torch.allclose(sampled, from_live)

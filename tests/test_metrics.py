@@ -13,7 +13,6 @@ from torch import nn
 from ganaug import metrics
 from ganaug.config import TrialConfig
 from ganaug.data import load_data
-from ganaug.gans import GAN
 from ganaug.labeling import LABELERS
 from ganaug.metrics import (
     accuracy,
@@ -30,6 +29,7 @@ from ganaug.metrics import (
     synthetic_frechet_distance,
     topk_accuracy,
 )
+from ganaug.trainer import GAN
 
 LOGITS = torch.tensor([
     [0.9, 0.1, 0.0],   # predicts 0, ranking 0 > 1 > 2

@@ -9,10 +9,10 @@ import torch
 from ganaug.classifiers import build_classifier
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import batch_indices, load_data, to_float
-from ganaug.gans import GAN
 from ganaug.labeling import LABELERS
 from ganaug.metrics import evaluate
 from ganaug.pipeline import CHECKPOINT_FILE, CheckpointError, load_checkpoint, run, save_checkpoint
+from ganaug.trainer import GAN
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ from conftest import seeded
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import DataSpec, ImageData, batch_indices, load_data, to_float
 from ganaug.families import FAMILIES, build_gan
-from ganaug.gans import ARCHITECTURES, StateDictError
+from ganaug.gans import ARCHITECTURES
 from ganaug.pipeline import CHECKPOINT_FILE, load_checkpoint, run, save_checkpoint
+from ganaug.trainer import StateDictError
 from ganaug.translation import Translation, translation_levels
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
