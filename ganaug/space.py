@@ -509,20 +509,21 @@ def _check_scheduler(spec: SearchSpec) -> None:
 
 
 def _check_data(spec: SearchSpec) -> None:
-    from ganaug import data as data_module  # lazy: it imports torch
+    from ganaug.data import DataConfig  # lazy: it imports torch
+    from ganaug.datasets import DATASETS
 
     file, data = spec.path, spec.data
-    known = [f.name for f in dataclasses.fields(data_module.DataConfig)]
+    known = [f.name for f in dataclasses.fields(DataConfig)]
     for key in data:
         if key not in known:
             raise SpaceError(f"{file}: data.{key}: unknown key{_unknown_hint(key, known)}")
     if "name" not in data:
-        raise SpaceError(f"{file}: data.name: missing; valid: {', '.join(data_module.DATASETS)}")
-    if data["name"] not in data_module.DATASETS:
+        raise SpaceError(f"{file}: data.name: missing; valid: {', '.join(DATASETS)}")
+    if data["name"] not in DATASETS:
         raise SpaceError(f"{file}: data.name: unknown dataset {data['name']!r}"
-                         f"{_unknown_hint(str(data['name']), data_module.DATASETS)}")
+                         f"{_unknown_hint(str(data['name']), DATASETS)}")
     try:  # DataConfig checks every value; its messages start with "data.<key>=..."
-        data_module.DataConfig(**data)
+        DataConfig(**data)
     except (ValueError, TypeError) as err:  # DataError is a ValueError
         raise SpaceError(f"{file}: {err}") from None
 

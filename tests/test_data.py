@@ -19,7 +19,6 @@ import pytest
 import torch
 
 from ganaug.data import (
-    DATASETS,
     DataConfig,
     DataError,
     DataSpec,
@@ -29,6 +28,7 @@ from ganaug.data import (
     load_data,
     to_float,
 )
+from ganaug.datasets import DATASETS
 
 REPO = Path(__file__).resolve().parents[1]
 COLORS = {"apple": (250, 10, 10), "grass": (10, 250, 10), "sky": (10, 10, 250)}
