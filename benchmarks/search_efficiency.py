@@ -407,6 +407,8 @@ def main(argv: list[str] | None = None) -> dict:
         "target": "tpe_asha reaches the best found (within tolerance) with <= 1/3 of random_fifo's trial-epochs "
                   "(median); fewer trial-epochs than stock_tpe_asha on >= 2 of 3 seeds",
         "asha_bias": bias,
+        # random + FIFO's complete curves, in arrival order, so other ASHA settings can be replayed later.
+        "fifo_curves": [{"records": replay["records"], "augmented": sorted(replay["augmented"])} for replay in replays],
         "asha_bias_current": next((row for row in bias if (row["grace_period"], row["reduction_factor"],
                                                            row["ranking"]) == (current.grace_period,
                                                                                current.reduction_factor, "last")),
