@@ -17,6 +17,11 @@ The format (required: experiment.name, data.name and at least one search key; th
       max_failures: 1           # retries of an errored trial from its last checkpoint (-1 = forever)
       baselines_first: true     # first trials: the no-GAN policies (synthetic_ratio 0, one per traditional_aug
                                 #   choice, other keys at their defaults or midpoints); count toward num_samples
+      sampler:                  # Optuna's TPESampler (README: "The searcher")
+        n_startup_trials: null  # random trials before TPE models the results; null: num_samples // 4, 2..10
+        multivariate: true      # one joint density over the searched keys, not one per key
+        group: true             # multivariate per group of keys drawn together (`when:` blocks); needs multivariate
+        constant_liar: true     # running trials count as poor results, so concurrent trials spread out
     data:                       # DataConfig keys (ganaug.data), name required: name, root, download,
       name: digits              #   image_size, grayscale, test_fraction, val_fraction, samples_per_class, ...
     metric: {name: val_acc, mode: max}   # val_acc | val_top5 | val_loss | train_acc; mode defaults to the
@@ -89,7 +94,7 @@ class Sampler(_Model):
 
     n_startup_trials: int | None = Field(None, ge=0)  # None -> num_samples // 4, clipped to 2..10
     multivariate: bool = True
-    group: bool = False
+    group: bool | None = None  # None -> multivariate's value (group needs multivariate)
     constant_liar: bool = True
 
 
@@ -478,6 +483,8 @@ def _check_experiment(spec: SearchSpec) -> None:
         raise SpaceError(f"{file}: experiment.resources.gpu: {gpu} GPUs per trial do not pack onto whole "
                          "GPUs; valid: 0, a whole number, or 1/k (0.5, 0.25, 0.2, 0.125, ...)")
     sampler = spec.experiment.sampler
+    if sampler.group is None:
+        sampler.group = sampler.multivariate
     if sampler.group and not sampler.multivariate:  # Optuna's own rule, raised here before Ray starts
         raise SpaceError(f"{file}: experiment.sampler.group: true needs multivariate: true; valid: "
                          "multivariate: true with group: true or false, or group: false")

@@ -172,12 +172,13 @@ def test_stock_searcher_calls_an_asha_stopped_trial_complete_and_ours_pruned(tmp
 
 def test_sampler_settings_reach_optuna_and_a_bad_combination_is_refused(tmp_path):
     path = write_space(tmp_path)
-    sampler = "  sampler: {n_startup_trials: 3, group: true}\n"
+    assert make_searcher(load_space(path), None)._sampler._group is True  # the default: multivariate, grouped
+    sampler = "  sampler: {n_startup_trials: 3, multivariate: false}\n"
     text = path.read_text().replace("  max_failures: 1\n", "  max_failures: 1\n" + sampler)
     path.write_text(text)
     sampler = make_searcher(load_space(path), None)._sampler
-    assert (sampler._n_startup_trials, sampler._multivariate, sampler._group) == (3, True, True)
-    path.write_text(text.replace("group: true", "group: true, multivariate: false"))
+    assert (sampler._n_startup_trials, sampler._multivariate, sampler._group) == (3, False, False)
+    path.write_text(text.replace("multivariate: false", "multivariate: false, group: true"))
     with pytest.raises(SpaceError, match=r"experiment\.sampler\.group: true needs multivariate: true"):
         load_space(path)
 
