@@ -466,3 +466,14 @@ def test_a_when_condition_makes_conflicting_keys_valid(tmp_path):
     load_space(write(tmp_path, doc(search="{gan_pretrain_epochs: {choice: [3, 6]}, gan_freeze: {choice: [true]}}")))
     for params in sample(spec, 20):
         spec.trial_config(params)  # never an invalid combination
+
+
+def test_importing_space_imports_neither_torch_nor_ray():
+    """space.py validates YAML before Ray starts, on machines (a laptop driving a cluster) that may lack a GPU
+    build of torch: importing it must stay light."""
+    import subprocess
+    import sys
+
+    code = "import sys, ganaug.space; print(sorted({'torch', 'ray'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
