@@ -12,6 +12,7 @@ from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import DataSpec, load_data
 from ganaug.labeling import LABELERS, Teacher, distill_target, keep_best_candidates
 from ganaug.pipeline import CHECKPOINT_FILE, load_checkpoint, run, save_checkpoint, synthetic_share
+from ganaug.trainer import GAN
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +54,13 @@ def test_the_filter_keeps_the_top_scored_candidates_of_each_class_and_the_class_
 
 def test_filtered_trial_reports_the_kept_samples_confidence_and_keeps_the_batch(digits, monkeypatch):
     sizes = []
-    sample = ganaug.pipeline.GAN.sample
+    sample = GAN.sample
 
     def recording(self, y, generator=None):
         sizes.append(len(y))
         return sample(self, y, generator)
 
-    monkeypatch.setattr(ganaug.pipeline.GAN, "sample", recording)
+    monkeypatch.setattr(GAN, "sample", recording)
     final = run(small(filter_candidates=3, epochs=1), digits, Recorder())  # scored by ACGAN's class head
     assert 0 < final["filter_confidence"] <= 1
     batches = math.ceil(len(digits.train_y) / 128)
