@@ -52,8 +52,10 @@ def test_classifier_alone_learns_digits(digits):
 def test_acgan_samples_are_recognised_by_a_real_data_classifier(digits):
     torch.manual_seed(0)
     joint = Recorder()
-    cfg = TrialConfig(gan="acgan", gan_arch="mlp", synthetic_ratio=0.5, labeling="pseudo", epochs=20,
-                      batch_size=64, gan_lr=5e-4, sample_every=10, cas_epochs=1, seed=1)
+    # Half width, 12 epochs: the real-data classifier agrees on 0.85-0.87 of its samples (seeds 1, 2; full width
+    # and 20 epochs: 0.91-0.93 in 2.5x the time), far above the 0.5 asked.
+    cfg = TrialConfig(gan="acgan", gan_arch="mlp", synthetic_ratio=0.5, labeling="pseudo", epochs=12,
+                      batch_size=64, gan_lr=5e-4, gan_width=0.5, sample_every=6, cas_epochs=1, seed=1)
     final = run(cfg, digits, joint)
     for key in ("d_loss", "g_loss", "synthetic_agreement", "cas", "test_acc"):
         assert math.isfinite(final[key])
