@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 
 from ganaug.config import ConfigError, TrialConfig, registry_choices
-from ganaug.results import Experiment, ResultsError, atomic_write, load_experiment
+from ganaug.errors import EXIT_BAD_INPUT, InputError
+from ganaug.results import Experiment, atomic_write, load_experiment
 
-EXIT_BAD_INPUT = 2
 EVALUATION_CSV = "evaluation.csv"
 EVALUATION_MD = "evaluation.md"
 EVALUATION_PNG = "evaluation.png"
@@ -47,7 +47,7 @@ VARIANT_PREFIX = f"{BEST_GAN}-"      # --ablate: best_gan-<key> is best_gan with
 TRADITIONAL_PREFIX = "no_gan+"       # no_gan+<choice>: GAN off, traditional_aug <choice>
 
 
-class EvaluationError(ValueError):
+class EvaluationError(InputError):
     """The experiment cannot be evaluated as asked; the message names the folder or option."""
 
 
@@ -697,7 +697,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.evaluate")
         from ganaug.data import load_data
 
         data = load_data(experiment.meta["data"]).train_and_val()
-    except (EvaluationError, ResultsError, ConfigError, _data_error()) as error:
+    except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -736,12 +736,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.evaluate")
     where = f" (and to {experiment.uri})" if experiment.uri else ""
     print(f"Wrote {', '.join(str(p) for p in written)}{where}")
     return 0
-
-
-def _data_error() -> type[Exception]:
-    from ganaug.data import DataError
-
-    return DataError
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,10 +24,10 @@ import traceback
 from pathlib import Path
 
 from ganaug.config import ConfigError, TrialConfig
-from ganaug.space import SearchSpec, SpaceError, load_space, validate_storage
-from ganaug.storage import StorageError, check_reachable, download, mirror_of, upload
+from ganaug.errors import EXIT_BAD_INPUT, InputError
+from ganaug.space import SearchSpec, load_space, validate_storage
+from ganaug.storage import check_reachable, download, mirror_of, upload
 
-EXIT_BAD_INPUT = 2
 JOURNAL_FILE = "optuna_study.journal"
 # The product is "tpe" + "asha". benchmarks/search_efficiency.py measures it against "random" + "fifo" (no model,
 # no early stopping), "random" + "asha", and "stock_tpe" + "asha": Ray's own OptunaSearch, which tells Optuna an
@@ -40,7 +40,7 @@ USER_ATTRS = ("test_acc", "cas", "cas_ratio", "diverged")
 logger = logging.getLogger("ganaug.tune")
 
 
-class ExperimentError(ValueError):
+class ExperimentError(InputError):
     """The experiment folder cannot be used as asked (exists already, or nothing there to resume)."""
 
 
@@ -498,18 +498,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.tune") -> 
             spec = spec.smoke()
         command = f"{prog} " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         search(spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus, command=command)
-    except (SpaceError, ConfigError, ExperimentError, StorageError, _data_error()) as error:
+    except InputError as error:
         if args.debug:
             traceback.print_exception(error)
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0
-
-
-def _data_error() -> type[Exception]:
-    from ganaug.data import DataError
-
-    return DataError
 
 
 if __name__ == "__main__":
