@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import fields
@@ -337,19 +336,10 @@ def run_all(data, policies: dict[str, dict], seeds: int, *, kept: pd.DataFrame |
         return _ordered(kept, list(policies))
     import ray
 
-    from ganaug.tune import pack_data
+    from ganaug.tune import pack_data, ray_session
 
     class_names = list(data.spec.class_names)
-    started_ray = False
-    if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
-        if address and address != "local":
-            ray.init(address=address)
-        else:
-            # "local": a new Ray of our own; a bare ray.init() would join any cluster `ray start` left running.
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
-        started_ray = True
-    try:
+    with ray_session(address, num_cpus):
         data_ref = ray.put(pack_data(data))  # one copy in the object store, shared by every run on a node
         task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run)(train_and_test)
         pending = {task.remote(data_ref, run["config"], cpus_per_run): run for run in todo}
@@ -375,9 +365,6 @@ def run_all(data, policies: dict[str, dict], seeds: int, *, kept: pd.DataFrame |
             if on_row is not None:
                 on_row(_ordered(pd.DataFrame(rows), list(policies)))
         return _ordered(pd.DataFrame(rows), list(policies))
-    finally:
-        if started_ray:
-            ray.shutdown()
 
 
 def _ordered(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:

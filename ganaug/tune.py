@@ -13,6 +13,7 @@ This is the only module that builds Tuner, OptunaSearch, ASHAScheduler, resource
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import math
@@ -324,8 +325,6 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
            num_cpus: int | None = None, command: str | None = None, searcher: str = "tpe",
            scheduler: str = "asha"):
     """Run (or resume) the search described by `spec`; write summary.csv and best_policy.yaml."""
-    import ray
-
     from ganaug.data import load_data
     from ganaug.results import (
         BEST_POLICY_FILE,
@@ -357,16 +356,7 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
         _upload(spec, local, [EXPERIMENT_FILE])
     else:
         _download(spec, local, [JOURNAL_FILE])  # the study continues from the bucket's copy
-    started_ray = False
-    if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address)
-        else:
-            # address="local": never join a cluster some earlier `ray start` left running by accident.
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
-        started_ray = True
-    try:
+    with ray_session(address, num_cpus):
         started = time.time()
         tuner = build_tuner(spec, data, resume=resume, searcher=searcher, scheduler=scheduler)
         try:
@@ -381,9 +371,27 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
         print(f"\nSearch finished in {time.time() - started:.0f} s: {spec.experiment_dir()}")
         print(next_steps(local.experiment_dir(), Path(local.experiment_dir(), JOURNAL_FILE)))
         return summary
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None):
+    """Ray for the length of the block: the one already initialised if any (left running), else `address` (default
+    $RAY_ADDRESS) joined, else a new local Ray of `num_cpus` CPUs; a Ray started here is shut down after the block."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address and address != "local":
+        ray.init(address=address)
+    else:
+        # address="local": a new Ray of our own; a bare ray.init() would join any cluster `ray start` left running.
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
+    try:
+        yield
     finally:
-        if started_ray:
-            ray.shutdown()
+        ray.shutdown()
 
 
 def close_orphaned_trials(journal: Path, study_name: str) -> int:
