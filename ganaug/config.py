@@ -13,8 +13,10 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ganaug.errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError):
     """A configuration key or value is not valid; the message names the key and what would be."""
 
 

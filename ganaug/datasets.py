@@ -27,11 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ganaug.errors import InputError
+
 if TYPE_CHECKING:  # data.py imports this module; DataConfig is only an annotation here
     from ganaug.data import DataConfig
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Bad data input: the message names the key or file and what would be valid."""
 
 

@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import fields
@@ -32,9 +31,9 @@ import numpy as np
 import pandas as pd
 
 from ganaug.config import ConfigError, TrialConfig, registry_choices
-from ganaug.results import Experiment, ResultsError, atomic_write, load_experiment
+from ganaug.errors import EXIT_BAD_INPUT, InputError
+from ganaug.results import Experiment, atomic_write, load_experiment
 
-EXIT_BAD_INPUT = 2
 EVALUATION_CSV = "evaluation.csv"
 EVALUATION_MD = "evaluation.md"
 EVALUATION_PNG = "evaluation.png"
@@ -47,7 +46,7 @@ VARIANT_PREFIX = f"{BEST_GAN}-"      # --ablate: best_gan-<key> is best_gan with
 TRADITIONAL_PREFIX = "no_gan+"       # no_gan+<choice>: GAN off, traditional_aug <choice>
 
 
-class EvaluationError(ValueError):
+class EvaluationError(InputError):
     """The experiment cannot be evaluated as asked; the message names the folder or option."""
 
 
@@ -337,19 +336,10 @@ def run_all(data, policies: dict[str, dict], seeds: int, *, kept: pd.DataFrame |
         return _ordered(kept, list(policies))
     import ray
 
-    from ganaug.tune import pack_data
+    from ganaug.tune import pack_data, ray_session
 
     class_names = list(data.spec.class_names)
-    started_ray = False
-    if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
-        if address and address != "local":
-            ray.init(address=address)
-        else:
-            # "local": a new Ray of our own; a bare ray.init() would join any cluster `ray start` left running.
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
-        started_ray = True
-    try:
+    with ray_session(address, num_cpus):
         data_ref = ray.put(pack_data(data))  # one copy in the object store, shared by every run on a node
         task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run)(train_and_test)
         pending = {task.remote(data_ref, run["config"], cpus_per_run): run for run in todo}
@@ -375,9 +365,6 @@ def run_all(data, policies: dict[str, dict], seeds: int, *, kept: pd.DataFrame |
             if on_row is not None:
                 on_row(_ordered(pd.DataFrame(rows), list(policies)))
         return _ordered(pd.DataFrame(rows), list(policies))
-    finally:
-        if started_ray:
-            ray.shutdown()
 
 
 def _ordered(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
@@ -697,7 +684,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.evaluate")
         from ganaug.data import load_data
 
         data = load_data(experiment.meta["data"]).train_and_val()
-    except (EvaluationError, ResultsError, ConfigError, _data_error()) as error:
+    except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -736,12 +723,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.evaluate")
     where = f" (and to {experiment.uri})" if experiment.uri else ""
     print(f"Wrote {', '.join(str(p) for p in written)}{where}")
     return 0
-
-
-def _data_error() -> type[Exception]:
-    from ganaug.data import DataError
-
-    return DataError
 
 
 # ----------------------------------------------------------------------------------------------

@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ganaug.config import ConfigError, TrialConfig
-from ganaug.results import Experiment, ResultsError, load_experiment
+from ganaug.config import TrialConfig
+from ganaug.errors import EXIT_BAD_INPUT, InputError
+from ganaug.results import Experiment, load_experiment
 
-EXIT_BAD_INPUT = 2
 NPZ_NAME = "synthetic.npz"
 
 
-class GenerateError(ValueError):
+class GenerateError(InputError):
     """The export cannot run as asked; the message names the trial, file or option."""
 
 
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.generate")
     args = parse_args(argv, prog)
     try:
         return _export(args)
-    except (GenerateError, ResultsError, ConfigError, *_domain_errors()) as error:
+    except (InputError, _checkpoint_error()) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -217,12 +217,12 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _domain_errors() -> tuple[type[Exception], ...]:
-    from ganaug.data import DataError
+def _checkpoint_error() -> type[Exception]:
+    # Not an InputError (tune falls back to an older checkpoint), but here the checkpoint is of the trial the user
+    # chose. Imported only while an error is handled: ganaug.pipeline imports torch.
     from ganaug.pipeline import CheckpointError
-    from ganaug.trainer import StateDictError
 
-    return DataError, StateDictError, CheckpointError
+    return CheckpointError
 
 
 if __name__ == "__main__":

@@ -449,7 +449,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.pipeline")
     import yaml
 
     from ganaug.config import ConfigError
-    from ganaug.data import DataError, load_data
+    from ganaug.data import load_data
+    from ganaug.errors import EXIT_BAD_INPUT, InputError
     from ganaug.report import TrialReporter
 
     parser = argparse.ArgumentParser(prog=prog,
@@ -472,9 +473,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.pipeline")
         overrides = {k: v for k, v in {"epochs": args.epochs, "seed": args.seed}.items() if v is not None}
         cfg = TrialConfig.from_dict({**policy["config"], **overrides}, where=args.policy)
         data = load_data(policy["data"])
-    except (ConfigError, DataError) as error:
+    except InputError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     reporter = TrialReporter(args.out) if args.out else None
     try:
         final = run(cfg, data, reporter)

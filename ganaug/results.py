@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from ganaug.errors import InputError
 from ganaug.storage import StorageError, check_reachable, download, is_uri, mirror_of_experiment, upload
 
 EXPERIMENT_FILE = "ganaug_experiment.yaml"
@@ -37,7 +38,7 @@ STATUS_ORDER = ("complete", "pruned", "diverged", "error", "running")
 TUNE_UNFINISHED = ("PENDING", "RUNNING", "PAUSED")
 
 
-class ResultsError(ValueError):
+class ResultsError(InputError):
     """A folder is not a ganaug experiment, or holds nothing usable; the message names it."""
 
 

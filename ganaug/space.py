@@ -66,9 +66,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ganaug.config import KWARGS_PREFIX, ConfigError, TrialConfig, condition_names, did_you_mean, is_import_path
+from ganaug.errors import InputError
 
 
-class SpaceError(ValueError):
+class SpaceError(InputError):
     """A search-space file is not valid; the one-line message names the file, the key and what would be."""
 
 

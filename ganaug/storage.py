@@ -13,11 +13,13 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ganaug.errors import InputError
+
 MIRROR_ROOT = "~/.ganaug/results"  # local mirrors of remote experiments; $GANAUG_MIRROR overrides it
 CONNECT_TIMEOUT_S = 3.0  # a storage endpoint that does not accept a connection in this long is unreachable
 
 
-class StorageError(ValueError):
+class StorageError(InputError):
     """Remote storage cannot be used: its endpoint does not answer or its bucket does not exist."""
 
 

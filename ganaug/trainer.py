@@ -20,6 +20,7 @@ from torch import nn
 
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.diffaugment import diff_augment, parse_policy
+from ganaug.errors import InputError
 from ganaug.gans import (
     ADVERSARIAL_LOSSES,
     GANS,
@@ -30,7 +31,7 @@ from ganaug.gans import (
 )
 
 
-class StateDictError(ValueError):
+class StateDictError(InputError):
     """A GAN state dict does not fit the GAN built from the current config."""
 
 

@@ -13,6 +13,7 @@ This is the only module that builds Tuner, OptunaSearch, ASHAScheduler, resource
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import math
@@ -24,10 +25,10 @@ import traceback
 from pathlib import Path
 
 from ganaug.config import ConfigError, TrialConfig
-from ganaug.space import SearchSpec, SpaceError, load_space, validate_storage
-from ganaug.storage import StorageError, check_reachable, download, mirror_of, upload
+from ganaug.errors import EXIT_BAD_INPUT, InputError
+from ganaug.space import SearchSpec, load_space, validate_storage
+from ganaug.storage import check_reachable, download, mirror_of, upload
 
-EXIT_BAD_INPUT = 2
 JOURNAL_FILE = "optuna_study.journal"
 # The product is "tpe" + "asha". benchmarks/search_efficiency.py measures it against "random" + "fifo" (no model,
 # no early stopping), "random" + "asha", and "stock_tpe" + "asha": Ray's own OptunaSearch, which tells Optuna an
@@ -40,7 +41,7 @@ USER_ATTRS = ("test_acc", "cas", "cas_ratio", "diverged")
 logger = logging.getLogger("ganaug.tune")
 
 
-class ExperimentError(ValueError):
+class ExperimentError(InputError):
     """The experiment folder cannot be used as asked (exists already, or nothing there to resume)."""
 
 
@@ -324,8 +325,6 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
            num_cpus: int | None = None, command: str | None = None, searcher: str = "tpe",
            scheduler: str = "asha"):
     """Run (or resume) the search described by `spec`; write summary.csv and best_policy.yaml."""
-    import ray
-
     from ganaug.data import load_data
     from ganaug.results import (
         BEST_POLICY_FILE,
@@ -357,16 +356,7 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
         _upload(spec, local, [EXPERIMENT_FILE])
     else:
         _download(spec, local, [JOURNAL_FILE])  # the study continues from the bucket's copy
-    started_ray = False
-    if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address)
-        else:
-            # address="local": never join a cluster some earlier `ray start` left running by accident.
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
-        started_ray = True
-    try:
+    with ray_session(address, num_cpus):
         started = time.time()
         tuner = build_tuner(spec, data, resume=resume, searcher=searcher, scheduler=scheduler)
         try:
@@ -381,9 +371,27 @@ def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None
         print(f"\nSearch finished in {time.time() - started:.0f} s: {spec.experiment_dir()}")
         print(next_steps(local.experiment_dir(), Path(local.experiment_dir(), JOURNAL_FILE)))
         return summary
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None):
+    """Ray for the length of the block: the one already initialised if any (left running), else `address` (default
+    $RAY_ADDRESS) joined, else a new local Ray of `num_cpus` CPUs; a Ray started here is shut down after the block."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address and address != "local":
+        ray.init(address=address)
+    else:
+        # address="local": a new Ray of our own; a bare ray.init() would join any cluster `ray start` left running.
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
+    try:
+        yield
     finally:
-        if started_ray:
-            ray.shutdown()
+        ray.shutdown()
 
 
 def close_orphaned_trials(journal: Path, study_name: str) -> int:
@@ -498,18 +506,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.tune") -> 
             spec = spec.smoke()
         command = f"{prog} " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         search(spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus, command=command)
-    except (SpaceError, ConfigError, ExperimentError, StorageError, _data_error()) as error:
+    except InputError as error:
         if args.debug:
             traceback.print_exception(error)
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0
-
-
-def _data_error() -> type[Exception]:
-    from ganaug.data import DataError
-
-    return DataError
 
 
 if __name__ == "__main__":

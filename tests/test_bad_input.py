@@ -351,3 +351,27 @@ def test_the_unedited_inputs_are_valid(tmp_path):
     assert len(CASES) >= 30
     TrialConfig.from_dict(POLICY["config"])
     assert load_data(POLICY["data"]).spec.num_classes == 10
+
+
+USER_FACING_ERRORS = ["ganaug.config:ConfigError", "ganaug.classifiers:ClassifierError", "ganaug.datasets:DataError",
+                      "ganaug.data:DataError", "ganaug.space:SpaceError", "ganaug.storage:StorageError",
+                      "ganaug.tune:ExperimentError", "ganaug.evaluate:EvaluationError",
+                      "ganaug.generate:GenerateError", "ganaug.results:ResultsError", "ganaug.trainer:StateDictError"]
+
+
+@pytest.mark.parametrize("name", USER_FACING_ERRORS)
+def test_every_user_facing_error_is_an_input_error(name):
+    """Each command line catches InputError alone: an error class outside it would reach users as a traceback."""
+    from ganaug.errors import InputError
+
+    module, attribute = name.split(":")
+    error = getattr(__import__(module, fromlist=[attribute]), attribute)
+    assert issubclass(error, InputError) and issubclass(error, ValueError)
+
+
+@pytest.mark.parametrize("entry", ["tune", "evaluate", "generate"])
+def test_every_command_line_exits_with_the_one_bad_input_code(entry):
+    from ganaug.errors import EXIT_BAD_INPUT
+
+    assert EXIT_BAD_INPUT == 2
+    assert __import__(f"ganaug.{entry}", fromlist=["EXIT_BAD_INPUT"]).EXIT_BAD_INPUT is EXIT_BAD_INPUT
