@@ -32,7 +32,7 @@ import pandas as pd
 
 from ganaug.config import ConfigError, TrialConfig, registry_choices
 from ganaug.errors import EXIT_BAD_INPUT, InputError
-from ganaug.results import Experiment, atomic_write, load_experiment
+from ganaug.results import Experiment, atomic_write, best_policy_trials, load_experiment, uses_synthetic
 
 EVALUATION_CSV = "evaluation.csv"
 EVALUATION_MD = "evaluation.md"
@@ -69,35 +69,26 @@ def complete_trials(experiment: Experiment) -> pd.DataFrame:
     return trials.sort_values(key, ascending=experiment.mode == "min")
 
 
-def _synthetic_ratios(experiment: Experiment, trials: pd.DataFrame) -> pd.Series:
-    return trials.apply(lambda row: float(experiment.config_of(row)["synthetic_ratio"]), axis=1)
-
-
 def gan_trials(experiment: Experiment) -> pd.DataFrame:
     """Trials that use synthetic data (synthetic_ratio > 0), best first: the complete ones; when ASHA stopped
-    every GAN trial early, the pruned GAN trials that got furthest (most epochs, then score).
+    every GAN trial early, the pruned GAN trials that got furthest (results.best_policy_trials).
 
     A search whose baselines score high from the first epoch can prune every GAN policy (the quickstart on
     digits does). Evaluate retrains every policy for the full budget anyway, so the best GAN policy the search
     found still answers the question; its `source` says it was pruned.
     """
-    key = f"last_{experiment.metric}"
-    complete = complete_trials(experiment)
-    trials = complete[_synthetic_ratios(experiment, complete) > 0]
-    if not trials.empty:
-        return trials
-    pruned = experiment.trials[experiment.trials["status"] == "pruned"].dropna(subset=[key])
-    pruned = pruned[_synthetic_ratios(experiment, pruned) > 0] if len(pruned) else pruned
-    if pruned.empty:
+    complete_trials(experiment)  # a search with no complete trial at all is not ready to evaluate
+    trials, _ = best_policy_trials(experiment, experiment.trials, gan=True)
+    if trials.empty:
         raise EvaluationError(f"{experiment.path}: no complete or pruned trial uses synthetic data "
                               f"(synthetic_ratio > 0), so there is no GAN policy to compare with the baselines")
-    return pruned.sort_values(["epochs", key], ascending=[False, experiment.mode == "min"])
+    return trials
 
 
 def no_gan_trials(experiment: Experiment) -> pd.DataFrame:
     """Complete, non-diverged trials without synthetic data (synthetic_ratio 0), best first; may be empty."""
     trials = complete_trials(experiment)
-    return trials[_synthetic_ratios(experiment, trials) == 0]
+    return trials[~uses_synthetic(experiment, trials)]
 
 
 def policy_configs(experiment: Experiment, top: int = 1, epochs: int | None = None,

@@ -305,24 +305,41 @@ def write_outputs(spec, command: str | None = None) -> pd.DataFrame:
     return ranked
 
 
+def uses_synthetic(experiment: Experiment, trials: pd.DataFrame) -> pd.Series:
+    """Per trial: whether its policy adds synthetic images (synthetic_ratio > 0), i.e. trains a GAN."""
+    if trials.empty:
+        return pd.Series(dtype=bool, index=trials.index)
+    return trials.apply(lambda row: float(experiment.config_of(row)["synthetic_ratio"]) > 0, axis=1)
+
+
+def best_policy_trials(experiment: Experiment, trials: pd.DataFrame, gan: bool) -> tuple[pd.DataFrame, bool]:
+    """The GAN (gan=True) or no-GAN trials that stand for the best such policy, best first, and whether they are
+    pruned ones: the complete trials by score; when ASHA stopped every one of them early, the pruned trials that
+    got furthest (most epochs, then score). ganaug.evaluate and the search's closing line both choose by it."""
+    key = f"last_{experiment.metric}"
+    scored = trials.dropna(subset=[key])
+    group = scored[uses_synthetic(experiment, scored) == gan]
+    ascending = experiment.mode == "min"
+    complete = group[group["status"] == "complete"]
+    if len(complete):
+        return complete.sort_values(key, ascending=ascending, kind="stable"), False
+    pruned = group[group["status"] == "pruned"]
+    return pruned.sort_values(["epochs", key], ascending=[False, ascending], kind="stable"), True
+
+
 def gan_versus_baseline(experiment: Experiment, ranked: pd.DataFrame) -> str:
-    """One line: the best GAN policy and the best no-GAN policy on validation (complete trials; when ASHA pruned
-    every GAN trial, the one that got furthest), the question ganaug.evaluate then answers on the test split."""
+    """One line: the best GAN policy and the best no-GAN policy on validation (best_policy_trials), the question
+    ganaug.evaluate then answers on the test split."""
     metric, key = experiment.metric, f"last_{experiment.metric}"
-    finished = ranked[ranked["status"].isin(["complete", "pruned"])].dropna(subset=[key])
-    uses_gan = finished.apply(lambda row: float(experiment.config_of(row)["synthetic_ratio"]) > 0, axis=1) \
-        if len(finished) else pd.Series(dtype=bool)
     parts = []
-    for label, group in (("GAN", finished[uses_gan]), ("no-GAN", finished[~uses_gan])):
-        complete = group[group["status"] == "complete"]
-        if len(complete):
-            parts.append(f"best {label} policy {complete.iloc[0]['trial_id']} ({metric}={complete.iloc[0][key]:.4f})")
-        elif len(group):
-            furthest = group.sort_values("epochs", ascending=False, kind="stable").iloc[0]
-            parts.append(f"best {label} policy {furthest['trial_id']} (pruned at epoch {furthest['epochs']}, "
-                         f"{metric}={furthest[key]:.4f})")
-        else:
+    for label, gan in (("GAN", True), ("no-GAN", False)):
+        trials, pruned = best_policy_trials(experiment, ranked, gan)
+        if trials.empty:
             parts.append(f"no {label} trial finished")
+            continue
+        best = trials.iloc[0]
+        where = f"pruned at epoch {best['epochs']}, " if pruned else ""
+        parts.append(f"best {label} policy {best['trial_id']} ({where}{metric}={best[key]:.4f})")
     return f"Validation: {'; '.join(parts)}. On the test split, over seeds: ganaug evaluate (next steps below)."
 
 
