@@ -146,13 +146,7 @@ class ALIGAN(GAN):
 
         ALI phase: d_loss is the joint D's, g_loss G's and E's together. ACGAN phase: as trainer.GAN, on mixed codes.
         """
-        if not real_x.is_floating_point():
-            raise TypeError(f"ALIGAN.train_step: real_x must be float images in [-1, 1], got {real_x.dtype}")
-        if len(real_x) < 2:
-            raise ValueError(f"ALIGAN.train_step needs batches of at least 2 images (BatchNorm in G), "
-                             f"got {len(real_x)}")
-        if not 0 <= real_fraction <= 1:
-            raise ValueError(f"ALIGAN.train_step: real_fraction={real_fraction!r}; valid: 0 <= real_fraction <= 1")
+        self.check_batch(real_x, real_fraction)
         ali = self.in_ali_phase
         d_step = self.ali_discriminator_step if ali else self.acgan_discriminator_step
         g_step = self.ali_generator_step if ali else self.acgan_generator_step

@@ -223,6 +223,12 @@ class ConditionedGAN(GAN):
         with _sampling_mode(G, len(y)):
             return G(self.noise(len(y), generator), (y, standardised))
 
+    def epoch_metrics(self) -> dict[str, float]:
+        """condition_error on min(1000, 50 per class) synthetic images, from its own seed: measuring never changes
+        what training draws, and epochs compare."""
+        generator = torch.Generator(self.device).manual_seed(self.cfg.seed + 54322)
+        return {"condition_error": self.condition_error(min(1000, 50 * self.num_classes), generator)}
+
     @torch.no_grad()
     def condition_error(self, n: int, generator: torch.Generator | None = None) -> float:
         """The predictor head's mean squared error on n fresh synthetic images against the attributes they were

@@ -271,11 +271,9 @@ def run(
         if gan is not None:
             # Collapse shows here, not in the objective: synthetic_diversity ~0 = one image per class.
             metrics.update(quality(gan, torch.Generator(device).manual_seed(cfg.seed + 54321)))
-            # Family-specific figures (e.g. ali's encoder reconstruction error); they draw no training randomness.
-            metrics.update(gan.epoch_metrics() if hasattr(gan, "epoch_metrics") else {})
-            if cfg.gan_conditions:  # how well samples follow their attributes, as D's predictor head reads them
-                metrics["condition_error"] = gan.condition_error(
-                    min(1000, 50 * num_classes), torch.Generator(device).manual_seed(cfg.seed + 54322))
+            # A family's own figures (ali's reconstruction error, conditions' condition_error); they draw no
+            # training randomness.
+            metrics.update(gan.epoch_metrics())
 
         # Final epoch: test accuracy (reported, never optimised) and the train-on-synthetic score.
         last = epoch == cfg.epochs

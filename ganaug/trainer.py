@@ -139,23 +139,38 @@ class GAN:
         real_x: float [n, C, H, W] in [-1, 1] on the GAN's device; real_y: int64 [n].
         Returns 0-dim detached {"d_loss" (mean over the D steps), "g_loss"}; never syncs.
         """
-        if not real_x.is_floating_point():
-            raise TypeError(f"GAN.train_step: real_x must be float images in [-1, 1], got {real_x.dtype}")
-        if len(real_x) < 2:
-            raise ValueError(
-                f"GAN.train_step needs batches of at least 2 images (BatchNorm in G), got {len(real_x)}"
-            )
-        if not 0 <= real_fraction <= 1:
-            raise ValueError(
-                f"GAN.train_step: real_fraction={real_fraction!r}; valid: 0 <= real_fraction <= 1"
-            )
+        self.check_batch(real_x, real_fraction)
         d_losses = [
             self.discriminator_step(real_x, real_y, real_fraction, generator, autocast, offset=step)
             for step in range(self.cfg.d_steps)
         ]
-        g_loss = self.generator_step(len(real_x), generator, autocast)
+        losses = self.generator_update(real_x, real_y, generator, autocast)
         self.update_ema()
-        return {"d_loss": torch.stack(d_losses).mean(), "g_loss": g_loss}
+        return {"d_loss": torch.stack(d_losses).mean(), **losses}
+
+    # Smallest batch train_step takes: BatchNorm in G needs two images (instance norm, as translation's, one).
+    min_batch = 2
+
+    def check_batch(self, real_x: torch.Tensor, real_fraction: float) -> None:
+        """train_step's input checks, with the trainer's class name in each message."""
+        name = type(self).__name__
+        if not real_x.is_floating_point():
+            raise TypeError(f"{name}.train_step: real_x must be float images in [-1, 1], got {real_x.dtype}")
+        if len(real_x) < self.min_batch:
+            why = " (BatchNorm in G)" if self.min_batch > 1 else ""
+            raise ValueError(f"{name}.train_step needs batches of at least {self.min_batch} image(s){why}, "
+                             f"got {len(real_x)}")
+        if not 0 <= real_fraction <= 1:
+            raise ValueError(f"{name}.train_step: real_fraction={real_fraction!r}; valid: 0 <= real_fraction <= 1")
+
+    def generator_update(self, real_x: torch.Tensor, real_y: torch.Tensor, generator: torch.Generator | None = None,
+                         autocast: Callable = contextlib.nullcontext) -> dict[str, torch.Tensor]:
+        """train_step's G side: {"g_loss"} of one generator step; a family may return its own losses beside it."""
+        return {"g_loss": self.generator_step(len(real_x), generator, autocast)}
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """A family's own figures, reported once an epoch beside the shared quality metrics; none here."""
+        return {}
 
     def discriminator_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
                            generator: torch.Generator | None = None,

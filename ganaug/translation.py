@@ -170,27 +170,14 @@ class Translation(GAN):
                               f"between; the training split holds only {present}; valid: a dataset whose training "
                               f"split has two or more classes, or gan='acgan'")
 
-    def train_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
-                   generator: torch.Generator | None = None,
-                   autocast: Callable = contextlib.nullcontext) -> dict[str, torch.Tensor]:
-        """cfg.d_steps discriminator steps, one generator step on the whole batch as sources, the EMA update.
+    min_batch = 1  # instance norm: a translated image never depends on its batch
 
-        real_x: float [n, C, H, W] in [-1, 1]; real_y: int64 [n]. Returns 0-dim detached {"d_loss", "g_loss"
-        (G's whole loss, cycle term included), "cycle_loss" (the L1 reconstruction error, unweighted)}.
-        """
-        if not real_x.is_floating_point():
-            raise TypeError(f"Translation.train_step: real_x must be float images in [-1, 1], got {real_x.dtype}")
-        if not 0 <= real_fraction <= 1:
-            raise ValueError(
-                f"Translation.train_step: real_fraction={real_fraction!r}; valid: 0 <= real_fraction <= 1"
-            )
-        d_losses = [
-            self.discriminator_step(real_x, real_y, real_fraction, generator, autocast, offset=step)
-            for step in range(self.cfg.d_steps)
-        ]
+    def generator_update(self, real_x: torch.Tensor, real_y: torch.Tensor, generator: torch.Generator | None = None,
+                         autocast: Callable = contextlib.nullcontext) -> dict[str, torch.Tensor]:
+        """trainer.GAN.train_step's G side: one translation_step on the whole batch as sources. Returns {"g_loss"
+        (G's whole loss, cycle term included), "cycle_loss" (the L1 reconstruction error, unweighted)}."""
         g_loss, cycle_loss = self.translation_step(real_x, real_y, generator, autocast)
-        self.update_ema()
-        return {"d_loss": torch.stack(d_losses).mean(), "g_loss": g_loss, "cycle_loss": cycle_loss}
+        return {"g_loss": g_loss, "cycle_loss": cycle_loss}
 
     def discriminator_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
                            generator: torch.Generator | None = None,
