@@ -85,7 +85,8 @@ def is_ray_worker(pid: int) -> bool:
 
 
 class Chaos(threading.Thread):
-    """Kills a random running trial's worker every `gap` seconds (uniform), `faults` times at most."""
+    """Kills a random running trial's worker `gap` seconds (uniform) after the last kill, or as soon as one runs
+    after that, `faults` times at most."""
 
     def __init__(self, experiment: Path, *, faults: int, gap: tuple[float, float], max_per_trial: int,
                  epochs: int, seed: int):
@@ -101,7 +102,11 @@ class Chaos(threading.Thread):
         while not self.stop.is_set() and len(self.kills) < self.faults:
             if self.stop.wait(self.random.uniform(*self.gap)):
                 return
+            # A trial is a victim only between its first report and its second-to-last epoch, a second or two
+            # on a fast machine: poll until one is, so a kill is never skipped because the gap missed it.
             victims = self.running()
+            while not victims and not self.stop.wait(0.1):
+                victims = self.running()
             if victims:
                 trial, pid, epoch = self.random.choice(victims)
                 with contextlib.suppress(ProcessLookupError):
