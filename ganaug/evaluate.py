@@ -66,7 +66,7 @@ def complete_trials(experiment: Experiment) -> pd.DataFrame:
         counts = dict(experiment.trials["status"].value_counts())
         raise EvaluationError(f"{experiment.path}: no complete trial to evaluate (trial statuses: {counts}); "
                               f"let the search finish, or resume it with python -m ganaug.tune SPACE --resume")
-    return trials.sort_values(key, ascending=experiment.mode == "min")
+    return trials.sort_values(key, ascending=experiment.mode == "min", kind="stable")
 
 
 def gan_trials(experiment: Experiment) -> pd.DataFrame:

@@ -56,7 +56,7 @@ def select_trial(experiment: Experiment, trial_id: str | None = None) -> pd.Seri
 
 def _trial_list(experiment: Experiment, trials: pd.DataFrame) -> str:
     key = f"last_{experiment.metric}"
-    ranked = trials.sort_values(key, ascending=experiment.mode == "min", na_position="last")
+    ranked = trials.sort_values(key, ascending=experiment.mode == "min", na_position="last", kind="stable")
     return ", ".join(f"{r['trial_id']} ({r['status']}, {experiment.metric}={r[key]:.4g})"
                      for _, r in ranked.head(10).iterrows())
 

@@ -69,7 +69,7 @@ class Experiment:
             raise ResultsError(f"{self.path}: no trial with status {' or '.join(status)} to choose from "
                                f"(statuses here: {dict(self.trials['status'].value_counts())})")
         ascending = self.mode == "min"
-        return pool.sort_values(f"last_{self.metric}", ascending=ascending).iloc[0]
+        return pool.sort_values(f"last_{self.metric}", ascending=ascending, kind="stable").iloc[0]
 
     def config_of(self, trial: pd.Series) -> dict[str, Any]:
         """The full TrialConfig dict of a trial: the experiment's base config plus the trial's parameters."""
@@ -130,7 +130,7 @@ def load_experiment(path: str | Path) -> Experiment:
                            f"base_config, as written by ganaug.tune)")
     rows, curves = [], []
     tune_states = _tune_states(path)
-    for trial_dir in sorted(p for p in path.iterdir() if (p / "params.json").is_file()):
+    for trial_dir in sorted((p for p in path.iterdir() if (p / "params.json").is_file()), key=_creation_order):
         curve = _read_curve(trial_dir)
         rows.append(_trial_row(trial_dir, curve, meta, tune_states.get(trial_dir.name)))
         if not curve.empty:
@@ -140,6 +140,15 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ResultsError(f"{path}: the experiment has no trials yet")
     curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
     return Experiment(path=path, meta=meta, trials=trials, curves=curves)
+
+
+def _creation_order(trial_dir: Path) -> tuple[float, str]:
+    """Tune's trial folders are train_trial_<id>_<n>_<params>_<date>: order by n, the order the searcher
+    suggested them in, so trials that tie on the score rank the same way in every run of the same seed (the ids
+    are random)."""
+    parts = trial_dir.name.split("_")
+    number = float(parts[3]) if len(parts) > 3 and parts[3].isdigit() else math.inf
+    return number, trial_dir.name
 
 
 def _load_remote(uri: str) -> Experiment:
@@ -277,7 +286,8 @@ def write_outputs(spec, command: str | None = None) -> pd.DataFrame:
     metric = experiment.metric
     key = f"last_{metric}"
     ranked = trials.assign(_rank=trials["status"].map({s: i for i, s in enumerate(STATUS_ORDER)}))
-    ranked = ranked.sort_values(["_rank", key], ascending=[True, experiment.mode == "min"]).drop(columns="_rank")
+    ranked = ranked.sort_values(["_rank", key], ascending=[True, experiment.mode == "min"],
+                                kind="stable").drop(columns="_rank")
     atomic_write(experiment.path / SUMMARY_FILE, ranked.to_csv(index=False))
 
     counts = trials["status"].value_counts().to_dict()
