@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ganaug.config import registry
 from ganaug.data import DataError, augment
 
 RANDAUGMENT_MAGNITUDES = 31  # magnitude bins of TrivialAugmentWide and RandAugment (torchvision's default)
@@ -403,9 +404,11 @@ MAGNITUDE_SPACES: dict[str, Callable[[int, int], dict[str, tuple[torch.Tensor, b
     "randaugment": _randaugment_space,
 }
 
-AUGMENTATIONS: dict[str, Callable[[torch.Tensor, torch.Generator | None, int, int], torch.Tensor]] = {
+# (images, generator, randaugment_ops, randaugment_magnitude) -> augmented images
+Augmentation = Callable[[torch.Tensor, torch.Generator | None, int, int], torch.Tensor]
+AUGMENTATIONS: dict[str, Augmentation] = registry("traditional_aug", {
     "none": _none,
     "flip_translate": _flip_translate,
     "trivialaugment": _trivialaugment,
     "randaugment": _randaugment,
-}
+})

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganaug.config import ConfigError, is_import_path
+from ganaug.config import ConfigError, is_import_path, registry
 
 # torchvision ResNets get the CIFAR stem (3x3 stride-1 conv1, no max-pool) for images at most this many px a side:
 # ImageNet's 7x7 stride-2 conv and max-pool would shrink 32x32 to 8x8 before the first residual block.
@@ -397,8 +397,8 @@ def _first_line(error: BaseException) -> str:
     return (text.splitlines()[0] if text else type(error).__name__)[:200]
 
 
-CLASSIFIERS = {
+CLASSIFIERS = registry("classifier", {
     "mlp": mlp_classifier,
     "cnn": cnn_classifier,
     "resnet": resnet_classifier,
-}
+})

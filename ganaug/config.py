@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -20,25 +19,26 @@ class ConfigError(InputError):
     """A configuration key or value is not valid; the message names the key and what would be."""
 
 
-# Keys whose values are keys of a registry dict. Resolved lazily so that importing this module
-# (and space.py, which validates YAML before Ray starts) does not import torch.
-REGISTRY_KEYS = {
-    "gan": "ganaug.families:FAMILIES",
-    "gan_arch": "ganaug.gans:ARCHITECTURES",
-    "gan_loss": "ganaug.gans:ADVERSARIAL_LOSSES",
-    "d_minibatch": "ganaug.gans:MINIBATCH_FEATURES",
-    "labeling": "ganaug.labeling:LABELERS",
-    "classifier": "ganaug.classifiers:CLASSIFIERS",
-    "traditional_aug": "ganaug.augment:AUGMENTATIONS",
-}
-# Keys with a fixed small set of values that no registry holds.
-CHOICE_KEYS = {
+# The values of every choice key, torch-free, so that this module (and space.py, which validates YAML before
+# Ray starts) never imports the modules that implement them. Each registry dict that does (named in the comment)
+# is built with registry(key, {...}), which checks its names against these when its module is imported: the
+# modules import config, never the other way round, and the two spellings cannot drift apart.
+CHOICES = {
+    "gan": ("cgan", "acgan", "ali", "translation"),                        # ganaug.families.FAMILIES
+    "gan_arch": ("mlp", "dcgan", "resnet"),                                 # ganaug.gans.ARCHITECTURES
+    "gan_loss": ("bce", "hinge"),                                           # ganaug.gans.ADVERSARIAL_LOSSES
+    "d_minibatch": ("none", "stddev", "discrimination"),                    # ganaug.gans.MINIBATCH_FEATURES
+    "labeling": ("pseudo", "lsro", "all_in_one", "distill"),                # ganaug.labeling.LABELERS
+    "classifier": ("mlp", "cnn", "resnet"),                                 # ganaug.classifiers.CLASSIFIERS
+    "traditional_aug": ("none", "flip_translate", "trivialaugment", "randaugment"),  # ganaug.augment.AUGMENTATIONS
     "d_mix_schedule": ("fixed", "hybrid"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16"),
     "synthetic_bn": ("shared", "split"),
     "synthetic_schedule": ("constant", "anneal", "front"),
 }
+# diffaugment is a comma-separated subset of these (ganaug.diffaugment.DIFFAUGMENT), not one of them.
+DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
 # `classifier` also takes a model from outside the registry: torchvision:NAME (a torchvision.models builder) or
 # package.module:factory (any callable returning an nn.Module); ganaug.classifiers resolves and builds them.
 IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
@@ -47,7 +47,6 @@ KWARGS_PREFIX = "classifier_kwargs."
 # Factory arguments that come from the dataset (DataSpec), never from classifier_kwargs.
 DATASET_ARGUMENTS = ("num_classes", "in_channels", "image_size")
 KWARG_SCALARS = (str, int, float, bool, type(None))
-DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
 # Values of older files that still load: traditional_aug was a bool before it became a choice.
 LEGACY_VALUES = {"traditional_aug": {True: "flip_translate", False: "none"}}
 CONDITIONED_FAMILIES = ("cgan", "acgan")  # gan families that take gan_conditions (ganaug.conditions)
@@ -61,11 +60,23 @@ def condition_names(conditions: str) -> tuple[str, ...]:
 
 
 def registry_choices(key: str) -> tuple[str, ...]:
-    """Valid values of a registry-backed or choice key."""
-    if key in CHOICE_KEYS:
-        return CHOICE_KEYS[key]
-    module, name = REGISTRY_KEYS[key].split(":")
-    return tuple(getattr(importlib.import_module(module), name))
+    """Valid values of a choice key."""
+    return CHOICES[key]
+
+
+def registry(key: str, entries: dict[str, Any]) -> dict[str, Any]:
+    """`entries`, the registry dict of choice key `key` (or of diffaugment's parts), once its names are checked
+    against CHOICES: a registry and the names config validates against never drift apart."""
+    names = DIFFAUGMENT_POLICIES if key == "diffaugment" else CHOICES[key]
+    if tuple(entries) != names:
+        raise AssertionError(f"the {key} registry has {tuple(entries)}, but ganaug.config.CHOICES[{key!r}] says "
+                             f"{names}: add the name there too (it is what a YAML is validated against)")
+    return entries
+
+
+def policy_parts(policy: str) -> tuple[str, ...]:
+    """'color, translation' -> ('color', 'translation'): the parts of a diffaugment value."""
+    return tuple(part.strip() for part in policy.split(",") if part.strip())
 
 
 def is_import_path(classifier: str) -> bool:
@@ -250,7 +261,7 @@ class TrialConfig:
             raise bad("ali_reconstruction_weight", "0 <= ali_reconstruction_weight <= 100 (0 = off)")
         if not 0 <= self.ali_code_noise <= 10:
             raise bad("ali_code_noise", "0 <= ali_code_noise <= 10 (std of the noise on encoded codes)")
-        for key in (*REGISTRY_KEYS, *CHOICE_KEYS):
+        for key in CHOICES:
             if key == "classifier" and is_import_path(self.classifier):
                 continue  # resolved and built once the dataset's shape is known (SearchSpec.check_classifier)
             choices = registry_choices(key)
@@ -270,8 +281,7 @@ class TrialConfig:
             if not isinstance(value, KWARG_SCALARS):
                 raise ConfigError(f"{where}: classifier_kwargs.{name}={value!r} is a {type(value).__name__}; valid: "
                                   "a string, number, boolean or null (one flat scalar per argument)")
-        parts = [p.strip() for p in self.diffaugment.split(",") if p.strip()]
-        for part in parts:
+        for part in policy_parts(self.diffaugment):
             if part not in DIFFAUGMENT_POLICIES:
                 raise ConfigError(
                     f"{where}: diffaugment={self.diffaugment!r} has unknown part {part!r}; "

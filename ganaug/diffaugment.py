@@ -9,24 +9,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ganaug.config import ConfigError
-
-
-def parse_policy(policy: str) -> tuple[str, ...]:
-    """'color, translation' -> ('color', 'translation'); unknown parts raise ConfigError."""
-    parts = tuple(part.strip() for part in policy.split(",") if part.strip())
-    for part in parts:
-        if part not in DIFFAUGMENT:
-            raise ConfigError(
-                f"diffaugment={policy!r} has unknown part {part!r}; "
-                f"valid: a comma-separated subset of {', '.join(DIFFAUGMENT)}, or ''"
-            )
-    return parts
+from ganaug.config import ConfigError, policy_parts, registry
 
 
 def diff_augment(x: torch.Tensor, policy: str, generator: torch.Generator | None = None) -> torch.Tensor:
     """Apply the DiffAugment policy (e.g. "color,translation,cutout") to a batch; "" returns x."""
-    for part in parse_policy(policy):
+    for part in policy_parts(policy):
+        if part not in DIFFAUGMENT:  # TrialConfig validates it; a direct caller gets the same message
+            raise ConfigError(f"diffaugment={policy!r} has unknown part {part!r}; valid: a comma-separated subset "
+                              f"of {', '.join(DIFFAUGMENT)}, or ''")
         for fn in DIFFAUGMENT[part]:
             x = fn(x, generator)
     return x
@@ -89,8 +80,8 @@ def rand_cutout(x: torch.Tensor, generator: torch.Generator | None = None,
     return x * mask.unsqueeze(1)
 
 
-DIFFAUGMENT = {
+DIFFAUGMENT = registry("diffaugment", {
     "color": [rand_brightness, rand_saturation, rand_contrast],
     "translation": [rand_translation],
     "cutout": [rand_cutout],
-}
+})

@@ -12,7 +12,7 @@ import torch
 
 from ganaug.ali import ALIGAN
 from ganaug.conditions import ConditionedGAN
-from ganaug.config import ConfigError, TrialConfig
+from ganaug.config import ConfigError, TrialConfig, registry
 from ganaug.trainer import GAN
 from ganaug.translation import Translation
 
@@ -26,9 +26,9 @@ def build_gan(cfg: TrialConfig, spec, device: torch.device | str, data=None):
     return FAMILIES[cfg.gan](cfg, spec, torch.device(device), data=data)
 
 
-FAMILIES = {
+FAMILIES = registry("gan", {
     "cgan": GAN,
     "acgan": GAN,
     "ali": ALIGAN,     # ALI (encoder + joint D), then ACGAN on random and encoded codes: ganaug/ali.py
     "translation": Translation,  # StarGAN / CycleGAN: real images of one class translated into another
-}
+})

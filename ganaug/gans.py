@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganaug.config import ConfigError
+from ganaug.config import ConfigError, registry
 
 
 def _scaled(channels: int, width: float) -> int:
@@ -442,22 +442,22 @@ class GANLoss:
         return loss
 
 
-ARCHITECTURES = {
+ARCHITECTURES = registry("gan_arch", {
     "mlp": Architecture(mlp_generator_body, mlp_discriminator_body),
     "dcgan": Architecture(dcgan_generator_body, dcgan_discriminator_body),
     "resnet": Architecture(resnet_generator_body, resnet_discriminator_body, spectral_norm=True),
-}
+})
 
-ADVERSARIAL_LOSSES = {
+ADVERSARIAL_LOSSES = registry("gan_loss", {
     "bce": AdversarialLoss(_bce_discriminator, _bce_generator),
     "hinge": AdversarialLoss(_hinge_discriminator, _hinge_generator),
-}
+})
 
-MINIBATCH_FEATURES = {
+MINIBATCH_FEATURES = registry("d_minibatch", {
     "none": None,
     "stddev": MinibatchStdDev,
     "discrimination": MinibatchDiscrimination,
-}
+})
 
 GANS = {
     "cgan": GANLoss(aux_weight=0.0, conditional_d=True),

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganaug.config import ConfigError
+from ganaug.config import ConfigError, registry
 
 SYNTHETIC_TARGETS = ("conditioning", "uniform", "extra_class", "teacher")
 
@@ -134,9 +134,9 @@ def get_labeler(name: str) -> Labeler:
     return LABELERS[name]
 
 
-LABELERS = {
+LABELERS = registry("labeling", {
     "pseudo": Labeler("pseudo", "conditioning"),
     "lsro": Labeler("lsro", "uniform"),
     "all_in_one": Labeler("all_in_one", "extra_class"),
     "distill": Labeler("distill", "teacher"),
-}
+})

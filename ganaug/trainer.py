@@ -18,8 +18,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ganaug.config import ConfigError, TrialConfig
-from ganaug.diffaugment import diff_augment, parse_policy
+from ganaug.config import ConfigError, TrialConfig, policy_parts
+from ganaug.diffaugment import diff_augment
 from ganaug.errors import InputError
 from ganaug.gans import (
     ADVERSARIAL_LOSSES,
@@ -100,15 +100,18 @@ class GAN:
 
     def __init__(self, cfg: TrialConfig, spec, device: torch.device, data=None):
         # data: the trial's ImageData, which families.build_gan hands every trainer; cgan and acgan need none.
-        if cfg.gan not in GANS:
+        family = self.family_loss or cfg.gan
+        if family not in GANS:
             raise ConfigError(f"gan={cfg.gan!r} is not one of {', '.join(GANS)}")
         self.cfg = cfg
         self.device = torch.device(device)
         self.num_classes = spec.num_classes
         self.latent_dim = cfg.latent_dim
-        self.loss = GANS[cfg.gan]
+        self.loss = GANS[family]
+        # acgan: D also learns the classes of fakes (Odena 2017), unless the config says real ones only.
+        self.class_on_fakes = cfg.acgan_fake_class_loss
         self.adversarial = ADVERSARIAL_LOSSES[cfg.gan_loss]
-        self.diffaugment = ",".join(parse_policy(cfg.diffaugment))  # validated once, not per step
+        self.diffaugment = ",".join(policy_parts(cfg.diffaugment))  # validated once, not per step
         self.G, self.D = (network.to(self.device) for network in self.networks(spec))
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if cfg.g_ema > 0 else None
         self.ema_updates = 0
@@ -150,6 +153,10 @@ class GAN:
 
     # Smallest batch train_step takes: BatchNorm in G needs two images (instance norm, as translation's, one).
     min_batch = 2
+    # Fewest real images in a D batch (a family whose class loss needs real rows raises it to 1).
+    min_real = 0
+    # The gans.GANS loss of a family that is not itself in GANS (translation, ALI's ACGAN phase): None = cfg.gan.
+    family_loss: str | None = None
 
     def check_batch(self, real_x: torch.Tensor, real_fraction: float) -> None:
         """train_step's input checks, with the trainer's class name in each message."""
@@ -184,29 +191,33 @@ class GAN:
         (uniform fake labels on imbalanced data would mark minority labels as fake).
         """
         n = len(real_x)
-        n_real = round(real_fraction * n)
-        n_fake = n - n_real
+        n_real = min(max(round(real_fraction * n), self.min_real), n)
         shift = (offset * n_real) % n
         if shift:
             real_x, real_y = real_x.roll(-shift, 0), real_y.roll(-shift, 0)
         with torch.no_grad(), autocast():
-            if n_fake == 0:
-                fake = real_x[:0]
-            else:
-                # A single fake would break BatchNorm1d's batch statistics: draw two, keep one.
-                fake_y = real_y[n_real:] if n_fake > 1 else real_y[n_real:].repeat(2)
-                fake = self.G(self.noise(len(fake_y), generator), fake_y)[:n_fake]
+            fake, fake_y = self.fakes_for(real_x[n_real:], real_y[n_real:], generator)
+        labels = torch.cat([real_y[:n_real], fake_y])
         with autocast():
             d_input = diff_augment(torch.cat([real_x[:n_real], fake]), self.diffaugment, generator)
             is_real = torch.arange(n, device=real_x.device) < n_real
             # One pass over the mixed batch; minibatch features compare real rows with real rows only.
-            logit, class_logits = self.D(d_input, real_y, groups=is_real.long())
+            logit, class_logits = self.D(d_input, labels, groups=is_real.long())
             loss = self.loss.discriminator_loss(
-                logit, class_logits, real_y, is_real, real_target=1.0 - self.cfg.d_label_smoothing,
-                adversarial=self.adversarial, class_weight=self.cfg.acgan_weight,
-                class_on_fakes=self.cfg.acgan_fake_class_loss,
+                logit, class_logits, labels, is_real, real_target=1.0 - self.cfg.d_label_smoothing,
+                adversarial=self.adversarial, class_weight=self.cfg.acgan_weight, class_on_fakes=self.class_on_fakes,
             )
         return descend(loss, self.opt_D)
+
+    def fakes_for(self, dropped_x: torch.Tensor, dropped_y: torch.Tensor,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """discriminator_step's fakes for the real rows it dropped, and their labels: G's images of the dropped
+        rows' labels (a family that makes fakes from the dropped images themselves overrides this)."""
+        if len(dropped_y) == 0:
+            return dropped_x, dropped_y
+        # A single fake would break BatchNorm1d's batch statistics: draw two, keep one.
+        y = dropped_y if len(dropped_y) > 1 else dropped_y.repeat(2)
+        return self.G(self.noise(len(y), generator), y)[:len(dropped_y)], dropped_y
 
     def generator_step(self, n: int, generator: torch.Generator | None = None,
                        autocast: Callable = contextlib.nullcontext) -> torch.Tensor:

@@ -30,7 +30,6 @@ latent_dim is unused: the variation comes from the source image, not from noise.
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Callable
 
 import torch
@@ -39,10 +38,8 @@ from torch import nn
 
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import to_float
-from ganaug.diffaugment import diff_augment, parse_policy
+from ganaug.diffaugment import diff_augment
 from ganaug.gans import (
-    ADVERSARIAL_LOSSES,
-    GANS,
     ConditionalBatchNorm,
     Conditioned,
     _dcgan_channels,
@@ -133,6 +130,10 @@ class Translation(GAN):
     """G (the translator), its optional EMA, D with a class head, both Adam optimizers, and the training images
     that sample() translates. state_dict, load_state_dict, update_ema and class_scores are GAN's."""
 
+    min_batch = 1  # instance norm: a translated image never depends on its batch
+    min_real = 1  # the class loss of a D batch needs a real row
+    family_loss = "acgan"  # an auxiliary class head, no projection term
+
     def __init__(self, cfg: TrialConfig, spec, device: torch.device, data=None):
         if spec.num_classes < 2:
             raise ConfigError(f"gan='translation' translates images of one class into another, but this dataset has "
@@ -140,22 +141,8 @@ class Translation(GAN):
         if data is None:
             raise ConfigError("gan='translation' translates the training images and needs them: build it with "
                               "families.build_gan(cfg, spec, device, data) (data: the trial's ImageData)")
-        self.cfg = cfg
-        self.device = torch.device(device)
-        self.num_classes = spec.num_classes
-        self.loss = GANS["acgan"]  # an auxiliary class head, no projection term
-        self.adversarial = ADVERSARIAL_LOSSES[cfg.gan_loss]
-        self.diffaugment = ",".join(parse_policy(cfg.diffaugment))
-        self.G = build_translator(spec, cfg.gan_width).to(self.device)
-        self.D = build_discriminator(
-            cfg.gan_arch, spec, cfg.gan_width, conditional=False, aux_classes=spec.num_classes,
-            spectral_norm=cfg.d_spectral_norm, minibatch=cfg.d_minibatch,
-        ).to(self.device)
-        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if cfg.g_ema > 0 else None
-        self.ema_updates = 0
-        betas = (cfg.gan_beta1, 0.999)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.gan_lr, betas=betas, fused=True)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.gan_lr, betas=betas, fused=True)
+        super().__init__(cfg, spec, device)
+        self.class_on_fakes = False  # a translated image's label is its target class, which D must not learn
 
         # The source images of sample(): the training split, indices grouped by class, so that "any image not of
         # class t" is one contiguous range with class t's block cut out.
@@ -170,8 +157,6 @@ class Translation(GAN):
                               f"between; the training split holds only {present}; valid: a dataset whose training "
                               f"split has two or more classes, or gan='acgan'")
 
-    min_batch = 1  # instance norm: a translated image never depends on its batch
-
     def generator_update(self, real_x: torch.Tensor, real_y: torch.Tensor, generator: torch.Generator | None = None,
                          autocast: Callable = contextlib.nullcontext) -> dict[str, torch.Tensor]:
         """trainer.GAN.train_step's G side: one translation_step on the whole batch as sources. Returns {"g_loss"
@@ -179,30 +164,20 @@ class Translation(GAN):
         g_loss, cycle_loss = self.translation_step(real_x, real_y, generator, autocast)
         return {"g_loss": g_loss, "cycle_loss": cycle_loss}
 
-    def discriminator_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
-                           generator: torch.Generator | None = None,
-                           autocast: Callable = contextlib.nullcontext, offset: int = 0) -> torch.Tensor:
-        """One D update on len(real_x) images: round(real_fraction * n) real ones (at least one, which the class
-        loss needs), the rest the dropped real images translated to other classes (rows labelled with the
-        target). Successive D steps rotate which slice is real, as GAN.discriminator_step."""
-        n = len(real_x)
-        n_real = min(max(round(real_fraction * n), 1), n)
-        shift = (offset * n_real) % n
-        if shift:
-            real_x, real_y = real_x.roll(-shift, 0), real_y.roll(-shift, 0)
-        target = other_classes(real_y[n_real:], self.num_classes, generator)
-        with torch.no_grad(), autocast():
-            fake = self.G(real_x[n_real:], target) if n_real < n else real_x[:0]
-        labels = torch.cat([real_y[:n_real], target])
-        with autocast():
-            d_input = diff_augment(torch.cat([real_x[:n_real], fake]), self.diffaugment, generator)
-            is_real = torch.arange(n, device=real_x.device) < n_real
-            logit, class_logits = self.D(d_input, labels, groups=is_real.long())
-            loss = self.loss.discriminator_loss(
-                logit, class_logits, labels, is_real, real_target=1.0 - self.cfg.d_label_smoothing,
-                adversarial=self.adversarial, class_weight=self.cfg.acgan_weight, class_on_fakes=False,
-            )
-        return descend(loss, self.opt_D)
+    def networks(self, spec, predictions: int = 0) -> tuple[nn.Module, nn.Module]:
+        """The translator G(x, target) and an unconditional D with an auxiliary class head."""
+        G = build_translator(spec, self.cfg.gan_width)
+        D = build_discriminator(self.cfg.gan_arch, spec, self.cfg.gan_width, conditional=False,
+                                aux_classes=spec.num_classes, spectral_norm=self.cfg.d_spectral_norm,
+                                minibatch=self.cfg.d_minibatch)
+        return G, D
+
+    def fakes_for(self, dropped_x: torch.Tensor, dropped_y: torch.Tensor,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """trainer.GAN.discriminator_step's fakes: the dropped real images translated to other classes, labelled
+        with their targets."""
+        target = other_classes(dropped_y, self.num_classes, generator)
+        return (self.G(dropped_x, target) if len(dropped_x) else dropped_x), target
 
     def translation_step(self, real_x: torch.Tensor, real_y: torch.Tensor, generator: torch.Generator | None = None,
                          autocast: Callable = contextlib.nullcontext) -> tuple[torch.Tensor, torch.Tensor]:
