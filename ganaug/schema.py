@@ -1,9 +1,5 @@
-"""The schema of a search-space YAML: one strict pydantic model per section, the distributions a searched key may
-take and the metrics a trial reports. `describe` turns a field's annotation and limits into the text of a
-`valid:` hint, so a limit is written once, here. No torch and no ray at import time.
-
-`ganaug.space` builds the top-level `SearchSpec` from these sections, loads files into it and runs the checks
-that the schema alone cannot express.
+"""The schema of a search-space YAML: a strict pydantic model per section, how each distribution is suggested, and
+the reported metrics. `describe` words a field's limits as a `valid:` hint, so each limit is written once, here.
 """
 
 from __future__ import annotations
@@ -34,6 +30,8 @@ Mode = Literal["max", "min"]
 # description is what its `valid:` hint adds in brackets (see `describe`).
 
 class StrictModel(BaseModel):
+    """Base of every section and of SearchSpec: no unknown keys, no coerced types."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
 

@@ -1,7 +1,8 @@
 """Search-space YAML -> validated `SearchSpec`; its `define_by_run` is the Optuna space Ray Tune searches.
 
 Everything here is checked before Ray starts: a bad file ends in one `SpaceError` line
-"<file>: <dotted key path>: <problem>; valid: <...>". No torch and no ray at import time.
+"<file>: <dotted key path>: <problem>; valid: <...>". No torch and no ray at import time. Each section's
+model is in `ganaug.schema`, the checks it cannot express in `ganaug.space_checks`.
 
 The format (required: experiment.name, data.name and at least one search key; the rest has defaults)::
 
@@ -184,7 +185,7 @@ class SearchSpec(StrictModel):
         other value (a range: its high end), for each number of outputs the labelings need (all_in_one: K + 1),
         with split BatchNorm where synthetic_bn can be split. Built-in classifiers need no check.
         """
-        from ganaug.classifiers import ClassifierError, check_classifier  # lazy: torch
+        from ganaug.classifiers import ClassifierError, check_classifier  # lazy: both import torch
         from ganaug.labeling import LABELERS
 
         num_classes = data_spec.num_classes

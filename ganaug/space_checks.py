@@ -102,7 +102,7 @@ def _check_scheduler(spec: SearchSpec) -> None:
 
 
 def _check_data(spec: SearchSpec) -> None:
-    from ganaug.data import DataConfig  # lazy: ganaug.data imports torch, which `import ganaug.space` must not
+    from ganaug.data import DataConfig  # lazy: it imports torch (`import ganaug.space` must not)
 
     file, data = spec.path, spec.data
     known = [f.name for f in dataclasses.fields(DataConfig)]
