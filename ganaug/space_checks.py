@@ -1,6 +1,6 @@
 """The checks a search space must pass that its schema (ganaug.schema) cannot express: values between keys,
 registry names, every value a trial can draw through `TrialConfig.from_dict`, and `when:` conditions. Each
-raises one SpaceError line naming the file, the key and what is valid; `check` runs them all, in file order.
+raises one SpaceError line naming the file, the key and what is valid; `check` runs them all, section by section.
 """
 
 from __future__ import annotations
