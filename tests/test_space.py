@@ -11,6 +11,7 @@ import optuna
 import pytest
 
 from ganaug.config import TrialConfig
+from ganaug.schema import Dist, Experiment, Metric, Resources, Sampler, Scheduler, describe
 from ganaug.space import SearchSpec, SpaceError, load_space, search_order, validate_storage
 
 SPACES = sorted((Path(__file__).resolve().parent.parent / "search_spaces").glob("*.yaml"))
@@ -398,6 +399,10 @@ BAD = [
     (doc(scheduler="{max_epochs: 4, grace_period: 5}"), ["scheduler.grace_period", "1 <= grace_period <= 4"]),
     (doc(scheduler="{max_epochs: 4, reduction_factor: 1}"), ["scheduler.reduction_factor", "greater than 1"]),
     (doc(scheduler="{max_epochs: 0}"), ["scheduler.max_epochs", "greater than or equal to 1"]),
+    (doc(experiment="{name: t, max_failures: -2}"), ["experiment.max_failures", "valid: an integer >= -1 (-1 = retry"]),
+    (doc(experiment="{name: t, resources: {cpu: 0}}"), ["experiment.resources.cpu", "valid: a number > 0"]),
+    (doc(scheduler="{max_epochs: 4, grace_period: 0}"), ["scheduler.grace_period", "valid: an integer >= 1 (at most"]),
+    (doc(search="{latent_dim: {int: [32.5, 64]}}"), ["search.latent_dim.int.0", "valid: [low, high] integers"]),
     (doc(metric="{name: val_accuracy}"), ["metric.name", "did you mean 'val_acc'", "val_loss"]),
     (doc(metric="{name: val_acc, mode: maximize}"), ["metric.mode", "max, min"]),
     (doc(metric="{name: val_acc, mode: min}"), ["metric.mode", "valid: max"]),
@@ -415,6 +420,18 @@ def test_bad_space_is_one_clear_space_error(tmp_path, text, fragments):
     assert message.startswith(str(path)) and "\n" not in message
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+@pytest.mark.parametrize("model", [Resources, Sampler, Experiment, Metric, Scheduler, Dist])
+def test_every_limited_field_states_its_limits_in_its_hint(model):
+    """A field's `valid:` hint is read from its type and Field limits (schema.describe), so the two cannot drift."""
+    for name, field in model.model_fields.items():
+        bounds = [f"{sign} {getattr(item, bound)}" for item in field.metadata
+                  for bound, sign in {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}.items() if hasattr(item, bound)]
+        for bound in bounds:
+            assert bound in describe(field), f"{model.__name__}.{name}: {bound!r} not in {describe(field)!r}"
+        if field.annotation in (int, float, bool):
+            assert describe(field) is not None, f"{model.__name__}.{name} has no hint"
 
 
 RAW = [

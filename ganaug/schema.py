@@ -1,0 +1,261 @@
+"""The schema of a search-space YAML: a strict pydantic model per section, how each distribution is suggested, and
+the reported metrics. `describe` words a field's limits as a `valid:` hint, so each limit is written once, here.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
+
+from ganaug.config import TrialConfig
+from ganaug.errors import InputError
+
+
+class SpaceError(InputError):
+    """A search-space file is not valid; the one-line message names the file, the key and what would be."""
+
+
+SECTIONS = ("experiment", "data", "metric", "scheduler", "fixed", "search")
+OVERRIDES = ("name", "storage", "num_samples", "max_concurrent")  # experiment keys the CLI may override
+SCALARS = (str, int, float, bool, type(None))  # what Optuna's suggest_categorical stores
+Mode = Literal["max", "min"]
+
+
+# ------------------------------------------------------------------------------------------------
+# The sections. Strict: YAML gives real types, so "16" for an int is a mistake worth reporting. A Field's
+# description is what its `valid:` hint adds in brackets (see `describe`).
+
+class StrictModel(BaseModel):
+    """Base of every section and of SearchSpec: no unknown keys, no coerced types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Resources(StrictModel):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)  # and whole or 1/k: checked in ganaug.space_checks
+
+
+class Sampler(StrictModel):
+    """Optuna TPESampler settings (tune.make_searcher); README's "The searcher" says what each does."""
+
+    n_startup_trials: int | None = Field(None, ge=0, description="null: num_samples // 4, clipped to 2..10")
+    multivariate: bool = True
+    group: bool | None = Field(None, description="null: multivariate's value; true needs multivariate")
+    constant_liar: bool = True
+
+
+class Experiment(StrictModel):
+    name: str
+    storage: str = "~/ganaug_results"
+    num_samples: int = Field(16, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    seed: int = Field(0, ge=0)
+    resources: Resources = Field(default_factory=Resources)
+    max_failures: int = Field(1, ge=-1, description="-1 = retry forever")
+    reuse_actors: bool = True
+    baselines_first: bool = True
+    sampler: Sampler = Field(default_factory=Sampler)
+
+
+class Metric(StrictModel):
+    name: str = "val_acc"
+    mode: Mode | None = None  # None -> the metric's own direction in METRICS, which it may not contradict
+
+
+class Scheduler(StrictModel):
+    max_epochs: int = Field(TrialConfig.epochs, ge=1)
+    grace_period: int | None = Field(None, ge=1, description="at most max_epochs")  # None: a third of max_epochs
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class Dist(StrictModel):
+    """One searched key: exactly one of choice / uniform / loguniform / int, plus step / log / when."""
+
+    choice: list[Any] | None = None
+    uniform: list[float] | None = Field(None, min_length=2, max_length=2)
+    loguniform: list[float] | None = Field(None, min_length=2, max_length=2)
+    int_: list[int] | None = Field(None, alias="int", min_length=2, max_length=2)
+    step: float | None = None
+    log: bool = False
+    when: dict[str, Any] | None = None
+
+    @property
+    def kind(self) -> str:
+        return next(kind for kind in DISTRIBUTIONS if self.given(kind) is not None)
+
+    @property
+    def values(self) -> list[Any]:
+        """Choice values, or the two ends of a range: what TrialConfig must accept."""
+        return list(self.given(self.kind))
+
+    def given(self, kind: str) -> Any:
+        """The list given for one distribution kind (None when not given)."""
+        return getattr(self, "int_" if kind == "int" else kind)
+
+    def can_take(self, value: Any) -> bool:
+        """Whether a suggestion from this distribution can equal `value` (for `when`)."""
+        if self.kind == "choice":
+            return any(same(value, choice) for choice in self.choice)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        low, high = self.values
+        if not low <= value <= high:
+            return False
+        if self.kind == "int":
+            return float(value).is_integer() and (value - low) % int(self.step or 1) == 0
+        if self.kind == "uniform" and self.step:
+            return abs((value - low) / self.step - round((value - low) / self.step)) < 1e-6
+        return True
+
+    def middle(self, default: Any) -> Any:
+        """A baseline's value of this key: the TrialConfig default when the space can draw it, else the middle
+        choice, or the middle of the range (geometric for log scales, on the step grid)."""
+        if self.can_take(default):
+            return default
+        if self.kind == "choice":
+            return self.choice[len(self.choice) // 2]
+        low, high = self.values
+        if self.kind == "loguniform" or (self.kind == "int" and self.log):
+            middle = math.sqrt(low * high)
+        else:
+            middle = (low + high) / 2
+        if self.kind == "int":
+            step = int(self.step or 1)
+            return int(low + round((middle - low) / step) * step)
+        if self.step:
+            return low + round((middle - low) / self.step) * self.step
+        return middle
+
+    def suggest(self, trial: Any, key: str) -> Any:
+        return DISTRIBUTIONS[self.kind](trial, key, self)
+
+
+def search_order(search: dict[str, Dist]) -> list[str]:
+    """Searched keys in file order, except that a `when` key comes after the searched keys it depends on."""
+    order: list[str] = []
+    pending = list(search)
+    while pending:
+        ready = next((key for key in pending
+                      if all(dep in order or dep not in search for dep in search[key].when or {})), None)
+        if ready is None:  # only reachable for a cycle, which the checks report first
+            raise SpaceError(f"search: `when` conditions form a cycle among {', '.join(pending)}")
+        order.append(ready)
+        pending.remove(ready)
+    return order
+
+
+# ------------------------------------------------------------------------------------------------
+# Values as YAML and Optuna hand them over.
+
+def same(a: Any, b: Any) -> bool:
+    """Equality that keeps True apart from 1 (YAML and Optuna both hand us bools and ints)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if _is_number(a) and _is_number(b):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def holds(when: dict[str, Any], values: dict[str, Any]) -> bool:
+    """Whether every `when` key currently has one of its wanted values."""
+    return all(any(same(values[key], wanted) for wanted in as_list(wanted_values))
+               for key, wanted_values in when.items())
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# ------------------------------------------------------------------------------------------------
+# Hints read from the schema, so that a message never restates a limit by hand.
+
+_WORDS = {int: ("an integer", "integers"), float: ("a number", "numbers"), bool: ("true or false", "booleans")}
+_SIGNS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+
+def field_named(model: type[BaseModel], key: str) -> FieldInfo | None:
+    """A model's field as the YAML spells its key (its alias: `int` for Dist.int_)."""
+    return next((field for name, field in model.model_fields.items() if (field.alias or name) == key), None)
+
+
+def limit(model: type[BaseModel], key: str, bound: str) -> Any:
+    """One limit of a field, None if it has none: limit(Scheduler, "grace_period", "ge") -> 1."""
+    return _limit(field_named(model, key), bound)
+
+
+def describe(field: FieldInfo) -> str | None:
+    """What a field accepts, in the words of a `valid:` hint: "an integer >= 1", "a number > 0", "true or false",
+    "max, min", "[low, high] integers", plus its description in brackets. None where the type says little (a
+    free string, a mapping, a list of anything): those hints are written by hand."""
+    annotation = field.annotation
+    if get_origin(annotation) in (Union, types.UnionType):  # X | None: what null means is in the description
+        annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
+    if get_origin(annotation) is Literal:
+        text = ", ".join(map(str, get_args(annotation)))
+    elif get_origin(annotation) is list and get_args(annotation)[0] in _WORDS and _is_pair(field):
+        text = f"[low, high] {_WORDS[get_args(annotation)[0]][1]}"
+    elif annotation in _WORDS:
+        bounds = [f"{sign} {_limit(field, bound)}" for bound, sign in _SIGNS.items()
+                  if _limit(field, bound) is not None]
+        text = " ".join([_WORDS[annotation][0], *bounds])
+    else:
+        return None
+    return f"{text} ({field.description})" if field.description else text
+
+
+def distribution_forms() -> str:
+    """The shapes a searched key's distribution may take: {choice: [...]}, {uniform: [low, high]}, ..."""
+    forms = [f"{{{kind}: {'[low, high]' if _is_pair(field_named(Dist, kind)) else '[...]'}}}" for kind in DISTRIBUTIONS]
+    return f"{', '.join(forms[:-1])} or {forms[-1]}"
+
+
+def _limit(field: FieldInfo, bound: str) -> Any:
+    return next((getattr(item, bound) for item in field.metadata if hasattr(item, bound)), None)
+
+
+def _is_pair(field: FieldInfo) -> bool:
+    """A list of exactly two items: a range's [low, high]."""
+    return _limit(field, "min_length") == _limit(field, "max_length") == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# Registries: how each distribution kind is suggested, and the reported metrics with their direction.
+
+def _suggest_choice(trial: Any, key: str, dist: Dist) -> Any:
+    return trial.suggest_categorical(key, dist.choice)
+
+
+def _suggest_uniform(trial: Any, key: str, dist: Dist) -> float:
+    return trial.suggest_float(key, *dist.uniform, step=dist.step)
+
+
+def _suggest_loguniform(trial: Any, key: str, dist: Dist) -> float:
+    return trial.suggest_float(key, *dist.loguniform, log=True)
+
+
+def _suggest_int(trial: Any, key: str, dist: Dist) -> int:
+    return trial.suggest_int(key, *dist.int_, step=int(dist.step or 1), log=dist.log)
+
+
+DISTRIBUTIONS = {
+    "choice": _suggest_choice,
+    "uniform": _suggest_uniform,
+    "loguniform": _suggest_loguniform,
+    "int": _suggest_int,
+}
+
+METRICS: dict[str, Mode] = {  # name reported every epoch -> the direction that is better
+    "val_acc": "max",
+    "val_top5": "max",
+    "val_loss": "min",
+    "train_acc": "max",
+}

@@ -1,0 +1,380 @@
+"""The checks a search space must pass that its schema (ganaug.schema) cannot express: values between keys,
+registry names, every value a trial can draw through `TrialConfig.from_dict`, and `when:` conditions. Each
+raises one SpaceError line naming the file, the key and what is valid; `check` runs them all, section by section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+from ganaug.config import KWARGS_PREFIX, ConfigError, TrialConfig, did_you_mean, is_import_path
+from ganaug.datasets import DATASETS
+from ganaug.schema import (
+    DISTRIBUTIONS,
+    METRICS,
+    SCALARS,
+    Dist,
+    Scheduler,
+    SpaceError,
+    as_list,
+    holds,
+    limit,
+    same,
+    search_order,
+)
+
+if TYPE_CHECKING:  # for annotations only: ganaug.space imports this module to run the checks
+    from ganaug.space import SearchSpec
+
+
+
+def check(spec: SearchSpec) -> None:
+    """Run every check on a spec the schema accepted; fills in the defaults that depend on other keys (sampler.group,
+    metric.mode, scheduler.grace_period)."""
+    _check_experiment(spec)
+    _check_metric(spec)
+    _check_scheduler(spec)
+    _check_data(spec)
+    _check_fixed(spec)
+    for key, dist in spec.search.items():
+        _check_dist(spec, key, dist)
+    for key, dist in spec.search.items():
+        if dist.when is not None:
+            _check_when(spec, key, dist.when)
+    _check_cycles(spec)
+    _check_pairs(spec)
+    _check_baselines(spec)
+    _check_imports(spec)
+
+
+def _check_experiment(spec: SearchSpec) -> None:
+    name, file = spec.experiment.name, spec.path
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
+        raise SpaceError(f"{file}: experiment.name: {name!r} is not a folder name; "
+                         "valid: letters, digits, '.', '_', '-' (no '/')")
+    if not spec.experiment.storage.strip():
+        raise SpaceError(f"{file}: experiment.storage: empty; valid: a local folder or s3://bucket/prefix")
+    gpu = spec.experiment.resources.gpu
+    # Fractions must be 1/k so that k trials fill a GPU exactly; 0.3 would strand a tenth of every GPU.
+    whole = gpu == 0 or (gpu >= 1 and gpu.is_integer())
+    if not (whole or (gpu < 1 and abs(1 / gpu - round(1 / gpu)) < 1e-6)):
+        raise SpaceError(f"{file}: experiment.resources.gpu: {gpu} GPUs per trial do not pack onto whole "
+                         "GPUs; valid: 0, a whole number, or 1/k (0.5, 0.25, 0.2, 0.125, ...)")
+    sampler = spec.experiment.sampler
+    if sampler.group is None:
+        sampler.group = sampler.multivariate
+    if sampler.group and not sampler.multivariate:  # Optuna's own rule, raised here before Ray starts
+        raise SpaceError(f"{file}: experiment.sampler.group: true needs multivariate: true; valid: "
+                         "multivariate: true with group: true or false, or group: false")
+
+
+def _check_metric(spec: SearchSpec) -> None:
+    metric, file = spec.metric, spec.path
+    if metric.name not in METRICS:
+        raise SpaceError(f"{file}: metric.name: {metric.name!r} is not a reported metric"
+                         f"{unknown_hint(metric.name, METRICS)}")
+    if metric.mode is None:
+        metric.mode = METRICS[metric.name]
+    if metric.mode != METRICS[metric.name]:
+        raise SpaceError(f"{file}: metric.mode: {metric.mode} would optimise {metric.name} the wrong way; "
+                         f"valid: {METRICS[metric.name]}")
+
+
+def _check_scheduler(spec: SearchSpec) -> None:
+    scheduler = spec.scheduler
+    if scheduler.grace_period is None:
+        # One rung, a third of the way: augmentation and other regularisers start slow and pay off late, and an
+        # earlier rung stops them (benchmarks/search_efficiency.py, replaying ASHA on full learning curves: a
+        # grace period of 1 stopped 52 % of the policies that ended in the top quarter, and every augmented one;
+        # a third of max_epochs, 3 % and none).
+        scheduler.grace_period = math.ceil(scheduler.max_epochs / 3)
+    if scheduler.grace_period > scheduler.max_epochs:
+        lowest = limit(Scheduler, "grace_period", "ge")
+        raise SpaceError(f"{spec.path}: scheduler.grace_period: {scheduler.grace_period} > max_epochs "
+                         f"{scheduler.max_epochs}; valid: {lowest} <= grace_period <= {scheduler.max_epochs}")
+    for section in ("fixed", "search"):
+        if "epochs" in getattr(spec, section):
+            raise SpaceError(f"{spec.path}: {section}.epochs: epochs is set by scheduler.max_epochs; "
+                             "valid: remove it and set scheduler.max_epochs")
+
+
+def _check_data(spec: SearchSpec) -> None:
+    from ganaug.data import DataConfig  # lazy: it imports torch (`import ganaug.space` must not)
+
+    file, data = spec.path, spec.data
+    known = [f.name for f in dataclasses.fields(DataConfig)]
+    for key in data:
+        if key not in known:
+            raise SpaceError(f"{file}: data.{key}: unknown key{unknown_hint(key, known)}")
+    if "name" not in data:
+        raise SpaceError(f"{file}: data.name: missing; valid: {', '.join(DATASETS)}")
+    if data["name"] not in DATASETS:
+        raise SpaceError(f"{file}: data.name: unknown dataset {data['name']!r}"
+                         f"{unknown_hint(str(data['name']), DATASETS)}")
+    try:  # DataConfig checks every value; its messages start with "data.<key>=..."
+        DataConfig(**data)
+    except (ValueError, TypeError) as err:  # DataError is a ValueError
+        raise SpaceError(f"{file}: {err}") from None
+
+
+def _check_fixed(spec: SearchSpec) -> None:
+    file = spec.path
+    known = TrialConfig.keys()
+    nested = spec.fixed.get("classifier_kwargs")
+    # classifier_kwargs: {depth: 3} and classifier_kwargs.depth: 3 are the same key, fixed or searched.
+    flat = [*(f"{KWARGS_PREFIX}{name}" for name in (nested if isinstance(nested, dict) else {})),
+            *(key for key in spec.fixed if str(key).startswith(KWARGS_PREFIX))]
+    for key in flat:
+        if key in spec.search or flat.count(key) > 1:
+            twice = "both fixed and searched" if key in spec.search else "given twice under fixed"
+            raise SpaceError(f"{file}: fixed.{key}: {key} is {twice}; valid: keep it in one place")
+    for key, value in spec.fixed.items():
+        if key not in known and not str(key).startswith(KWARGS_PREFIX):
+            raise SpaceError(f"{file}: fixed.{key}: unknown key{unknown_hint(key, known)}")
+        if key in spec.search:
+            raise SpaceError(f"{file}: fixed.{key}: {key} is both fixed and searched; "
+                             "valid: keep it in one of fixed or search")
+        # The key's own value only: the rules between keys come with the whole section, just below.
+        _config_check({key: value}, f"{file}: fixed.{key}", combinations=False)
+    # A searched classifier is drawn with the fixed classifier_kwargs: check them with one of its import paths.
+    classifiers = spec.search["classifier"].values if "classifier" in spec.search else []
+    drawn = {"classifier": next(filter(is_import_path, classifiers), classifiers[0])} if classifiers else {}
+    _config_check({**drawn, **spec.fixed}, f"{file}: fixed")
+
+
+def _check_dist(spec: SearchSpec, key: str, dist: Dist) -> None:
+    where = f"{spec.path}: search.{key}"
+    known = {f.name: f for f in dataclasses.fields(TrialConfig)}
+    if key == "classifier_kwargs":
+        raise SpaceError(f"{where}: a factory's arguments are searched one by one; valid: e.g. "
+                         "classifier_kwargs.depth: {choice: [2, 3]}")
+    argument = key.startswith(KWARGS_PREFIX)  # any scalar distribution: the factory's signature decides
+    if key not in known and not argument:
+        raise SpaceError(f"{where}: unknown key{unknown_hint(key, known)}")
+    kinds = [kind for kind in DISTRIBUTIONS if dist.given(kind) is not None]
+    if len(kinds) != 1:
+        raise SpaceError(f"{where}: needs exactly one of {', '.join(DISTRIBUTIONS)}, got "
+                         f"{', '.join(kinds) or 'none'}; valid: e.g. {{uniform: [0.25, 0.75]}} "
+                         "(constants go under fixed:)")
+    kind = kinds[0]
+    if dist.log and kind != "int":
+        raise SpaceError(f"{where}.log: log only applies to int; valid: loguniform for float ranges")
+    if dist.step is not None and kind not in ("int", "uniform"):
+        raise SpaceError(f"{where}.step: step only applies to int and uniform; valid: remove step")
+    field_type = None if argument else type(known[key].default)
+    if field_type in (bool, str) and kind != "choice":
+        raise SpaceError(f"{where}.{kind}: {key} is a {field_type.__name__}; valid: choice")
+    if field_type is int and kind in ("uniform", "loguniform"):
+        raise SpaceError(f"{where}.{kind}: {kind} gives floats but {key} is an int; valid: int, choice")
+    if kind == "choice":
+        _check_choice(where, dist.choice)
+    else:
+        _check_range(where, kind, dist)
+    for value in dist.values:
+        # Each value on its own; the rules between keys are checked pairwise, with what the others can be
+        # (_check_pairs): gan_freeze: true is fine where gan_pretrain_epochs is searched over [5, 10].
+        _config_check({**spec.fixed, **_condition(spec, dist), key: value}, f"{where}.{kind}", combinations=False)
+
+
+def _check_imports(spec: SearchSpec) -> None:
+    """Every torchvision:/import-path classifier the space names resolves to a callable (its module imports and
+    has the attribute); building it waits for the dataset's shape (SearchSpec.check_classifier)."""
+    if "classifier" in spec.fixed:
+        places = [("fixed.classifier", spec.fixed["classifier"])]
+    else:
+        values = spec.search["classifier"].values if "classifier" in spec.search else []
+        places = [(f"search.classifier.choice.{index}", value) for index, value in enumerate(values)]
+    places = [(place, value) for place, value in places if is_import_path(value)]
+    if not places:
+        return
+    from ganaug.classifiers import ClassifierError, resolve_classifier  # lazy: it imports torch
+
+    for place, value in places:
+        try:
+            resolve_classifier(value)
+        except ClassifierError as error:
+            debug = " (--debug shows its traceback)" if error.__cause__ is not None else ""
+            raise SpaceError(f"{spec.path}: {place}: {error.problem}{debug}; valid: {error.valid}") from error
+
+
+def _check_choice(where: str, choices: list[Any]) -> None:
+    if not choices:
+        raise SpaceError(f"{where}.choice: empty choice list; valid: a list of at least one value")
+    for index, value in enumerate(choices):
+        if not isinstance(value, SCALARS):
+            raise SpaceError(f"{where}.choice.{index}: {value!r} is a {type(value).__name__}; "
+                             "valid: strings, numbers, booleans or null")
+        if any(same(value, other) for other in choices[:index]):
+            raise SpaceError(f"{where}.choice.{index}: {value!r} appears twice; valid: distinct values")
+
+
+def _check_range(where: str, kind: str, dist: Dist) -> None:
+    low, high = dist.values
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise SpaceError(f"{where}.{kind}: [{low}, {high}] is not finite; valid: [low, high] finite numbers")
+    if low >= high:
+        raise SpaceError(f"{where}.{kind}: low {low} >= high {high}; valid: [low, high] with low < high")
+    if kind == "loguniform" and low <= 0:
+        raise SpaceError(f"{where}.loguniform: low {low} <= 0; valid: 0 < low < high (log scale)")
+    if kind == "int":
+        if dist.step is not None and not (float(dist.step).is_integer() and dist.step >= 1):
+            raise SpaceError(f"{where}.step: {dist.step} is not a whole number >= 1; valid: 1, 2, ...")
+        step = int(dist.step or 1)
+        if dist.log and (step != 1 or low < 1):
+            raise SpaceError(f"{where}.log: log: true needs low >= 1 and no step; valid: drop step or log")
+        if (high - low) % step:
+            raise SpaceError(f"{where}.step: high - low = {high - low} is not a multiple of step {step}; "
+                             f"valid: e.g. int: [{low}, {low + step * ((high - low) // step)}]")
+    if kind == "uniform" and dist.step is not None:
+        steps = (high - low) / dist.step if dist.step > 0 else -1
+        if steps < 1 or abs(steps - round(steps)) > 1e-6:
+            raise SpaceError(f"{where}.step: {dist.step} does not divide high - low = {high - low}; "
+                             "valid: a step > 0 that divides the range")
+
+
+def _check_when(spec: SearchSpec, key: str, when: dict[str, Any]) -> None:
+    where = f"{spec.path}: search.{key}.when"
+    if not when:
+        raise SpaceError(f"{where}: empty; valid: {{other_key: value}} or {{other_key: [value, ...]}}")
+    defaults = TrialConfig().to_dict()
+    for other, wanted in when.items():
+        if other == key:
+            raise SpaceError(f"{where}.{other}: a key cannot depend on itself; valid: another searched "
+                             "or fixed key")
+        if other not in defaults:
+            raise SpaceError(f"{where}.{other}: unknown key{unknown_hint(other, defaults)}")
+        if other not in spec.search and other not in spec.fixed:
+            others = [name for name in [*spec.search, *spec.fixed] if name != key]
+            raise SpaceError(f"{where}.{other}: {other} is neither searched nor fixed, so it is always "
+                             f"{defaults[other]!r}; valid: {', '.join(others)}")
+        values = as_list(wanted)
+        if not values:
+            raise SpaceError(f"{where}.{other}: empty list; valid: a value or a list of values")
+        for value in values:
+            if not _can_take(spec, other, value, defaults[other]):
+                raise SpaceError(f"{where}.{other}: {other} can never be {value!r}; "
+                                 f"valid: {_possible(spec, other, defaults[other])}")
+
+
+def _condition(spec: SearchSpec, dist: Dist) -> dict[str, Any]:
+    """Values under which a conditional key is searched: each `when` key at its first wanted value (a key
+    searched only when gan_pretrain_epochs is 10 is checked with gan_pretrain_epochs 10, not the default 0)."""
+    return {other: as_list(wanted)[0] for other, wanted in (dist.when or {}).items()
+            if as_list(wanted) and other in set(TrialConfig.keys())}
+
+
+def _check_pairs(spec: SearchSpec) -> None:
+    """Every pair of searched keys, at every combination of their choices (or range ends) that a trial can
+    draw together, makes a valid TrialConfig: cross-key rules (gan_freeze needs pretraining, hinge has no
+    label smoothing) fail here, naming both keys, instead of as an errored trial."""
+    keys = list(spec.search)
+
+    def valid(values: dict[str, Any], pair: tuple[str, str]) -> ConfigError | None:
+        try:
+            TrialConfig.from_dict(_with_dependents(spec, {**spec.fixed, **values}, pair))
+        except ConfigError as err:
+            return err
+        return None
+
+    # Each value alone first: one that no other searched key's value can make valid (labeling distill with no
+    # teacher_ema anywhere) is that key's fault; one that some value rescues is left to the pairs below.
+    for key in keys:
+        dist = spec.search[key]
+        for value in dist.values:
+            error = valid({**_condition(spec, dist), key: value}, (key, key))
+            rescued = error is None or any(
+                valid({**_condition(spec, dist), key: value, other: other_value}, (key, other)) is None
+                for other in keys if other != key for other_value in spec.search[other].values)
+            if not rescued:
+                reason = str(error).split(": ", 1)[1]
+                raise SpaceError(f"{spec.path}: search.{key}: a trial could draw {key}={value!r}, which is invalid "
+                                 f"({reason}); valid: choices that combine with the fixed keys") from None
+    for index, first in enumerate(keys):
+        for second in keys[index + 1:]:
+            dists = {first: spec.search[first], second: spec.search[second]}
+            context = {**spec.fixed, **_condition(spec, dists[first]), **_condition(spec, dists[second])}
+            for value_a in dists[first].values:
+                for value_b in dists[second].values:
+                    values = {**context, first: value_a, second: value_b}
+                    # Skip combinations a `when` rules out (one key conditioned on the other's value).
+                    if not all(holds(dist.when, values) for dist in dists.values() if dist.when):
+                        continue
+                    try:
+                        TrialConfig.from_dict(_with_dependents(spec, values, (first, second)))
+                    except ConfigError as err:
+                        reason = str(err).split(": ", 1)[1]
+                        raise SpaceError(
+                            f"{spec.path}: search.{first} and search.{second}: a trial could draw {first}="
+                            f"{value_a!r} with {second}={value_b!r}, which is invalid ({reason}); valid: a "
+                            f"`when:` on one of them, or choices that always combine") from None
+
+
+def _with_dependents(spec: SearchSpec, values: dict[str, Any], pair: tuple[str, str]) -> dict[str, Any]:
+    """`values` plus, for every other searched key whose `when` holds under them, that key's first value: a trial
+    that draws the pair also draws the keys conditioned on it (labeling: distill brings its teacher_ema along)."""
+    values = {**TrialConfig().to_dict(), **values}
+    for key in search_order(spec.search):
+        dist = spec.search[key]
+        if key not in pair and dist.when is not None and holds(dist.when, values):
+            values[key] = dist.values[0]
+    return values
+
+
+def _check_baselines(spec: SearchSpec) -> None:
+    """The enqueued baseline policies are valid trials (their midpoints could break a rule between keys)."""
+    for point in spec.baseline_points():
+        try:
+            TrialConfig.from_dict({**spec.fixed, **point})
+        except ConfigError as err:
+            reason = str(err).split(": ", 1)[1]
+            raise SpaceError(f"{spec.path}: experiment.baselines_first: the baseline policy {point} is invalid "
+                             f"({reason}); valid: baselines_first: false, or defaults that combine") from None
+
+
+
+def _check_cycles(spec: SearchSpec) -> None:
+    def visit(key: str, chain: list[str]) -> None:
+        for dep in spec.search[key].when or {}:
+            if dep in chain:
+                cycle = " -> ".join([*chain[chain.index(dep):], dep])
+                raise SpaceError(f"{spec.path}: search.{chain[0]}.when: conditions form a cycle {cycle}; "
+                                 "valid: conditions that form a tree")
+            if dep in spec.search:
+                visit(dep, [*chain, dep])
+
+    for key in spec.search:
+        visit(key, [key])
+
+
+def _can_take(spec: SearchSpec, key: str, value: Any, default: Any) -> bool:
+    if key in spec.fixed:
+        return same(value, spec.fixed[key])
+    dist = spec.search[key]
+    # A conditional key keeps its default in trials where its own condition fails.
+    return dist.can_take(value) or (dist.when is not None and same(value, default))
+
+
+def _possible(spec: SearchSpec, key: str, default: Any) -> str:
+    if key in spec.fixed:
+        return f"{spec.fixed[key]!r} (fixed)"
+    dist = spec.search[key]
+    text = ", ".join(map(repr, dist.choice)) if dist.kind == "choice" else f"{dist.kind} {dist.values}"
+    return text + (f" or its default {default!r}" if dist.when is not None else "")
+
+
+def _config_check(values: dict[str, Any], where: str, combinations: bool = True) -> None:
+    try:
+        TrialConfig.from_dict(values, where=where, combinations=combinations)
+    except ConfigError as err:
+        raise SpaceError(str(err)) from None
+
+
+def unknown_hint(key: str, valid) -> str:
+    """"; did you mean 'x'?; valid: a, b, c" for a key that is not one of `valid` (the suggestion when one is close)."""
+    valid = sorted(map(str, valid))
+    close = did_you_mean(key, valid)
+    listing = f"; valid: {', '.join(valid)}"
+    return close + listing if "did you mean" in close else listing
