@@ -254,8 +254,9 @@ def resolve_classifier(name: str) -> Callable[..., nn.Module]:
             names = [n for n in dir(factory) if not n.startswith("_")]
             where = getattr(module, "__file__", None) or module_name
             raise ClassifierError("classifier", f"classifier={name!r}: {where} has no attribute {attribute!r}"
-                                  f"{did_you_mean(part, names)}", f"{module_name}:NAME with NAME a function or class of "
-                                  "that module that returns an nn.Module")
+                                  f"{did_you_mean(part, names)}",
+                                  f"{module_name}:NAME with NAME a function or class of that module that returns an "
+                                  "nn.Module")
         factory = getattr(factory, part)
     if not callable(factory):
         raise ClassifierError("classifier", f"classifier={name!r} is a {type(factory).__name__}, not callable",
@@ -326,8 +327,8 @@ def _call_factory(name: str, factory: Callable[..., Any], arguments: dict[str, A
         arguments = {key: value for key, value in arguments.items() if key not in optional or key in parameters}
         for key in [*arguments, *kwargs]:
             if key not in parameters and not any_keyword:
-                problem = f"classifier={name!r} takes no parameter {key!r}{did_you_mean(key, parameters)} (its signature: " \
-                          f"{inspect.signature(factory)})"
+                problem = f"classifier={name!r} takes no parameter {key!r}{did_you_mean(key, parameters)} " \
+                          f"(its signature: {inspect.signature(factory)})"
                 if key not in kwargs:  # num_classes
                     raise ClassifierError("classifier", problem, "a factory f(num_classes, ...) returning an nn.Module")
                 accepted = ", ".join(p for p in parameters if p not in (*arguments, *optional)) or "none"
