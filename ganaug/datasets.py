@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ganaug.errors import InputError
+from ganaug.files import atomic_write
 
 if TYPE_CHECKING:  # data.py imports this module; DataConfig is only an annotation here
     from ganaug.data import DataConfig
@@ -410,9 +411,8 @@ def _write_cache(root: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
             continue
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            temporary = folder / f".{name}.{os.getpid()}.tmp.npz"
-            np.savez_compressed(temporary, **arrays)
-            os.replace(temporary, folder / name)  # atomic: concurrent trials never read a half-written file
+            # Atomic: concurrent trials never read a half-written file.
+            atomic_write(folder / name, lambda file: np.savez_compressed(file, **arrays))
             return
         except OSError:
             continue
