@@ -250,6 +250,20 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float32).sub_(127.5).div_(127.5)
 
 
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Float images in [-1, 1] -> uint8 on the same device, each value rounded to the nearest level (values
+    outside [-1, 1] clamped): the exact inverse of to_float on its outputs."""
+    return x.float().clamp(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8)
+
+
+def pick_device(name: str) -> torch.device:
+    """The device a `device` setting names: "auto" is CUDA when available, else the CPU; "cpu" and "cuda" are
+    themselves."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def augment(x: torch.Tensor, generator: torch.Generator | None = None, translate: int = 4) -> torch.Tensor:
     """Random horizontal flip (p = 0.5) and translation by up to `translate` px in x and y, per image.
 
