@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
 import importlib
 import inspect
 import re
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from ganaug.config import ConfigError, is_import_path, registry
+from ganaug.errors import did_you_mean
 
 # torchvision ResNets get the CIFAR stem (3x3 stride-1 conv1, no max-pool) for images at most this many px a side:
 # ImageNet's 7x7 stride-2 conv and max-pool would shrink 32x32 to 8x8 before the first residual block.
@@ -234,7 +234,7 @@ def resolve_classifier(name: str) -> Callable[..., nn.Module]:
         names = models.list_models(module=models)
         if attribute not in names:
             raise ClassifierError("classifier", f"classifier={name!r} is not a torchvision classification model"
-                                  f"{_close(attribute, names)}", "torchvision:NAME with NAME from "
+                                  f"{did_you_mean(attribute, names)}", "torchvision:NAME with NAME from "
                                   "torchvision.models.list_models(), e.g. torchvision:resnet18")
         return models.get_model_builder(attribute)
     try:
@@ -254,8 +254,9 @@ def resolve_classifier(name: str) -> Callable[..., nn.Module]:
             names = [n for n in dir(factory) if not n.startswith("_")]
             where = getattr(module, "__file__", None) or module_name
             raise ClassifierError("classifier", f"classifier={name!r}: {where} has no attribute {attribute!r}"
-                                  f"{_close(part, names)}", f"{module_name}:NAME with NAME a function or class of "
-                                  "that module that returns an nn.Module")
+                                  f"{did_you_mean(part, names)}",
+                                  f"{module_name}:NAME with NAME a function or class of that module that returns an "
+                                  "nn.Module")
         factory = getattr(factory, part)
     if not callable(factory):
         raise ClassifierError("classifier", f"classifier={name!r} is a {type(factory).__name__}, not callable",
@@ -326,8 +327,8 @@ def _call_factory(name: str, factory: Callable[..., Any], arguments: dict[str, A
         arguments = {key: value for key, value in arguments.items() if key not in optional or key in parameters}
         for key in [*arguments, *kwargs]:
             if key not in parameters and not any_keyword:
-                problem = f"classifier={name!r} takes no parameter {key!r}{_close(key, parameters)} (its signature: " \
-                          f"{inspect.signature(factory)})"
+                problem = f"classifier={name!r} takes no parameter {key!r}{did_you_mean(key, parameters)} " \
+                          f"(its signature: {inspect.signature(factory)})"
                 if key not in kwargs:  # num_classes
                     raise ClassifierError("classifier", problem, "a factory f(num_classes, ...) returning an nn.Module")
                 accepted = ", ".join(p for p in parameters if p not in (*arguments, *optional)) or "none"
@@ -385,11 +386,6 @@ def _replace_first_conv(model: nn.Module, in_channels: int, **changes: Any) -> N
 
 def _image_size(spec) -> int | tuple[int, int]:
     return spec.height if spec.height == spec.width else (spec.height, spec.width)
-
-
-def _close(word: str, candidates) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _first_line(error: BaseException) -> str:

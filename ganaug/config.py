@@ -7,12 +7,11 @@ study and every checkpoint (the whole config is snapshotted into each one).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ganaug.errors import InputError
+from ganaug.errors import InputError, did_you_mean
 
 
 class ConfigError(InputError):
@@ -178,7 +177,8 @@ class TrialConfig:
         values = _unflatten_kwargs(values, where)
         for key in values:
             if key not in known:
-                raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, known)}")
+                hint = did_you_mean(key, known) or f"; valid keys: {', '.join(sorted(known))}"
+                raise ConfigError(f"{where}: unknown key {key!r}{hint}")
         coerced = {key: _coerce_kwargs(value, where) if key == "classifier_kwargs" else
                    _coerce(key, known[key], value, where) for key, value in values.items()}
         config = cls(**coerced)
@@ -317,11 +317,6 @@ class TrialConfig:
             raise ConfigError(f"{where}: d_label_smoothing={self.d_label_smoothing!r} applies to gan_loss='bce' "
                               "only; valid: d_label_smoothing=0 with gan_loss='hinge' (in a search space: "
                               "d_label_smoothing: {..., when: {gan_loss: bce}})")
-
-
-def did_you_mean(word: str, candidates) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else f"; valid keys: {', '.join(sorted(candidates))}"
 
 
 def _unflatten_kwargs(values: dict[str, Any], where: str) -> dict[str, Any]:

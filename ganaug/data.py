@@ -21,7 +21,6 @@ step above (ImageData.train_attributes etc., float32 [N, k]).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ganaug.datasets import DATASETS, DataError, RawSplits, _stratified_split
+from ganaug.errors import did_you_mean
 
 # ----------------------------------------------------------------------------------------------
 # What models and trials see.
@@ -119,7 +119,7 @@ class DataConfig:
         if isinstance(self.root, os.PathLike):
             object.__setattr__(self, "root", os.fspath(self.root))
         if not isinstance(self.name, str) or self.name not in DATASETS:
-            raise DataError(f"data.name={self.name!r} is not a known dataset{_suggest(str(self.name), DATASETS)}; "
+            raise DataError(f"data.name={self.name!r} is not a known dataset{did_you_mean(str(self.name), DATASETS)}; "
                             f"valid: {', '.join(DATASETS)}")
         _check_type("root", self.root, (str, type(None)), "a folder path or null")
         _check_type("download", self.download, (bool,), "true or false")
@@ -162,7 +162,7 @@ class DataConfig:
         known = [f.name for f in dataclasses.fields(cls)]
         for key in values:
             if key not in known:
-                raise DataError(f"{where}: unknown key {key!r}{_suggest(str(key), known)}; "
+                raise DataError(f"{where}: unknown key {key!r}{did_you_mean(str(key), known)}; "
                                 f"valid keys: {', '.join(known)}")
         return cls(**values)
 
@@ -229,7 +229,7 @@ def _keep_classes(raw: RawSplits, cfg: DataConfig) -> RawSplits:
     wanted = [str(c) for c in cfg.classes]
     unknown = [name for name in wanted if name not in raw.class_names]
     if unknown:
-        hints = "".join(_suggest(name, raw.class_names) for name in unknown[:1])
+        hints = "".join(did_you_mean(name, raw.class_names) for name in unknown[:1])
         raise DataError(f"data.classes: {', '.join(map(repr, unknown))} {'is' if len(unknown) == 1 else 'are'} "
                         f"not a class of {cfg.name}{hints}; valid: {', '.join(raw.class_names)}")
     relabel = np.full(len(raw.class_names), -1, dtype=np.int64)
@@ -248,6 +248,20 @@ def _keep_classes(raw: RawSplits, cfg: DataConfig) -> RawSplits:
 def to_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float32 in [-1, 1] on the same device (the range GAN generators emit with tanh)."""
     return x.to(torch.float32).sub_(127.5).div_(127.5)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Float images in [-1, 1] -> uint8 on the same device, each value rounded to the nearest level (values
+    outside [-1, 1] clamped): the exact inverse of to_float on its outputs."""
+    return x.float().clamp(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8)
+
+
+def pick_device(name: str) -> torch.device:
+    """The device a `device` setting names: "auto" is CUDA when available, else the CPU; "cpu" and "cuda" are
+    themselves."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def augment(x: torch.Tensor, generator: torch.Generator | None = None, translate: int = 4) -> torch.Tensor:
@@ -297,7 +311,7 @@ def _class_index(key: Any, names: tuple[str, ...]) -> int:
         return key
     if isinstance(key, str) and key in names:
         return names.index(key)
-    raise DataError(f"data.imbalance: {key!r} is not a class of this dataset{_suggest(str(key), names)}; "
+    raise DataError(f"data.imbalance: {key!r} is not a class of this dataset{did_you_mean(str(key), names)}; "
                     f"valid: a class name ({', '.join(names)}) or an index 0..{len(names) - 1}")
 
 
@@ -316,8 +330,3 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def _suggest(word: str, candidates) -> str:
-    close = difflib.get_close_matches(word, [str(c) for c in candidates], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""

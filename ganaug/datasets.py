@@ -1,6 +1,6 @@
 """The datasets on disk: one reader per format (scikit-learn's digits, CIFAR pickles, MNIST idx files, a folder
-of images, its decodes cached), each DataConfig -> RawSplits of uint8 arrays, and DATASETS, their registry by
-YAML `data.name`. data.py turns RawSplits into the splits a trial sees.
+of images, its decodes cached by imagecache.py), each DataConfig -> RawSplits of uint8 arrays, and DATASETS,
+their registry by YAML `data.name`. data.py turns RawSplits into the splits a trial sees.
 
 Continuous attributes (the conditions `gan_conditions` names): an imagefolder split folder may hold an
 `attributes.csv` whose rows are `path relative to the split folder, value, value, ...`, e.g.
@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
-import json
 import os
 import pickle
 import struct
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ganaug.errors import InputError
+from ganaug.imagecache import cached_arrays
 
 if TYPE_CHECKING:  # data.py imports this module; DataConfig is only an annotation here
     from ganaug.data import DataConfig
@@ -44,7 +42,6 @@ DIGITS_TEST_FRACTION = 0.2
 DEFAULT_IMAGE_SIZE = 32  # imagefolder with mixed image sizes and no image_size
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
-CACHE_VERSION = 1  # bump when the cached arrays change meaning (attributes.csv is read afresh, never cached)
 ATTRIBUTES_FILE = "attributes.csv"  # per split folder of an imagefolder dataset
 
 
@@ -180,16 +177,11 @@ def _load_imagefolder(cfg: DataConfig) -> RawSplits:
     """
     root = _root(cfg)
     class_names, files = _scan_imagefolder(root)
-    stats = [(path.relative_to(root).as_posix(), *_stat(path)) for path, _, _ in files]
-    key = json.dumps({"version": CACHE_VERSION, "root": str(root.resolve()), "files": stats,
-                      "image_size": cfg.image_size, "grayscale": cfg.grayscale})
-    cache_name = f"imagefolder-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
-    arrays = _read_cache(root, cache_name)
-    if arrays is None:
-        arrays = {"x": _decode_images(cfg, root, [path for path, _, _ in files]),
-                  "y": np.array([label for _, label, _ in files], dtype=np.int64),
-                  "split": np.array([split for _, _, split in files], dtype=np.int8)}
-        _write_cache(root, cache_name, arrays)
+    paths = [path for path, _, _ in files]
+    arrays = cached_arrays(root, paths, {"image_size": cfg.image_size, "grayscale": cfg.grayscale},
+                           lambda: {"x": _decode_images(cfg, root, paths),
+                                    "y": np.array([label for _, label, _ in files], dtype=np.int64),
+                                    "split": np.array([split for _, _, split in files], dtype=np.int8)})
     x, y, split = arrays["x"], arrays["y"], arrays["split"]
     attribute_names, attributes = _read_attributes(root, files)
 
@@ -370,57 +362,6 @@ def _raise_unreadable(root: Path, paths: list[Path], results: list) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# The decoded-image cache.
-
-
-def user_cache_dir() -> Path:
-    """Where caches go when the data folder is read-only ($XDG_CACHE_HOME/ganaug, default ~/.cache/ganaug)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ganaug"
-
-
-def _cache_dirs(root: Path) -> list[Path]:
-    return [root / ".ganaug_cache", user_cache_dir()]
-
-
-def _writable(folder: Path) -> bool:
-    # Root ignores permission bits, so os.access alone would write into data the owner made read-only
-    # (e.g. a shared data set); respect the mode bits too.
-    target = folder
-    while not target.exists():
-        target = target.parent
-    return os.access(target, os.W_OK) and bool(target.stat().st_mode & 0o222)
-
-
-def _read_cache(root: Path, name: str) -> dict[str, np.ndarray] | None:
-    for folder in _cache_dirs(root):
-        path = folder / name
-        if path.exists():
-            try:
-                with np.load(path, allow_pickle=False) as npz:
-                    return {key: npz[key] for key in ("x", "y", "split")}
-            except Exception as error:  # a truncated or foreign file: decode again and overwrite it
-                warnings.warn(f"ignoring unreadable cache {path} ({error}); decoding the images again",
-                              stacklevel=3)
-    return None
-
-
-def _write_cache(root: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
-    for folder in _cache_dirs(root):
-        if not _writable(folder):
-            continue
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            temporary = folder / f".{name}.{os.getpid()}.tmp.npz"
-            np.savez_compressed(temporary, **arrays)
-            os.replace(temporary, folder / name)  # atomic: concurrent trials never read a half-written file
-            return
-        except OSError:
-            continue
-    warnings.warn(f"could not write the image cache to any of {[str(d) for d in _cache_dirs(root)]}; "
-                  "the next load decodes the images again", stacklevel=3)
-
-
-# ----------------------------------------------------------------------------------------------
 # Helpers.
 
 
@@ -466,11 +407,6 @@ def _check_labels(path: Path, labels: np.ndarray, num_classes: int) -> None:
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise DataError(f"{path}: labels range over {labels.min()}..{labels.max()}, "
                         f"expected 0..{num_classes - 1}")
-
-
-def _stat(path: Path) -> tuple[int, int]:
-    stat = path.stat()
-    return stat.st_size, stat.st_mtime_ns
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,13 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganaug.classifiers import build_classifier
+from ganaug.data import to_float
 from ganaug.labeling import LABELERS, Labeler
 from ganaug.trainer import GAN, balanced_labels
 
 
 def _as_float_images(x: torch.Tensor) -> torch.Tensor:
     # uint8 data (the stored format) -> float in [-1, 1]; float input is taken as already scaled.
-    return x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x
+    return to_float(x) if x.dtype == torch.uint8 else x
 
 
 @torch.no_grad()

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from ganaug.files import atomic_write
 
 LOG_FILE = "metrics.jsonl"
 
@@ -61,9 +62,7 @@ class TrialReporter:
         if not saved.is_file():  # a checkpoint from before logs travelled with checkpoints
             return
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        temporary = self.log_dir / f".{LOG_FILE}.{os.getpid()}.tmp"
-        shutil.copyfile(saved, temporary)
-        os.replace(temporary, self.log_dir / LOG_FILE)
+        atomic_write(self.log_dir / LOG_FILE, saved.read_bytes())
 
     def writer(self):
         if self._writer is None:

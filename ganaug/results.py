@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import re
 import shlex
 import warnings
@@ -26,6 +25,7 @@ import pandas as pd
 import yaml
 
 from ganaug.errors import InputError
+from ganaug.files import atomic_write
 from ganaug.storage import StorageError, check_reachable, download, is_uri, mirror_of_experiment, upload
 
 EXPERIMENT_FILE = "ganaug_experiment.yaml"
@@ -400,16 +400,3 @@ def _plain(value):
 
 def _missing(value) -> bool:
     return isinstance(value, float) and math.isnan(value)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Temp file + fsync + rename: a crash (or power loss) leaves the old file or the new one, never half."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

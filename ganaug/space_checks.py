@@ -10,8 +10,9 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
-from ganaug.config import KWARGS_PREFIX, ConfigError, TrialConfig, did_you_mean, is_import_path
+from ganaug.config import KWARGS_PREFIX, ConfigError, TrialConfig, is_import_path
 from ganaug.datasets import DATASETS
+from ganaug.errors import did_you_mean
 from ganaug.schema import (
     DISTRIBUTIONS,
     METRICS,
@@ -375,6 +376,4 @@ def _config_check(values: dict[str, Any], where: str, combinations: bool = True)
 def unknown_hint(key: str, valid) -> str:
     """"; did you mean 'x'?; valid: a, b, c" for a key that is not one of `valid` (the suggestion when one is close)."""
     valid = sorted(map(str, valid))
-    close = did_you_mean(key, valid)
-    listing = f"; valid: {', '.join(valid)}"
-    return close + listing if "did you mean" in close else listing
+    return did_you_mean(key, valid) + f"; valid: {', '.join(valid)}"

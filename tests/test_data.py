@@ -26,7 +26,9 @@ from ganaug.data import (
     augment,
     batch_indices,
     load_data,
+    pick_device,
     to_float,
+    to_uint8,
 )
 from ganaug.datasets import DATASETS
 
@@ -305,6 +307,20 @@ def test_to_float_range():
     y = to_float(x)
     assert y.dtype == torch.float32
     assert y.flatten().tolist() == pytest.approx([-1.0, 127 / 127.5 - 1, 1.0], abs=1e-6)
+
+
+def test_to_uint8_inverts_to_float_exactly():
+    levels = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
+    assert torch.equal(to_uint8(to_float(levels)), levels)
+    assert torch.equal(to_uint8(to_float(levels).bfloat16()), levels)  # bf16 samples round to the same levels
+    outside = torch.tensor([-3.0, -1.0, 0.0, 1.0, 3.0])
+    assert to_uint8(outside).tolist() == [0, 0, 128, 255, 255]  # clamped; 0 is level 127.5, rounded half to even
+
+
+def test_pick_device():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert pick_device("cuda").type == "cuda"
 
 
 def test_augment_flip_only_flips_each_image_or_not():

@@ -15,7 +15,15 @@ IMPORT_STRING = re.compile(r"^ganaug\.(\w+)(?::[\w.]+)?$")
 def imports_of(path: Path, package: str = "ganaug") -> set[str]:
     """The modules of `package` that the file imports, at module level, inside functions or by import string."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    # `if TYPE_CHECKING:` imports exist for annotations only and never run: a module may name the type its caller
+    # hands it (space_checks takes the SearchSpec that space.py builds) without importing upwards.
+    annotation_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+                       for node in ast.walk(block)}
+    for node in ast.walk(tree):
+        if id(node) in annotation_only:
+            continue
         if isinstance(node, ast.Import):
             found |= {alias.name.split(".")[1] for alias in node.names if alias.name.startswith(f"{package}.")}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -66,7 +74,7 @@ def test_the_walker_finds_a_cycle_hidden_in_an_import_string(tmp_path):
     graph = import_graph(tmp_path, package="pkg")
     assert graph == {"a": {"b"}, "b": {"c"}, "c": {"a"}}
     assert find_cycle(graph) == ["a", "b", "c", "a"]
-    (tmp_path / "c.py").write_text("REGISTRY = ('a', 'b')\n")
+    (tmp_path / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.a import T\n")
     assert find_cycle(import_graph(tmp_path, package="pkg")) == []
 
 
