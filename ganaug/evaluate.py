@@ -327,7 +327,8 @@ def run_all(data, policies: dict[str, dict], seeds: int, *, kept: pd.DataFrame |
         return _ordered(kept, list(policies))
     import ray
 
-    from ganaug.tune import pack_data, ray_session
+    from ganaug.cluster import ray_session
+    from ganaug.tune import pack_data
 
     class_names = list(data.spec.class_names)
     with ray_session(address, num_cpus):

@@ -1,7 +1,7 @@
 """Experiment folders on remote storage (s3://bucket/prefix, gs://..., any pyarrow URI): a local mirror of
 each, files copied between the two, and a quick check that the storage answers before a search starts.
 
-results.py, evaluate and generate work on local folders; for a URI they work on its mirror,
+The search, results.py, evaluate and generate work on local folders; for a URI they work on its mirror,
 `~/.ganaug/results/<storage URI, sanitised>/<name>`, and copy what they write back up.
 """
 
@@ -11,9 +11,13 @@ import os
 import re
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ganaug.errors import InputError
+
+if TYPE_CHECKING:  # only an annotation here: this module stays below space.py (and free of pydantic)
+    from ganaug.space import SearchSpec
 
 MIRROR_ROOT = "~/.ganaug/results"  # local mirrors of remote experiments; $GANAUG_MIRROR overrides it
 CONNECT_TIMEOUT_S = 3.0  # a storage endpoint that does not accept a connection in this long is unreachable
@@ -34,7 +38,7 @@ def mirror_of(storage_uri: str) -> str:
 
 
 def mirror_of_experiment(experiment_uri: str) -> Path:
-    """The local mirror of one remote experiment folder, storage/name: the same folder tune.py mirrors into."""
+    """The local mirror of one remote experiment folder, storage/name: the same folder as local_view's."""
     storage, _, name = experiment_uri.rstrip("/").rpartition("/")
     return Path(mirror_of(storage), name)
 
@@ -76,6 +80,28 @@ def upload(experiment_uri: str, local: str | os.PathLike, names: list[str]) -> N
         if path.is_file():
             with filesystem.open_output_stream(f"{root}/{name}") as sink:
                 sink.write(path.read_bytes())
+
+
+def local_view(spec: SearchSpec) -> SearchSpec:
+    """`spec` itself for local storage; for a URI (s3://...), the same spec stored in a local mirror folder."""
+    if not is_uri(spec.storage_uri()):
+        return spec
+    mirror = mirror_of(spec.storage_uri())
+    return spec.model_copy(update={"experiment": spec.experiment.model_copy(update={"storage": mirror})})
+
+
+def download_to_mirror(spec: SearchSpec, local: SearchSpec, names: list[str] | None = None) -> None:
+    """Copy the experiment's small files (not its checkpoints), or only `names`, from remote storage into the
+    local mirror `local` (local_view(spec)); nothing when the storage is local."""
+    if local is not spec:
+        download(spec.experiment_dir(), local.experiment_dir(), names)
+
+
+def upload_from_mirror(spec: SearchSpec, local: SearchSpec, names: list[str]) -> None:
+    """Copy files written into the local mirror `local` (local_view(spec)) up to the remote experiment folder;
+    nothing when the storage is local."""
+    if local is not spec:
+        upload(spec.experiment_dir(), local.experiment_dir(), names)
 
 
 def check_reachable(storage_uri: str) -> None:

@@ -152,7 +152,7 @@ def test_baseline_points_take_defaults_or_midpoints_and_respect_when(tmp_path):
 
 def test_baselines_run_first_in_the_optuna_study(tmp_path):
     """Ray's OptunaSearch enqueues the points: the study's first trials are the baselines, as given."""
-    from ganaug.tune import make_searcher
+    from ganaug.searchers import make_searcher
 
     spec = load_space(write(tmp_path, doc(search="""
   synthetic_ratio: {choice: [0.0, 0.5]}

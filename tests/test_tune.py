@@ -17,8 +17,9 @@ import yaml
 
 from ganaug.config import TrialConfig
 from ganaug.results import gan_versus_baseline, load_experiment
+from ganaug.searchers import make_searcher
 from ganaug.space import SpaceError, load_space
-from ganaug.tune import JOURNAL_FILE, main, make_searcher
+from ganaug.tune import JOURNAL_FILE, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -403,7 +404,7 @@ def test_orphaned_optuna_trials_are_closed_once_the_search_is_over(tmp_path):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    from ganaug.tune import close_orphaned_trials
+    from ganaug.searchers import close_orphaned_trials
 
     journal = tmp_path / JOURNAL_FILE
     study = optuna.create_study(study_name="tiny", storage=JournalStorage(JournalFileBackend(str(journal))))
