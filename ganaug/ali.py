@@ -334,14 +334,6 @@ class ALIGAN(GAN):
             raise StateDictError(f"gan='ali' state: expected trainer.GAN's keys plus {list(self.OWN_STATE)}, found "
                                  f"{found} (a checkpoint of another gan family?)")
         super().load_state_dict({k: v for k, v in state.items() if k not in self.OWN_STATE})
-        try:
-            self.E.load_state_dict(state["E"])
-            self.D_joint.load_state_dict(state["D_joint"])
-            self.opt_E.load_state_dict(state["opt_E"])
-            self.opt_D_joint.load_state_dict(state["opt_D_joint"])
-        except (RuntimeError, ValueError, KeyError) as error:
-            raise StateDictError(
-                f"gan='ali' state does not fit gan_arch={self.cfg.gan_arch!r}, gan_width={self.cfg.gan_width}, "
-                f"latent_dim={self.cfg.latent_dim} and this dataset's shape/classes: {str(error).splitlines()[0]}"
-            ) from None
+        self.load_parts({"E": self.E, "D_joint": self.D_joint, "opt_E": self.opt_E, "opt_D_joint": self.opt_D_joint},
+                        state, "gan='ali'")
         self.updates = int(state["updates"])

@@ -287,17 +287,19 @@ class GAN:
                 f"GAN state: g_ema={self.cfg.g_ema} but the state {has} an EMA generator; "
                 f"resume with the g_ema the state was saved with"
             )
+        parts = {"G": self.G, "D": self.D, "G_ema": self.G_ema, "opt_G": self.opt_G, "opt_D": self.opt_D}
+        present = {name: part for name, part in parts.items() if part is not None}
+        self.load_parts(present, state, f"gan={self.cfg.gan!r}")
+        self.ema_updates = int(state["ema_updates"])
+
+    def load_parts(self, parts: dict, state: dict, family: str) -> None:
+        """Each network's or optimizer's load_state_dict(state[name]); a state of other shapes (another
+        architecture, width, latent size or dataset) ends in one StateDictError that names the config."""
         try:
-            self.G.load_state_dict(state["G"])
-            self.D.load_state_dict(state["D"])
-            if self.G_ema is not None:
-                self.G_ema.load_state_dict(state["G_ema"])
-            self.opt_G.load_state_dict(state["opt_G"])
-            self.opt_D.load_state_dict(state["opt_D"])
+            for name, part in parts.items():
+                part.load_state_dict(state[name])
         except (RuntimeError, ValueError, KeyError) as error:
             raise StateDictError(
-                f"GAN state does not fit gan={self.cfg.gan!r}, gan_arch={self.cfg.gan_arch!r}, "
-                f"gan_width={self.cfg.gan_width}, latent_dim={self.cfg.latent_dim} and this dataset's "
-                f"shape/classes: {str(error).splitlines()[0]}"
+                f"GAN state does not fit {family}, gan_arch={self.cfg.gan_arch!r}, gan_width={self.cfg.gan_width}, "
+                f"latent_dim={self.cfg.latent_dim} and this dataset's shape/classes: {str(error).splitlines()[0]}"
             ) from None
-        self.ema_updates = int(state["ema_updates"])

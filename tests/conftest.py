@@ -34,3 +34,17 @@ def real_batch(spec, n, seed=0):
     prototypes = torch.rand(spec.num_classes, spec.channels, spec.height, spec.width, generator=g) * 1.6 - 0.8
     x = prototypes[y] + 0.05 * torch.randn(n, spec.channels, spec.height, spec.width, generator=g)
     return x.clamp(-1, 1), y
+
+
+def adam_losses(model, x, y, steps, lr):
+    """The cross-entropy of `steps` Adam steps of `model` on one fixed batch, one loss per step (a model that
+    learns lowers it)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

@@ -11,36 +11,14 @@ import shutil
 from pathlib import Path
 
 import yaml
+from spaces import write_tiny_space
 
-# Digits at 30 images per class, 4 trials of 2 epochs. synthetic_ratio is fixed above 0 so that the
-# trial ASHA always lets through (the first to reach the rung) is a GAN policy; checkpoints every epoch
-# so pruned trials have one too.
-TINY_SPACE = """
-experiment:
-  name: tiny
-  storage: {storage}
-  num_samples: 4
-  max_concurrent: 2
-  seed: 0
-  resources: {{cpu: 1, gpu: 0}}
-  max_failures: 0
-data: {{name: digits, samples_per_class: 30, val_fraction: 0.2}}
-metric: {{name: val_acc, mode: max}}
-scheduler: {{max_epochs: 2, grace_period: 1, reduction_factor: 2}}
-fixed:
-  classifier: mlp
-  classifier_width: 0.25
-  gan_arch: mlp
-  gan_width: 0.25
-  batch_size: 64
-  synthetic_ratio: 0.5
-  checkpoint_every: 1
-  sample_every: 1
-  cas_epochs: 0
-search:
-  labeling: {{choice: [pseudo, lsro, all_in_one]}}
-  classifier_lr: {{loguniform: [3.0e-4, 3.0e-3]}}
-"""
+# The tiny quickstart (tests/spaces.py) on digits at 30 images per class: 4 trials of 2 epochs. synthetic_ratio is
+# fixed above 0 so that the trial ASHA always lets through (the first to reach the rung) is a GAN policy;
+# checkpoints every epoch so pruned trials have one too.
+SPACE = {"experiment": {"max_failures": 0}, "data": {"samples_per_class": 30}, "fixed": {"synthetic_ratio": 0.5},
+         "search": {"labeling": {"choice": ["pseudo", "lsro", "all_in_one"]},
+                    "classifier_lr": {"loguniform": [3.0e-4, 3.0e-3]}}}
 EPOCHS = 2
 
 
@@ -54,8 +32,7 @@ def tiny_experiment(tmp_path_factory) -> Path:
 
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
-    space = base / "tiny.yaml"
-    space.write_text(TINY_SPACE.format(storage=base / "results"))
+    space = write_tiny_space(base, "tiny", **SPACE)
     assert main([str(space), "--num-cpus", "2"]) == 0
     return experiment
 

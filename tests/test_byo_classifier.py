@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 import yaml
-from conftest import make_spec
+from conftest import adam_losses, make_spec
+from spaces import write_tiny_space
 
 from ganaug.classifiers import SplitBatchNorm, build_classifier, synthetic_rows
 from ganaug.config import ConfigError, TrialConfig
@@ -111,14 +110,7 @@ def test_torchvision_resnet18_at_32x32_gets_the_cifar_stem_and_learns():
     assert (model.conv1.kernel_size, model.conv1.stride) == ((3, 3), (1, 1))
     assert isinstance(model.maxpool, torch.nn.Identity)
     x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 4
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(4):
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = adam_losses(model, x, y, steps=4, lr=1e-3)
     assert losses[-1] < losses[0], losses
 
     imagenet = build_classifier("torchvision:resnet18", make_spec(1, 32, 32), 4, kwargs={"small_input": False})
@@ -175,37 +167,16 @@ def test_a_trial_with_an_external_model_runs_scores_cas_and_resumes(models, digi
 # ----------------------------------------------------------------------------------------------
 # A real search that searches classifier_kwargs, then evaluate and generate on it.
 
-SPACE = """
-experiment:
-  name: {name}
-  storage: {storage}
-  num_samples: 2
-  max_concurrent: 2
-  resources: {{cpu: 1, gpu: 0}}
-  max_failures: 0
-data: {{name: digits, samples_per_class: 20, val_fraction: 0.2}}
-scheduler: {{max_epochs: 1, grace_period: 1}}
-fixed:
-  classifier: {classifier}
-  synthetic_ratio: 0.5
-  gan_width: 0.125
-  latent_dim: 16
-  batch_size: 64
-  checkpoint_every: 1
-  sample_every: 1
-  cas_epochs: 0
-{fixed}
-search:
-  {search}
-"""
-
-
 def write_space(tmp: Path, classifier: str = f"{MODULE}:small_cnn", fixed: str = "classifier_kwargs: {width: 4}",
                 search: str = "classifier_kwargs.depth: {choice: [1, 2]}") -> Path:
-    path = tmp / "byo.yaml"
-    path.write_text(SPACE.format(name="byo", storage=tmp / "results", classifier=classifier,
-                                 fixed=textwrap.indent(fixed, "  "), search=search))
-    return path
+    """The tiny quickstart (tests/spaces.py), 2 trials of 1 epoch on 20 digits a class, with `classifier` and the
+    YAML lines `fixed` and `search` (one mapping each)."""
+    return write_tiny_space(
+        tmp, "byo", experiment={"num_samples": 2, "max_failures": 0}, data={"samples_per_class": 20},
+        scheduler={"max_epochs": 1, "grace_period": 1},
+        fixed={"classifier": classifier, "synthetic_ratio": 0.5, "gan_width": 0.125, "latent_dim": 16,
+               **(yaml.safe_load(fixed) or {})},
+        search=yaml.safe_load(search))
 
 
 @pytest.mark.slow

@@ -4,8 +4,7 @@ channels_last)."""
 
 import pytest
 import torch
-import torch.nn.functional as F
-from conftest import make_spec
+from conftest import adam_losses, make_spec
 
 from ganaug.classifiers import CLASSIFIERS, build_classifier
 from ganaug.config import ConfigError
@@ -26,14 +25,7 @@ def test_classifier_contract(name, shape):
     assert model(x).shape == (10, NUM_OUTPUTS)
 
     # A few Adam steps on one fixed batch of class-dependent images lower the loss.
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(12):
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = adam_losses(model, x, y, steps=12, lr=3e-3)
     assert losses[-1] < 0.7 * losses[0], losses
 
 

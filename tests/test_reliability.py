@@ -27,6 +27,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
+from spaces import write_tiny_space
 
 from ganaug.tune import JOURNAL_FILE
 
@@ -39,25 +40,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def write_space(folder: Path, name: str, *, num_samples: int, max_failures: int, epochs: int,
                 grace_period: int | None = None, search: dict | None = None,
                 data: dict | None = None) -> Path:
-    """A digits search space (MLP GAN + classifier at quarter width, a checkpoint every epoch)."""
-    space = {
-        "experiment": {"name": name, "storage": str(folder / "results"), "num_samples": num_samples,
-                       "max_concurrent": 2, "seed": 0, "resources": {"cpu": 1, "gpu": 0},
-                       "max_failures": max_failures},
-        # All of digits (~1150 training images) with a GAN: about a second an epoch on one core, slow
-        # enough for a fault to land mid-trial.
-        "data": {"name": "digits", "val_fraction": 0.2, **(data or {})},
-        "metric": {"name": "val_acc", "mode": "max"},
+    """The tiny quickstart (tests/spaces.py) on all of digits (~1150 training images) with a GAN: about a second
+    an epoch on one core, slow enough for a fault to land mid-trial; a checkpoint every epoch."""
+    return write_tiny_space(
+        folder, name, search=search,
+        experiment={"num_samples": num_samples, "max_failures": max_failures}, data=data or {},
         # grace_period = max_epochs turns ASHA off: every trial should run all its epochs.
-        "scheduler": {"max_epochs": epochs, "grace_period": grace_period or epochs, "reduction_factor": 2},
-        "fixed": {"classifier": "mlp", "classifier_width": 0.25, "gan_arch": "mlp", "gan_width": 0.25,
-                  "batch_size": 64, "synthetic_ratio": 0.5, "checkpoint_every": 1, "sample_every": 100,
-                  "cas_epochs": 0},
-        "search": search or {"classifier_lr": {"loguniform": [3.0e-4, 3.0e-3]}},
-    }
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(space, sort_keys=False))
-    return path
+        scheduler={"max_epochs": epochs, "grace_period": grace_period or epochs},
+        fixed={"synthetic_ratio": 0.5, "sample_every": 100})
 
 
 def reports(trial: Path) -> list[dict]:

@@ -14,6 +14,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
+from spaces import write_tiny_space
 
 from ganaug.config import TrialConfig
 from ganaug.results import gan_versus_baseline, load_experiment
@@ -23,39 +24,14 @@ from ganaug.tune import JOURNAL_FILE, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY_SPACE = """
-experiment:
-  name: {name}
-  storage: {storage}
-  num_samples: {num_samples}
-  max_concurrent: 2
-  seed: 0
-  resources: {{cpu: 1, gpu: 0}}
-  max_failures: 1
-data: {{name: digits, val_fraction: 0.2}}
-metric: {{name: val_acc, mode: max}}
-scheduler: {{max_epochs: 4, grace_period: 1, reduction_factor: 2}}
-fixed:
-  classifier: mlp
-  classifier_width: 0.25
-  gan_arch: mlp
-  gan_width: 0.25
-  batch_size: 128
-  gan_pretrain_epochs: 1
-  checkpoint_every: 1
-  sample_every: 2
-  cas_epochs: 1
-search:
-  synthetic_ratio: {{choice: [0.25, 0.5]}}
-  labeling: {{choice: [pseudo, lsro, all_in_one]}}
-  classifier_lr: {{loguniform: [1.0e-5, 3.0e-3]}}
-"""
-
 
 def write_space(tmp: Path, name: str = "tiny", num_samples: int = 8) -> Path:
-    path = tmp / f"{name}.yaml"
-    path.write_text(TINY_SPACE.format(name=name, storage=tmp / "results", num_samples=num_samples))
-    return path
+    """The tiny quickstart at 4 epochs, with a GAN pretraining pass and CAS, searching three keys."""
+    return write_tiny_space(
+        tmp, name, experiment={"num_samples": num_samples}, scheduler={"max_epochs": 4},
+        fixed={"batch_size": 128, "gan_pretrain_epochs": 1, "sample_every": 2, "cas_epochs": 1},
+        search={"synthetic_ratio": {"choice": [0.25, 0.5]}, "labeling": {"choice": ["pseudo", "lsro", "all_in_one"]},
+                "classifier_lr": {"loguniform": [1.0e-5, 3.0e-3]}})
 
 
 @pytest.fixture(scope="module")
@@ -282,21 +258,30 @@ def test_driver_killed_then_resume_finishes_without_losing_trials(tmp_path):
     assert len([t for t in study.trials if t.state.is_finished()]) >= 6
 
 
+def _set(section: str, key: str, value):
+    """An edit of the tiny space: section.key = value (the search section's key for a distribution)."""
+    return lambda space: space[section].update({key: value})
+
+
 @pytest.mark.parametrize("edit, message", [
-    (lambda s: s.replace("num_samples: 8", "num_sample: 8"), "did you mean 'num_samples'"),
-    (lambda s: s.replace("synthetic_ratio: {choice: [0.25, 0.5]}", "synthetic_ratio: {choice: [0.25, -1.0]}"),
-     "synthetic_ratio"),
-    (lambda s: s.replace("classifier_lr: {loguniform: [1.0e-5, 3.0e-3]}",
-                         "classifier_lr: {loguniform: [3.0e-3, 1.0e-5]}"), "classifier_lr"),
-    (lambda s: s.replace("gpu: 0}", "gpu: 0.3}"), "gpu"),
-    (lambda s: s.replace("grace_period: 1", "grace_period: 9"), "grace_period"),
-    (lambda s: s.replace("gan_arch: mlp", "gan_arch: biggan"), "biggan"),
-    (lambda s: s.replace("name: digits", "name: imagenet"), "imagenet"),
-    (lambda s: s + "  foo: [\n", "yaml"),
+    (lambda space: space["experiment"].update(num_sample=space["experiment"].pop("num_samples")),
+     "did you mean 'num_samples'"),
+    (_set("search", "synthetic_ratio", {"choice": [0.25, -1.0]}), "synthetic_ratio"),
+    (_set("search", "classifier_lr", {"loguniform": [3.0e-3, 1.0e-5]}), "classifier_lr"),
+    (lambda space: space["experiment"]["resources"].update(gpu=0.3), "gpu"),
+    (_set("scheduler", "grace_period", 9), "grace_period"),
+    (_set("fixed", "gan_arch", "biggan"), "biggan"),
+    (_set("data", "name", "imagenet"), "imagenet"),
+    ("  foo: [\n", "yaml"),  # appended to the file: not YAML any more
 ])
 def test_bad_input_exits_2_with_one_message_before_ray(tmp_path, capsys, edit, message):
-    space = tmp_path / "bad.yaml"
-    space.write_text(edit(TINY_SPACE.format(name="bad", storage=tmp_path / "results", num_samples=8)))
+    space = write_space(tmp_path, name="bad")
+    if callable(edit):
+        document = yaml.safe_load(space.read_text())
+        edit(document)
+        space.write_text(yaml.safe_dump(document, sort_keys=False))
+    else:
+        space.write_text(space.read_text() + edit)
     assert main([str(space)]) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "Traceback" not in error
@@ -316,8 +301,7 @@ def test_resume_without_an_experiment_and_rerun_into_an_existing_one(tmp_path, c
 def test_unwritable_storage_exits_2(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")  # no one, not even root, can create a folder under a file
-    space = tmp_path / "space.yaml"
-    space.write_text(TINY_SPACE.format(name="x", storage=blocker / "sub", num_samples=2))
+    space = write_tiny_space(tmp_path, "x", storage=blocker / "sub")
     assert main([str(space)]) == 2
     assert str(blocker) in capsys.readouterr().err
 
