@@ -246,45 +246,27 @@ def _describe(name: str, policy: dict) -> dict:
 # One run (the body of a Ray task): train on train + val with pipeline.run, test the final classifier.
 
 def train_and_test(packed_data: dict, config: dict, cpus: float = 1) -> dict[str, Any]:
-    """Train `config` with pipeline.run and return test accuracy, top-5 and per-class accuracy of the result."""
+    """Train `config` with pipeline.run and return test accuracy, top-5, loss and per-class accuracy of the result
+    (pipeline.run tests the final classifier itself)."""
+    # torch and the pipeline load in the Ray worker only: the command line answers bad input without them.
     import torch
 
-    from ganaug.classifiers import build_classifier
-    from ganaug.labeling import LABELERS
-    from ganaug.metrics import evaluate
-    from ganaug.pipeline import load_checkpoint, run
+    from ganaug.pipeline import run
     from ganaug.tune import unpack_data
 
     # Each run uses only its CPU share, so k runs on k cores don't oversubscribe them.
     torch.set_num_threads(max(1, math.floor(cpus)))
     cfg = TrialConfig.from_dict(config, where="evaluation run")
     data = unpack_data(packed_data)
-    final = {}
-
-    def keep_final_state(metrics: dict, checkpoint: str | None = None, images: dict | None = None) -> None:
-        # The checkpoint folder is temporary (deleted when report returns): load the state now.
-        if checkpoint is not None and metrics.get("epoch") == cfg.epochs:
-            final["state"] = load_checkpoint(checkpoint)
-
     started = time.perf_counter()
-    metrics = run(cfg, data, keep_final_state)
+    metrics = run(cfg, data, lambda metrics, checkpoint=None, images=None: None)
     wall_seconds = time.perf_counter() - started
     row = {"epochs": int(metrics.get("epoch", 0)), "wall_seconds": wall_seconds,
            "diverged": int(metrics.get("diverged", 0)), "test_acc": math.nan, "test_top5": math.nan,
            "test_loss": math.nan, "per_class_acc": [math.nan] * data.spec.num_classes}
-    if "state" not in final:  # diverged: no final checkpoint, no test score
-        return row
-    # Test in fp32 on the run's device; the classifier is rebuilt exactly as run() built it.
-    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
-    labeler = LABELERS[cfg.labeling]
-    num_classes = data.spec.num_classes
-    classifier = build_classifier(cfg.classifier, data.spec, labeler.num_outputs(num_classes), cfg.classifier_width,
-                                  split_bn=cfg.synthetic_bn == "split", kwargs=cfg.classifier_kwargs)
-    classifier.load_state_dict(final["state"]["classifier"])
-    test = evaluate(classifier.to(device), data.test_x, data.test_y, labeler, num_classes)
-    row.update(test_acc=test["acc"], test_top5=test["top5"], test_loss=test["loss"],
-               per_class_acc=test["per_class"])
+    if "test_per_class_acc" in metrics:  # a diverged run ends before its final test: no test score
+        row.update(test_acc=metrics["test_acc"], test_top5=metrics["test_top5"], test_loss=metrics["test_loss"],
+                   per_class_acc=metrics["test_per_class_acc"])
     return row
 
 

@@ -57,7 +57,11 @@ def run(
     checkpoint: str | Path | dict | None = None,  # Checkpoint directory (or its loaded state) to resume from.
 ) -> dict[str, Any]:
     """Pretrain the GAN for cfg.gan_pretrain_epochs, train GAN + classifier jointly for cfg.epochs, and return
-    the last epoch's metrics."""
+    the last epoch's metrics.
+
+    After the final epoch they also hold the test split's test_loss and test_per_class_acc (a list, one
+    accuracy per class), which are returned only: a report carries test_acc and test_top5, Tune's scalars.
+    """
     report = report or _print_report
     if checkpoint is not None and not isinstance(checkpoint, dict):
         checkpoint = load_checkpoint(checkpoint, cfg)
@@ -103,7 +107,7 @@ def run(
                             ) if gan is not None else None
 
     # Resume: from a classifier epoch, or from the middle of GAN pretraining (classifier epoch still 0).
-    start_epoch, metrics = 0, {}
+    start_epoch, metrics, final_test = 0, {}, {}
     # Pretraining trains a GAN; the no-GAN baseline has none to pretrain.
     pretrain_epochs = cfg.gan_pretrain_epochs if gan is not None else 0
     pretrained, pretrain_seconds = 0, 0.0
@@ -275,11 +279,13 @@ def run(
             # training randomness.
             metrics.update(gan.epoch_metrics())
 
-        # Final epoch: test accuracy (reported, never optimised) and the train-on-synthetic score.
+        # Final epoch: test accuracy (reported, never optimised) and the train-on-synthetic score. The test
+        # runs in fp32 whatever cfg.precision: the score of the final classifier itself, as evaluate reports it.
         last = epoch == cfg.epochs
         if last:
-            test = evaluate(classifier, data.test_x, data.test_y, labeler, num_classes, autocast=autocast)
+            test = evaluate(classifier, data.test_x, data.test_y, labeler, num_classes)
             metrics.update(test_acc=test["acc"], test_top5=test["top5"])
+            final_test = {"test_loss": test["loss"], "test_per_class_acc": test["per_class"]}
             if gan is not None and cfg.cas_epochs > 0:
                 metrics["cas"] = classification_accuracy_score(
                     cfg, spec, gan, data.val_x, data.val_y, device, cfg.cas_epochs, generator=generator)
@@ -318,7 +324,7 @@ def run(
                 report(metrics, checkpoint=directory, images=images)
         else:
             report(metrics, images=images)
-    return metrics
+    return {**metrics, **final_test}
 
 
 def synthetic_share(schedule: str, epoch: int, epochs: int) -> float:
