@@ -27,23 +27,29 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ganaug.config import ConfigError, TrialConfig, registry_choices
 from ganaug.errors import EXIT_BAD_INPUT, InputError
+from ganaug.evaluation_report import markdown_report, save_ablation_plot, save_plot
 from ganaug.results import Experiment, atomic_write, best_policy_trials, load_experiment, uses_synthetic
+from ganaug.stats import (
+    BEST_GAN,
+    BEST_NO_GAN,
+    DESCRIBING_KEYS,
+    FIXED_ABLATIONS,
+    NO_GAN,
+    TRADITIONAL_PREFIX,
+    VARIANT_PREFIX,
+    alias_map,
+    role_of,
+)
 
 EVALUATION_CSV = "evaluation.csv"
 EVALUATION_MD = "evaluation.md"
 EVALUATION_PNG = "evaluation.png"
 ABLATION_PNG = "evaluation_ablation.png"
 PREVIOUS_CSV = "evaluation.previous.csv"
-CONFIDENCE = 0.95
-BEST_GAN = "best_gan"
-BEST_NO_GAN = "best_no_gan"
-VARIANT_PREFIX = f"{BEST_GAN}-"      # --ablate: best_gan-<key> is best_gan with <key> at its default
-TRADITIONAL_PREFIX = "no_gan+"       # no_gan+<choice>: GAN off, traditional_aug <choice>
 
 
 class EvaluationError(InputError):
@@ -185,34 +191,6 @@ def _deduplicate(candidates: list[tuple[str, dict]]) -> dict[str, dict]:
     return policies
 
 
-def alias_map(policies_or_runs: dict[str, dict] | pd.DataFrame) -> dict[str, str]:
-    """Every policy name -> the name its runs are under (itself, or the policy it is an alias of).
-
-    Takes the policies of policy_configs, or the runs of evaluation.csv (its `aliases` column)."""
-    if isinstance(policies_or_runs, pd.DataFrame):
-        runs = policies_or_runs
-        aliases = runs.groupby("policy", sort=False)["aliases"].first() if "aliases" in runs else {}
-        pairs = {name: [a for a in str(text).split(";") if a and a != "nan"] for name, text in dict(aliases).items()}
-        names = list(runs["policy"].unique())
-    else:
-        pairs = {name: policy.get("aliases", []) for name, policy in policies_or_runs.items()}
-        names = list(policies_or_runs)
-    resolved = {name: name for name in names}
-    resolved.update({alias: name for name, aliases in pairs.items() for alias in aliases})
-    return resolved
-
-
-def role_of(name: str) -> str:
-    """baseline (best_no_gan) | ablation (the fixed no-GAN policies) | variant (--ablate) | gan (best_gan, topK)."""
-    if name == BEST_NO_GAN:
-        return "baseline"
-    if name in FIXED_ABLATIONS or name.startswith(TRADITIONAL_PREFIX):
-        return "ablation"
-    if name.startswith(VARIANT_PREFIX):
-        return "variant"
-    return "gan"
-
-
 # ----------------------------------------------------------------------------------------------
 # Runs: one per policy and seed, named by a hash of its config, so a rerun keeps what evaluation.csv holds.
 
@@ -268,45 +246,27 @@ def _describe(name: str, policy: dict) -> dict:
 # One run (the body of a Ray task): train on train + val with pipeline.run, test the final classifier.
 
 def train_and_test(packed_data: dict, config: dict, cpus: float = 1) -> dict[str, Any]:
-    """Train `config` with pipeline.run and return test accuracy, top-5 and per-class accuracy of the result."""
+    """Train `config` with pipeline.run and return test accuracy, top-5, loss and per-class accuracy of the result
+    (pipeline.run tests the final classifier itself)."""
+    # torch and the pipeline load in the Ray worker only: the command line answers bad input without them.
     import torch
 
-    from ganaug.classifiers import build_classifier
-    from ganaug.labeling import LABELERS
-    from ganaug.metrics import evaluate
-    from ganaug.pipeline import load_checkpoint, run
+    from ganaug.pipeline import run
     from ganaug.tune import unpack_data
 
     # Each run uses only its CPU share, so k runs on k cores don't oversubscribe them.
     torch.set_num_threads(max(1, math.floor(cpus)))
     cfg = TrialConfig.from_dict(config, where="evaluation run")
     data = unpack_data(packed_data)
-    final = {}
-
-    def keep_final_state(metrics: dict, checkpoint: str | None = None, images: dict | None = None) -> None:
-        # The checkpoint folder is temporary (deleted when report returns): load the state now.
-        if checkpoint is not None and metrics.get("epoch") == cfg.epochs:
-            final["state"] = load_checkpoint(checkpoint)
-
     started = time.perf_counter()
-    metrics = run(cfg, data, keep_final_state)
+    metrics = run(cfg, data, lambda metrics, checkpoint=None, images=None: None)
     wall_seconds = time.perf_counter() - started
     row = {"epochs": int(metrics.get("epoch", 0)), "wall_seconds": wall_seconds,
            "diverged": int(metrics.get("diverged", 0)), "test_acc": math.nan, "test_top5": math.nan,
            "test_loss": math.nan, "per_class_acc": [math.nan] * data.spec.num_classes}
-    if "state" not in final:  # diverged: no final checkpoint, no test score
-        return row
-    # Test in fp32 on the run's device; the classifier is rebuilt exactly as run() built it.
-    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
-    labeler = LABELERS[cfg.labeling]
-    num_classes = data.spec.num_classes
-    classifier = build_classifier(cfg.classifier, data.spec, labeler.num_outputs(num_classes), cfg.classifier_width,
-                                  split_bn=cfg.synthetic_bn == "split", kwargs=cfg.classifier_kwargs)
-    classifier.load_state_dict(final["state"]["classifier"])
-    test = evaluate(classifier.to(device), data.test_x, data.test_y, labeler, num_classes)
-    row.update(test_acc=test["acc"], test_top5=test["top5"], test_loss=test["loss"],
-               per_class_acc=test["per_class"])
+    if "test_per_class_acc" in metrics:  # a diverged run ends before its final test: no test score
+        row.update(test_acc=metrics["test_acc"], test_top5=metrics["test_top5"], test_loss=metrics["test_loss"],
+                   per_class_acc=metrics["test_per_class_acc"])
     return row
 
 
@@ -368,281 +328,6 @@ def _ordered(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------
-# Statistics: t-intervals over seeds, paired differences by seed.
-
-def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """(mean, low, high) of the two-sided t-interval of the mean; nan bounds for fewer than 2 values."""
-    from scipy import stats
-
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf((1 + confidence) / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-    return mean, mean - half, mean + half
-
-
-def summarize(runs: pd.DataFrame, column: str = "test_acc") -> pd.DataFrame:
-    """Per policy (in run order): n, mean, std, ci_low, ci_high of `column` over seeds."""
-    rows = []
-    for policy, group in runs.groupby("policy", sort=False):
-        values = group[column].to_numpy(dtype=float)
-        mean, low, high = t_interval(values)
-        finite = values[np.isfinite(values)]
-        rows.append({"policy": policy, "n": len(finite), "mean": mean,
-                     "std": float(finite.std(ddof=1)) if len(finite) > 1 else math.nan,
-                     "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows)
-
-
-def comparisons(runs: pd.DataFrame) -> list[tuple[str, str]]:
-    """The (policy, baseline) pairs the report shows, by policy name: best_gan - best_no_gan first, then best_gan
-    - every fixed ablation, every other GAN policy - best_no_gan, and every --ablate variant - best_gan."""
-    names = list(runs["policy"].unique())
-    no_gan = [n for n in names if role_of(n) in ("baseline", "ablation")]
-    pairs = [(BEST_GAN, baseline) for baseline in no_gan if BEST_GAN in names]
-    pairs += [(n, BEST_NO_GAN) for n in names if role_of(n) == "gan" and n != BEST_GAN and BEST_NO_GAN in names]
-    pairs += [(n, BEST_GAN) for n in names if role_of(n) == "variant" and BEST_GAN in names]
-    return pairs
-
-
-def paired_differences(runs: pd.DataFrame, column: str = "test_acc", baselines: tuple[str, ...] | None = None,
-                       pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
-    """Policy minus baseline, paired by seed: mean difference, its t-interval, paired t-test, wins.
-
-    `pairs` names them; else every policy not in `baselines` minus each of them; else comparisons(runs). A name
-    that is an alias (evaluation.csv's `aliases`) reads the runs of the policy it is an alias of.
-    """
-    from scipy import stats
-
-    table = runs.pivot_table(index="seed", columns="policy", values=column, aggfunc="first", dropna=False)
-    if pairs is None:
-        pairs = comparisons(runs) if baselines is None else [
-            (p, b) for p in runs["policy"].unique() if p not in baselines for b in baselines if b in table]
-    resolve = alias_map(runs)
-    rows = []
-    for policy, baseline in pairs:
-        names = [resolve.get(policy, policy), resolve.get(baseline, baseline)]
-        both = table[names].dropna() if set(names) <= set(table) else pd.DataFrame(columns=names)
-        difference = (both.iloc[:, 0] - both.iloc[:, 1]).to_numpy()
-        mean, low, high = t_interval(difference)
-        p_value = math.nan
-        if len(both) >= 2 and np.ptp(difference) > 0:  # a constant difference has no t statistic
-            p_value = float(stats.ttest_rel(both.iloc[:, 0], both.iloc[:, 1]).pvalue)
-        rows.append({"policy": policy, "baseline": baseline, "pairs": len(both), "mean_diff": mean,
-                     "ci_low": low, "ci_high": high, "p_value": p_value, "wins": int((difference > 0).sum())})
-    return pd.DataFrame(rows, columns=["policy", "baseline", "pairs", "mean_diff", "ci_low", "ci_high", "p_value",
-                                       "wins"])
-
-
-def headline(runs: pd.DataFrame, untuned: bool | None = None) -> str:
-    """The report's first line: best_gan - best_no_gan in percentage points, its interval and the seed count.
-
-    `untuned` (best_no_gan is not a searched trial) defaults to what the runs' `source` column says."""
-    if untuned is None:
-        source = runs.loc[runs["policy"] == BEST_NO_GAN, "source"] if "source" in runs else pd.Series(dtype=str)
-        untuned = bool((source == "untuned").any())
-    row = paired_differences(runs, pairs=[(BEST_GAN, BEST_NO_GAN)]).iloc[0]
-    points = [100 * row[k] for k in ("mean_diff", "ci_low", "ci_high")]
-    shown = f"{points[0]:+.1f} points" if math.isfinite(points[0]) else "n/a"
-    interval = f"[{points[1]:+.1f}, {points[2]:+.1f}]" if math.isfinite(points[1]) else "[n/a]"
-    line = (f"best GAN policy vs best no-GAN policy: {shown} {interval} ({100 * CONFIDENCE:.0f} % CI, paired over "
-            f"{row['pairs']} seeds)")
-    if untuned:
-        line += "; the no-GAN policy is untuned (the search has no complete synthetic_ratio 0 trial)"
-    return line
-
-
-def per_class_deltas(runs: pd.DataFrame, policy: str = BEST_GAN, baseline: str = BEST_NO_GAN) -> pd.DataFrame:
-    """Per class: mean accuracy of `baseline` and `policy` over seeds, and the mean paired difference."""
-    resolve = alias_map(runs)
-
-    def per_class(name: str) -> pd.DataFrame:
-        rows = runs[runs["policy"] == resolve.get(name, name)]
-        return pd.DataFrame([json.loads(text) for text in rows["per_class_acc"]], index=rows["seed"].to_numpy())
-
-    ours, theirs = per_class(policy), per_class(baseline)
-    seeds = ours.index.intersection(theirs.index)
-    delta = (ours.loc[seeds] - theirs.loc[seeds]).mean()
-    return pd.DataFrame({"class": list(ours.columns), baseline: theirs.loc[seeds].mean().to_numpy(),
-                         policy: ours.loc[seeds].mean().to_numpy(), "delta": delta.to_numpy()})
-
-
-# ----------------------------------------------------------------------------------------------
-# Outputs: evaluation.md (also printed), evaluation.png, evaluation_ablation.png.
-
-def markdown_report(experiment: Experiment, runs: pd.DataFrame, policies: dict[str, dict],
-                    class_names: list[str], command: str | None = None) -> str:
-    """The evaluation as Markdown: the headline line, policies, means with intervals, paired differences,
-    the --ablate table and per-class deltas."""
-    seeds = sorted(runs["seed"].unique())
-    epochs = next(iter(policies.values()))["config"]["epochs"]
-    pct = f"{CONFIDENCE:.0%}"
-    untuned = policies[BEST_NO_GAN]["source"] == "untuned"
-    best_id = policies[BEST_GAN]["trial_id"]
-    lines = [headline(runs, untuned), "",
-             f"# Evaluation: {experiment.meta.get('name', experiment.path.name)}", "",
-             f"{len(seeds)} seeds ({seeds[0]}..{seeds[-1]}) per policy, {epochs} epochs each, trained on train + "
-             f"val and tested on the test split of `{experiment.meta['data'].get('name')}` "
-             f"({len(class_names)} classes). Intervals are {pct} t-intervals over seeds; differences are "
-             f"paired by seed (same classifier initialisation and batch order) and given in percentage points.", ""]
-    if command:
-        lines += [f"Command: `{command}`", ""]
-
-    lines += ["## Policies", ""]
-    shown_keys = (*DESCRIBING_KEYS, "classifier", "classifier_lr")
-    rows = [[name, policy["source"], policy["trial_id"], ", ".join(policy["aliases"]) or "-",
-             *[_cell(policy["config"][k]) for k in shown_keys]] for name, policy in policies.items()]
-    lines += _markdown_table(["policy", "source", "from trial", "same config as", *shown_keys], rows) + [""]
-    if untuned:
-        lines += [f"**{BEST_NO_GAN} is untuned**: the search has no complete trial with synthetic_ratio 0, so it is "
-                  f"`gan_off`, the best GAN trial's ({best_id}) settings with the GAN removed. Search "
-                  f"synthetic_ratio with 0 in reach (experiment.baselines_first) for a tuned no-GAN baseline.", ""]
-    else:
-        lines += [f"{BEST_NO_GAN} is the best complete no-GAN trial of the search "
-                  f"({policies[BEST_NO_GAN]['trial_id']}), with its own tuned settings.", ""]
-    lines += [f"The ablations keep the best GAN trial's ({best_id}) settings: `no_aug` without synthetic data "
-              f"(synthetic_ratio 0, pseudo labels: plain cross-entropy with K outputs), traditional augmentation "
-              f"or cutout; `gan_off` the same with best_gan's traditional augmentation kept; "
-              f"`{TRADITIONAL_PREFIX}<choice>` without synthetic data, with that traditional_aug. Policies "
-              f"with the same config run once, under the first name (\"same config as\").", ""]
-
-    metrics = [("test_acc", "Test accuracy")]
-    if len(class_names) > 10:
-        metrics.append(("test_top5", "Top-5 test accuracy"))
-    for column, title in metrics:
-        summary = summarize(runs, column)
-        lines += [f"## {title} (mean over seeds, {pct} interval)", ""]
-        lines += _markdown_table(["policy", "n", "mean", f"{pct} CI", "std"], [
-            [r.policy, r.n, f"{r.mean:.4f}", f"[{r.ci_low:.4f}, {r.ci_high:.4f}]", f"{r.std:.4f}"]
-            for r in summary.itertuples()]) + [""]
-        differences = paired_differences(runs, column, pairs=[
-            pair for pair in comparisons(runs) if role_of(pair[0]) != "variant"])
-        differences["baseline"] = [_with_aliases(name, policies) for name in differences["baseline"]]
-        lines += [f"### {title}: GAN policy - baseline, paired by seed (points)", ""]
-        lines += _differences_table(differences, ["policy", "baseline"], pct)
-    variants = [name for name in alias_map(policies) if role_of(name) == "variant"]
-    if variants:
-        lines += _ablation_section(runs, policies, variants, pct)
-
-    deltas = per_class_deltas(runs)
-    lines += [f"## Per-class test accuracy: {BEST_GAN} - {BEST_NO_GAN} (mean over seeds)", ""]
-    lines += _markdown_table(["class", BEST_NO_GAN, BEST_GAN, "delta"], [
-        [r[1], f"{r[2]:.4f}", f"{r[3]:.4f}", f"{r[4]:+.4f}"] for r in deltas.itertuples()]) + [""]
-    diverged = int(runs["diverged"].sum()) if "diverged" in runs else 0
-    if diverged:
-        lines += [f"{diverged} run(s) diverged (non-finite loss) and have no test score; they are left out.", ""]
-    return "\n".join(lines)
-
-
-def _ablation_section(runs: pd.DataFrame, policies: dict[str, dict], variants: list[str], pct: str) -> list[str]:
-    best = policies[BEST_GAN]["config"]
-    resets = ablation_variants(best)
-    differences = ablation_differences(runs, variants)
-    rows = []
-    for r in differences.itertuples():
-        key = r.policy.removeprefix(VARIANT_PREFIX)
-        others = [f"{k}: {_cell(best[k])} -> {_cell(v)}" for k, v in resets[key].items() if k != key]
-        rows.append([r.policy, f"{_cell(best[key])} -> {_cell(resets[key][key])}",
-                     "; ".join(others) or "-", r.pairs, f"{100 * r.mean_diff:+.2f}",
-                     f"[{100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f}]", _p(r.p_value), f"{r.wins}/{r.pairs}"])
-    return [f"## Ablation: each non-default key of {BEST_GAN} reset to its default (variant - {BEST_GAN}, points)",
-            "", f"A negative difference: the searched value helps. Not reset: {', '.join(NOT_ABLATED)}.", "",
-            *_markdown_table(["variant", "reset", "also reset (rule between keys)", "pairs", "mean diff",
-                              f"{pct} CI", "p (paired t)", "wins"], rows), ""]
-
-
-def ablation_differences(runs: pd.DataFrame, variants: list[str] | None = None,
-                         column: str = "test_acc") -> pd.DataFrame:
-    """Each --ablate variant minus best_gan, paired by seed (paired_differences' columns)."""
-    if variants is None:
-        variants = [name for name in alias_map(runs) if role_of(name) == "variant"]
-    return paired_differences(runs, column, pairs=[(name, BEST_GAN) for name in variants])
-
-
-def _with_aliases(name: str, policies: dict[str, dict]) -> str:
-    aliases = policies[name]["aliases"] if name in policies else []
-    return f"{name} (= {', '.join(aliases)})" if aliases else name
-
-
-def _differences_table(differences: pd.DataFrame, names: list[str], pct: str) -> list[str]:
-    return _markdown_table([*names, "pairs", "mean diff", f"{pct} CI", "p (paired t)", "wins"], [
-        [*[getattr(r, n) for n in names], r.pairs, f"{100 * r.mean_diff:+.2f}",
-         f"[{100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f}]", _p(r.p_value), f"{r.wins}/{r.pairs}"]
-        for r in differences.itertuples()]) + [""]
-
-
-def plot_means(ax, runs: pd.DataFrame, column: str = "test_acc") -> None:
-    """Each policy's mean with its t-interval as an error bar, and every seed's value as a dot."""
-    summary = summarize(runs, column)
-    x = np.arange(len(summary))
-    errors = np.vstack([summary["mean"] - summary["ci_low"], summary["ci_high"] - summary["mean"]])
-    colors = ["tab:gray" if role_of(p) in ("baseline", "ablation") else "tab:blue" for p in summary["policy"]]
-    for i, row in summary.iterrows():
-        values = runs.loc[runs["policy"] == row["policy"], column]
-        ax.scatter(np.full(len(values), i) + 0.15, values, s=12, color=colors[i], alpha=0.5)
-        ax.errorbar(i, row["mean"], yerr=errors[:, [i]], fmt="o", capsize=5, color=colors[i])
-    ax.set_xticks(x, summary["policy"], rotation=20, ha="right")
-    ax.set_ylabel(f"{column} (mean, {CONFIDENCE:.0%} t-interval)")
-    ax.grid(axis="y", alpha=0.3)
-
-
-def plot_differences(ax, runs: pd.DataFrame, column: str = "test_acc",
-                     differences: pd.DataFrame | None = None) -> None:
-    """Forest plot of paired differences in points (default: GAN policy - baseline), with a line at zero."""
-    if differences is None:
-        differences = paired_differences(runs, column, pairs=[
-            pair for pair in comparisons(runs) if role_of(pair[0]) != "variant"])
-    y = np.arange(len(differences))[::-1]
-    mean = 100 * differences["mean_diff"]
-    errors = np.vstack([mean - 100 * differences["ci_low"], 100 * differences["ci_high"] - mean])
-    ax.errorbar(mean, y, xerr=errors, fmt="o", capsize=4, color="tab:blue")
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_yticks(y, [f"{r.policy} - {r.baseline}" for r in differences.itertuples()])
-    ax.set_xlabel(f"{column} difference in points, paired by seed ({CONFIDENCE:.0%} t-interval)")
-    ax.grid(axis="x", alpha=0.3)
-
-
-def save_plot(runs: pd.DataFrame, path: str | Path, title: str = "") -> None:
-    from matplotlib.figure import Figure  # no pyplot: no GUI backend needed
-
-    figure = Figure(figsize=(12, 4.5), layout="constrained")
-    left, right = figure.subplots(1, 2, width_ratios=[1, 1.2])
-    plot_means(left, runs)
-    plot_differences(right, runs)
-    figure.suptitle(title)
-    figure.savefig(path, dpi=120)
-
-
-def save_ablation_plot(runs: pd.DataFrame, path: str | Path, title: str = "") -> None:
-    from matplotlib.figure import Figure
-
-    differences = ablation_differences(runs)
-    figure = Figure(figsize=(8, 1.5 + 0.4 * len(differences)), layout="constrained")
-    plot_differences(figure.subplots(), runs, differences=differences)
-    figure.suptitle(title)
-    figure.savefig(path, dpi=120)
-
-
-def _markdown_table(header: list[str], rows: list[list]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-
-
-def _cell(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _p(value: float) -> str:
-    if math.isnan(value):
-        return "n/a"
-    return f"{value:.3g}" if value >= 1e-4 else "< 1e-4"
-
-
-# ----------------------------------------------------------------------------------------------
 # Command line.
 
 def parse_args(argv: list[str] | None = None, prog: str = "python -m ganaug.evaluate") -> argparse.Namespace:
@@ -700,7 +385,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.evaluate")
         return 1
     atomic_write(csv_path, runs.to_csv(index=False))
     command = f"{prog} " + " ".join(argv if argv is not None else sys.argv[1:])
-    report = markdown_report(experiment, runs, policies, list(data.spec.class_names), command)
+    report = markdown_report(experiment, runs, policies, list(data.spec.class_names), NOT_ABLATED, command)
     atomic_write(experiment.path / EVALUATION_MD, report + "\n")
     name = experiment.meta.get("name", "")
     save_plot(runs, experiment.path / EVALUATION_PNG, title=f"{name}: test accuracy")
@@ -718,23 +403,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.evaluate")
 
 
 # ----------------------------------------------------------------------------------------------
-# Registry: the fixed ablations, changes applied to the best GAN trial's config; one more per traditional_aug
-# choice (no_gan+<choice>: NO_GAN with that choice) follows them. No-GAN policies use pseudo labels, which on real
-# data alone are plain cross-entropy over K outputs (all_in_one would leave an untrained (K+1)-th output).
-
-NO_GAN = {"synthetic_ratio": 0.0, "labeling": "pseudo"}
-FIXED_ABLATIONS = {
-    "no_aug": {**NO_GAN, "traditional_aug": "none", "cutout": 0},  # no synthetic data, no augmentation at all
-    "gan_off": NO_GAN,  # the GAN removed, best_gan's traditional augmentation and cutout kept
-}
-# Keys --ablate never resets: the run budget and hardware (the same for every policy of an evaluation), and
-# synthetic_ratio, whose default 0 removes the GAN, which gan_off and no_aug already measure, and classifier_kwargs,
-# an external model's own arguments (configs hold them as flat classifier_kwargs.NAME keys; `classifier` is ablated).
+# Registry: the keys --ablate never resets (the fixed ablations, FIXED_ABLATIONS, live in ganaug.stats, whose role_of
+# reads them): the run budget and hardware (the same for every policy of an evaluation), and synthetic_ratio,
+# whose default 0 removes the GAN, which gan_off and no_aug already measure, and classifier_kwargs, an external
+# model's own arguments (configs hold them as flat classifier_kwargs.NAME keys; `classifier` is ablated).
 NOT_ABLATED = ("epochs", "seed", "checkpoint_every", "sample_every", "cas_epochs", "device", "precision",
                "synthetic_ratio", "classifier_kwargs")
 ABLATION_KEYS = tuple(field.name for field in fields(TrialConfig) if field.name not in NOT_ABLATED)
-# Config keys copied into every evaluation.csv row, so the file says what each policy was.
-DESCRIBING_KEYS = ("synthetic_ratio", "labeling", "traditional_aug", "cutout")
 
 
 if __name__ == "__main__":

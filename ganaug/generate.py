@@ -67,8 +67,8 @@ def load_generator(experiment: Experiment, trial: pd.Series, spec, device, data=
     data: the experiment's ImageData, which families that start from training images need (gan: translation
     translates them, gan: ali samples near their codes); None = without (translation then refuses).
     """
+    from ganaug.checkpoint import CheckpointError, load_checkpoint
     from ganaug.families import build_gan
-    from ganaug.pipeline import CheckpointError, load_checkpoint
 
     cfg = TrialConfig.from_dict(experiment.config_of(trial), where=f"trial {trial['trial_id']}")
     checkpoints = experiment.checkpoints_of(trial)
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.generate")
     args = parse_args(argv, prog)
     try:
         return _export(args)
-    except (InputError, _checkpoint_error()) as error:
+    except InputError as error:  # a corrupt checkpoint of the chosen trial (CheckpointError) included
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -215,14 +215,6 @@ def _export(args: argparse.Namespace) -> int:
               f"{'uniform targets' if cfg.labeling == 'lsro' else 'an extra synthetic class'}; they are exported "
               f"under the class they were conditioned on.")
     return 0
-
-
-def _checkpoint_error() -> type[Exception]:
-    # Not an InputError (tune falls back to an older checkpoint), but here the checkpoint is of the trial the user
-    # chose. Imported only while an error is handled: ganaug.pipeline imports torch.
-    from ganaug.pipeline import CheckpointError
-
-    return CheckpointError
 
 
 if __name__ == "__main__":

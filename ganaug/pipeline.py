@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,8 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from ganaug.augment import traditional_augment
+from ganaug.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from ganaug.classifiers import build_classifier, synthetic_rows
-from ganaug.config import KWARGS_PREFIX, ConfigError, TrialConfig
+from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import ImageData, batch_indices, to_float
 from ganaug.families import build_gan
 from ganaug.labeling import LABELERS, Teacher, distill_target, keep_best_candidates
@@ -38,16 +38,7 @@ from ganaug.metrics import (
     synthetic_agreement,
 )
 
-CHECKPOINT_FILE = "trial_state.pt"
-# Keys that may differ between a checkpoint and the run resuming from it: they change where or how long
-# the trial runs, not what it learns.
-RESUMABLE_DIFFERENCES = {"epochs", "device", "precision", "checkpoint_every", "sample_every", "cas_epochs"}
-
 Report = Callable[..., None]
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is unreadable, truncated, or belongs to a different configuration."""
 
 
 def run(
@@ -57,7 +48,11 @@ def run(
     checkpoint: str | Path | dict | None = None,  # Checkpoint directory (or its loaded state) to resume from.
 ) -> dict[str, Any]:
     """Pretrain the GAN for cfg.gan_pretrain_epochs, train GAN + classifier jointly for cfg.epochs, and return
-    the last epoch's metrics."""
+    the last epoch's metrics.
+
+    After the final epoch they also hold the test split's test_loss and test_per_class_acc (a list, one
+    accuracy per class), which are returned only: a report carries test_acc and test_top5, Tune's scalars.
+    """
     report = report or _print_report
     if checkpoint is not None and not isinstance(checkpoint, dict):
         checkpoint = load_checkpoint(checkpoint, cfg)
@@ -103,7 +98,7 @@ def run(
                             ) if gan is not None else None
 
     # Resume: from a classifier epoch, or from the middle of GAN pretraining (classifier epoch still 0).
-    start_epoch, metrics = 0, {}
+    start_epoch, metrics, final_test = 0, {}, {}
     # Pretraining trains a GAN; the no-GAN baseline has none to pretrain.
     pretrain_epochs = cfg.gan_pretrain_epochs if gan is not None else 0
     pretrained, pretrain_seconds = 0, 0.0
@@ -275,11 +270,13 @@ def run(
             # training randomness.
             metrics.update(gan.epoch_metrics())
 
-        # Final epoch: test accuracy (reported, never optimised) and the train-on-synthetic score.
+        # Final epoch: test accuracy (reported, never optimised) and the train-on-synthetic score. The test
+        # runs in fp32 whatever cfg.precision: the score of the final classifier itself, as evaluate reports it.
         last = epoch == cfg.epochs
         if last:
-            test = evaluate(classifier, data.test_x, data.test_y, labeler, num_classes, autocast=autocast)
+            test = evaluate(classifier, data.test_x, data.test_y, labeler, num_classes)
             metrics.update(test_acc=test["acc"], test_top5=test["top5"])
+            final_test = {"test_loss": test["loss"], "test_per_class_acc": test["per_class"]}
             if gan is not None and cfg.cas_epochs > 0:
                 metrics["cas"] = classification_accuracy_score(
                     cfg, spec, gan, data.val_x, data.val_y, device, cfg.cas_epochs, generator=generator)
@@ -318,7 +315,7 @@ def run(
                 report(metrics, checkpoint=directory, images=images)
         else:
             report(metrics, images=images)
-    return metrics
+    return {**metrics, **final_test}
 
 
 def synthetic_share(schedule: str, epoch: int, epochs: int) -> float:
@@ -385,56 +382,6 @@ def _to_uint8(grid: torch.Tensor) -> torch.Tensor:
 def _print_report(metrics: dict, checkpoint: str | None = None, images: dict | None = None) -> None:
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
     print(shown, flush=True)
-
-
-# ----------------------------------------------------------------------------------------------
-# Checkpoints: written atomically, read with weights_only=True, checked against the config.
-
-def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write `state` to `path` atomically (temp file + rename), so a crash never leaves half a file."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, temporary)
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:  # a failed save leaves the previous checkpoint and no half-written temp file
-        temporary.unlink(missing_ok=True)
-
-
-def load_checkpoint(directory: str | Path, cfg: TrialConfig | None = None) -> dict:
-    """Load a checkpoint directory; CheckpointError names the file when it is corrupt or does not match cfg."""
-    path = Path(directory) / CHECKPOINT_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file is missing")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zip, pickle payload refused by weights_only, ...
-        text = str(error).strip()
-        if "WeightsUnpickler error:" in text:  # torch's first lines would suggest weights_only=False: never
-            text = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0].split(". ")[0]
-            if "Unsupported global" in text:  # a pickled object or call: not something ganaug writes
-                raise CheckpointError(f"{path}: refused: it holds Python objects beyond tensors ({text}); "
-                                      "a ganaug checkpoint never does, so it was not written by ganaug") from None
-        first_line = text.splitlines()[0] if text else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable ganaug checkpoint, truncated or corrupt "
-                              f"({first_line[:160]})") from None
-    if not isinstance(state, dict) or not {"config", "epoch", "classifier"} <= set(state):
-        raise CheckpointError(f"{path}: not a ganaug checkpoint (missing config/epoch/classifier)")
-    if cfg is not None:
-        saved, current = state["config"], cfg.to_dict()
-        # A key missing from an older checkpoint's config had its default then; a classifier_kwargs entry on one
-        # side only builds a different model, so those keys must match both ways.
-        kwargs_keys, absent = {k for k in (*saved, *current) if str(k).startswith(KWARGS_PREFIX)}, object()
-        differences = sorted(k for k in {*current, *kwargs_keys} if k not in RESUMABLE_DIFFERENCES and
-                             saved.get(k, absent if k in kwargs_keys else current[k]) != current.get(k, absent))
-        if differences:
-            value = lambda config, k: repr(config[k]) if k in config else "absent"
-            shown = ", ".join(f"{k}: checkpoint {value(saved, k)} vs config {value(current, k)}"
-                              for k in differences[:3])
-            raise CheckpointError(f"{path}: checkpoint is from a different configuration ({shown})")
-    return state
 
 
 # ----------------------------------------------------------------------------------------------

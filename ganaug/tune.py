@@ -34,7 +34,8 @@ from ganaug.cluster import ray_session
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import ImageData, load_data
 from ganaug.errors import EXIT_BAD_INPUT, InputError
-from ganaug.pipeline import CheckpointError, load_checkpoint, run
+from ganaug.checkpoint import CheckpointError, checkpoint_candidates, load_checkpoint
+from ganaug.pipeline import run
 from ganaug.report import TrialReporter
 from ganaug.results import (
     BEST_POLICY_FILE,
@@ -78,7 +79,7 @@ def train_trial(config: dict, *, data: dict, base: dict, cpus: float = 1) -> Non
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         # Fall back to older checkpoints (then a fresh start) when the newest is corrupt or truncated.
-        for candidate in _checkpoint_candidates(checkpoint):
+        for candidate in checkpoint_candidates(checkpoint):
             try:
                 with candidate.as_directory() as directory:
                     state = load_checkpoint(directory, cfg)
@@ -92,21 +93,6 @@ def train_trial(config: dict, *, data: dict, base: dict, cpus: float = 1) -> Non
         run(cfg, images, reporter, checkpoint=state)
     finally:
         reporter.close()
-
-
-def _checkpoint_candidates(checkpoint):
-    """The checkpoint Tune restored, then its older siblings in the trial folder, newest first."""
-    from ray import tune
-
-    yield checkpoint
-    try:
-        parent = Path(checkpoint.path).parent
-        siblings = sorted(parent.glob("checkpoint_*"), reverse=True)
-    except Exception:  # remote storage: only the latest is reachable here
-        return
-    for sibling in siblings:
-        if sibling.name != Path(checkpoint.path).name:
-            yield tune.Checkpoint.from_directory(str(sibling))
 
 
 def pack_data(data) -> dict:

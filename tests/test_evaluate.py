@@ -21,25 +21,27 @@ from scipy import stats
 from ganaug.config import TrialConfig, registry_choices
 from ganaug.evaluate import (
     ABLATION_KEYS,
-    BEST_GAN,
-    BEST_NO_GAN,
     EXIT_BAD_INPUT,
-    FIXED_ABLATIONS,
     NOT_ABLATED,
-    TRADITIONAL_PREFIX,
-    VARIANT_PREFIX,
     ablation_variants,
-    alias_map,
-    headline,
     main,
-    paired_differences,
-    per_class_deltas,
     policy_configs,
     run_id,
+)
+from ganaug.evaluation_report import headline
+from ganaug.results import load_experiment
+from ganaug.stats import (
+    BEST_GAN,
+    BEST_NO_GAN,
+    FIXED_ABLATIONS,
+    TRADITIONAL_PREFIX,
+    VARIANT_PREFIX,
+    alias_map,
+    paired_differences,
+    per_class_deltas,
     summarize,
     t_interval,
 )
-from ganaug.results import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADLINE = re.compile(r"^best GAN policy vs best no-GAN policy: ([+-]\d+\.\d) points \[([+-]\d+\.\d), ([+-]\d+\.\d)\] "

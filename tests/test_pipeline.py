@@ -6,12 +6,13 @@ import re
 import pytest
 import torch
 
+from ganaug.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from ganaug.classifiers import build_classifier
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import batch_indices, load_data, to_float
 from ganaug.labeling import LABELERS
 from ganaug.metrics import evaluate
-from ganaug.pipeline import CHECKPOINT_FILE, CheckpointError, load_checkpoint, run, save_checkpoint
+from ganaug.pipeline import run
 from ganaug.trainer import GAN
 
 

@@ -374,7 +374,7 @@ def test_diverged_trial_is_recorded_once_never_retried_never_best(tmp_path):
 def test_resume_after_driver_kill_falls_back_past_a_truncated_checkpoint_and_asha_still_prunes(tmp_path):
     from ray.tune import ExperimentAnalysis
 
-    from ganaug.pipeline import CHECKPOINT_FILE, CheckpointError, load_checkpoint
+    from ganaug.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint
 
     epochs = 4
     space = write_space(tmp_path, "crashed", num_samples=6, max_failures=1, epochs=epochs, grace_period=1,
@@ -450,7 +450,7 @@ def test_resume_after_driver_kill_falls_back_past_a_truncated_checkpoint_and_ash
 def test_a_failed_write_leaves_the_previous_checkpoint_and_outputs_whole(tmp_path):
     import torch
 
-    from ganaug.pipeline import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
+    from ganaug.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
     from ganaug.results import atomic_write
 
     state = {"config": {}, "epoch": 3, "classifier": {"w": torch.ones(4)}}

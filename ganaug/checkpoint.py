@@ -1,0 +1,87 @@
+"""Trial checkpoints: one file, trial_state.pt, written atomically, read with weights_only=True and checked
+against the config that resumes from it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ganaug.config import KWARGS_PREFIX, TrialConfig
+from ganaug.errors import InputError
+
+CHECKPOINT_FILE = "trial_state.pt"
+# Keys that may differ between a checkpoint and the run resuming from it: they change where or how long
+# the trial runs, not what it learns.
+RESUMABLE_DIFFERENCES = {"epochs", "device", "precision", "checkpoint_every", "sample_every", "cas_epochs"}
+
+
+class CheckpointError(InputError):
+    """A checkpoint is unreadable, truncated, or belongs to a different configuration.
+
+    An InputError: a checkpoint a user passes (to resume, to generate from) is input they can fix; a Tune trial
+    catches it to fall back to an older checkpoint."""
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write `state` to `path` atomically (temp file + rename), so a crash never leaves half a file."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, temporary)
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:  # a failed save leaves the previous checkpoint and no half-written temp file
+        temporary.unlink(missing_ok=True)
+
+
+def load_checkpoint(directory: str | Path, cfg: TrialConfig | None = None) -> dict:
+    """Load a checkpoint directory; CheckpointError names the file when it is corrupt or does not match cfg."""
+    path = Path(directory) / CHECKPOINT_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file is missing")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, pickle payload refused by weights_only, ...
+        text = str(error).strip()
+        if "WeightsUnpickler error:" in text:  # torch's first lines would suggest weights_only=False: never
+            text = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0].split(". ")[0]
+            if "Unsupported global" in text:  # a pickled object or call: not something ganaug writes
+                raise CheckpointError(f"{path}: refused: it holds Python objects beyond tensors ({text}); "
+                                      "a ganaug checkpoint never does, so it was not written by ganaug") from None
+        first_line = text.splitlines()[0] if text else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable ganaug checkpoint, truncated or corrupt "
+                              f"({first_line[:160]})") from None
+    if not isinstance(state, dict) or not {"config", "epoch", "classifier"} <= set(state):
+        raise CheckpointError(f"{path}: not a ganaug checkpoint (missing config/epoch/classifier)")
+    if cfg is not None:
+        saved, current = state["config"], cfg.to_dict()
+        # A key missing from an older checkpoint's config had its default then; a classifier_kwargs entry on one
+        # side only builds a different model, so those keys must match both ways.
+        kwargs_keys, absent = {k for k in (*saved, *current) if str(k).startswith(KWARGS_PREFIX)}, object()
+        differences = sorted(k for k in {*current, *kwargs_keys} if k not in RESUMABLE_DIFFERENCES and
+                             saved.get(k, absent if k in kwargs_keys else current[k]) != current.get(k, absent))
+        if differences:
+            value = lambda config, k: repr(config[k]) if k in config else "absent"
+            shown = ", ".join(f"{k}: checkpoint {value(saved, k)} vs config {value(current, k)}"
+                              for k in differences[:3])
+            raise CheckpointError(f"{path}: checkpoint is from a different configuration ({shown})")
+    return state
+
+
+def checkpoint_candidates(checkpoint):
+    """The checkpoint Tune restored, then its older siblings in the trial folder, newest first, so that a trial
+    falls back to an older one when the newest is corrupt or truncated."""
+    from ray import tune  # here, not at the top: pipeline imports this module and never imports ray
+
+    yield checkpoint
+    try:
+        parent = Path(checkpoint.path).parent
+        siblings = sorted(parent.glob("checkpoint_*"), reverse=True)
+    except Exception:  # remote storage: only the latest is reachable here
+        return
+    for sibling in siblings:
+        if sibling.name != Path(checkpoint.path).name:
+            yield tune.Checkpoint.from_directory(str(sibling))

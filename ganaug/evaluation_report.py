@@ -1,0 +1,213 @@
+"""The outputs of an evaluation: evaluation.md (its first line is the headline) and the plots.
+
+Reads the runs of evaluation.csv and the policies of evaluate.policy_configs; every number it shows comes
+from ganaug.stats.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ganaug.results import Experiment
+from ganaug.stats import (
+    BEST_GAN,
+    BEST_NO_GAN,
+    CONFIDENCE,
+    DESCRIBING_KEYS,
+    TRADITIONAL_PREFIX,
+    VARIANT_PREFIX,
+    ablation_differences,
+    alias_map,
+    comparisons,
+    paired_differences,
+    per_class_deltas,
+    role_of,
+    summarize,
+)
+
+
+def headline(runs: pd.DataFrame, untuned: bool | None = None) -> str:
+    """The report's first line: best_gan - best_no_gan in percentage points, its interval and the seed count.
+
+    `untuned` (best_no_gan is not a searched trial) defaults to what the runs' `source` column says."""
+    if untuned is None:
+        source = runs.loc[runs["policy"] == BEST_NO_GAN, "source"] if "source" in runs else pd.Series(dtype=str)
+        untuned = bool((source == "untuned").any())
+    row = paired_differences(runs, pairs=[(BEST_GAN, BEST_NO_GAN)]).iloc[0]
+    points = [100 * row[k] for k in ("mean_diff", "ci_low", "ci_high")]
+    shown = f"{points[0]:+.1f} points" if math.isfinite(points[0]) else "n/a"
+    interval = f"[{points[1]:+.1f}, {points[2]:+.1f}]" if math.isfinite(points[1]) else "[n/a]"
+    line = (f"best GAN policy vs best no-GAN policy: {shown} {interval} ({100 * CONFIDENCE:.0f} % CI, paired over "
+            f"{row['pairs']} seeds)")
+    if untuned:
+        line += "; the no-GAN policy is untuned (the search has no complete synthetic_ratio 0 trial)"
+    return line
+
+
+def markdown_report(experiment: Experiment, runs: pd.DataFrame, policies: dict[str, dict],
+                    class_names: list[str], not_ablated: tuple[str, ...], command: str | None = None) -> str:
+    """The evaluation as Markdown: the headline line, policies, means with intervals, paired differences,
+    the --ablate table (`not_ablated`: the keys it never resets) and per-class deltas."""
+    seeds = sorted(runs["seed"].unique())
+    epochs = next(iter(policies.values()))["config"]["epochs"]
+    pct = f"{CONFIDENCE:.0%}"
+    untuned = policies[BEST_NO_GAN]["source"] == "untuned"
+    best_id = policies[BEST_GAN]["trial_id"]
+    lines = [headline(runs, untuned), "",
+             f"# Evaluation: {experiment.meta.get('name', experiment.path.name)}", "",
+             f"{len(seeds)} seeds ({seeds[0]}..{seeds[-1]}) per policy, {epochs} epochs each, trained on train + "
+             f"val and tested on the test split of `{experiment.meta['data'].get('name')}` "
+             f"({len(class_names)} classes). Intervals are {pct} t-intervals over seeds; differences are "
+             f"paired by seed (same classifier initialisation and batch order) and given in percentage points.", ""]
+    if command:
+        lines += [f"Command: `{command}`", ""]
+
+    lines += ["## Policies", ""]
+    shown_keys = (*DESCRIBING_KEYS, "classifier", "classifier_lr")
+    rows = [[name, policy["source"], policy["trial_id"], ", ".join(policy["aliases"]) or "-",
+             *[_cell(policy["config"][k]) for k in shown_keys]] for name, policy in policies.items()]
+    lines += _markdown_table(["policy", "source", "from trial", "same config as", *shown_keys], rows) + [""]
+    if untuned:
+        lines += [f"**{BEST_NO_GAN} is untuned**: the search has no complete trial with synthetic_ratio 0, so it is "
+                  f"`gan_off`, the best GAN trial's ({best_id}) settings with the GAN removed. Search "
+                  f"synthetic_ratio with 0 in reach (experiment.baselines_first) for a tuned no-GAN baseline.", ""]
+    else:
+        lines += [f"{BEST_NO_GAN} is the best complete no-GAN trial of the search "
+                  f"({policies[BEST_NO_GAN]['trial_id']}), with its own tuned settings.", ""]
+    lines += [f"The ablations keep the best GAN trial's ({best_id}) settings: `no_aug` without synthetic data "
+              f"(synthetic_ratio 0, pseudo labels: plain cross-entropy with K outputs), traditional augmentation "
+              f"or cutout; `gan_off` the same with best_gan's traditional augmentation kept; "
+              f"`{TRADITIONAL_PREFIX}<choice>` without synthetic data, with that traditional_aug. Policies "
+              f"with the same config run once, under the first name (\"same config as\").", ""]
+
+    metrics = [("test_acc", "Test accuracy")]
+    if len(class_names) > 10:
+        metrics.append(("test_top5", "Top-5 test accuracy"))
+    for column, title in metrics:
+        summary = summarize(runs, column)
+        lines += [f"## {title} (mean over seeds, {pct} interval)", ""]
+        lines += _markdown_table(["policy", "n", "mean", f"{pct} CI", "std"], [
+            [r.policy, r.n, f"{r.mean:.4f}", f"[{r.ci_low:.4f}, {r.ci_high:.4f}]", f"{r.std:.4f}"]
+            for r in summary.itertuples()]) + [""]
+        differences = paired_differences(runs, column, pairs=[
+            pair for pair in comparisons(runs) if role_of(pair[0]) != "variant"])
+        differences["baseline"] = [_with_aliases(name, policies) for name in differences["baseline"]]
+        lines += [f"### {title}: GAN policy - baseline, paired by seed (points)", ""]
+        lines += _differences_table(differences, ["policy", "baseline"], pct)
+    variants = [name for name in alias_map(policies) if role_of(name) == "variant"]
+    if variants:
+        lines += _ablation_section(runs, policies, variants, not_ablated, pct)
+
+    deltas = per_class_deltas(runs)
+    lines += [f"## Per-class test accuracy: {BEST_GAN} - {BEST_NO_GAN} (mean over seeds)", ""]
+    lines += _markdown_table(["class", BEST_NO_GAN, BEST_GAN, "delta"], [
+        [r[1], f"{r[2]:.4f}", f"{r[3]:.4f}", f"{r[4]:+.4f}"] for r in deltas.itertuples()]) + [""]
+    diverged = int(runs["diverged"].sum()) if "diverged" in runs else 0
+    if diverged:
+        lines += [f"{diverged} run(s) diverged (non-finite loss) and have no test score; they are left out.", ""]
+    return "\n".join(lines)
+
+
+def _ablation_section(runs: pd.DataFrame, policies: dict[str, dict], variants: list[str],
+                      not_ablated: tuple[str, ...], pct: str) -> list[str]:
+    best = policies[BEST_GAN]["config"]
+    resolve = alias_map(policies)
+    # What each variant reset: the keys where its config differs from best_gan's (its own key, and the partner
+    # reset with it when a rule between keys asks for one).
+    resets = {name.removeprefix(VARIANT_PREFIX): {k: v for k, v in policies[resolve[name]]["config"].items()
+                                                  if v != best[k]} for name in variants}
+    differences = ablation_differences(runs, variants)
+    rows = []
+    for r in differences.itertuples():
+        key = r.policy.removeprefix(VARIANT_PREFIX)
+        others = [f"{k}: {_cell(best[k])} -> {_cell(v)}" for k, v in resets[key].items() if k != key]
+        rows.append([r.policy, f"{_cell(best[key])} -> {_cell(resets[key][key])}",
+                     "; ".join(others) or "-", r.pairs, f"{100 * r.mean_diff:+.2f}",
+                     f"[{100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f}]", _p(r.p_value), f"{r.wins}/{r.pairs}"])
+    return [f"## Ablation: each non-default key of {BEST_GAN} reset to its default (variant - {BEST_GAN}, points)",
+            "", f"A negative difference: the searched value helps. Not reset: {', '.join(not_ablated)}.", "",
+            *_markdown_table(["variant", "reset", "also reset (rule between keys)", "pairs", "mean diff",
+                              f"{pct} CI", "p (paired t)", "wins"], rows), ""]
+
+
+def _with_aliases(name: str, policies: dict[str, dict]) -> str:
+    aliases = policies[name]["aliases"] if name in policies else []
+    return f"{name} (= {', '.join(aliases)})" if aliases else name
+
+
+def _differences_table(differences: pd.DataFrame, names: list[str], pct: str) -> list[str]:
+    return _markdown_table([*names, "pairs", "mean diff", f"{pct} CI", "p (paired t)", "wins"], [
+        [*[getattr(r, n) for n in names], r.pairs, f"{100 * r.mean_diff:+.2f}",
+         f"[{100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f}]", _p(r.p_value), f"{r.wins}/{r.pairs}"]
+        for r in differences.itertuples()]) + [""]
+
+
+def plot_means(ax, runs: pd.DataFrame, column: str = "test_acc") -> None:
+    """Each policy's mean with its t-interval as an error bar, and every seed's value as a dot."""
+    summary = summarize(runs, column)
+    x = np.arange(len(summary))
+    errors = np.vstack([summary["mean"] - summary["ci_low"], summary["ci_high"] - summary["mean"]])
+    colors = ["tab:gray" if role_of(p) in ("baseline", "ablation") else "tab:blue" for p in summary["policy"]]
+    for i, row in summary.iterrows():
+        values = runs.loc[runs["policy"] == row["policy"], column]
+        ax.scatter(np.full(len(values), i) + 0.15, values, s=12, color=colors[i], alpha=0.5)
+        ax.errorbar(i, row["mean"], yerr=errors[:, [i]], fmt="o", capsize=5, color=colors[i])
+    ax.set_xticks(x, summary["policy"], rotation=20, ha="right")
+    ax.set_ylabel(f"{column} (mean, {CONFIDENCE:.0%} t-interval)")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def plot_differences(ax, runs: pd.DataFrame, column: str = "test_acc",
+                     differences: pd.DataFrame | None = None) -> None:
+    """Forest plot of paired differences in points (default: GAN policy - baseline), with a line at zero."""
+    if differences is None:
+        differences = paired_differences(runs, column, pairs=[
+            pair for pair in comparisons(runs) if role_of(pair[0]) != "variant"])
+    y = np.arange(len(differences))[::-1]
+    mean = 100 * differences["mean_diff"]
+    errors = np.vstack([mean - 100 * differences["ci_low"], 100 * differences["ci_high"] - mean])
+    ax.errorbar(mean, y, xerr=errors, fmt="o", capsize=4, color="tab:blue")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(y, [f"{r.policy} - {r.baseline}" for r in differences.itertuples()])
+    ax.set_xlabel(f"{column} difference in points, paired by seed ({CONFIDENCE:.0%} t-interval)")
+    ax.grid(axis="x", alpha=0.3)
+
+
+def save_plot(runs: pd.DataFrame, path: str | Path, title: str = "") -> None:
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend needed
+
+    figure = Figure(figsize=(12, 4.5), layout="constrained")
+    left, right = figure.subplots(1, 2, width_ratios=[1, 1.2])
+    plot_means(left, runs)
+    plot_differences(right, runs)
+    figure.suptitle(title)
+    figure.savefig(path, dpi=120)
+
+
+def save_ablation_plot(runs: pd.DataFrame, path: str | Path, title: str = "") -> None:
+    from matplotlib.figure import Figure
+
+    differences = ablation_differences(runs)
+    figure = Figure(figsize=(8, 1.5 + 0.4 * len(differences)), layout="constrained")
+    plot_differences(figure.subplots(), runs, differences=differences)
+    figure.suptitle(title)
+    figure.savefig(path, dpi=120)
+
+
+def _markdown_table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+
+
+def _cell(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _p(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:.3g}" if value >= 1e-4 else "< 1e-4"

@@ -1,0 +1,157 @@
+"""Statistics of an evaluation's runs (evaluation.csv): t-intervals over seeds and paired differences by seed.
+
+The runs are keyed by policy name; the names, and the role each name plays in a comparison, are defined here
+so that ganaug.evaluate (which runs the policies) and ganaug.evaluation_report (which shows them) share them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+from scipy.stats import t as student_t
+from scipy.stats import ttest_rel
+
+CONFIDENCE = 0.95
+BEST_GAN = "best_gan"
+BEST_NO_GAN = "best_no_gan"
+VARIANT_PREFIX = f"{BEST_GAN}-"      # --ablate: best_gan-<key> is best_gan with <key> at its default
+TRADITIONAL_PREFIX = "no_gan+"       # no_gan+<choice>: GAN off, traditional_aug <choice>
+# Config keys copied into every evaluation.csv row, so the file says what each policy was.
+DESCRIBING_KEYS = ("synthetic_ratio", "labeling", "traditional_aug", "cutout")
+
+
+# ----------------------------------------------------------------------------------------------
+# Policy names: aliases (one run for equal configs) and roles.
+
+def alias_map(policies_or_runs: dict[str, dict] | pd.DataFrame) -> dict[str, str]:
+    """Every policy name -> the name its runs are under (itself, or the policy it is an alias of).
+
+    Takes the policies of policy_configs, or the runs of evaluation.csv (its `aliases` column)."""
+    if isinstance(policies_or_runs, pd.DataFrame):
+        runs = policies_or_runs
+        aliases = runs.groupby("policy", sort=False)["aliases"].first() if "aliases" in runs else {}
+        pairs = {name: [a for a in str(text).split(";") if a and a != "nan"] for name, text in dict(aliases).items()}
+        names = list(runs["policy"].unique())
+    else:
+        pairs = {name: policy.get("aliases", []) for name, policy in policies_or_runs.items()}
+        names = list(policies_or_runs)
+    resolved = {name: name for name in names}
+    resolved.update({alias: name for name, aliases in pairs.items() for alias in aliases})
+    return resolved
+
+
+def role_of(name: str) -> str:
+    """baseline (best_no_gan) | ablation (the fixed no-GAN policies) | variant (--ablate) | gan (best_gan, topK)."""
+    if name == BEST_NO_GAN:
+        return "baseline"
+    if name in FIXED_ABLATIONS or name.startswith(TRADITIONAL_PREFIX):
+        return "ablation"
+    if name.startswith(VARIANT_PREFIX):
+        return "variant"
+    return "gan"
+
+
+# ----------------------------------------------------------------------------------------------
+# Statistics: t-intervals over seeds, paired differences by seed.
+
+def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(mean, low, high) of the two-sided t-interval of the mean; nan bounds for fewer than 2 values."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    half = float(student_t.ppf((1 + confidence) / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
+    return mean, mean - half, mean + half
+
+
+def summarize(runs: pd.DataFrame, column: str = "test_acc") -> pd.DataFrame:
+    """Per policy (in run order): n, mean, std, ci_low, ci_high of `column` over seeds."""
+    rows = []
+    for policy, group in runs.groupby("policy", sort=False):
+        values = group[column].to_numpy(dtype=float)
+        mean, low, high = t_interval(values)
+        finite = values[np.isfinite(values)]
+        rows.append({"policy": policy, "n": len(finite), "mean": mean,
+                     "std": float(finite.std(ddof=1)) if len(finite) > 1 else math.nan,
+                     "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows)
+
+
+def comparisons(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (policy, baseline) pairs the report shows, by policy name: best_gan - best_no_gan first, then best_gan
+    - every fixed ablation, every other GAN policy - best_no_gan, and every --ablate variant - best_gan."""
+    names = list(runs["policy"].unique())
+    no_gan = [n for n in names if role_of(n) in ("baseline", "ablation")]
+    pairs = [(BEST_GAN, baseline) for baseline in no_gan if BEST_GAN in names]
+    pairs += [(n, BEST_NO_GAN) for n in names if role_of(n) == "gan" and n != BEST_GAN and BEST_NO_GAN in names]
+    pairs += [(n, BEST_GAN) for n in names if role_of(n) == "variant" and BEST_GAN in names]
+    return pairs
+
+
+def paired_differences(runs: pd.DataFrame, column: str = "test_acc", baselines: tuple[str, ...] | None = None,
+                       pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """Policy minus baseline, paired by seed: mean difference, its t-interval, paired t-test, wins.
+
+    `pairs` names them; else every policy not in `baselines` minus each of them; else comparisons(runs). A name
+    that is an alias (evaluation.csv's `aliases`) reads the runs of the policy it is an alias of.
+    """
+    table = runs.pivot_table(index="seed", columns="policy", values=column, aggfunc="first", dropna=False)
+    if pairs is None:
+        pairs = comparisons(runs) if baselines is None else [
+            (p, b) for p in runs["policy"].unique() if p not in baselines for b in baselines if b in table]
+    resolve = alias_map(runs)
+    rows = []
+    for policy, baseline in pairs:
+        names = [resolve.get(policy, policy), resolve.get(baseline, baseline)]
+        both = table[names].dropna() if set(names) <= set(table) else pd.DataFrame(columns=names)
+        difference = (both.iloc[:, 0] - both.iloc[:, 1]).to_numpy()
+        mean, low, high = t_interval(difference)
+        p_value = math.nan
+        if len(both) >= 2 and np.ptp(difference) > 0:  # a constant difference has no t statistic
+            p_value = float(ttest_rel(both.iloc[:, 0], both.iloc[:, 1]).pvalue)
+        rows.append({"policy": policy, "baseline": baseline, "pairs": len(both), "mean_diff": mean,
+                     "ci_low": low, "ci_high": high, "p_value": p_value, "wins": int((difference > 0).sum())})
+    return pd.DataFrame(rows, columns=["policy", "baseline", "pairs", "mean_diff", "ci_low", "ci_high", "p_value",
+                                       "wins"])
+
+
+def ablation_differences(runs: pd.DataFrame, variants: list[str] | None = None,
+                         column: str = "test_acc") -> pd.DataFrame:
+    """Each --ablate variant minus best_gan, paired by seed (paired_differences' columns)."""
+    if variants is None:
+        variants = [name for name in alias_map(runs) if role_of(name) == "variant"]
+    return paired_differences(runs, column, pairs=[(name, BEST_GAN) for name in variants])
+
+
+def per_class_deltas(runs: pd.DataFrame, policy: str = BEST_GAN, baseline: str = BEST_NO_GAN) -> pd.DataFrame:
+    """Per class: mean accuracy of `baseline` and `policy` over seeds, and the mean paired difference."""
+    resolve = alias_map(runs)
+
+    def per_class(name: str) -> pd.DataFrame:
+        rows = runs[runs["policy"] == resolve.get(name, name)]
+        return pd.DataFrame([json.loads(text) for text in rows["per_class_acc"]], index=rows["seed"].to_numpy())
+
+    ours, theirs = per_class(policy), per_class(baseline)
+    seeds = ours.index.intersection(theirs.index)
+    delta = (ours.loc[seeds] - theirs.loc[seeds]).mean()
+    return pd.DataFrame({"class": list(ours.columns), baseline: theirs.loc[seeds].mean().to_numpy(),
+                         policy: ours.loc[seeds].mean().to_numpy(), "delta": delta.to_numpy()})
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry: the fixed ablations, changes ganaug.evaluate applies to the best GAN trial's config (their names
+# decide role_of); one more per traditional_aug choice (no_gan+<choice>: NO_GAN with that choice) follows them.
+# No-GAN policies use pseudo labels, which on real data alone are plain cross-entropy over K outputs (all_in_one
+# would leave an untrained (K+1)-th output).
+
+NO_GAN = {"synthetic_ratio": 0.0, "labeling": "pseudo"}
+FIXED_ABLATIONS = {
+    "no_aug": {**NO_GAN, "traditional_aug": "none", "cutout": 0},  # no synthetic data, no augmentation at all
+    "gan_off": NO_GAN,  # the GAN removed, best_gan's traditional augmentation and cutout kept
+}
