@@ -30,11 +30,11 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 
+from ganaug.checkpoint import CheckpointError, checkpoint_candidates, load_checkpoint
 from ganaug.cluster import ray_session
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import ImageData, load_data
 from ganaug.errors import EXIT_BAD_INPUT, InputError
-from ganaug.checkpoint import CheckpointError, checkpoint_candidates, load_checkpoint
 from ganaug.pipeline import run
 from ganaug.report import TrialReporter
 from ganaug.results import (
