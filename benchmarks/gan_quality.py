@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from ganaug.config import TrialConfig
-from ganaug.data import batch_indices, load_data, to_float
+from ganaug.data import batch_indices, load_data, to_float, to_uint8
 from ganaug.metrics import (
     _standardize,
     classification_accuracy_score,
@@ -43,7 +43,7 @@ from ganaug.metrics import (
     synthetic_diversity,
     synthetic_frechet_distance,
 )
-from ganaug.pipeline import _make_grid, _to_uint8
+from ganaug.pipeline import _make_grid
 from ganaug.report import save_png
 from ganaug.trainer import GAN
 
@@ -122,7 +122,7 @@ def train_setting(name: str, keys: dict, data, real_accuracy: float, args) -> di
                 if not due:
                     break
     grid_labels = torch.arange(data.spec.num_classes).repeat_interleave(10)
-    grid = _to_uint8(_make_grid(gan.sample(grid_labels, torch.Generator().manual_seed(7)).float(), nrow=10))
+    grid = to_uint8(_make_grid(gan.sample(grid_labels, torch.Generator().manual_seed(7)).float(), nrow=10)).cpu()
     grid_path = Path(args.out).with_name(f"{Path(args.out).stem}_{name}.png")
     save_png(grid, grid_path)
     seconds_per_step = curve[-1]["train_seconds"] / max(curve[-1]["steps"], 1)

@@ -2,8 +2,8 @@
 
 N = 1, 2, 4 trials of 0.5 CPU each run at once on a 2-CPU local Ray. Each receives a synthetic CIFAR-shaped
 dataset (uint8 3x32x32) exactly as `tune.build_tuner` hands it to `tune.train_trial`: packed by
-`tune.pack_data`, passed by reference through Ray's object store by `tune.with_parameters`, unpacked by
-`tune.unpack_data`; then it trains one epoch on it with `pipeline.run`. Inside each trial the benchmark
+`ImageData.pack`, passed by reference through Ray's object store by `tune.with_parameters`, unpacked by
+`ImageData.unpack`; then it trains one epoch on it with `pipeline.run`. Inside each trial the benchmark
 reads /proc/self (no hook in the product):
 
   * in place: the share of the unpacked tensors' bytes that lie inside Ray's shared-memory object store
@@ -58,9 +58,7 @@ def synthetic_data(train: int, held_out: int, seed: int = 0):
 
 
 def size_mb(data) -> float:
-    from ganaug.tune import pack_data
-
-    return sum(value.nbytes for value in pack_data(data).values() if hasattr(value, "nbytes")) / MB
+    return sum(value.nbytes for value in data.pack().values() if hasattr(value, "nbytes")) / MB
 
 
 def rollup_mb(pid: int | str = "self") -> dict[str, float]:
@@ -88,12 +86,12 @@ def probe_trial(config: dict, *, data: dict, trials: int, barrier: str) -> None:
     from ray import tune
 
     from ganaug.config import TrialConfig
+    from ganaug.data import ImageData
     from ganaug.pipeline import run
-    from ganaug.tune import unpack_data
 
     torch.set_num_threads(1)
     start = rollup_mb()
-    images = unpack_data(data)
+    images = ImageData.unpack(data)
     tensors = [getattr(images, name) for name in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")]
     ranges = store_ranges()
     total = sum(t.numel() * t.element_size() for t in tensors)
@@ -120,12 +118,10 @@ def measure(data, trials: int, folder: Path, name: str) -> list[dict]:
     """Run `trials` probe trials at once; their reports."""
     from ray import tune
 
-    from ganaug.tune import pack_data
-
     barrier = folder / f"{name}-barrier"
     barrier.mkdir()
     trainable = tune.with_resources(
-        tune.with_parameters(probe_trial, data=pack_data(data), trials=trials, barrier=str(barrier)),
+        tune.with_parameters(probe_trial, data=data.pack(), trials=trials, barrier=str(barrier)),
         {"cpu": 0.5})
     tuner = tune.Tuner(trainable, param_space={"seed": tune.grid_search(list(range(trials)))},
                        run_config=tune.RunConfig(name=name, storage_path=str(folder), verbose=0))

@@ -3,13 +3,13 @@ against the config that resumes from it."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from ganaug.config import KWARGS_PREFIX, TrialConfig
 from ganaug.errors import InputError
+from ganaug.files import atomic_write
 
 CHECKPOINT_FILE = "trial_state.pt"
 # Keys that may differ between a checkpoint and the run resuming from it: they change where or how long
@@ -25,16 +25,9 @@ class CheckpointError(InputError):
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write `state` to `path` atomically (temp file + rename), so a crash never leaves half a file."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, temporary)
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:  # a failed save leaves the previous checkpoint and no half-written temp file
-        temporary.unlink(missing_ok=True)
+    """Write `state` to `path` atomically (temp file, fsync, rename): a crash never leaves half a file, and a
+    failed save leaves the previous checkpoint."""
+    atomic_write(path, lambda file: torch.save(state, file))
 
 
 def load_checkpoint(directory: str | Path, cfg: TrialConfig | None = None) -> dict:

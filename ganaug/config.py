@@ -25,7 +25,7 @@ class ConfigError(InputError):
 CHOICES = {
     "gan": ("cgan", "acgan", "ali", "translation"),                        # ganaug.families.FAMILIES
     "gan_arch": ("mlp", "dcgan", "resnet"),                                 # ganaug.gans.ARCHITECTURES
-    "gan_loss": ("bce", "hinge"),                                           # ganaug.gans.ADVERSARIAL_LOSSES
+    "gan_loss": ("bce", "hinge"),                                           # ganaug.losses.ADVERSARIAL_LOSSES
     "d_minibatch": ("none", "stddev", "discrimination"),                    # ganaug.gans.MINIBATCH_FEATURES
     "labeling": ("pseudo", "lsro", "all_in_one", "distill"),                # ganaug.labeling.LABELERS
     "classifier": ("mlp", "cnn", "resnet"),                                 # ganaug.classifiers.CLASSIFIERS
@@ -56,11 +56,6 @@ RANDAUGMENT_MAX_MAGNITUDE = 30  # 31 magnitude bins, as torchvision's RandAugmen
 def condition_names(conditions: str) -> tuple[str, ...]:
     """'mass, distance' -> ('mass', 'distance'): the gan_conditions columns."""
     return tuple(part.strip() for part in conditions.split(",") if part.strip())
-
-
-def registry_choices(key: str) -> tuple[str, ...]:
-    """Valid values of a choice key."""
-    return CHOICES[key]
 
 
 def registry(key: str, entries: dict[str, Any]) -> dict[str, Any]:
@@ -264,7 +259,7 @@ class TrialConfig:
         for key in CHOICES:
             if key == "classifier" and is_import_path(self.classifier):
                 continue  # resolved and built once the dataset's shape is known (SearchSpec.check_classifier)
-            choices = registry_choices(key)
+            choices = CHOICES[key]
             if getattr(self, key) not in choices:
                 external = "; valid: those, or torchvision:NAME or package.module:factory (a callable returning an " \
                            "nn.Module)" if key == "classifier" else ""

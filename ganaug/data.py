@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +84,20 @@ class ImageData:
         """All tensors on `device` (uint8 stays uint8: a whole dataset is small on the device)."""
         tensors = [f.name for f in dataclasses.fields(self) if f.name != "spec"]
         return ImageData(**{name: getattr(self, name).to(device) for name in tensors}, spec=self.spec)
+
+    def pack(self) -> dict[str, Any]:
+        """A dict of numpy arrays (and the spec): Ray stores numpy zero-copy, so the trials of a node share one
+        copy of the dataset (tune.with_parameters, evaluate's ray.put)."""
+        return {f.name: (value.numpy() if isinstance(value := getattr(self, f.name), torch.Tensor) else value)
+                for f in dataclasses.fields(self)}
+
+    @classmethod
+    def unpack(cls, packed: dict[str, Any]) -> ImageData:
+        """pack()'s dict -> ImageData, its tensors sharing the arrays' memory."""
+        # from_numpy shares the object store's read-only buffer; the pipeline never writes into it.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return cls(**{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in packed.items()})
 
     def train_and_val(self) -> ImageData:
         """Train on train + val (for final evaluation); val is kept as is so code reading it still runs."""

@@ -29,10 +29,11 @@ from typing import Any
 
 import pandas as pd
 
-from ganaug.config import ConfigError, TrialConfig, registry_choices
+from ganaug.config import CHOICES, ConfigError, TrialConfig
 from ganaug.errors import EXIT_BAD_INPUT, InputError
 from ganaug.evaluation_report import markdown_report, save_ablation_plot, save_plot
-from ganaug.results import Experiment, atomic_write, best_policy_trials, load_experiment, uses_synthetic
+from ganaug.files import atomic_write
+from ganaug.results import Experiment, best_policy_trials, load_experiment, uses_synthetic
 from ganaug.stats import (
     BEST_GAN,
     BEST_NO_GAN,
@@ -142,7 +143,7 @@ def policy_configs(experiment: Experiment, top: int = 1, epochs: int | None = No
                                           "source": searched(trial)}))
     for name, changes in FIXED_ABLATIONS.items():
         candidates.append(derived(name, changes, "ablation"))
-    for choice in registry_choices("traditional_aug"):
+    for choice in CHOICES["traditional_aug"]:
         candidates.append(derived(f"{TRADITIONAL_PREFIX}{choice}", {**NO_GAN, "traditional_aug": choice},
                                   "ablation"))
     if ablate:
@@ -251,13 +252,13 @@ def train_and_test(packed_data: dict, config: dict, cpus: float = 1) -> dict[str
     # torch and the pipeline load in the Ray worker only: the command line answers bad input without them.
     import torch
 
+    from ganaug.data import ImageData
     from ganaug.pipeline import run
-    from ganaug.tune import unpack_data
 
     # Each run uses only its CPU share, so k runs on k cores don't oversubscribe them.
     torch.set_num_threads(max(1, math.floor(cpus)))
     cfg = TrialConfig.from_dict(config, where="evaluation run")
-    data = unpack_data(packed_data)
+    data = ImageData.unpack(packed_data)
     started = time.perf_counter()
     metrics = run(cfg, data, lambda metrics, checkpoint=None, images=None: None)
     wall_seconds = time.perf_counter() - started
@@ -288,11 +289,10 @@ def run_all(data, policies: dict[str, dict], seeds: int, *, kept: pd.DataFrame |
     import ray
 
     from ganaug.cluster import ray_session
-    from ganaug.tune import pack_data
 
     class_names = list(data.spec.class_names)
     with ray_session(address, num_cpus):
-        data_ref = ray.put(pack_data(data))  # one copy in the object store, shared by every run on a node
+        data_ref = ray.put(data.pack())  # one copy in the object store, shared by every run on a node
         task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run)(train_and_test)
         pending = {task.remote(data_ref, run["config"], cpus_per_run): run for run in todo}
         total = len(pending)

@@ -102,13 +102,15 @@ def sample_per_class(gan, num_classes: int, per_class: int, seed: int = 0,
     """
     import torch
 
+    from ganaug.data import to_uint8
+
     generator = torch.Generator(gan.device).manual_seed(seed)
     labels = torch.arange(num_classes, device=gan.device).repeat_interleave(per_class)
     labels = labels[torch.randperm(len(labels), generator=generator, device=gan.device)]
     # Near-equal chunks, so no batch is a lone image (which BatchNorm would normalise differently).
     chunks = labels.tensor_split(max(1, -(-len(labels) // batch_size)))
     images = torch.cat([gan.sample(chunk, generator) for chunk in chunks])
-    images = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    images = to_uint8(images)
     order = torch.argsort(labels, stable=True)
     return images[order].cpu().numpy(), labels[order].cpu().numpy().astype(np.int64)
 
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.generate")
 def _export(args: argparse.Namespace) -> int:
     import torch
 
-    from ganaug.data import load_data
+    from ganaug.data import load_data, pick_device
 
     if args.per_class < 1:
         raise GenerateError(f"--per-class {args.per_class}: valid: an integer >= 1")
@@ -192,8 +194,7 @@ def _export(args: argparse.Namespace) -> int:
     trial = select_trial(experiment, args.trial)
     data = load_data(experiment.meta["data"])
     spec = data.spec
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    device = pick_device(args.device)
     gan, cfg, checkpoint, epoch = load_generator(experiment, trial, spec, device, data)
     images, labels = sample_per_class(gan, spec.num_classes, args.per_class, seed=args.seed)
     source = f"trial {trial['trial_id']} ({trial['status']}, epoch {epoch}, labeling {cfg.labeling}, {checkpoint})"

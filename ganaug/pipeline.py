@@ -27,7 +27,7 @@ from ganaug.augment import traditional_augment
 from ganaug.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from ganaug.classifiers import build_classifier, synthetic_rows
 from ganaug.config import ConfigError, TrialConfig
-from ganaug.data import ImageData, batch_indices, to_float
+from ganaug.data import ImageData, batch_indices, pick_device, to_float, to_uint8
 from ganaug.families import build_gan
 from ganaug.labeling import LABELERS, Teacher, distill_target, keep_best_candidates
 from ganaug.metrics import (
@@ -58,8 +58,7 @@ def run(
         checkpoint = load_checkpoint(checkpoint, cfg)
 
     # Choose device and precision.
-    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    device = pick_device(cfg.device)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     # Autocast covers convs and matmuls; BatchNorm runs in fp32 under autocast by design.
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
@@ -293,7 +292,7 @@ def run(
             fixed_noise = torch.Generator(device).manual_seed(cfg.seed + 12345)
             samples = gan.sample(grid_labels, fixed_noise)
             nrow = len(grid_labels) // num_classes
-            images = {"samples": _to_uint8(_make_grid(samples.float(), nrow=nrow, padding=1))}
+            images = {"samples": to_uint8(_make_grid(samples.float(), nrow=nrow, padding=1)).cpu()}
         if phase_ends or number % cfg.checkpoint_every == 0:
             state = {
                 "config": cfg.to_dict(),
@@ -373,10 +372,6 @@ def _make_grid(images: torch.Tensor, nrow: int, padding: int = 1) -> torch.Tenso
     grid = cells.view(rows, columns, channels, height + padding, width + padding).permute(2, 0, 3, 1, 4)
     grid = grid.reshape(channels, rows * (height + padding), columns * (width + padding))
     return F.pad(grid, (0, padding, 0, padding))
-
-
-def _to_uint8(grid: torch.Tensor) -> torch.Tensor:
-    return ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
 
 
 def _print_report(metrics: dict, checkpoint: str | None = None, images: dict | None = None) -> None:

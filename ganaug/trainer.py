@@ -21,14 +21,8 @@ from torch import nn
 from ganaug.config import ConfigError, TrialConfig, policy_parts
 from ganaug.diffaugment import diff_augment
 from ganaug.errors import InputError
-from ganaug.gans import (
-    ADVERSARIAL_LOSSES,
-    GANS,
-    Discriminator,
-    Generator,
-    build_discriminator,
-    build_generator,
-)
+from ganaug.gans import Discriminator, Generator, build_discriminator, build_generator
+from ganaug.losses import ADVERSARIAL_LOSSES, GANS
 
 
 class StateDictError(InputError):
@@ -155,7 +149,7 @@ class GAN:
     min_batch = 2
     # Fewest real images in a D batch (a family whose class loss needs real rows raises it to 1).
     min_real = 0
-    # The gans.GANS loss of a family that is not itself in GANS (translation, ALI's ACGAN phase): None = cfg.gan.
+    # The losses.GANS loss of a family that is not itself in GANS (translation, ALI's ACGAN phase): None = cfg.gan.
     family_loss: str | None = None
 
     def check_batch(self, real_x: torch.Tensor, real_fraction: float) -> None:

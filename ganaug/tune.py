@@ -14,7 +14,6 @@ OptunaSearch it is given.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import math
 import os
@@ -22,7 +21,6 @@ import shlex
 import sys
 import time
 import traceback
-import warnings
 from pathlib import Path
 
 import torch
@@ -69,7 +67,7 @@ def train_trial(config: dict, *, data: dict, base: dict, cpus: float = 1) -> Non
     # Each trial uses only its CPU share, so k trials on k cores don't oversubscribe them.
     torch.set_num_threads(max(1, math.floor(cpus)))
     cfg = TrialConfig.from_dict({**base, **config}, where="trial config")
-    images = unpack_data(data)
+    images = ImageData.unpack(data)
     reporter = TrialReporter(
         os.getcwd(),  # this trial's working directory on its node; Tune uploads it (sync_artifacts)
         sink=lambda metrics, checkpoint=None: tune.report(
@@ -93,20 +91,6 @@ def train_trial(config: dict, *, data: dict, base: dict, cpus: float = 1) -> Non
         run(cfg, images, reporter, checkpoint=state)
     finally:
         reporter.close()
-
-
-def pack_data(data) -> dict:
-    """ImageData -> dict of numpy arrays: Ray stores numpy zero-copy, so trials on a node share one copy."""
-    packed = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)}
-    return {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in packed.items()}
-
-
-def unpack_data(packed: dict) -> ImageData:
-    """pack_data's dict -> ImageData, its tensors sharing the arrays' memory."""
-    # from_numpy shares the object store's read-only buffer; the pipeline never writes into it.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return ImageData(**{k: torch.from_numpy(v) if hasattr(v, "dtype") else v for k, v in packed.items()})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -142,7 +126,7 @@ def build_tuner(spec: SearchSpec, data, *, resume: bool = False, searcher: str =
     resources = spec.experiment.resources
     base = spec.trial_config({}).to_dict()
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, data=pack_data(data), base=base, cpus=resources.cpu),
+        tune.with_parameters(train_trial, data=data.pack(), base=base, cpus=resources.cpu),
         {"cpu": resources.cpu, "gpu": resources.gpu},
     )
     experiment_dir = spec.experiment_dir()

@@ -12,15 +12,16 @@ import torch
 from conftest import seeded
 from PIL import Image
 
+from ganaug.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from ganaug.conditions import AttributeBatchNorm, ConditionedGAN
 from ganaug.config import ConfigError, TrialConfig
-from ganaug.data import DataError, batch_indices, load_data, to_float
+from ganaug.data import DataError, ImageData, batch_indices, load_data, to_float
 from ganaug.families import build_gan
-from ganaug.gans import ARCHITECTURES, GANS
-from ganaug.pipeline import CHECKPOINT_FILE, load_checkpoint, run, save_checkpoint
+from ganaug.gans import ARCHITECTURES
+from ganaug.losses import GANS
+from ganaug.pipeline import run
 from ganaug.space import SpaceError, load_space
 from ganaug.trainer import GAN, StateDictError
-from ganaug.tune import pack_data, unpack_data
 
 CLASSES = ("a", "b")
 
@@ -98,7 +99,7 @@ def test_attributes_follow_their_images_through_every_split(data, folder):
     # train + val (evaluate) and Ray's packing keep them.
     both = data.train_and_val()
     assert torch.equal(both.train_attributes, torch.cat([data.train_attributes, data.val_attributes]))
-    unpacked = unpack_data(pack_data(data))
+    unpacked = ImageData.unpack(data.pack())
     assert torch.equal(unpacked.train_attributes, data.train_attributes)
     assert unpacked.spec.attribute_names == ("level", "noise")
 

@@ -18,7 +18,7 @@ import pytest
 from experiment_fixture import EPOCHS, copy_experiment, evaluated_experiment, tiny_experiment
 from scipy import stats
 
-from ganaug.config import TrialConfig, registry_choices
+from ganaug.config import CHOICES, TrialConfig
 from ganaug.evaluate import (
     ABLATION_KEYS,
     EXIT_BAD_INPUT,
@@ -99,7 +99,7 @@ def all_names(runs: pd.DataFrame) -> set[str]:
 @pytest.mark.slow
 def test_csv_has_one_row_per_policy_and_seed(evaluated):
     runs = read_runs(evaluated)
-    choices = registry_choices("traditional_aug")
+    choices = CHOICES["traditional_aug"]
     assert all_names(runs) == {BEST_NO_GAN, BEST_GAN, *FIXED_ABLATIONS,
                                *[f"{TRADITIONAL_PREFIX}{c}" for c in choices]}
     assert list(runs["policy"].unique())[:2] == [BEST_NO_GAN, BEST_GAN]  # the headline first

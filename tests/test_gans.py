@@ -13,14 +13,8 @@ from ganaug import gans, trainer
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import batch_indices, load_data, to_float
 from ganaug.diffaugment import DIFFAUGMENT, diff_augment
-from ganaug.gans import (
-    ADVERSARIAL_LOSSES,
-    ARCHITECTURES,
-    GANS,
-    MINIBATCH_FEATURES,
-    build_discriminator,
-    build_generator,
-)
+from ganaug.gans import ARCHITECTURES, MINIBATCH_FEATURES, build_discriminator, build_generator
+from ganaug.losses import ADVERSARIAL_LOSSES, GANS
 from ganaug.trainer import GAN, StateDictError, balanced_labels
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
