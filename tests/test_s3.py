@@ -21,7 +21,8 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from experiment_fixture import TINY_SPACE
+from experiment_fixture import SPACE
+from spaces import write_tiny_space
 
 from ganaug.tune import JOURNAL_FILE, main
 
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "ganaug-test"
 STORAGE = f"s3://{BUCKET}/runs"
 EXPERIMENT = f"{STORAGE}/tiny"
-NUM_SAMPLES = 4  # TINY_SPACE: 4 trials of 2 epochs on 30 digits per class
+NUM_SAMPLES = 4  # experiment_fixture.SPACE: 4 trials of 2 epochs on 30 digits per class
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +69,7 @@ def read(client, key: str) -> bytes:
 def resumed(s3, tmp_path_factory):
     """A search into the bucket whose driver is killed once the first trial has ended, then --resume'd."""
     tmp = tmp_path_factory.mktemp("s3search")
-    space = tmp / "tiny.yaml"
-    space.write_text(TINY_SPACE.format(storage=STORAGE))
+    space = write_tiny_space(tmp, "tiny", storage=STORAGE, **SPACE)
     command = [sys.executable, "-m", "ganaug.tune", str(space), "--num-cpus", "2"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
@@ -160,8 +160,7 @@ def test_unusable_s3_storage_exits_2_naming_the_uri(s3, tmp_path, capsys, monkey
     storage = f"s3://{BUCKET}-missing/runs" if problem == "no_bucket" else STORAGE
     if problem == "no_endpoint":
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
-    space = tmp_path / "space.yaml"
-    space.write_text(TINY_SPACE.format(storage=storage))
+    space = write_tiny_space(tmp_path, "tiny", storage=storage, **SPACE)
     started = time.time()
     assert main([str(space)]) == 2
     error = capsys.readouterr().err.strip()
