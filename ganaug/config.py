@@ -73,6 +73,13 @@ def policy_parts(policy: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in policy.split(",") if part.strip())
 
 
+def trains_gan(config: TrialConfig | dict[str, Any]) -> bool:
+    """Whether a policy adds synthetic images, and so trains a GAN: synthetic_ratio > 0. The one rule the joint
+    loop, the results (best GAN vs best no-GAN policy), evaluate and generate use."""
+    ratio = config.synthetic_ratio if isinstance(config, TrialConfig) else config["synthetic_ratio"]
+    return float(ratio) > 0
+
+
 def is_import_path(classifier: str) -> bool:
     """Whether a classifier value names a model outside the registry (torchvision:NAME, package.module:factory)."""
     return isinstance(classifier, str) and IMPORT_PATH.fullmatch(classifier) is not None

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ganaug.config import TrialConfig
+from ganaug.config import TrialConfig, trains_gan
 from ganaug.errors import EXIT_BAD_INPUT, InputError
-from ganaug.results import Experiment, load_experiment
+from ganaug.results import Experiment, load_experiment, uses_synthetic
 
 NPZ_NAME = "synthetic.npz"
 
@@ -45,8 +45,8 @@ def select_trial(experiment: Experiment, trial_id: str | None = None) -> pd.Seri
         trial = match.iloc[0]
     else:
         trial = experiment.best(("complete",))
-    if experiment.config_of(trial)["synthetic_ratio"] <= 0:
-        with_gan = trials[[experiment.config_of(row)["synthetic_ratio"] > 0 for _, row in trials.iterrows()]]
+    if not trains_gan(experiment.config_of(trial)):
+        with_gan = trials[uses_synthetic(experiment, trials)]
         which = "the best complete trial" if trial_id is None else "trial"
         hint = (f"pass --trial with one that trained a GAN: {_trial_list(experiment, with_gan)}" if len(with_gan)
                 else "no trial of this experiment trained a GAN")

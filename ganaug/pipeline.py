@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ganaug.augment import traditional_augment
 from ganaug.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from ganaug.classifiers import build_classifier, synthetic_rows
-from ganaug.config import ConfigError, TrialConfig
+from ganaug.config import ConfigError, TrialConfig, trains_gan
 from ganaug.data import ImageData, batch_indices, pick_device, to_float, to_uint8
 from ganaug.families import build_gan
 from ganaug.labeling import LABELERS, Teacher, distill_target, keep_best_candidates
@@ -88,7 +88,7 @@ def run(
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=cfg.classifier_lr, weight_decay=cfg.weight_decay,
                                   fused=True)
     # synthetic_ratio 0 is the no-GAN baseline inside the search space: no GAN is built or trained.
-    gan = build_gan(cfg, spec, device, data) if cfg.synthetic_ratio > 0 else None
+    gan = build_gan(cfg, spec, device, data) if trains_gan(cfg) else None
     synthetic_weights = _synthetic_class_weights(spec.class_counts, device)
     grid_labels = torch.arange(num_classes, device=device).repeat_interleave(8 if num_classes > 20 else 10)
     # Generator quality against a fixed real reference (~1,000 images at most, so it stays a small share of an

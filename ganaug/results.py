@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from ganaug.config import trains_gan
 from ganaug.errors import InputError
 from ganaug.files import atomic_write
 from ganaug.storage import StorageError, check_reachable, download, is_uri, mirror_of_experiment, upload
@@ -90,20 +91,20 @@ class Experiment:
             upload(self.uri, self.path, [Path(p).relative_to(self.path).as_posix() for p in paths])
 
 
-def save_experiment_meta(spec, command: str | None) -> None:
+def save_experiment_meta(space, command: str | None) -> None:
     """Record what results.py needs to read the experiment later (written once, when the search starts)."""
-    directory = Path(spec.experiment_dir())
+    directory = Path(space.experiment_dir())
     directory.mkdir(parents=True, exist_ok=True)
     meta = {
-        "name": spec.experiment.name,
-        "space_file": str(Path(spec.path).resolve()) if getattr(spec, "path", None) else None,
+        "name": space.experiment.name,
+        "space_file": str(Path(space.path).resolve()) if getattr(space, "path", None) else None,
         "command": command,
-        "metric": {"name": spec.metric.name, "mode": spec.metric.mode},
-        "max_epochs": spec.scheduler.max_epochs,
-        "num_samples": spec.experiment.num_samples,
-        "data": dict(spec.data),
-        "searched": list(spec.search),
-        "base_config": spec.trial_config({}).to_dict(),
+        "metric": {"name": space.metric.name, "mode": space.metric.mode},
+        "max_epochs": space.scheduler.max_epochs,
+        "num_samples": space.experiment.num_samples,
+        "data": dict(space.data),
+        "searched": list(space.search),
+        "base_config": space.trial_config({}).to_dict(),
     }
     atomic_write(directory / EXPERIMENT_FILE, yaml.safe_dump(meta, sort_keys=False))
 
@@ -279,9 +280,9 @@ def _trial_row(trial_dir: Path, curve: pd.DataFrame, meta: dict, tune_state: str
     return row
 
 
-def write_outputs(spec, command: str | None = None) -> pd.DataFrame:
+def write_outputs(space, command: str | None = None) -> pd.DataFrame:
     """summary.csv, best_policy.yaml and the top-five table on the console, for a finished search."""
-    experiment = load_experiment(spec.experiment_dir())
+    experiment = load_experiment(space.experiment_dir())
     trials = experiment.trials
     metric = experiment.metric
     key = f"last_{metric}"
@@ -319,7 +320,7 @@ def uses_synthetic(experiment: Experiment, trials: pd.DataFrame) -> pd.Series:
     """Per trial: whether its policy adds synthetic images (synthetic_ratio > 0), i.e. trains a GAN."""
     if trials.empty:
         return pd.Series(dtype=bool, index=trials.index)
-    return trials.apply(lambda row: float(experiment.config_of(row)["synthetic_ratio"]) > 0, axis=1)
+    return trials.apply(lambda row: trains_gan(experiment.config_of(row)), axis=1)
 
 
 def best_policy_trials(experiment: Experiment, trials: pd.DataFrame, gan: bool) -> tuple[pd.DataFrame, bool]:

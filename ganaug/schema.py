@@ -49,7 +49,9 @@ class Sampler(StrictModel):
     constant_liar: bool = True
 
 
-class Experiment(StrictModel):
+class ExperimentSection(StrictModel):
+    """The `experiment:` section (results.Experiment is a finished experiment folder, a different thing)."""
+
     name: str
     storage: str = "~/ganaug_results"
     num_samples: int = Field(16, ge=1)

@@ -90,33 +90,33 @@ class HonestOptunaSearch(OptunaSearch):
                 ot_trial.set_user_attr(key, float(value) if key != "diverged" else int(value))
 
 
-def make_searcher(spec: SearchSpec, journal_path: str | None, searcher: str = "tpe") -> OptunaSearch:
-    """The Tune search algorithm `searcher` (one of SEARCHERS) for `spec`, its study kept in `journal_path` (None:
+def make_searcher(space: SearchSpec, journal_path: str | None, searcher: str = "tpe") -> OptunaSearch:
+    """The Tune search algorithm `searcher` (one of SEARCHERS) for `space`, its study kept in `journal_path` (None:
     in memory)."""
     storage = None if journal_path is None else _journal_storage(journal_path)
-    sampler = make_sampler(spec) if searcher != "random" else optuna.samplers.RandomSampler(seed=spec.experiment.seed)
+    sampler = make_sampler(space) if searcher != "random" else optuna.samplers.RandomSampler(seed=space.experiment.seed)
     kwargs = dict(
-        space=spec.define_by_run, metric=spec.metric.name, mode=spec.metric.mode, sampler=sampler,
-        storage=storage, study_name=spec.experiment.name,
+        space=space.define_by_run, metric=space.metric.name, mode=space.metric.mode, sampler=sampler,
+        storage=storage, study_name=space.experiment.name,
         # The no-GAN baselines run first (enqueued in the study), so the search always tunes them too.
-        points_to_evaluate=spec.baseline_points() or None,
+        points_to_evaluate=space.baseline_points() or None,
     )
     if searcher == "stock_tpe":
         return OptunaSearch(**kwargs)
-    return HonestOptunaSearch(**kwargs, max_epochs=spec.scheduler.max_epochs)
+    return HonestOptunaSearch(**kwargs, max_epochs=space.scheduler.max_epochs)
 
 
-def make_sampler(spec: SearchSpec) -> optuna.samplers.TPESampler:
+def make_sampler(space: SearchSpec) -> optuna.samplers.TPESampler:
     """Optuna's TPESampler with the experiment's `sampler:` settings (README: "The searcher")."""
-    settings = spec.experiment.sampler
+    settings = space.experiment.sampler
     startup = settings.n_startup_trials
     if startup is None:  # a quarter of the budget explores at random, but never fewer than 2 or more than 10
-        startup = min(10, max(2, spec.experiment.num_samples // 4))
+        startup = min(10, max(2, space.experiment.num_samples // 4))
     with warnings.catch_warnings():
         # multivariate and group are marked experimental in Optuna 5; the warning would print once per search.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
-            seed=spec.experiment.seed, n_startup_trials=startup, multivariate=settings.multivariate,
+            seed=space.experiment.seed, n_startup_trials=startup, multivariate=settings.multivariate,
             group=settings.group, constant_liar=settings.constant_liar)
 
 

@@ -70,7 +70,7 @@ from ganaug.schema import (
     OVERRIDES,
     SECTIONS,
     Dist,
-    Experiment,
+    ExperimentSection,
     Metric,
     Resources,
     Sampler,
@@ -88,7 +88,7 @@ from ganaug.schema import (
 from ganaug.space_checks import check, unknown_hint
 
 # The schema's names stay importable from here, where they have always been.
-__all__ = ["METRICS", "OVERRIDES", "SECTIONS", "Dist", "Experiment", "Metric", "Resources",
+__all__ = ["METRICS", "OVERRIDES", "SECTIONS", "Dist", "ExperimentSection", "Metric", "Resources",
            "Sampler", "Scheduler", "SearchSpec", "SpaceError", "load_space", "search_order", "validate_storage"]
 
 
@@ -96,7 +96,7 @@ class SearchSpec(StrictModel):
     """A validated search space; build it with `load_space`."""
 
     path: str
-    experiment: Experiment
+    experiment: ExperimentSection
     data: dict[str, Any]
     metric: Metric = Field(default_factory=Metric)
     scheduler: Scheduler = Field(default_factory=Scheduler)
@@ -295,18 +295,18 @@ def load_space(path: str | Path, **overrides: Any) -> SearchSpec:
     return _build(raw, file, given)
 
 
-def validate_storage(spec: SearchSpec) -> None:
+def validate_storage(space: SearchSpec) -> None:
     """Create the local storage folder and check it is writable; remote URIs are left to Ray."""
-    if _is_uri(spec.experiment.storage):
+    if _is_uri(space.experiment.storage):
         return
-    folder = Path(spec.storage_uri())
+    folder = Path(space.storage_uri())
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".ganaug-write-test-"):
             pass
     except OSError as err:
         raise SpaceError(
-            f"{spec.path}: experiment.storage: cannot create or write {folder} ({err.strerror or err}); "
+            f"{space.path}: experiment.storage: cannot create or write {folder} ({err.strerror or err}); "
             "valid: a writable local folder, s3://bucket/prefix or gs://bucket/prefix"
         ) from None
 
@@ -356,11 +356,11 @@ def _parse_yaml(text: str, file: str) -> Any:
 
 def _build(raw: dict[str, Any], file: str, overrides: dict[str, Any] | None = None) -> SearchSpec:
     try:
-        spec = SearchSpec.model_validate({**raw, "path": file})
+        space = SearchSpec.model_validate({**raw, "path": file})
     except ValidationError as err:
         raise SpaceError(_pydantic_message(err, file, overrides or {})) from None
-    check(spec)
-    return spec
+    check(space)
+    return space
 
 
 def _pydantic_message(err: ValidationError, file: str, overrides: dict[str, Any]) -> str:
@@ -405,7 +405,7 @@ _HINTS = {
     "when": "{other_key: value} or {other_key: [value, ...]}",
 }
 
-_MODELS = {(): SearchSpec, ("experiment",): Experiment, ("experiment", "resources"): Resources,
+_MODELS = {(): SearchSpec, ("experiment",): ExperimentSection, ("experiment", "resources"): Resources,
            ("experiment", "sampler"): Sampler, ("metric",): Metric, ("scheduler",): Scheduler}
 
 

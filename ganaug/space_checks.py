@@ -32,39 +32,39 @@ if TYPE_CHECKING:  # for annotations only: ganaug.space imports this module to r
 
 
 
-def check(spec: SearchSpec) -> None:
-    """Run every check on a spec the schema accepted; fills in the defaults that depend on other keys (sampler.group,
+def check(space: SearchSpec) -> None:
+    """Run every check on a space the schema accepted; fills in the defaults that depend on other keys (sampler.group,
     metric.mode, scheduler.grace_period)."""
-    _check_experiment(spec)
-    _check_metric(spec)
-    _check_scheduler(spec)
-    _check_data(spec)
-    _check_fixed(spec)
-    for key, dist in spec.search.items():
-        _check_dist(spec, key, dist)
-    for key, dist in spec.search.items():
+    _check_experiment(space)
+    _check_metric(space)
+    _check_scheduler(space)
+    _check_data(space)
+    _check_fixed(space)
+    for key, dist in space.search.items():
+        _check_dist(space, key, dist)
+    for key, dist in space.search.items():
         if dist.when is not None:
-            _check_when(spec, key, dist.when)
-    _check_cycles(spec)
-    _check_pairs(spec)
-    _check_baselines(spec)
-    _check_imports(spec)
+            _check_when(space, key, dist.when)
+    _check_cycles(space)
+    _check_pairs(space)
+    _check_baselines(space)
+    _check_imports(space)
 
 
-def _check_experiment(spec: SearchSpec) -> None:
-    name, file = spec.experiment.name, spec.path
+def _check_experiment(space: SearchSpec) -> None:
+    name, file = space.experiment.name, space.path
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise SpaceError(f"{file}: experiment.name: {name!r} is not a folder name; "
                          "valid: letters, digits, '.', '_', '-' (no '/')")
-    if not spec.experiment.storage.strip():
+    if not space.experiment.storage.strip():
         raise SpaceError(f"{file}: experiment.storage: empty; valid: a local folder or s3://bucket/prefix")
-    gpu = spec.experiment.resources.gpu
+    gpu = space.experiment.resources.gpu
     # Fractions must be 1/k so that k trials fill a GPU exactly; 0.3 would strand a tenth of every GPU.
     whole = gpu == 0 or (gpu >= 1 and gpu.is_integer())
     if not (whole or (gpu < 1 and abs(1 / gpu - round(1 / gpu)) < 1e-6)):
         raise SpaceError(f"{file}: experiment.resources.gpu: {gpu} GPUs per trial do not pack onto whole "
                          "GPUs; valid: 0, a whole number, or 1/k (0.5, 0.25, 0.2, 0.125, ...)")
-    sampler = spec.experiment.sampler
+    sampler = space.experiment.sampler
     if sampler.group is None:
         sampler.group = sampler.multivariate
     if sampler.group and not sampler.multivariate:  # Optuna's own rule, raised here before Ray starts
@@ -72,8 +72,8 @@ def _check_experiment(spec: SearchSpec) -> None:
                          "multivariate: true with group: true or false, or group: false")
 
 
-def _check_metric(spec: SearchSpec) -> None:
-    metric, file = spec.metric, spec.path
+def _check_metric(space: SearchSpec) -> None:
+    metric, file = space.metric, space.path
     if metric.name not in METRICS:
         raise SpaceError(f"{file}: metric.name: {metric.name!r} is not a reported metric"
                          f"{unknown_hint(metric.name, METRICS)}")
@@ -84,8 +84,8 @@ def _check_metric(spec: SearchSpec) -> None:
                          f"valid: {METRICS[metric.name]}")
 
 
-def _check_scheduler(spec: SearchSpec) -> None:
-    scheduler = spec.scheduler
+def _check_scheduler(space: SearchSpec) -> None:
+    scheduler = space.scheduler
     if scheduler.grace_period is None:
         # One rung, a third of the way: augmentation and other regularisers start slow and pay off late, and an
         # earlier rung stops them (benchmarks/search_efficiency.py, replaying ASHA on full learning curves: a
@@ -94,18 +94,18 @@ def _check_scheduler(spec: SearchSpec) -> None:
         scheduler.grace_period = math.ceil(scheduler.max_epochs / 3)
     if scheduler.grace_period > scheduler.max_epochs:
         lowest = limit(Scheduler, "grace_period", "ge")
-        raise SpaceError(f"{spec.path}: scheduler.grace_period: {scheduler.grace_period} > max_epochs "
+        raise SpaceError(f"{space.path}: scheduler.grace_period: {scheduler.grace_period} > max_epochs "
                          f"{scheduler.max_epochs}; valid: {lowest} <= grace_period <= {scheduler.max_epochs}")
     for section in ("fixed", "search"):
-        if "epochs" in getattr(spec, section):
-            raise SpaceError(f"{spec.path}: {section}.epochs: epochs is set by scheduler.max_epochs; "
+        if "epochs" in getattr(space, section):
+            raise SpaceError(f"{space.path}: {section}.epochs: epochs is set by scheduler.max_epochs; "
                              "valid: remove it and set scheduler.max_epochs")
 
 
-def _check_data(spec: SearchSpec) -> None:
+def _check_data(space: SearchSpec) -> None:
     from ganaug.data import DataConfig  # lazy: it imports torch (`import ganaug.space` must not)
 
-    file, data = spec.path, spec.data
+    file, data = space.path, space.data
     known = [f.name for f in dataclasses.fields(DataConfig)]
     for key in data:
         if key not in known:
@@ -121,33 +121,33 @@ def _check_data(spec: SearchSpec) -> None:
         raise SpaceError(f"{file}: {err}") from None
 
 
-def _check_fixed(spec: SearchSpec) -> None:
-    file = spec.path
+def _check_fixed(space: SearchSpec) -> None:
+    file = space.path
     known = TrialConfig.keys()
-    nested = spec.fixed.get("classifier_kwargs")
+    nested = space.fixed.get("classifier_kwargs")
     # classifier_kwargs: {depth: 3} and classifier_kwargs.depth: 3 are the same key, fixed or searched.
     flat = [*(f"{KWARGS_PREFIX}{name}" for name in (nested if isinstance(nested, dict) else {})),
-            *(key for key in spec.fixed if str(key).startswith(KWARGS_PREFIX))]
+            *(key for key in space.fixed if str(key).startswith(KWARGS_PREFIX))]
     for key in flat:
-        if key in spec.search or flat.count(key) > 1:
-            twice = "both fixed and searched" if key in spec.search else "given twice under fixed"
+        if key in space.search or flat.count(key) > 1:
+            twice = "both fixed and searched" if key in space.search else "given twice under fixed"
             raise SpaceError(f"{file}: fixed.{key}: {key} is {twice}; valid: keep it in one place")
-    for key, value in spec.fixed.items():
+    for key, value in space.fixed.items():
         if key not in known and not str(key).startswith(KWARGS_PREFIX):
             raise SpaceError(f"{file}: fixed.{key}: unknown key{unknown_hint(key, known)}")
-        if key in spec.search:
+        if key in space.search:
             raise SpaceError(f"{file}: fixed.{key}: {key} is both fixed and searched; "
                              "valid: keep it in one of fixed or search")
         # The key's own value only: the rules between keys come with the whole section, just below.
         _config_check({key: value}, f"{file}: fixed.{key}", combinations=False)
     # A searched classifier is drawn with the fixed classifier_kwargs: check them with one of its import paths.
-    classifiers = spec.search["classifier"].values if "classifier" in spec.search else []
+    classifiers = space.search["classifier"].values if "classifier" in space.search else []
     drawn = {"classifier": next(filter(is_import_path, classifiers), classifiers[0])} if classifiers else {}
-    _config_check({**drawn, **spec.fixed}, f"{file}: fixed")
+    _config_check({**drawn, **space.fixed}, f"{file}: fixed")
 
 
-def _check_dist(spec: SearchSpec, key: str, dist: Dist) -> None:
-    where = f"{spec.path}: search.{key}"
+def _check_dist(space: SearchSpec, key: str, dist: Dist) -> None:
+    where = f"{space.path}: search.{key}"
     known = {f.name: f for f in dataclasses.fields(TrialConfig)}
     if key == "classifier_kwargs":
         raise SpaceError(f"{where}: a factory's arguments are searched one by one; valid: e.g. "
@@ -177,16 +177,16 @@ def _check_dist(spec: SearchSpec, key: str, dist: Dist) -> None:
     for value in dist.values:
         # Each value on its own; the rules between keys are checked pairwise, with what the others can be
         # (_check_pairs): gan_freeze: true is fine where gan_pretrain_epochs is searched over [5, 10].
-        _config_check({**spec.fixed, **_condition(spec, dist), key: value}, f"{where}.{kind}", combinations=False)
+        _config_check({**space.fixed, **_condition(space, dist), key: value}, f"{where}.{kind}", combinations=False)
 
 
-def _check_imports(spec: SearchSpec) -> None:
+def _check_imports(space: SearchSpec) -> None:
     """Every torchvision:/import-path classifier the space names resolves to a callable (its module imports and
     has the attribute); building it waits for the dataset's shape (SearchSpec.check_classifier)."""
-    if "classifier" in spec.fixed:
-        places = [("fixed.classifier", spec.fixed["classifier"])]
+    if "classifier" in space.fixed:
+        places = [("fixed.classifier", space.fixed["classifier"])]
     else:
-        values = spec.search["classifier"].values if "classifier" in spec.search else []
+        values = space.search["classifier"].values if "classifier" in space.search else []
         places = [(f"search.classifier.choice.{index}", value) for index, value in enumerate(values)]
     places = [(place, value) for place, value in places if is_import_path(value)]
     if not places:
@@ -198,7 +198,7 @@ def _check_imports(spec: SearchSpec) -> None:
             resolve_classifier(value)
         except ClassifierError as error:
             debug = " (--debug shows its traceback)" if error.__cause__ is not None else ""
-            raise SpaceError(f"{spec.path}: {place}: {error.problem}{debug}; valid: {error.valid}") from error
+            raise SpaceError(f"{space.path}: {place}: {error.problem}{debug}; valid: {error.valid}") from error
 
 
 def _check_choice(where: str, choices: list[Any]) -> None:
@@ -236,8 +236,8 @@ def _check_range(where: str, kind: str, dist: Dist) -> None:
                              "valid: a step > 0 that divides the range")
 
 
-def _check_when(spec: SearchSpec, key: str, when: dict[str, Any]) -> None:
-    where = f"{spec.path}: search.{key}.when"
+def _check_when(space: SearchSpec, key: str, when: dict[str, Any]) -> None:
+    where = f"{space.path}: search.{key}.when"
     if not when:
         raise SpaceError(f"{where}: empty; valid: {{other_key: value}} or {{other_key: [value, ...]}}")
     defaults = TrialConfig().to_dict()
@@ -247,35 +247,35 @@ def _check_when(spec: SearchSpec, key: str, when: dict[str, Any]) -> None:
                              "or fixed key")
         if other not in defaults:
             raise SpaceError(f"{where}.{other}: unknown key{unknown_hint(other, defaults)}")
-        if other not in spec.search and other not in spec.fixed:
-            others = [name for name in [*spec.search, *spec.fixed] if name != key]
+        if other not in space.search and other not in space.fixed:
+            others = [name for name in [*space.search, *space.fixed] if name != key]
             raise SpaceError(f"{where}.{other}: {other} is neither searched nor fixed, so it is always "
                              f"{defaults[other]!r}; valid: {', '.join(others)}")
         values = as_list(wanted)
         if not values:
             raise SpaceError(f"{where}.{other}: empty list; valid: a value or a list of values")
         for value in values:
-            if not _can_take(spec, other, value, defaults[other]):
+            if not _can_take(space, other, value, defaults[other]):
                 raise SpaceError(f"{where}.{other}: {other} can never be {value!r}; "
-                                 f"valid: {_possible(spec, other, defaults[other])}")
+                                 f"valid: {_possible(space, other, defaults[other])}")
 
 
-def _condition(spec: SearchSpec, dist: Dist) -> dict[str, Any]:
+def _condition(space: SearchSpec, dist: Dist) -> dict[str, Any]:
     """Values under which a conditional key is searched: each `when` key at its first wanted value (a key
     searched only when gan_pretrain_epochs is 10 is checked with gan_pretrain_epochs 10, not the default 0)."""
     return {other: as_list(wanted)[0] for other, wanted in (dist.when or {}).items()
             if as_list(wanted) and other in set(TrialConfig.keys())}
 
 
-def _check_pairs(spec: SearchSpec) -> None:
+def _check_pairs(space: SearchSpec) -> None:
     """Every pair of searched keys, at every combination of their choices (or range ends) that a trial can
     draw together, makes a valid TrialConfig: cross-key rules (gan_freeze needs pretraining, hinge has no
     label smoothing) fail here, naming both keys, instead of as an errored trial."""
-    keys = list(spec.search)
+    keys = list(space.search)
 
     def valid(values: dict[str, Any], pair: tuple[str, str]) -> ConfigError | None:
         try:
-            TrialConfig.from_dict(_with_dependents(spec, {**spec.fixed, **values}, pair))
+            TrialConfig.from_dict(_with_dependents(space, {**space.fixed, **values}, pair))
         except ConfigError as err:
             return err
         return None
@@ -283,20 +283,20 @@ def _check_pairs(spec: SearchSpec) -> None:
     # Each value alone first: one that no other searched key's value can make valid (labeling distill with no
     # teacher_ema anywhere) is that key's fault; one that some value rescues is left to the pairs below.
     for key in keys:
-        dist = spec.search[key]
+        dist = space.search[key]
         for value in dist.values:
-            error = valid({**_condition(spec, dist), key: value}, (key, key))
+            error = valid({**_condition(space, dist), key: value}, (key, key))
             rescued = error is None or any(
-                valid({**_condition(spec, dist), key: value, other: other_value}, (key, other)) is None
-                for other in keys if other != key for other_value in spec.search[other].values)
+                valid({**_condition(space, dist), key: value, other: other_value}, (key, other)) is None
+                for other in keys if other != key for other_value in space.search[other].values)
             if not rescued:
                 reason = str(error).split(": ", 1)[1]
-                raise SpaceError(f"{spec.path}: search.{key}: a trial could draw {key}={value!r}, which is invalid "
+                raise SpaceError(f"{space.path}: search.{key}: a trial could draw {key}={value!r}, which is invalid "
                                  f"({reason}); valid: choices that combine with the fixed keys") from None
     for index, first in enumerate(keys):
         for second in keys[index + 1:]:
-            dists = {first: spec.search[first], second: spec.search[second]}
-            context = {**spec.fixed, **_condition(spec, dists[first]), **_condition(spec, dists[second])}
+            dists = {first: space.search[first], second: space.search[second]}
+            context = {**space.fixed, **_condition(space, dists[first]), **_condition(space, dists[second])}
             for value_a in dists[first].values:
                 for value_b in dists[second].values:
                     values = {**context, first: value_a, second: value_b}
@@ -304,64 +304,64 @@ def _check_pairs(spec: SearchSpec) -> None:
                     if not all(holds(dist.when, values) for dist in dists.values() if dist.when):
                         continue
                     try:
-                        TrialConfig.from_dict(_with_dependents(spec, values, (first, second)))
+                        TrialConfig.from_dict(_with_dependents(space, values, (first, second)))
                     except ConfigError as err:
                         reason = str(err).split(": ", 1)[1]
                         raise SpaceError(
-                            f"{spec.path}: search.{first} and search.{second}: a trial could draw {first}="
+                            f"{space.path}: search.{first} and search.{second}: a trial could draw {first}="
                             f"{value_a!r} with {second}={value_b!r}, which is invalid ({reason}); valid: a "
                             f"`when:` on one of them, or choices that always combine") from None
 
 
-def _with_dependents(spec: SearchSpec, values: dict[str, Any], pair: tuple[str, str]) -> dict[str, Any]:
+def _with_dependents(space: SearchSpec, values: dict[str, Any], pair: tuple[str, str]) -> dict[str, Any]:
     """`values` plus, for every other searched key whose `when` holds under them, that key's first value: a trial
     that draws the pair also draws the keys conditioned on it (labeling: distill brings its teacher_ema along)."""
     values = {**TrialConfig().to_dict(), **values}
-    for key in search_order(spec.search):
-        dist = spec.search[key]
+    for key in search_order(space.search):
+        dist = space.search[key]
         if key not in pair and dist.when is not None and holds(dist.when, values):
             values[key] = dist.values[0]
     return values
 
 
-def _check_baselines(spec: SearchSpec) -> None:
+def _check_baselines(space: SearchSpec) -> None:
     """The enqueued baseline policies are valid trials (their midpoints could break a rule between keys)."""
-    for point in spec.baseline_points():
+    for point in space.baseline_points():
         try:
-            TrialConfig.from_dict({**spec.fixed, **point})
+            TrialConfig.from_dict({**space.fixed, **point})
         except ConfigError as err:
             reason = str(err).split(": ", 1)[1]
-            raise SpaceError(f"{spec.path}: experiment.baselines_first: the baseline policy {point} is invalid "
+            raise SpaceError(f"{space.path}: experiment.baselines_first: the baseline policy {point} is invalid "
                              f"({reason}); valid: baselines_first: false, or defaults that combine") from None
 
 
 
-def _check_cycles(spec: SearchSpec) -> None:
+def _check_cycles(space: SearchSpec) -> None:
     def visit(key: str, chain: list[str]) -> None:
-        for dep in spec.search[key].when or {}:
+        for dep in space.search[key].when or {}:
             if dep in chain:
                 cycle = " -> ".join([*chain[chain.index(dep):], dep])
-                raise SpaceError(f"{spec.path}: search.{chain[0]}.when: conditions form a cycle {cycle}; "
+                raise SpaceError(f"{space.path}: search.{chain[0]}.when: conditions form a cycle {cycle}; "
                                  "valid: conditions that form a tree")
-            if dep in spec.search:
+            if dep in space.search:
                 visit(dep, [*chain, dep])
 
-    for key in spec.search:
+    for key in space.search:
         visit(key, [key])
 
 
-def _can_take(spec: SearchSpec, key: str, value: Any, default: Any) -> bool:
-    if key in spec.fixed:
-        return same(value, spec.fixed[key])
-    dist = spec.search[key]
+def _can_take(space: SearchSpec, key: str, value: Any, default: Any) -> bool:
+    if key in space.fixed:
+        return same(value, space.fixed[key])
+    dist = space.search[key]
     # A conditional key keeps its default in trials where its own condition fails.
     return dist.can_take(value) or (dist.when is not None and same(value, default))
 
 
-def _possible(spec: SearchSpec, key: str, default: Any) -> str:
-    if key in spec.fixed:
-        return f"{spec.fixed[key]!r} (fixed)"
-    dist = spec.search[key]
+def _possible(space: SearchSpec, key: str, default: Any) -> str:
+    if key in space.fixed:
+        return f"{space.fixed[key]!r} (fixed)"
+    dist = space.search[key]
     text = ", ".join(map(repr, dist.choice)) if dist.kind == "choice" else f"{dist.kind} {dist.values}"
     return text + (f" or its default {default!r}" if dist.when is not None else "")
 

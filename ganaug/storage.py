@@ -82,26 +82,26 @@ def upload(experiment_uri: str, local: str | os.PathLike, names: list[str]) -> N
                 sink.write(path.read_bytes())
 
 
-def local_view(spec: SearchSpec) -> SearchSpec:
-    """`spec` itself for local storage; for a URI (s3://...), the same spec stored in a local mirror folder."""
-    if not is_uri(spec.storage_uri()):
-        return spec
-    mirror = mirror_of(spec.storage_uri())
-    return spec.model_copy(update={"experiment": spec.experiment.model_copy(update={"storage": mirror})})
+def local_view(space: SearchSpec) -> SearchSpec:
+    """`space` itself for local storage; for a URI (s3://...), the same space stored in a local mirror folder."""
+    if not is_uri(space.storage_uri()):
+        return space
+    mirror = mirror_of(space.storage_uri())
+    return space.model_copy(update={"experiment": space.experiment.model_copy(update={"storage": mirror})})
 
 
-def download_to_mirror(spec: SearchSpec, local: SearchSpec, names: list[str] | None = None) -> None:
+def download_to_mirror(space: SearchSpec, local: SearchSpec, names: list[str] | None = None) -> None:
     """Copy the experiment's small files (not its checkpoints), or only `names`, from remote storage into the
-    local mirror `local` (local_view(spec)); nothing when the storage is local."""
-    if local is not spec:
-        download(spec.experiment_dir(), local.experiment_dir(), names)
+    local mirror `local` (local_view(space)); nothing when the storage is local."""
+    if local is not space:
+        download(space.experiment_dir(), local.experiment_dir(), names)
 
 
-def upload_from_mirror(spec: SearchSpec, local: SearchSpec, names: list[str]) -> None:
-    """Copy files written into the local mirror `local` (local_view(spec)) up to the remote experiment folder;
+def upload_from_mirror(space: SearchSpec, local: SearchSpec, names: list[str]) -> None:
+    """Copy files written into the local mirror `local` (local_view(space)) up to the remote experiment folder;
     nothing when the storage is local."""
-    if local is not spec:
-        upload(spec.experiment_dir(), local.experiment_dir(), names)
+    if local is not space:
+        upload(space.experiment_dir(), local.experiment_dir(), names)
 
 
 def check_reachable(storage_uri: str) -> None:

@@ -110,9 +110,9 @@ class JournalUploader(tune.Callback):
         upload(self.experiment_uri, self.local_dir, [JOURNAL_FILE])
 
 
-def build_tuner(spec: SearchSpec, data, *, resume: bool = False, searcher: str = "tpe", scheduler: str = "asha",
+def build_tuner(space: SearchSpec, data, *, resume: bool = False, searcher: str = "tpe", scheduler: str = "asha",
                 stop=None, reuse_actors: bool | None = None):
-    """A Tuner for `spec` (or one restored from its experiment folder when resume=True).
+    """A Tuner for `space` (or one restored from its experiment folder when resume=True).
 
     searcher: "tpe" (Optuna TPE, told the truth about pruned trials) | "random" (Optuna's RandomSampler);
     scheduler: "asha" | "fifo" (every trial runs all epochs); stop: Tune's RunConfig(stop=...), e.g. a
@@ -123,41 +123,41 @@ def build_tuner(spec: SearchSpec, data, *, resume: bool = False, searcher: str =
         if value not in valid:
             raise ConfigError(f"build_tuner: {key}={value!r} is not one of {', '.join(valid)}")
 
-    resources = spec.experiment.resources
-    base = spec.trial_config({}).to_dict()
+    resources = space.experiment.resources
+    base = space.trial_config({}).to_dict()
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, data=data.pack(), base=base, cpus=resources.cpu),
         {"cpu": resources.cpu, "gpu": resources.gpu},
     )
-    experiment_dir = spec.experiment_dir()
+    experiment_dir = space.experiment_dir()
     if resume:
         return tune.Tuner.restore(experiment_dir, trainable=trainable, resume_unfinished=True,
                                   resume_errored=True)
     # On remote storage the study lives in the local mirror's journal, uploaded as trials end (JournalUploader).
-    local_dir = local_view(spec).experiment_dir()
+    local_dir = local_view(space).experiment_dir()
     journal = os.path.join(local_dir, JOURNAL_FILE)
     os.makedirs(local_dir, exist_ok=True)
     callbacks = [JournalUploader(experiment_dir, local_dir)] if is_uri(experiment_dir) else []
-    search_alg = ConcurrencyLimiter(make_searcher(spec, journal, searcher),
-                                    max_concurrent=spec.experiment.max_concurrent)
+    search_alg = ConcurrencyLimiter(make_searcher(space, journal, searcher),
+                                    max_concurrent=space.experiment.max_concurrent)
     trial_scheduler = FIFOScheduler() if scheduler == "fifo" else ASHAScheduler(
-        time_attr="epoch", max_t=spec.scheduler.max_epochs, grace_period=spec.scheduler.grace_period,
-        reduction_factor=spec.scheduler.reduction_factor,
+        time_attr="epoch", max_t=space.scheduler.max_epochs, grace_period=space.scheduler.grace_period,
+        reduction_factor=space.scheduler.reduction_factor,
     )
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            metric=spec.metric.name, mode=spec.metric.mode, search_alg=search_alg, scheduler=trial_scheduler,
-            num_samples=spec.experiment.num_samples,
+            metric=space.metric.name, mode=space.metric.mode, search_alg=search_alg, scheduler=trial_scheduler,
+            num_samples=space.experiment.num_samples,
             # A later trial runs in a finished trial's worker process (Tune resets it and changes into the new
             # trial's folder): that skips each new process's ~4 s of importing torch, which is most of a small
             # trial's cost and halves quickstart-sized searches (benchmarks/README.md, concurrency).
-            reuse_actors=spec.experiment.reuse_actors if reuse_actors is None else reuse_actors,
+            reuse_actors=space.experiment.reuse_actors if reuse_actors is None else reuse_actors,
         ),
         run_config=tune.RunConfig(
-            name=spec.experiment.name,
-            storage_path=spec.storage_uri(),
-            failure_config=tune.FailureConfig(max_failures=spec.experiment.max_failures),
+            name=space.experiment.name,
+            storage_path=space.storage_uri(),
+            failure_config=tune.FailureConfig(max_failures=space.experiment.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             # Upload what TrialReporter writes (sample grids, metrics.jsonl) from whichever node ran the trial.
             sync_config=tune.SyncConfig(sync_artifacts=True),
@@ -168,10 +168,10 @@ def build_tuner(spec: SearchSpec, data, *, resume: bool = False, searcher: str =
     )
 
 
-def check_experiment_folder(spec: SearchSpec, resume: bool) -> None:
+def check_experiment_folder(space: SearchSpec, resume: bool) -> None:
     """Refuse to mix two searches in one folder, and to resume where there is nothing to resume."""
-    experiment_dir = spec.experiment_dir()
-    check_reachable(spec.storage_uri())  # before Tune, whose S3 calls retry (or hang) deep inside pyarrow
+    experiment_dir = space.experiment_dir()
+    check_reachable(space.storage_uri())  # before Tune, whose S3 calls retry (or hang) deep inside pyarrow
     exists = tune.Tuner.can_restore(experiment_dir)  # local folder or s3://: Tune looks for its state file
     if resume and not exists:
         raise ExperimentError(
@@ -183,44 +183,44 @@ def check_experiment_folder(spec: SearchSpec, resume: bool) -> None:
             f"or choose another --name")
 
 
-def search(spec: SearchSpec, *, resume: bool = False, address: str | None = None,
+def search(space: SearchSpec, *, resume: bool = False, address: str | None = None,
            num_cpus: int | None = None, command: str | None = None, searcher: str = "tpe",
            scheduler: str = "asha"):
-    """Run (or resume) the search described by `spec`; write summary.csv and best_policy.yaml."""
+    """Run (or resume) the search described by `space`; write summary.csv and best_policy.yaml."""
     # Every input is checked before anything is written: nothing to resume, a missing dataset or an
     # unwritable storage folder must not leave an empty storage or experiment folder behind.
-    check_experiment_folder(spec, resume)
-    data = load_data(spec.data)
-    spec.check_image_size(data.spec.height, data.spec.width)
-    spec.check_classifier(data.spec)
-    spec.check_conditions(data.spec)
-    validate_storage(spec)
-    baselines = spec.baseline_points()
+    check_experiment_folder(space, resume)
+    data = load_data(space.data)
+    space.check_image_size(data.spec.height, data.spec.width)
+    space.check_classifier(data.spec)
+    space.check_conditions(data.spec)
+    validate_storage(space)
+    baselines = space.baseline_points()
     if baselines and not resume:
         shown = ", ".join(str(point.get("traditional_aug", "as fixed")) for point in baselines)
         print(f"Baselines first: {len(baselines)} no-GAN trial(s) (synthetic_ratio 0; traditional_aug: {shown}) "
-              f"start the search and count toward num_samples={spec.experiment.num_samples}", flush=True)
-    local = local_view(spec)  # results.py works on local folders: a mirror when storage is s3:// etc.
+              f"start the search and count toward num_samples={space.experiment.num_samples}", flush=True)
+    local = local_view(space)  # results.py works on local folders: a mirror when storage is s3:// etc.
     if not resume:
-        if local is not spec:  # a mirror left by an earlier experiment at this URI must not lend the study its trials
+        if local is not space:  # a mirror left by an earlier experiment at this URI must not lend the study its trials
             Path(local.experiment_dir(), JOURNAL_FILE).unlink(missing_ok=True)
         save_experiment_meta(local, command)
-        upload_from_mirror(spec, local, [EXPERIMENT_FILE])
+        upload_from_mirror(space, local, [EXPERIMENT_FILE])
     else:
-        download_to_mirror(spec, local, [JOURNAL_FILE])  # the study continues from the bucket's copy
+        download_to_mirror(space, local, [JOURNAL_FILE])  # the study continues from the bucket's copy
     with ray_session(address, num_cpus):
         started = time.time()
-        tuner = build_tuner(spec, data, resume=resume, searcher=searcher, scheduler=scheduler)
+        tuner = build_tuner(space, data, resume=resume, searcher=searcher, scheduler=scheduler)
         try:
             results = tuner.fit()
             if results.num_terminated + results.num_errors == len(results):  # the search is over
-                close_orphaned_trials(Path(local.experiment_dir(), JOURNAL_FILE), spec.experiment.name)
+                close_orphaned_trials(Path(local.experiment_dir(), JOURNAL_FILE), space.experiment.name)
         finally:
-            upload_from_mirror(spec, local, [JOURNAL_FILE])
-        download_to_mirror(spec, local)
+            upload_from_mirror(space, local, [JOURNAL_FILE])
+        download_to_mirror(space, local)
         summary = write_outputs(local, command=command)
-        upload_from_mirror(spec, local, [SUMMARY_FILE, BEST_POLICY_FILE])
-        print(f"\nSearch finished in {time.time() - started:.0f} s: {spec.experiment_dir()}")
+        upload_from_mirror(space, local, [SUMMARY_FILE, BEST_POLICY_FILE])
+        print(f"\nSearch finished in {time.time() - started:.0f} s: {space.experiment_dir()}")
         print(next_steps(local.experiment_dir(), Path(local.experiment_dir(), JOURNAL_FILE)))
         return summary
 
@@ -253,11 +253,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.tune") -> 
     overrides = {k: v for k, v in {"name": args.name, "storage": args.storage, "num_samples": args.num_samples,
                                    "max_concurrent": args.max_concurrent}.items() if v is not None}
     try:
-        spec = load_space(args.space, **overrides)
+        space = load_space(args.space, **overrides)
         if args.smoke_test:
-            spec = spec.smoke()
+            space = space.smoke()
         command = f"{prog} " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-        search(spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus, command=command)
+        search(space, resume=args.resume, address=args.address, num_cpus=args.num_cpus, command=command)
     except InputError as error:
         if args.debug:
             traceback.print_exception(error)

@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 from ganaug.config import TrialConfig
-from ganaug.schema import Dist, Experiment, Metric, Resources, Sampler, Scheduler, describe
+from ganaug.schema import Dist, ExperimentSection, Metric, Resources, Sampler, Scheduler, describe
 from ganaug.space import SearchSpec, SpaceError, load_space, search_order, validate_storage
 
 SPACES = sorted((Path(__file__).resolve().parent.parent / "search_spaces").glob("*.yaml"))
@@ -422,7 +422,7 @@ def test_bad_space_is_one_clear_space_error(tmp_path, text, fragments):
         assert fragment in message, f"{fragment!r} not in {message!r}"
 
 
-@pytest.mark.parametrize("model", [Resources, Sampler, Experiment, Metric, Scheduler, Dist])
+@pytest.mark.parametrize("model", [Resources, Sampler, ExperimentSection, Metric, Scheduler, Dist])
 def test_every_limited_field_states_its_limits_in_its_hint(model):
     """A field's `valid:` hint is read from its type and Field limits (schema.describe), so the two cannot drift."""
     for name, field in model.model_fields.items():
