@@ -109,9 +109,10 @@ def save_experiment_meta(space, command: str | None) -> None:
     atomic_write(directory / EXPERIMENT_FILE, yaml.safe_dump(meta, sort_keys=False))
 
 
-def load_experiment(path: str | Path) -> Experiment:
+def load_experiment(path: str | Path, tune_states: dict[str, str] | None = None) -> Experiment:
     """Read an experiment folder written by `python -m ganaug.tune`: a local folder, or storage/name on remote
-    storage (s3://bucket/prefix/name), whose small files (not checkpoints) are fetched into a local mirror."""
+    storage (s3://bucket/prefix/name), whose small files (not checkpoints) are fetched into a local mirror.
+    `tune_states` (trial folder name -> Tune status) override those of Tune's state file."""
     if is_uri(path):
         return _load_remote(str(path).rstrip("/"))
     path = Path(path).expanduser()
@@ -130,7 +131,9 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ResultsError(f"{meta_file}: not a ganaug experiment file (needs metric, max_epochs and "
                            f"base_config, as written by ganaug.tune)")
     rows, curves = [], []
-    tune_states = _tune_states(path)
+    # The search passes the states its Tuner ended with: the experiment_state file on disk can lag behind the
+    # last failure (Tune saves and syncs it on its own schedule), and would show an errored trial as running.
+    tune_states = {**_tune_states(path), **(tune_states or {})}
     for trial_dir in sorted((p for p in path.iterdir() if (p / "params.json").is_file()), key=_creation_order):
         curve = _read_curve(trial_dir)
         rows.append(_trial_row(trial_dir, curve, meta, tune_states.get(trial_dir.name)))
@@ -280,9 +283,9 @@ def _trial_row(trial_dir: Path, curve: pd.DataFrame, meta: dict, tune_state: str
     return row
 
 
-def write_outputs(space, command: str | None = None) -> pd.DataFrame:
+def write_outputs(space, command: str | None = None, tune_states: dict[str, str] | None = None) -> pd.DataFrame:
     """summary.csv, best_policy.yaml and the top-five table on the console, for a finished search."""
-    experiment = load_experiment(space.experiment_dir())
+    experiment = load_experiment(space.experiment_dir(), tune_states)
     trials = experiment.trials
     metric = experiment.metric
     key = f"last_{metric}"

@@ -213,12 +213,17 @@ def search(space: SearchSpec, *, resume: bool = False, address: str | None = Non
         tuner = build_tuner(space, data, resume=resume, searcher=searcher, scheduler=scheduler)
         try:
             results = tuner.fit()
-            if results.num_terminated + results.num_errors == len(results):  # the search is over
+            over = results.num_terminated + results.num_errors == len(results)
+            if over:
                 close_orphaned_trials(Path(local.experiment_dir(), JOURNAL_FILE), space.experiment.name)
         finally:
             upload_from_mirror(space, local, [JOURNAL_FILE])
         download_to_mirror(space, local)
-        summary = write_outputs(local, command=command)
+        # How trials ended, as the Tuner knows it: Tune's state file on disk may not have caught up with the last
+        # failure yet. A trial with an error ended in it; once the search is over, every other one terminated.
+        ended = {Path(result.path).name: "ERROR" if result.error else "TERMINATED"
+                 for result in (results[i] for i in range(len(results))) if result.error or over}
+        summary = write_outputs(local, command=command, tune_states=ended)
         upload_from_mirror(space, local, [SUMMARY_FILE, BEST_POLICY_FILE])
         print(f"\nSearch finished in {time.time() - started:.0f} s: {space.experiment_dir()}")
         print(next_steps(local.experiment_dir(), Path(local.experiment_dir(), JOURNAL_FILE)))

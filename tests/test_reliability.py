@@ -494,6 +494,10 @@ def test_a_trial_that_recovered_from_a_failure_keeps_its_status(tmp_path):
         (folder / "result.json").write_text("".join(json.dumps(record) + "\n" for record in records))
     statuses = load_experiment(tmp_path).trials.set_index("trial_id")["status"]
     assert statuses.to_dict() == {"failed": "error", "recovered": "pruned"}
+    # The states the search's Tuner ended with win over the files: Tune's state file can lag behind a failure.
+    ended = {"train_trial_recovered_1": "ERROR", "train_trial_failed_1": "TERMINATED"}
+    statuses = load_experiment(tmp_path, tune_states=ended).trials.set_index("trial_id")["status"]
+    assert statuses.to_dict() == {"failed": "pruned", "recovered": "error"}
 
 
 # ----------------------------------------------------------------------------------------------
