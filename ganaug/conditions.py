@@ -28,9 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganaug.config import ConfigError, TrialConfig, condition_names
-from ganaug.diffaugment import diff_augment
 from ganaug.gans import ConditionalBatchNorm
-from ganaug.trainer import GAN, StateDictError, _sampling_mode, balanced_labels, descend, frozen
+from ganaug.trainer import GAN, StateDictError, _sampling_mode, balanced_labels
 
 
 class AttributeBatchNorm(nn.Module):
@@ -142,7 +141,10 @@ class ConditionedGAN(GAN):
         return self.class_rows[start + torch.minimum((u * count).long(), count - 1)]
 
     # ------------------------------------------------------------------------------------------
-    # Training: the steps of trainer.GAN with the attributes beside the labels and the predictor losses.
+    # Training: trainer.GAN's steps, through its seams: condition (attributes beside the labels) and the predictor
+    # losses (predicts = True).
+
+    predicts = True
 
     def train_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
                    generator: torch.Generator | None = None, autocast: Callable = contextlib.nullcontext,
@@ -160,54 +162,38 @@ class ConditionedGAN(GAN):
     def discriminator_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
                            generator: torch.Generator | None = None, autocast: Callable = contextlib.nullcontext,
                            offset: int = 0, real_attributes: torch.Tensor | None = None) -> torch.Tensor:
-        """trainer.GAN.discriminator_step plus lambda * max(0, l2(real) - l2(fake)); real_attributes standardised
-        (default: those train_step is working on)."""
-        real_a = real_attributes if real_attributes is not None else self._real_attributes
-        if real_a is None:
-            raise ValueError("discriminator_step needs the real batch's standardised attributes (real_attributes)")
-        n = len(real_x)
-        n_real = round(real_fraction * n)
-        n_fake = n - n_real
-        shift = (offset * n_real) % n
-        if shift:
-            real_x, real_y, real_a = real_x.roll(-shift, 0), real_y.roll(-shift, 0), real_a.roll(-shift, 0)
-        with torch.no_grad(), autocast():
-            if n_fake == 0:
-                fake = real_x[:0]
-            else:
-                # Fakes take the dropped real rows' labels and attributes; a single one is drawn twice (BatchNorm).
-                repeat = 1 if n_fake > 1 else 2
-                fake_y, fake_a = real_y[n_real:].repeat(repeat), real_a[n_real:].repeat(repeat, 1)
-                fake = self.G(self.noise(len(fake_y), generator), (fake_y, fake_a))[:n_fake]
-        with autocast():
-            d_input = diff_augment(torch.cat([real_x[:n_real], fake]), self.diffaugment, generator)
-            is_real = torch.arange(n, device=real_x.device) < n_real
-            logit, class_logits, predicted = self.D(d_input, real_y, groups=is_real.long(), with_predictions=True)
-            loss = self.loss.discriminator_loss(
-                logit, class_logits, real_y, is_real, real_target=1.0 - self.cfg.d_label_smoothing,
-                adversarial=self.adversarial, class_weight=self.cfg.acgan_weight,
-                class_on_fakes=self.cfg.acgan_fake_class_loss,
-            )
-            error = (predicted.float() - real_a).square().mean(1)
-            l2_real = _masked_mean(error, is_real)
-            l2_fake = _masked_mean(error, ~is_real)
-            loss = loss + self.cfg.predictor_weight * F.relu(l2_real - l2_fake)
-        return descend(loss, self.opt_D)
+        """trainer.GAN.discriminator_step, its fakes conditioned on the dropped rows' attributes too, plus
+        lambda * max(0, l2(real) - l2(fake)); real_attributes standardised (default: those train_step works on)."""
+        if real_attributes is None:
+            return super().discriminator_step(real_x, real_y, real_fraction, generator, autocast, offset)
+        self._real_attributes = real_attributes
+        try:
+            return super().discriminator_step(real_x, real_y, real_fraction, generator, autocast, offset)
+        finally:
+            self._real_attributes = None
 
-    def generator_step(self, n: int, generator: torch.Generator | None = None,
-                       autocast: Callable = contextlib.nullcontext) -> torch.Tensor:
-        """GAN.generator_step on class-balanced labels with attributes drawn per class, plus lambda * l2(fake)."""
-        y = balanced_labels(n, self.num_classes, generator, self.device)
-        attributes = self.draw_attributes(y, generator)
-        with frozen(self.D):
-            with autocast():
-                fake = self.G(self.noise(n, generator), (y, attributes))
-                logit, class_logits, predicted = self.D(diff_augment(fake, self.diffaugment, generator), y,
-                                                        with_predictions=True)
-                loss = self.loss.generator_loss(logit, class_logits, y, adversarial=self.adversarial,
-                                                class_weight=self.cfg.acgan_weight)
-                loss = loss + self.cfg.predictor_weight * (predicted.float() - attributes).square().mean()
-            return descend(loss, self.opt_G)
+    def condition(self, y: torch.Tensor, generator: torch.Generator | None = None,
+                  rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(labels, standardised attributes): the real batch's attributes of `rows` in a D step (the dropped real
+        rows the fakes stand in for), else drawn from class y's training rows."""
+        return y, (self.batch_attributes()[rows] if rows is not None else self.draw_attributes(y, generator))
+
+    def batch_attributes(self) -> torch.Tensor:
+        if self._real_attributes is None:
+            raise ValueError("discriminator_step needs the real batch's standardised attributes (real_attributes)")
+        return self._real_attributes
+
+    def discriminator_predictor_loss(self, predicted: torch.Tensor, is_real: torch.Tensor,
+                                     rows: torch.Tensor) -> torch.Tensor:
+        """lambda * max(0, l2(real) - l2(fake)): every row is compared with the attributes of the real row it holds
+        or stands in for, and D is asked to predict them on real images better than on fakes."""
+        error = (predicted.float() - self.batch_attributes()[rows]).square().mean(1)
+        return self.cfg.predictor_weight * F.relu(_masked_mean(error, is_real) - _masked_mean(error, ~is_real))
+
+    def generator_predictor_loss(self, predicted: torch.Tensor, condition) -> torch.Tensor:
+        """lambda * l2(fake): G's images should carry the attributes they were conditioned on, as D reads them."""
+        _, attributes = condition
+        return self.cfg.predictor_weight * (predicted.float() - attributes).square().mean()
 
     # ------------------------------------------------------------------------------------------
     # Sampling and the condition metric.

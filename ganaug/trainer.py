@@ -149,6 +149,9 @@ class GAN:
     min_batch = 2
     # Fewest real images in a D batch (a family whose class loss needs real rows raises it to 1).
     min_real = 0
+    # Whether D has a predictor head, whose outputs discriminator_predictor_loss and generator_predictor_loss
+    # turn into losses (conditions.ConditionedGAN: continuous attributes beside the class).
+    predicts = False
     # The losses.GANS loss of a family that is not itself in GANS (translation, ALI's ACGAN phase): None = cfg.gan.
     family_loss: str | None = None
 
@@ -189,40 +192,58 @@ class GAN:
         shift = (offset * n_real) % n
         if shift:
             real_x, real_y = real_x.roll(-shift, 0), real_y.roll(-shift, 0)
+        rows = torch.arange(n, device=real_x.device).roll(-shift, 0)  # which row of the batch each row now is
         with torch.no_grad(), autocast():
-            fake, fake_y = self.fakes_for(real_x[n_real:], real_y[n_real:], generator)
+            fake, fake_y = self.fakes_for(real_x[n_real:], real_y[n_real:], generator, rows[n_real:])
         labels = torch.cat([real_y[:n_real], fake_y])
         with autocast():
             d_input = diff_augment(torch.cat([real_x[:n_real], fake]), self.diffaugment, generator)
             is_real = torch.arange(n, device=real_x.device) < n_real
             # One pass over the mixed batch; minibatch features compare real rows with real rows only.
-            logit, class_logits = self.D(d_input, labels, groups=is_real.long())
+            logit, class_logits, *predicted = self.judge(d_input, labels, groups=is_real.long())
             loss = self.loss.discriminator_loss(
                 logit, class_logits, labels, is_real, real_target=1.0 - self.cfg.d_label_smoothing,
                 adversarial=self.adversarial, class_weight=self.cfg.acgan_weight, class_on_fakes=self.class_on_fakes,
             )
+            if self.predicts:
+                loss = loss + self.discriminator_predictor_loss(predicted[0], is_real, rows)
         return descend(loss, self.opt_D)
 
-    def fakes_for(self, dropped_x: torch.Tensor, dropped_y: torch.Tensor,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """discriminator_step's fakes for the real rows it dropped, and their labels: G's images of the dropped
-        rows' labels (a family that makes fakes from the dropped images themselves overrides this)."""
+    def judge(self, x: torch.Tensor, y: torch.Tensor, **groups) -> tuple[torch.Tensor, ...]:
+        """D's outputs on x: (real/fake logit, class logits), and the predicted attributes when D predicts them."""
+        return self.D(x, y, **groups, with_predictions=True) if self.predicts else self.D(x, y, **groups)
+
+    def condition(self, y: torch.Tensor, generator: torch.Generator | None = None,
+                  rows: torch.Tensor | None = None):
+        """What G is conditioned on for labels y: the labels themselves. (conditions.ConditionedGAN adds
+        attributes: those of the real batch's `rows` in a D step, drawn per class for fresh fakes.)"""
+        return y
+
+    def fakes_for(self, dropped_x: torch.Tensor, dropped_y: torch.Tensor, generator: torch.Generator | None = None,
+                  rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """discriminator_step's fakes for the real rows it dropped (`rows` of the batch), and their labels: G's
+        images conditioned as those rows were (a family that makes fakes from the dropped images themselves
+        overrides this)."""
         if len(dropped_y) == 0:
             return dropped_x, dropped_y
         # A single fake would break BatchNorm1d's batch statistics: draw two, keep one.
-        y = dropped_y if len(dropped_y) > 1 else dropped_y.repeat(2)
-        return self.G(self.noise(len(y), generator), y)[:len(dropped_y)], dropped_y
+        repeat = 1 if len(dropped_y) > 1 else 2
+        y, rows = dropped_y.repeat(repeat), (rows.repeat(repeat) if rows is not None else None)
+        return self.G(self.noise(len(y), generator), self.condition(y, generator, rows))[:len(dropped_y)], dropped_y
 
     def generator_step(self, n: int, generator: torch.Generator | None = None,
                        autocast: Callable = contextlib.nullcontext) -> torch.Tensor:
         """One G update on n fresh fakes with class-balanced labels (non-saturating bce, or hinge)."""
         y = balanced_labels(n, self.num_classes, generator, self.device)
+        condition = self.condition(y, generator)
         with frozen(self.D):
             with autocast():
-                fake = self.G(self.noise(n, generator), y)
-                logit, class_logits = self.D(diff_augment(fake, self.diffaugment, generator), y)
+                fake = self.G(self.noise(n, generator), condition)
+                logit, class_logits, *predicted = self.judge(diff_augment(fake, self.diffaugment, generator), y)
                 loss = self.loss.generator_loss(logit, class_logits, y, adversarial=self.adversarial,
                                                 class_weight=self.cfg.acgan_weight)
+                if self.predicts:
+                    loss = loss + self.generator_predictor_loss(predicted[0], condition)
             return descend(loss, self.opt_G)
 
     @torch.no_grad()

@@ -172,8 +172,8 @@ class Translation(GAN):
                                 minibatch=self.cfg.d_minibatch)
         return G, D
 
-    def fakes_for(self, dropped_x: torch.Tensor, dropped_y: torch.Tensor,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def fakes_for(self, dropped_x: torch.Tensor, dropped_y: torch.Tensor, generator: torch.Generator | None = None,
+                  rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """trainer.GAN.discriminator_step's fakes: the dropped real images translated to other classes, labelled
         with their targets."""
         target = other_classes(dropped_y, self.num_classes, generator)
