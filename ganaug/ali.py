@@ -35,7 +35,6 @@ not depend on its batch.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 from collections.abc import Callable
 
@@ -107,10 +106,10 @@ class ALIGAN(GAN):
     gan_steps_per_batch updates: the GAN updates of ali_epochs passes of the joint loop.
     """
 
+    family_loss = "acgan"  # trainer.GAN builds G, the ACGAN D (auxiliary class head), G's EMA and both optimizers
+
     def __init__(self, cfg: TrialConfig, spec, device: torch.device, data=None):
-        # trainer.GAN builds G, the ACGAN D (auxiliary class head), G's EMA and both optimizers from an acgan config.
-        super().__init__(dataclasses.replace(cfg, gan="acgan"), spec, device)
-        self.cfg = cfg
+        super().__init__(cfg, spec, device)
         self.E = build_encoder(cfg.gan_arch, spec, cfg.latent_dim, cfg.gan_width).to(self.device)
         self.D_joint = build_joint_discriminator(
             cfg.gan_arch, spec, cfg.latent_dim, cfg.gan_width, spectral_norm=cfg.d_spectral_norm,

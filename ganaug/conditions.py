@@ -153,24 +153,25 @@ class ConditionedGAN(GAN):
         if real_attributes is None or len(real_attributes) != len(real_x):
             raise ValueError(f"gan_conditions={self.cfg.gan_conditions!r}: train_step needs real_attributes, the "
                              "batch's rows of data.train_attributes (one per image)")
-        self._real_attributes = self.standardise(real_attributes[:, self.columns])
-        try:
+        with self._batch(self.standardise(real_attributes[:, self.columns])):
             return super().train_step(real_x, real_y, real_fraction, generator, autocast)
-        finally:
-            self._real_attributes = None
 
     def discriminator_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
                            generator: torch.Generator | None = None, autocast: Callable = contextlib.nullcontext,
                            offset: int = 0, real_attributes: torch.Tensor | None = None) -> torch.Tensor:
         """trainer.GAN.discriminator_step, its fakes conditioned on the dropped rows' attributes too, plus
         lambda * max(0, l2(real) - l2(fake)); real_attributes standardised (default: those train_step works on)."""
-        if real_attributes is None:
+        with self._batch(real_attributes if real_attributes is not None else self._real_attributes):
             return super().discriminator_step(real_x, real_y, real_fraction, generator, autocast, offset)
-        self._real_attributes = real_attributes
+
+    @contextlib.contextmanager
+    def _batch(self, attributes: torch.Tensor | None):
+        """The standardised attributes of the real batch the steps inside the block work on."""
+        previous, self._real_attributes = self._real_attributes, attributes
         try:
-            return super().discriminator_step(real_x, real_y, real_fraction, generator, autocast, offset)
+            yield
         finally:
-            self._real_attributes = None
+            self._real_attributes = previous
 
     def condition(self, y: torch.Tensor, generator: torch.Generator | None = None,
                   rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,6 +180,7 @@ class ConditionedGAN(GAN):
         return y, (self.batch_attributes()[rows] if rows is not None else self.draw_attributes(y, generator))
 
     def batch_attributes(self) -> torch.Tensor:
+        """The real batch's standardised attributes (set by train_step or discriminator_step)."""
         if self._real_attributes is None:
             raise ValueError("discriminator_step needs the real batch's standardised attributes (real_attributes)")
         return self._real_attributes

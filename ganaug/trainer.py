@@ -192,9 +192,11 @@ class GAN:
         shift = (offset * n_real) % n
         if shift:
             real_x, real_y = real_x.roll(-shift, 0), real_y.roll(-shift, 0)
-        rows = torch.arange(n, device=real_x.device).roll(-shift, 0)  # which row of the batch each row now is
+        # Which row of the given batch each row now is: only a family with per-row conditions (predicts) needs it.
+        rows = torch.arange(n, device=real_x.device).roll(-shift, 0) if self.predicts else None
         with torch.no_grad(), autocast():
-            fake, fake_y = self.fakes_for(real_x[n_real:], real_y[n_real:], generator, rows[n_real:])
+            fake, fake_y = self.fakes_for(real_x[n_real:], real_y[n_real:], generator,
+                                          rows[n_real:] if rows is not None else None)
         labels = torch.cat([real_y[:n_real], fake_y])
         with autocast():
             d_input = diff_augment(torch.cat([real_x[:n_real], fake]), self.diffaugment, generator)
