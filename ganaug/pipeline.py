@@ -12,8 +12,10 @@ per epoch (and per GAN pretraining pass, with `epoch: 0`, when gan_pretrain_epoc
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,12 +24,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import yaml
 
 from ganaug.augment import traditional_augment
 from ganaug.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from ganaug.classifiers import build_classifier, synthetic_rows
 from ganaug.config import ConfigError, TrialConfig, trains_gan
-from ganaug.data import ImageData, batch_indices, pick_device, to_float, to_uint8
+from ganaug.data import ImageData, batch_indices, load_data, pick_device, to_float, to_uint8
+from ganaug.errors import EXIT_BAD_INPUT, InputError
 from ganaug.families import build_gan
 from ganaug.labeling import LABELERS, Teacher, distill_target, keep_best_candidates
 from ganaug.metrics import (
@@ -37,6 +41,7 @@ from ganaug.metrics import (
     real_accuracy_score,
     synthetic_agreement,
 )
+from ganaug.report import TrialReporter
 
 Report = Callable[..., None]
 
@@ -383,16 +388,6 @@ def _print_report(metrics: dict, checkpoint: str | None = None, images: dict | N
 # `python -m ganaug.pipeline POLICY.yaml`: rerun one policy (e.g. a search's best_policy.yaml), no Ray.
 
 def main(argv: list[str] | None = None, prog: str = "python -m ganaug.pipeline") -> int:
-    import argparse
-    import sys
-
-    import yaml
-
-    from ganaug.config import ConfigError
-    from ganaug.data import load_data
-    from ganaug.errors import EXIT_BAD_INPUT, InputError
-    from ganaug.report import TrialReporter
-
     parser = argparse.ArgumentParser(prog=prog,
                                      description="Train one augmentation policy (a best_policy.yaml) directly.")
     parser.add_argument("policy", help="YAML with `config:` (TrialConfig keys) and `data:` sections")
