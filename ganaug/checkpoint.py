@@ -62,19 +62,3 @@ def load_checkpoint(directory: str | Path, cfg: TrialConfig | None = None) -> di
                               for k in differences[:3])
             raise CheckpointError(f"{path}: checkpoint is from a different configuration ({shown})")
     return state
-
-
-def checkpoint_candidates(checkpoint):
-    """The checkpoint Tune restored, then its older siblings in the trial folder, newest first, so that a trial
-    falls back to an older one when the newest is corrupt or truncated."""
-    from ray import tune  # here, not at the top: pipeline imports this module and never imports ray
-
-    yield checkpoint
-    try:
-        parent = Path(checkpoint.path).parent
-        siblings = sorted(parent.glob("checkpoint_*"), reverse=True)
-    except Exception:  # remote storage: only the latest is reachable here
-        return
-    for sibling in siblings:
-        if sibling.name != Path(checkpoint.path).name:
-            yield tune.Checkpoint.from_directory(str(sibling))

@@ -28,7 +28,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 
-from ganaug.checkpoint import CheckpointError, checkpoint_candidates, load_checkpoint
+from ganaug.checkpoint import CheckpointError, load_checkpoint
 from ganaug.cluster import ray_session
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import ImageData, load_data
@@ -91,6 +91,20 @@ def train_trial(config: dict, *, data: dict, base: dict, cpus: float = 1) -> Non
         run(cfg, images, reporter, checkpoint=state)
     finally:
         reporter.close()
+
+
+def checkpoint_candidates(checkpoint):
+    """The checkpoint Tune restored, then its older siblings in the trial folder, newest first, so that a trial
+    falls back to an older one when the newest is corrupt or truncated."""
+    yield checkpoint
+    try:
+        parent = Path(checkpoint.path).parent
+        siblings = sorted(parent.glob("checkpoint_*"), reverse=True)
+    except Exception:  # remote storage: only the latest is reachable here
+        return
+    for sibling in siblings:
+        if sibling.name != Path(checkpoint.path).name:
+            yield tune.Checkpoint.from_directory(str(sibling))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -221,8 +235,8 @@ def search(space: SearchSpec, *, resume: bool = False, address: str | None = Non
         download_to_mirror(space, local)
         # How trials ended, as the Tuner knows it: Tune's state file on disk may not have caught up with the last
         # failure yet. A trial with an error ended in it; once the search is over, every other one terminated.
-        ended = {Path(result.path).name: "ERROR" if result.error else "TERMINATED"
-                 for result in (results[i] for i in range(len(results))) if result.error or over}
+        ended = {Path(result.path).name: "ERROR" if result.error else "TERMINATED" for result in results
+                 if result.error or over}
         summary = write_outputs(local, command=command, tune_states=ended)
         upload_from_mirror(space, local, [SUMMARY_FILE, BEST_POLICY_FILE])
         print(f"\nSearch finished in {time.time() - started:.0f} s: {space.experiment_dir()}")
