@@ -134,7 +134,7 @@ def check(experiment: Path, kills: list[dict], epochs: int) -> dict:
     import pandas as pd
     from ray.tune import ExperimentAnalysis
 
-    from ganaug.results import _read_curve
+    from ganaug.results.experiment import read_curve
 
     known = {t.trial_id: t for t in ExperimentAnalysis(str(experiment)).trials}
     summary = pd.read_csv(experiment / "summary.csv", dtype={"trial_id": str}).set_index("trial_id")
@@ -143,7 +143,7 @@ def check(experiment: Path, kills: list[dict], epochs: int) -> dict:
     unfinished = sorted(t for t in summary.index if summary.loc[t, "status"] not in FINAL_STATES)
     short = sorted(t for t in summary.index if summary.loc[t, "status"] == "complete"
                    and summary.loc[t, "epochs"] != epochs)
-    holes = sorted(t for t in summary.index if t in folders and list(_read_curve(folders[t]).get("epoch", []))
+    holes = sorted(t for t in summary.index if t in folders and list(read_curve(folders[t]).get("epoch", []))
                    != list(range(1, summary.loc[t, "epochs"] + 1)))
 
     resumed, from_scratch, behind = 0, 0, []
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                   seed=args.seed)
     started = time.monotonic()
     try:
-        from ganaug.tune import main as search
+        from ganaug.search.tune import main as search
 
         chaos.start()
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON figures

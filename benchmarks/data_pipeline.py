@@ -24,8 +24,10 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ganaug.augment import traditional_augment
-from ganaug.data import augment, batch_indices, load_data, to_float
+from ganaug.augment.flip import flip_translate
+from ganaug.augment.traditional import traditional_augment
+from ganaug.data.splits import load_data
+from ganaug.data.tensors import batch_indices, to_float
 
 
 class PilImages(Dataset):
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
             torch.cuda.synchronize()
         assert batch.shape[1:] == (3, 32, 32) and len(batch_labels) == len(batch)
 
-    flip_translate = lambda images: augment(images, generator)
+    flip = lambda images: flip_translate(images, generator)
     trivialaugment = lambda images: traditional_augment(images, "trivialaugment", generator)
 
     # Baselines: the standard torchvision pipelines.
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         return epoch
 
-    ours_seconds = timed(lambda: ours_epoch(flip_translate), args.repeats)
+    ours_seconds = timed(lambda: ours_epoch(flip), args.repeats)
     loader_seconds = timed(loader_epoch(), args.repeats)
     ours_trivial_seconds = timed(lambda: ours_epoch(trivialaugment), args.repeats)
     loader_trivial_seconds = timed(loader_epoch(transforms.TrivialAugmentWide()), args.repeats)

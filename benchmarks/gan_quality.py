@@ -32,20 +32,19 @@ from pathlib import Path
 
 import torch
 
+from ganaug.classifier.cas import classification_accuracy_score, real_accuracy_score
 from ganaug.config import TrialConfig
-from ganaug.data import batch_indices, load_data, to_float, to_uint8
-from ganaug.metrics import (
+from ganaug.data.splits import load_data
+from ganaug.data.tensors import batch_indices, to_float, to_uint8
+from ganaug.gan.quality import (
     _standardize,
-    classification_accuracy_score,
     frechet_distance,
     image_features,
-    real_accuracy_score,
     synthetic_diversity,
     synthetic_frechet_distance,
 )
-from ganaug.pipeline import _make_grid
-from ganaug.report import save_png
-from ganaug.trainer import GAN
+from ganaug.gan.trainer import GANTrainer
+from ganaug.trial.reporter import make_grid, save_png
 
 # Each setting: TrialConfig GAN keys. Widths keep a step on 2 CPU cores at 0.1-1 s (32x32, batch 64).
 SETTINGS = {
@@ -72,7 +71,7 @@ SETTINGS = {
 QUICK_SETTINGS = ("mlp-cgan", "dcgan-cgan-hinge")
 
 
-def measure(gan: GAN, data, cfg: TrialConfig, real_accuracy: float, args, generator: torch.Generator) -> dict:
+def measure(gan: GANTrainer, data, cfg: TrialConfig, real_accuracy: float, args, generator: torch.Generator) -> dict:
     """The quality figures of gan's current samples (fixed noise seeds, so points compare)."""
     started = time.perf_counter()
     num_classes = data.spec.num_classes
@@ -95,7 +94,7 @@ def train_setting(name: str, keys: dict, data, real_accuracy: float, args) -> di
                          "seed": args.seed})
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    gan = GAN(cfg, data.spec, torch.device("cpu"))
+    gan = GANTrainer(cfg, data.spec, torch.device("cpu"))
     budget = args.minutes * 60
     due = [budget * (k + 1) / args.points for k in range(args.points)]
     curve, steps, trained = [], 0, 0.0
@@ -122,7 +121,7 @@ def train_setting(name: str, keys: dict, data, real_accuracy: float, args) -> di
                 if not due:
                     break
     grid_labels = torch.arange(data.spec.num_classes).repeat_interleave(10)
-    grid = to_uint8(_make_grid(gan.sample(grid_labels, torch.Generator().manual_seed(7)).float(), nrow=10)).cpu()
+    grid = to_uint8(make_grid(gan.sample(grid_labels, torch.Generator().manual_seed(7)).float(), nrow=10)).cpu()
     grid_path = Path(args.out).with_name(f"{Path(args.out).stem}_{name}.png")
     save_png(grid, grid_path)
     seconds_per_step = curve[-1]["train_seconds"] / max(curve[-1]["steps"], 1)

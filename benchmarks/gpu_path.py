@@ -31,7 +31,7 @@ import torch
 from trial_throughput import random_image_data
 
 from ganaug.config import TrialConfig
-from ganaug.pipeline import run
+from ganaug.trial.loop import run
 
 
 def trial_config(args, precision: str) -> TrialConfig:

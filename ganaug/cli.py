@@ -18,10 +18,10 @@ from ganaug import __version__
 
 # Subcommand -> (module whose main(argv, prog=...) runs it, one line for `ganaug --help`).
 COMMANDS = {
-    "tune": ("ganaug.tune", "search for the best augmentation policy (Ray Tune + Optuna)"),
-    "evaluate": ("ganaug.evaluate", "retrain the best policies over seeds, report test accuracy"),
-    "generate": ("ganaug.generate", "export a searched generator's synthetic images"),
-    "pipeline": ("ganaug.pipeline", "train one policy (e.g. a best_policy.yaml) directly, without Ray"),
+    "tune": ("ganaug.search.tune", "search for the best augmentation policy (Ray Tune + Optuna)"),
+    "evaluate": ("ganaug.results.evaluate", "retrain the best policies over seeds, report test accuracy"),
+    "generate": ("ganaug.results.generate", "export a searched generator's synthetic images"),
+    "pipeline": ("ganaug.trial.loop", "train one policy (e.g. a best_policy.yaml) directly, without Ray"),
 }
 
 

@@ -36,6 +36,8 @@ CHOICES = {
     "synthetic_bn": ("shared", "split"),
     "synthetic_schedule": ("constant", "anneal", "front"),
 }
+# The `data.name` values (ganaug.data.readers.DATASETS), so that DataConfig validates a data: section without torch.
+DATASET_NAMES = ("cifar10", "cifar100", "fashion_mnist", "mnist", "imagefolder", "digits")
 # diffaugment is a comma-separated subset of these (ganaug.diffaugment.DIFFAUGMENT), not one of them.
 DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
 # `classifier` also takes a model from outside the registry: torchvision:NAME (a torchvision.models builder) or
@@ -61,7 +63,7 @@ def condition_names(conditions: str) -> tuple[str, ...]:
 def registry(key: str, entries: dict[str, Any]) -> dict[str, Any]:
     """`entries`, the registry dict of choice key `key` (or of diffaugment's parts), once its names are checked
     against CHOICES: a registry and the names config validates against never drift apart."""
-    names = DIFFAUGMENT_POLICIES if key == "diffaugment" else CHOICES[key]
+    names = {"diffaugment": DIFFAUGMENT_POLICIES, "dataset": DATASET_NAMES}.get(key) or CHOICES[key]
     if tuple(entries) != names:
         raise AssertionError(f"the {key} registry has {tuple(entries)}, but ganaug.config.CHOICES[{key!r}] says "
                              f"{names}: add the name there too (it is what a YAML is validated against)")

@@ -28,7 +28,7 @@ def tiny_experiment(tmp_path_factory) -> Path:
     experiment = base / "results" / "tiny"
     if (experiment / "summary.csv").is_file():
         return experiment
-    from ganaug.tune import main
+    from ganaug.search.tune import main
 
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
@@ -43,7 +43,7 @@ def evaluated_experiment(tmp_path_factory) -> Path:
     evaluated = tmp_path_factory.getbasetemp() / "ganaug_tiny_evaluated"
     if (evaluated / "evaluation.md").is_file():
         return evaluated
-    from ganaug.evaluate import main
+    from ganaug.results.evaluate import main
 
     shutil.rmtree(evaluated, ignore_errors=True)
     shutil.copytree(experiment, evaluated)

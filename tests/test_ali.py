@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 from conftest import make_spec, real_batch, seeded
 
-from ganaug.ali import ALIGAN
 from ganaug.config import ConfigError, TrialConfig
-from ganaug.data import batch_indices, load_data, to_float
-from ganaug.families import FAMILIES, build_gan
-from ganaug.pipeline import run
-from ganaug.trainer import GAN, StateDictError
+from ganaug.data.splits import load_data
+from ganaug.data.tensors import batch_indices, to_float
+from ganaug.gan.ali import ALITrainer
+from ganaug.gan.families import FAMILIES, build_gan
+from ganaug.gan.trainer import GANTrainer, StateDictError
+from ganaug.trial.loop import run
 
 NUM_CLASSES = 4
 
@@ -48,7 +49,7 @@ def test_ali_contract(arch, shape):
         pytest.skip("covered: resnet's code paths at 8x8, mlp's at 8-32 px; the rest cost seconds for nothing new")
     spec = make_spec(*shape)
     gan = build(small_config(gan_arch=arch), spec)
-    assert isinstance(gan, ALIGAN) and FAMILIES["ali"] is ALIGAN
+    assert isinstance(gan, ALITrainer) and FAMILIES["ali"] is ALITrainer
     n = 6
     real_x, real_y = real_batch(spec, n)
     assert gan.E(real_x).shape == (n, 16)
@@ -125,7 +126,7 @@ def test_state_round_trip_and_resume_across_the_phase_change_equal_an_uninterrup
     assert full.epoch_metrics() == second.epoch_metrics()
 
     with pytest.raises(StateDictError, match="another gan family"):
-        second.load_state_dict(GAN(small_config(gan="acgan"), spec, "cpu").state_dict())
+        second.load_state_dict(GANTrainer(small_config(gan="acgan"), spec, "cpu").state_dict())
     with pytest.raises(StateDictError, match="latent_dim"):
         build(small_config(gan_arch="dcgan", g_ema=0.5, latent_dim=8), spec).load_state_dict(second.state_dict())
 

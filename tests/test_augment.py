@@ -10,8 +10,8 @@ from sklearn.datasets import load_digits
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.autoaugment import RandAugment, TrivialAugmentWide, _apply_op
 
-import ganaug.augment as augment_module
-from ganaug.augment import (
+import ganaug.augment.traditional as augment_module
+from ganaug.augment.traditional import (
     AUGMENTATIONS,
     GEOMETRIC_OPERATIONS,
     MAGNITUDE_SPACES,
@@ -21,7 +21,8 @@ from ganaug.augment import (
     random_operations,
     traditional_augment,
 )
-from ganaug.data import DataError, to_float
+from ganaug.data.config import DataError
+from ganaug.data.tensors import to_float
 
 # torchvision's float ops need [0, 1] images and its posterize / solarize (threshold up to 255) / equalize
 # need uint8: each op is checked on the type torchvision's TrivialAugmentWide would apply it to.
@@ -148,7 +149,7 @@ def test_none_without_cutout_returns_the_images():
 def test_flip_translate_is_the_data_modules_augment():
     x = to_float(real_looking(16, 3, 32))
     ours = traditional_augment(x, "flip_translate", torch.Generator().manual_seed(3))
-    assert torch.equal(ours, augment_module.augment(x, torch.Generator().manual_seed(3), translate=4))
+    assert torch.equal(ours, augment_module.flip_translate(x, torch.Generator().manual_seed(3), translate=4))
 
 
 @pytest.mark.parametrize("method", ["trivialaugment", "randaugment"])

@@ -131,7 +131,8 @@ def checkpoint(state_change: Callable[[dict, Path], object] | None = None, *, ma
         import torch
 
         from ganaug.config import TrialConfig
-        from ganaug.pipeline import CHECKPOINT_FILE, load_checkpoint, run, save_checkpoint
+        from ganaug.trial.loop import run
+        from ganaug.trial.state import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 
         directory = tmp / "ckpt"
         directory.mkdir()
@@ -146,7 +147,7 @@ def checkpoint(state_change: Callable[[dict, Path], object] | None = None, *, ma
         if mangle == "truncated":
             file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
         if load == "run":
-            from ganaug.data import load_data
+            from ganaug.data.splits import load_data
 
             data = load_data({"name": "digits", "samples_per_class": 30})
             quiet = lambda *args, **kwargs: None
@@ -343,8 +344,8 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(case, tmp_path, 
 def test_the_unedited_inputs_are_valid(tmp_path):
     """The base space and policy load, so each case above fails because of its own edit."""
     from ganaug.config import TrialConfig
-    from ganaug.data import load_data
-    from ganaug.space import load_space
+    from ganaug.data.splits import load_data
+    from ganaug.space.spec import load_space
 
     spec = load_space(space()(tmp_path)[0])
     assert spec.trial_config({"classifier_lr": 1e-3, "labeling": "lsro"}).batch_size == 64
@@ -353,10 +354,10 @@ def test_the_unedited_inputs_are_valid(tmp_path):
     assert load_data(POLICY["data"]).spec.num_classes == 10
 
 
-USER_FACING_ERRORS = ["ganaug.config:ConfigError", "ganaug.classifiers:ClassifierError", "ganaug.datasets:DataError",
-                      "ganaug.data:DataError", "ganaug.space:SpaceError", "ganaug.storage:StorageError",
-                      "ganaug.tune:ExperimentError", "ganaug.evaluate:EvaluationError",
-                      "ganaug.generate:GenerateError", "ganaug.results:ResultsError", "ganaug.trainer:StateDictError"]
+USER_FACING_ERRORS = ["ganaug.config:ConfigError", "ganaug.classifier:ClassifierError", "ganaug.data:DataError",
+                      "ganaug.space:SpaceError", "ganaug.results:StorageError", "ganaug.search:ExperimentError",
+                      "ganaug.results:EvaluationError", "ganaug.results:GenerateError", "ganaug.results:ResultsError",
+                      "ganaug.gan:StateDictError", "ganaug.trial:CheckpointError"]
 
 
 @pytest.mark.parametrize("name", USER_FACING_ERRORS)
@@ -374,4 +375,6 @@ def test_every_command_line_exits_with_the_one_bad_input_code(entry):
     from ganaug.errors import EXIT_BAD_INPUT
 
     assert EXIT_BAD_INPUT == 2
-    assert __import__(f"ganaug.{entry}", fromlist=["EXIT_BAD_INPUT"]).EXIT_BAD_INPUT is EXIT_BAD_INPUT
+    module = {"tune": "ganaug.search.tune", "evaluate": "ganaug.results.evaluate",
+              "generate": "ganaug.results.generate"}[entry]
+    assert __import__(module, fromlist=["EXIT_BAD_INPUT"]).EXIT_BAD_INPUT is EXIT_BAD_INPUT

@@ -14,10 +14,11 @@ import yaml
 from conftest import adam_losses, make_spec
 from spaces import write_tiny_space
 
-from ganaug.classifiers import SplitBatchNorm, build_classifier, synthetic_rows
+from ganaug.classifier.models import SplitBatchNorm, build_classifier, synthetic_rows
 from ganaug.config import ConfigError, TrialConfig
-from ganaug.data import load_data
-from ganaug.pipeline import load_checkpoint, run
+from ganaug.data.splits import load_data
+from ganaug.trial.loop import run
+from ganaug.trial.state import load_checkpoint
 
 MODULE = "byo_test_models"  # unique: the module stays in sys.modules for the rest of the session
 MODELS = '''
@@ -181,10 +182,10 @@ def write_space(tmp: Path, classifier: str = f"{MODULE}:small_cnn", fixed: str =
 
 @pytest.mark.slow
 def test_search_over_classifier_kwargs_then_evaluate_and_generate(models, tmp_path, monkeypatch):
-    from ganaug.evaluate import main as evaluate
-    from ganaug.generate import main as generate
-    from ganaug.results import load_experiment
-    from ganaug.tune import main as tune
+    from ganaug.results.evaluate import main as evaluate
+    from ganaug.results.experiment import load_experiment
+    from ganaug.results.generate import main as generate
+    from ganaug.search.tune import main as tune
 
     monkeypatch.chdir(models)  # Ray puts the driver's working directory on its workers' sys.path
     assert tune([str(write_space(tmp_path)), "--num-cpus", "2"]) == 0
@@ -228,7 +229,8 @@ BAD = [
     "typo_module", "missing_attribute", "factory_raises", "wrong_outputs", "split_bn_without_batchnorm",
     "unknown_kwarg", "unknown_torchvision_model"])
 def test_bad_model_exits_2_with_one_line(models, tmp_path, capsys, classifier, fixed, search, expected):
-    from ganaug.tune import EXIT_BAD_INPUT, main
+    from ganaug.errors import EXIT_BAD_INPUT
+    from ganaug.search.tune import main
 
     space = write_space(tmp_path, classifier, fixed, search or "classifier_lr: {choice: [1.0e-3, 3.0e-3]}")
     assert main([str(space), "--num-cpus", "2"]) == EXIT_BAD_INPUT
@@ -240,7 +242,8 @@ def test_bad_model_exits_2_with_one_line(models, tmp_path, capsys, classifier, f
 
 
 def test_debug_shows_the_factory_traceback(models, tmp_path, capsys):
-    from ganaug.tune import EXIT_BAD_INPUT, main
+    from ganaug.errors import EXIT_BAD_INPUT
+    from ganaug.search.tune import main
 
     space = write_space(tmp_path, f"{MODULE}:broken", "", "classifier_lr: {choice: [1.0e-3]}")
     assert main([str(space), "--debug"]) == EXIT_BAD_INPUT

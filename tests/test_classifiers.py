@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import adam_losses, make_spec
 
-from ganaug.classifiers import CLASSIFIERS, build_classifier
+from ganaug.classifier.models import CLASSIFIERS, build_classifier
 from ganaug.config import ConfigError
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]

@@ -256,7 +256,7 @@ def run_search(cluster, folder: Path, *, cpu: float, gpu: float, uri: bool = Fal
     storing into folder/results, named by path or (uri=True) by file:// URI, as s3:// storage is named."""
     from ray._private.state import actors
 
-    from ganaug.tune import main
+    from ganaug.search.tune import main
 
     space = yaml.safe_load(QUICKSTART.read_text())
     space["experiment"]["resources"] = {"cpu": cpu, "gpu": gpu}

@@ -12,16 +12,19 @@ import torch
 from conftest import seeded
 from PIL import Image
 
-from ganaug.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
-from ganaug.conditions import AttributeBatchNorm, ConditionedGAN
 from ganaug.config import ConfigError, TrialConfig
-from ganaug.data import DataError, ImageData, batch_indices, load_data, to_float
-from ganaug.families import build_gan
-from ganaug.gans import ARCHITECTURES
-from ganaug.losses import GANS
-from ganaug.pipeline import run
-from ganaug.space import SpaceError, load_space
-from ganaug.trainer import GAN, StateDictError
+from ganaug.data.config import DataError
+from ganaug.data.splits import load_data
+from ganaug.data.tensors import ImageData, batch_indices, to_float
+from ganaug.gan.conditions import AttributeBatchNorm, ConditionedTrainer
+from ganaug.gan.families import build_gan
+from ganaug.gan.losses import FAMILY_LOSSES
+from ganaug.gan.networks import ARCHITECTURES
+from ganaug.gan.trainer import GANTrainer, StateDictError
+from ganaug.space.schema import SpaceError
+from ganaug.space.spec import load_space
+from ganaug.trial.loop import run
+from ganaug.trial.state import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 
 CLASSES = ("a", "b")
 
@@ -179,11 +182,11 @@ def test_gan_conditions_config_values():
 
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
-@pytest.mark.parametrize("family", list(GANS))
+@pytest.mark.parametrize("family", list(FAMILY_LOSSES))
 def test_conditioned_gan_contract(family, arch, data):
     torch.manual_seed(0)
     gan = build_gan(small_config(gan=family, gan_arch=arch), data.spec, "cpu", data)
-    assert isinstance(gan, ConditionedGAN)
+    assert isinstance(gan, ConditionedTrainer)
     assert any(isinstance(m, AttributeBatchNorm) for m in gan.G.modules())
     n = 8
     real_x, real_y, real_a = to_float(data.train_x[:n]), data.train_y[:n], data.train_attributes[:n]
@@ -218,7 +221,7 @@ def test_untrained_generator_ignores_attributes_and_draws_them_per_class(data):
     assert torch.isin(drawn[:, 0], allowed).all() and len(drawn[:, 0].unique()) > 0.8 * len(level)
 
 
-@pytest.mark.parametrize("family", list(GANS))
+@pytest.mark.parametrize("family", list(FAMILY_LOSSES))
 def test_generated_brightness_follows_the_attribute(family, data):
     """Acceptance: the requested level, which sets the real images' brightness, sets the generated images' too."""
     torch.manual_seed(0)
@@ -254,7 +257,7 @@ def test_state_dict_round_trip_and_sampling_without_data(data, tmp_path):
     a = first.train_step(*args, seeded(4), real_attributes=data.train_attributes[batch])
     b = second.train_step(*args, seeded(4), real_attributes=data.train_attributes[batch])
     assert torch.equal(a["d_loss"], b["d_loss"]) and torch.equal(a["g_loss"], b["g_loss"])
-    plain = GAN(TrialConfig(gan="acgan", gan_width=0.25, latent_dim=16), data.spec, torch.device("cpu"))
+    plain = GANTrainer(TrialConfig(gan="acgan", gan_width=0.25, latent_dim=16), data.spec, torch.device("cpu"))
     with pytest.raises(StateDictError, match="lacks the attribute statistics"):
         second.load_state_dict(plain.state_dict())
     with pytest.raises(StateDictError, match="expected keys"):
@@ -318,4 +321,4 @@ def test_bad_classes(classes, message):
 def test_conftest_style_spec_without_attribute_names_is_refused_clearly():
     spec = SimpleNamespace(channels=1, height=8, width=8, num_classes=2, class_names=CLASSES, class_counts=(4, 4))
     with pytest.raises(ConfigError, match="valid columns: none"):
-        ConditionedGAN(small_config(), spec, torch.device("cpu"))
+        ConditionedTrainer(small_config(), spec, torch.device("cpu"))

@@ -18,19 +18,11 @@ import PIL.Image
 import pytest
 import torch
 
-from ganaug.data import (
-    DataConfig,
-    DataError,
-    DataSpec,
-    ImageData,
-    augment,
-    batch_indices,
-    load_data,
-    pick_device,
-    to_float,
-    to_uint8,
-)
-from ganaug.datasets import DATASETS
+from ganaug.augment.flip import flip_translate
+from ganaug.data.config import DataConfig, DataError
+from ganaug.data.readers import DATASETS
+from ganaug.data.splits import load_data
+from ganaug.data.tensors import DataSpec, ImageData, batch_indices, pick_device, to_float, to_uint8
 
 REPO = Path(__file__).resolve().parents[1]
 COLORS = {"apple": (250, 10, 10), "grass": (10, 250, 10), "sky": (10, 10, 250)}
@@ -325,11 +317,11 @@ def test_pick_device():
 
 def test_augment_flip_only_flips_each_image_or_not():
     x = torch.rand(64, 3, 8, 8) * 2 - 1
-    out = augment(x, torch.Generator().manual_seed(0), translate=0)
+    out = flip_translate(x, torch.Generator().manual_seed(0), translate=0)
     flipped = (out == x.flip(3)).flatten(1).all(1)
     kept = (out == x).flatten(1).all(1)
     assert (flipped | kept).all() and flipped.any() and kept.any()
-    again = augment(x, torch.Generator().manual_seed(0), translate=0)
+    again = flip_translate(x, torch.Generator().manual_seed(0), translate=0)
     assert torch.equal(out, again)  # the generator decides
 
 
@@ -337,7 +329,7 @@ def test_augment_translate_is_a_shifted_crop():
     torch.manual_seed(0)
     x = torch.rand(32, 3, 10, 12) * 2 - 1
     t = 3
-    out = augment(x, torch.Generator().manual_seed(1), translate=t)
+    out = flip_translate(x, torch.Generator().manual_seed(1), translate=t)
     assert out.shape == x.shape and out.min() >= -1 and out.max() <= 1
     assert not torch.equal(out, x)
     shifts = set()
@@ -352,7 +344,7 @@ def test_augment_translate_is_a_shifted_crop():
 
 def test_augment_rejects_uint8():
     with pytest.raises(DataError, match="float images"):
-        augment(torch.zeros(2, 3, 4, 4, dtype=torch.uint8))
+        flip_translate(torch.zeros(2, 3, 4, 4, dtype=torch.uint8))
 
 
 def test_batch_indices_cover_epoch_once():

@@ -19,29 +19,19 @@ from experiment_fixture import EPOCHS, copy_experiment, evaluated_experiment, ti
 from scipy import stats
 
 from ganaug.config import CHOICES, TrialConfig
-from ganaug.evaluate import (
-    ABLATION_KEYS,
-    EXIT_BAD_INPUT,
-    NOT_ABLATED,
-    ablation_variants,
-    main,
-    policy_configs,
-    run_id,
-)
-from ganaug.evaluation_report import headline
-from ganaug.results import load_experiment
-from ganaug.stats import (
+from ganaug.errors import EXIT_BAD_INPUT
+from ganaug.results.evaluate import ABLATION_KEYS, NOT_ABLATED, ablation_variants, main, policy_configs, run_id
+from ganaug.results.experiment import load_experiment
+from ganaug.results.policies import (
     BEST_GAN,
     BEST_NO_GAN,
     FIXED_ABLATIONS,
     TRADITIONAL_PREFIX,
     VARIANT_PREFIX,
     alias_map,
-    paired_differences,
-    per_class_deltas,
-    summarize,
-    t_interval,
 )
+from ganaug.results.report import headline
+from ganaug.results.stats import paired_differences, per_class_deltas, summarize, t_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADLINE = re.compile(r"^best GAN policy vs best no-GAN policy: ([+-]\d+\.\d) points \[([+-]\d+\.\d), ([+-]\d+\.\d)\] "
@@ -220,7 +210,7 @@ def test_a_killed_evaluation_reruns_only_what_is_missing(evaluated, tmp_path, ca
     die_after_writes = 2
     script = (
         "import os, signal, sys\n"
-        "import ganaug.evaluate as evaluate\n"
+        "import ganaug.results.evaluate as evaluate\n"
         "writes, write = [], evaluate.atomic_write\n"
         "def write_then_die(path, text):\n"
         "    write(path, text)\n"

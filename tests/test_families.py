@@ -4,8 +4,8 @@ conditioned on a continuous attribute (attributes.csv), each a trial of a tiny R
 import pandas as pd
 from test_conditions import write_attribute_folder
 
-from ganaug.results import load_experiment
-from ganaug.tune import main
+from ganaug.results.experiment import load_experiment
+from ganaug.search.tune import main
 
 # Seed 1 draws the three families in the first three (random start-up) trials: checked offline with the
 # space's own sampler, and asserted below, so a change in Optuna's sampling shows as a clear failure.

@@ -9,13 +9,15 @@ import torch
 from conftest import make_spec, real_batch, seeded
 from torch import nn
 
-from ganaug import gans, trainer
+from ganaug.augment.diffaugment import DIFFAUGMENT, diff_augment
 from ganaug.config import ConfigError, TrialConfig
-from ganaug.data import batch_indices, load_data, to_float
-from ganaug.diffaugment import DIFFAUGMENT, diff_augment
-from ganaug.gans import ARCHITECTURES, MINIBATCH_FEATURES, build_discriminator, build_generator
-from ganaug.losses import ADVERSARIAL_LOSSES, GANS
-from ganaug.trainer import GAN, StateDictError, balanced_labels
+from ganaug.data.splits import load_data
+from ganaug.data.tensors import balanced_labels, batch_indices, to_float
+from ganaug.gan import networks as gans
+from ganaug.gan import trainer
+from ganaug.gan.losses import ADVERSARIAL_LOSSES, FAMILY_LOSSES
+from ganaug.gan.networks import ARCHITECTURES, MINIBATCH_FEATURES, build_discriminator, build_generator
+from ganaug.gan.trainer import GANTrainer, StateDictError
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
 NUM_CLASSES = 4
@@ -32,7 +34,7 @@ def check_contract(cfg, shape):
     """Shapes and ranges of G and D, finite detached losses, and D learning a fixed real/fake batch."""
     torch.manual_seed(0)
     spec = make_spec(*shape)
-    gan = GAN(cfg, spec, torch.device("cpu"))
+    gan = GANTrainer(cfg, spec, torch.device("cpu"))
     n = 6
     real_x, real_y = real_batch(spec, n)
 
@@ -65,7 +67,7 @@ def check_contract(cfg, shape):
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
-@pytest.mark.parametrize("family", list(GANS))
+@pytest.mark.parametrize("family", list(FAMILY_LOSSES))
 def test_gan_contract(family, arch, shape):
     check_contract(small_config(gan=family, gan_arch=arch), shape)
 
@@ -81,7 +83,7 @@ OPTIONS = {
 
 @pytest.mark.parametrize("option", list(OPTIONS))
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
-@pytest.mark.parametrize("family", list(GANS))
+@pytest.mark.parametrize("family", list(FAMILY_LOSSES))
 def test_gan_contract_with_quality_options(family, arch, option):
     check_contract(small_config(gan=family, gan_arch=arch, **OPTIONS[option]), (3, 32, 32) if arch == "dcgan"
                    else (1, 8, 8))
@@ -104,7 +106,7 @@ def z_variation(gan, data, per_class=20):
 
 
 @pytest.mark.parametrize("arch", ["mlp", "dcgan"])
-@pytest.mark.parametrize("family", list(GANS))
+@pytest.mark.parametrize("family", list(FAMILY_LOSSES))
 def test_generator_output_varies_with_z_after_training(family, arch, digits):
     """The within-class collapse that made every search answer "no gain".
 
@@ -116,7 +118,7 @@ def test_generator_output_varies_with_z_after_training(family, arch, digits):
     """
     torch.manual_seed(0)
     cfg = TrialConfig(gan=family, gan_arch=arch, gan_width=0.25, latent_dim=32, gan_lr=1e-3)
-    gan = GAN(cfg, digits.spec, torch.device("cpu"))
+    gan = GANTrainer(cfg, digits.spec, torch.device("cpu"))
     generator = seeded(0)
     for _ in range(4):  # 4 passes of 18 batches
         for index in batch_indices(len(digits.train_y), 64, generator, "cpu"):
@@ -148,7 +150,7 @@ def test_label_enters_the_generator_through_conditional_batchnorm_only():
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_spectral_norm_bounds_the_top_singular_value(arch):
     spec = make_spec(3, 32, 32)
-    gan = GAN(small_config(gan="cgan", gan_arch=arch, d_spectral_norm=True), spec, torch.device("cpu"))
+    gan = GANTrainer(small_config(gan="cgan", gan_arch=arch, d_spectral_norm=True), spec, torch.device("cpu"))
     real_x, real_y = real_batch(spec, 8)
     for step in range(10):
         gan.train_step(real_x, real_y, 0.5, seeded(step))
@@ -161,22 +163,22 @@ def test_spectral_norm_bounds_the_top_singular_value(arch):
         sigma = torch.linalg.matrix_norm(layer.weight.detach().flatten(1), 2).item()
         assert sigma == pytest.approx(1.0, abs=0.05), (layer, sigma)
     # Without the option (mlp, dcgan) D is not normalised; resnet always is (SNGAN).
-    plain = GAN(small_config(gan="cgan", gan_arch=arch), spec, torch.device("cpu"))
+    plain = GANTrainer(small_config(gan="cgan", gan_arch=arch), spec, torch.device("cpu"))
     assert any(hasattr(m, "parametrizations") for m in plain.D.modules()) == (arch == "resnet")
 
 
 def test_hinge_loss_equals_hand_computed_values():
     logit, is_real = torch.tensor([0.5, -2.0, 0.3, -0.4]), torch.tensor([True, True, False, False])
     hinge = ADVERSARIAL_LOSSES["hinge"]
-    d_loss = GANS["cgan"].discriminator_loss(logit, None, None, is_real, adversarial=hinge)
+    d_loss = FAMILY_LOSSES["cgan"].discriminator_loss(logit, None, None, is_real, adversarial=hinge)
     # Real rows: max(0, 1 - 0.5) = 0.5, max(0, 1 + 2) = 3; fake rows: max(0, 1 + 0.3) = 1.3, max(0, 0.6) = 0.6.
     assert d_loss.item() == pytest.approx((0.5 + 3.0 + 1.3 + 0.6) / 4)
-    g_loss = GANS["cgan"].generator_loss(logit[2:], None, None, adversarial=hinge)
+    g_loss = FAMILY_LOSSES["cgan"].generator_loss(logit[2:], None, None, adversarial=hinge)
     assert g_loss.item() == pytest.approx(-(0.3 - 0.4) / 2)
     # ACGAN adds the class cross-entropy to both players' hinge losses.
     class_logits, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
     ce = nn.functional.cross_entropy(class_logits, y).item()
-    acgan = GANS["acgan"].generator_loss(logit[2:], class_logits, y, adversarial=hinge)
+    acgan = FAMILY_LOSSES["acgan"].generator_loss(logit[2:], class_logits, y, adversarial=hinge)
     assert acgan.item() == pytest.approx(0.05 + ce)
     with pytest.raises(ConfigError, match="d_label_smoothing.*gan_loss='bce' only"):
         TrialConfig.from_dict({"gan_loss": "hinge", "d_label_smoothing": 0.1})
@@ -188,15 +190,15 @@ def test_acgan_class_loss_weight_and_real_rows_only_by_hand():
     y = torch.tensor([0, 1, 1, 0])
     ce = nn.functional.cross_entropy
     adversarial = math.log(2)  # bce at logit 0, target 1 or 0
-    every_row = GANS["acgan"].discriminator_loss(logit, class_logits, y, is_real, class_weight=0.5)
+    every_row = FAMILY_LOSSES["acgan"].discriminator_loss(logit, class_logits, y, is_real, class_weight=0.5)
     assert every_row.item() == pytest.approx(adversarial + 0.5 * ce(class_logits, y).item(), rel=1e-5)
-    real_only = GANS["acgan"].discriminator_loss(logit, class_logits, y, is_real, class_weight=0.5,
+    real_only = FAMILY_LOSSES["acgan"].discriminator_loss(logit, class_logits, y, is_real, class_weight=0.5,
                                                   class_on_fakes=False)
     assert real_only.item() == pytest.approx(adversarial + 0.5 * ce(class_logits[:2], y[:2]).item(), rel=1e-5)
-    g_loss = GANS["acgan"].generator_loss(logit[2:], class_logits[2:], y[2:], class_weight=0.2)
+    g_loss = FAMILY_LOSSES["acgan"].generator_loss(logit[2:], class_logits[2:], y[2:], class_weight=0.2)
     assert g_loss.item() == pytest.approx(adversarial + 0.2 * ce(class_logits[2:], y[2:]).item(), rel=1e-5)
     # CGAN has no class head: the options change nothing.
-    assert GANS["cgan"].discriminator_loss(logit, None, y, is_real, class_weight=0.5).item() == pytest.approx(
+    assert FAMILY_LOSSES["cgan"].discriminator_loss(logit, None, y, is_real, class_weight=0.5).item() == pytest.approx(
         adversarial, rel=1e-5)
 
 
@@ -228,7 +230,7 @@ def test_minibatch_features_tell_a_duplicated_batch_from_a_varied_one(minibatch)
 def test_acgan_class_head_learns_real_classes(arch):
     torch.manual_seed(0)
     spec = make_spec(1, 8, 8)
-    gan = GAN(small_config(gan="acgan", gan_arch=arch), spec, torch.device("cpu"))
+    gan = GANTrainer(small_config(gan="acgan", gan_arch=arch), spec, torch.device("cpu"))
     real_x, real_y = real_batch(spec, 16)
 
     def class_loss():
@@ -261,7 +263,7 @@ def count_real(x, real_x):
 def test_discriminator_batch_holds_round_f_n_real_images(fraction):
     spec = make_spec(1, 8, 8)
     cfg = small_config(gan="cgan", d_steps=2)
-    gan = GAN(cfg, spec, torch.device("cpu"))
+    gan = GANTrainer(cfg, spec, torch.device("cpu"))
     gan.D = RecordingD(gan.D)
     n = 10  # 0.25 * 10 = 2.5 and 0.75 * 10 = 7.5: Python's round gives 2 and 8
     real_x, real_y = real_batch(spec, n)
@@ -287,7 +289,7 @@ def test_discriminator_batch_holds_round_f_n_real_images(fraction):
 def test_ema_differs_from_g_and_sample_uses_it():
     torch.manual_seed(0)
     spec = make_spec(1, 8, 8)
-    gan = GAN(small_config(g_ema=0.9), spec, torch.device("cpu"))
+    gan = GANTrainer(small_config(g_ema=0.9), spec, torch.device("cpu"))
     real_x, real_y = real_batch(spec, 8)
     for step in range(3):
         gan.train_step(real_x, real_y, 0.5, seeded(step))
@@ -300,9 +302,9 @@ def test_ema_differs_from_g_and_sample_uses_it():
     buffers_before = [b.clone() for b in gan.G_ema.buffers()]
     sampled = gan.sample(y, seeded(5))
     z = torch.randn(8, gan.latent_dim, generator=seeded(5))
-    with trainer._sampling_mode(gan.G_ema, 8), torch.no_grad():
+    with trainer.sampling_mode(gan.G_ema, 8), torch.no_grad():
         from_ema = gan.G_ema(z, y)
-    with trainer._sampling_mode(gan.G, 8), torch.no_grad():
+    with trainer.sampling_mode(gan.G, 8), torch.no_grad():
         from_live = gan.G(z, y)
     assert torch.allclose(sampled, from_ema)
     assert not torch.allclose(sampled, from_live)
@@ -311,7 +313,7 @@ def test_ema_differs_from_g_and_sample_uses_it():
 
 def test_sample_leaves_running_statistics_alone_and_handles_one_label():
     spec = make_spec(1, 8, 8)
-    gan = GAN(small_config(), spec, torch.device("cpu"))
+    gan = GANTrainer(small_config(), spec, torch.device("cpu"))
     before = [b.clone() for b in gan.G.buffers()]
     gan.sample(torch.arange(NUM_CLASSES))
     one = gan.sample(torch.tensor([2]))  # BatchNorm1d cannot use batch statistics for one image
@@ -320,19 +322,19 @@ def test_sample_leaves_running_statistics_alone_and_handles_one_label():
     assert gan.G.training
 
 
-@pytest.mark.parametrize("family", list(GANS))
+@pytest.mark.parametrize("family", list(FAMILY_LOSSES))
 def test_state_dict_round_trip_gives_identical_samples_and_steps(family, tmp_path):
     torch.manual_seed(0)
     spec = make_spec(1, 8, 8)
     cfg = small_config(gan=family, gan_arch="dcgan", g_ema=0.5, diffaugment="color,translation,cutout")
-    first = GAN(cfg, spec, torch.device("cpu"))
+    first = GANTrainer(cfg, spec, torch.device("cpu"))
     real_x, real_y = real_batch(spec, 8)
     for step in range(2):
         first.train_step(real_x, real_y, 0.5, seeded(step))
     torch.save(first.state_dict(), tmp_path / "gan.pt")
 
     torch.manual_seed(1)  # a different initialisation, overwritten by the load
-    second = GAN(cfg, spec, torch.device("cpu"))
+    second = GANTrainer(cfg, spec, torch.device("cpu"))
     second.load_state_dict(torch.load(tmp_path / "gan.pt", weights_only=True))
     y = torch.arange(8) % NUM_CLASSES
     assert torch.equal(first.sample(y, seeded(9)), second.sample(y, seeded(9)))
@@ -345,13 +347,13 @@ def test_state_dict_round_trip_gives_identical_samples_and_steps(family, tmp_pat
 
 def test_state_dict_from_another_config_is_a_clear_error():
     spec = make_spec(1, 8, 8)
-    state = GAN(small_config(gan_width=0.5), spec, torch.device("cpu")).state_dict()
+    state = GANTrainer(small_config(gan_width=0.5), spec, torch.device("cpu")).state_dict()
     with pytest.raises(StateDictError, match="gan_width"):
-        GAN(small_config(gan_width=0.25), spec, torch.device("cpu")).load_state_dict(state)
+        GANTrainer(small_config(gan_width=0.25), spec, torch.device("cpu")).load_state_dict(state)
     with pytest.raises(StateDictError, match="g_ema"):
-        GAN(small_config(g_ema=0.9), spec, torch.device("cpu")).load_state_dict(state)
+        GANTrainer(small_config(g_ema=0.9), spec, torch.device("cpu")).load_state_dict(state)
     with pytest.raises(StateDictError, match="expected keys"):
-        GAN(small_config(), spec, torch.device("cpu")).load_state_dict({"G": {}})
+        GANTrainer(small_config(), spec, torch.device("cpu")).load_state_dict({"G": {}})
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -362,7 +364,7 @@ def test_bad_inputs_raise_clear_errors():
         build_discriminator("dcgan", make_spec(1, 7, 7), 1.0, conditional=True, aux_classes=0)
     with pytest.raises(ConfigError, match="unknown part 'flip'.*color, translation, cutout"):
         diff_augment(torch.zeros(2, 1, 8, 8), "color,flip")
-    gan = GAN(small_config(), spec, torch.device("cpu"))
+    gan = GANTrainer(small_config(), spec, torch.device("cpu"))
     with pytest.raises(TypeError, match="float"):
         gan.train_step(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.long), 0.5)
     with pytest.raises(ValueError, match="at least 2"):
@@ -371,20 +373,20 @@ def test_bad_inputs_raise_clear_errors():
 
 def test_discriminator_loss_matches_hand_computed_bce_with_one_sided_smoothing():
     logit, is_real = torch.tensor([2.0, -1.0]), torch.tensor([True, False])
-    loss = GANS["cgan"].discriminator_loss(logit, None, torch.tensor([0, 1]), is_real, real_target=0.9,
+    loss = FAMILY_LOSSES["cgan"].discriminator_loss(logit, None, torch.tensor([0, 1]), is_real, real_target=0.9,
                                            adversarial=ADVERSARIAL_LOSSES["bce"])
     sigmoid_2, sigmoid_m1 = 1 / (1 + math.exp(-2.0)), 1 / (1 + math.exp(1.0))
     real_term = -(0.9 * math.log(sigmoid_2) + 0.1 * math.log(1 - sigmoid_2))
     fake_term = -math.log(1 - sigmoid_m1)  # fake target stays 0: smoothing is one-sided
     assert loss.item() == pytest.approx((real_term + fake_term) / 2, rel=1e-5)
-    g_loss = GANS["cgan"].generator_loss(logit, None, None)
+    g_loss = FAMILY_LOSSES["cgan"].generator_loss(logit, None, None)
     assert g_loss.item() == pytest.approx(-(math.log(sigmoid_2) + math.log(sigmoid_m1)) / 2, rel=1e-5)
 
 
 def test_train_step_under_bf16_autocast():
     spec = make_spec(1, 8, 8)
     for arch in ARCHITECTURES:
-        gan = GAN(small_config(gan="acgan", gan_arch=arch, diffaugment="color,translation"), spec,
+        gan = GANTrainer(small_config(gan="acgan", gan_arch=arch, diffaugment="color,translation"), spec,
                   torch.device("cpu"))
         real_x, real_y = real_batch(spec, 8)
         losses = gan.train_step(real_x, real_y, 0.5, seeded(0),

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from experiment_fixture import copy_experiment, tiny_experiment
 
-from ganaug.data import load_data
-from ganaug.generate import EXIT_BAD_INPUT, folder_names, main
-from ganaug.results import load_experiment
+from ganaug.data.splits import load_data
+from ganaug.errors import EXIT_BAD_INPUT
+from ganaug.results.experiment import load_experiment
+from ganaug.results.generate import folder_names, main
 
 pytestmark = pytest.mark.slow
 

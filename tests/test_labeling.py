@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from ganaug.classifier.labeling import LABELERS, get_labeler
 from ganaug.config import ConfigError
-from ganaug.labeling import LABELERS, get_labeler
 
 # Logits = log of probabilities, so every log-softmax below is a number written out by hand.
 PROBS_K3 = [[0.5, 0.25, 0.25], [0.2, 0.3, 0.5], [0.1, 0.6, 0.3]]

@@ -1,47 +1,80 @@
-"""The package's shape: imports point down (no cycle, not even through an import string), config.py and errors.py
-stay leaves, and no module grows into several things (a size bound)."""
+"""The package's shape: sub-packages in layers whose imports point down, no import cycle (not through an import
+string, not through a `TYPE_CHECKING` block), each package's public names in its `__all__` and nothing reaching
+into another package's private names, config.py and errors.py leaves, and no module grown into several things."""
 
 import ast
+import importlib
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ganaug"
 MAX_LINES = 460  # "no module over ~450 lines": one thing per module
-# "ganaug.gans:ARCHITECTURES", importlib.import_module("ganaug.gans"): a dependency as real as an import statement.
-IMPORT_STRING = re.compile(r"^ganaug\.(\w+)(?::[\w.]+)?$")
+# Top to bottom: a module may import its own package and the packages of the layers below, never above, and never
+# the other package of its own layer (the generators and the classifier side know nothing of each other).
+LAYERS = (
+    ("cli", "__main__", "tune", "evaluate", "generate", "pipeline"),  # the commands and their `python -m` names
+    ("search",),
+    ("space",),
+    ("results",),
+    ("trial",),
+    ("gan", "classifier"),
+    ("augment",),
+    ("data",),
+    ("cluster", "config", "files", "errors", "__init__"),
+)
+SUBPACKAGES = ("space", "data", "augment", "gan", "classifier", "trial", "search", "results")
+# "ganaug.gan.networks:ARCHITECTURES", importlib.import_module("ganaug.gan"): as real a dependency as an import.
+IMPORT_STRING = re.compile(r"^(ganaug(?:\.\w+)*)(?::[\w.]+)?$")
 
 
-def imports_of(path: Path, package: str = "ganaug") -> set[str]:
-    """The modules of `package` that the file imports, at module level, inside functions or by import string."""
-    found = set()
+def module_name(path: Path, root: Path = PACKAGE, package: str = "ganaug") -> str:
+    """ganaug/gan/trainer.py -> "ganaug.gan.trainer"; ganaug/gan/__init__.py -> "ganaug.gan"."""
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join((package, *(parts[:-1] if parts[-1] == "__init__" else parts)))
+
+
+def imports_of(path: Path, package: str = "ganaug", root: Path = PACKAGE) -> list[tuple[str, list[str], bool]]:
+    """Every import of `package`'s modules in the file: (module, names imported from it, inside a function), at
+    module level, in functions, in `TYPE_CHECKING` blocks or as import strings."""
+    found = []
     tree = ast.parse(path.read_text())
-    # `if TYPE_CHECKING:` imports exist for annotations only and never run: a module may name the type its caller
-    # hands it (space_checks takes the SearchSpec that space.py builds) without importing upwards.
-    annotation_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
-                       and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
-                       for node in ast.walk(block)}
+    in_function = {id(node) for block in ast.walk(tree) if isinstance(block, (ast.FunctionDef, ast.AsyncFunctionDef))
+                   for node in ast.walk(block)}
+    here = module_name(path, root, package)
     for node in ast.walk(tree):
-        if id(node) in annotation_only:
-            continue
         if isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[1] for alias in node.names if alias.name.startswith(f"{package}.")}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == package:
-                found |= {alias.name for alias in node.names}
-            elif node.module.startswith(f"{package}."):
-                found.add(node.module.split(".")[1])
+            found += [(alias.name, [], id(node) in in_function) for alias in node.names
+                      if alias.name.split(".")[0] == package]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and \
+                node.module.split(".")[0] == package:
+            found.append((node.module, [alias.name for alias in node.names], id(node) in in_function))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             match = re.match(IMPORT_STRING.pattern.replace("ganaug", package), node.value)
-            if match:
-                found.add(match.group(1))
-    found.discard(path.stem)
-    return found
+            if match and match.group(1) != package:
+                found.append((match.group(1), [], True))
+    return [(module, names, lazy) for module, names, lazy in found if module != here]
 
 
-def import_graph(folder: Path, package: str = "ganaug") -> dict[str, set[str]]:
-    modules = {path.stem: path for path in folder.glob("*.py")}
-    return {name: imports_of(path, package) & set(modules) for name, path in modules.items()}
+def modules(root: Path = PACKAGE, package: str = "ganaug") -> dict[str, Path]:
+    return {module_name(path, root, package): path for path in root.rglob("*.py")}
+
+
+def import_graph(root: Path = PACKAGE, package: str = "ganaug") -> dict[str, set[str]]:
+    """Module -> the modules it imports. `from pkg.sub import name` where name is a module counts as that module;
+    importing a submodule first runs its package's __init__, which counts too."""
+    known = modules(root, package)
+    graph: dict[str, set[str]] = {}
+    for name, path in known.items():
+        targets = set()
+        for module, names, _ in imports_of(path, package, root):
+            targets |= {f"{module}.{n}" for n in names if f"{module}.{n}" in known} or {module}
+        # a submodule's import runs every package __init__ above it (not its own package's, which imports it)
+        for target in list(targets):
+            parts = target.split(".")
+            targets |= {".".join(parts[:k]) for k in range(2, len(parts)) if not name.startswith(".".join(parts[:k]))}
+        graph[name] = {target for target in targets if target in known and target != name}
+    return graph
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str]:
@@ -67,31 +100,101 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
     return []
 
 
-def test_the_walker_finds_a_cycle_hidden_in_an_import_string(tmp_path):
+def layer_of(module: str) -> tuple[int, str]:
+    """(layer index, top-level name) of a module of ganaug."""
+    top = module.split(".")[1] if "." in module else "__init__"
+    return next(index for index, names in enumerate(LAYERS) if top in names), top
+
+
+def test_the_walker_finds_a_cycle_hidden_in_an_import_string_or_a_type_checking_block(tmp_path):
     (tmp_path / "a.py").write_text("from pkg.b import thing\n")
     (tmp_path / "b.py").write_text("def thing():\n    from pkg import c\n")
     (tmp_path / "c.py").write_text("REGISTRY = 'pkg.a:NAMES'\n")
     graph = import_graph(tmp_path, package="pkg")
-    assert graph == {"a": {"b"}, "b": {"c"}, "c": {"a"}}
-    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    assert graph == {"pkg.a": {"pkg.b"}, "pkg.b": {"pkg.c"}, "pkg.c": {"pkg.a"}}
+    assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
     (tmp_path / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.a import T\n")
-    assert find_cycle(import_graph(tmp_path, package="pkg")) == []
+    assert find_cycle(import_graph(tmp_path, package="pkg")) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
 
 
 def test_ganaug_has_no_import_cycle():
-    graph = import_graph(PACKAGE)
-    assert len(graph) > 20 and "config" in graph["space"]  # the walker reads the real package
+    graph = import_graph()
+    assert len(graph) > 40 and "ganaug.config" in graph["ganaug.space.spec"]  # the walker reads the real package
     assert find_cycle(graph) == []
+
+
+def test_packages_import_only_the_layers_below_them():
+    wrong = []
+    for name, path in modules().items():
+        layer, top = layer_of(name)
+        for module, _, _ in imports_of(path):
+            target_layer, target = layer_of(module)
+            # the commands import what they run; the leaves may import each other (test_config_and_errors_are_leaves)
+            below = target_layer > layer or (target_layer == layer == len(LAYERS) - 1)
+            if target != top and layer > 0 and not below:
+                wrong.append(f"{name} imports {module}")
+    assert wrong == []
+
+
+def test_the_layers_name_every_top_level_module_and_package():
+    tops = {path.stem for path in PACKAGE.glob("*.py")} | {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+    assert tops == {name for layer in LAYERS for name in layer}
+    assert set(SUBPACKAGES) == {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
 
 
 def test_config_and_errors_are_leaves():
     """config.py validates every YAML without torch, and everything imports it: it may import errors.py (which
     imports nothing from ganaug) and no other module of ours."""
-    graph = import_graph(PACKAGE)
-    assert graph["errors"] == set()
-    assert graph["config"] <= {"errors"}
+    graph = import_graph()
+    assert graph["ganaug.errors"] == set()
+    assert graph["ganaug.config"] <= {"ganaug.errors"}
+    assert graph["ganaug.files"] == graph["ganaug.cluster"] == set()
+
+
+def test_each_package_names_its_public_api_and_others_use_only_that():
+    """A package's __init__ lists what other packages may use (__all__); a module of another package imports those
+    names from the package itself, never from its modules, and nothing anywhere imports another module's private
+    (_underscore) names."""
+    exported = {}
+    for package in SUBPACKAGES:
+        module = importlib.import_module(f"ganaug.{package}")
+        assert all(hasattr(module, name) for name in module.__all__), package
+        exported[package] = set(module.__all__)
+    wrong = []
+    for name, path in modules().items():
+        _, top = layer_of(name)
+        for module, names, _ in imports_of(path):
+            _, target = layer_of(module)
+            private = [n for n in names if n.startswith("_") and not n.endswith("__")]
+            if private:
+                wrong.append(f"{name} imports private {private} from {module}")
+            if target in SUBPACKAGES and target != top and layer_of(name)[0] > 0:  # commands: the modules they run
+                if module != f"ganaug.{target}":
+                    wrong.append(f"{name} imports {module}: import from ganaug.{target}")
+                elif hidden := sorted(set(names) - exported[target]):
+                    wrong.append(f"{name} imports {hidden}, not in ganaug.{target}.__all__")
+    assert wrong == []
+
+
+def test_function_level_imports_of_ganaug_say_why():
+    """A module imports ganaug's modules at its top, except where a lazy import keeps a command's bad-input answer
+    fast (torch or Ray not loaded before the input is checked): such an import carries a comment saying so."""
+    unexplained = []
+    for name, path in modules().items():
+        lines = path.read_text().splitlines()
+        tree = ast.parse(path.read_text())
+        for block in ast.walk(tree):
+            if not isinstance(block, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(block):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and \
+                        (getattr(node, "module", None) or node.names[0].name).startswith("ganaug"):
+                    line, above = lines[node.end_lineno - 1], lines[node.lineno - 2]
+                    if "#" not in line and not above.strip().startswith("#"):
+                        unexplained.append(f"{name}:{node.lineno}")
+    assert unexplained == []
 
 
 def test_no_module_is_several_things():
-    sizes = {path.name: len(path.read_text().splitlines()) for path in PACKAGE.glob("*.py")}
+    sizes = {str(path.relative_to(PACKAGE)): len(path.read_text().splitlines()) for path in PACKAGE.rglob("*.py")}
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}

@@ -10,26 +10,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganaug import metrics
-from ganaug.config import TrialConfig
-from ganaug.data import load_data
-from ganaug.labeling import LABELERS
-from ganaug.metrics import (
+from ganaug.classifier.accuracy import (
     accuracy,
-    classification_accuracy_score,
-    evaluate,
+    per_class_accuracy,
+    predict,
+    score,
+    synthetic_agreement,
+    topk_accuracy,
+)
+from ganaug.classifier.cas import classification_accuracy_score, real_accuracy_score
+from ganaug.classifier.labeling import LABELERS
+from ganaug.config import TrialConfig
+from ganaug.data.splits import load_data
+from ganaug.gan import quality as metrics
+from ganaug.gan.quality import (
     feature_diversity,
     frechet_distance,
     image_features,
-    per_class_accuracy,
-    predict,
-    real_accuracy_score,
-    synthetic_agreement,
     synthetic_diversity,
     synthetic_frechet_distance,
-    topk_accuracy,
 )
-from ganaug.trainer import GAN
+from ganaug.gan.trainer import GANTrainer
 
 LOGITS = torch.tensor([
     [0.9, 0.1, 0.0],   # predicts 0, ranking 0 > 1 > 2
@@ -93,10 +94,10 @@ def test_predict_drops_the_extra_class_batches_converts_uint8_and_restores_mode(
     assert torch.allclose(predict(model, x.float() / 127.5 - 1, LABELERS["all_in_one"], num_classes), out)
 
 
-def test_evaluate_reports_accuracy_top5_loss_and_per_class():
+def test_score_reports_accuracy_top5_loss_and_per_class():
     model = Scripted(LOGITS)
     x = torch.arange(4, dtype=torch.uint8).view(4, 1, 1, 1)
-    result = evaluate(model, x, Y, LABELERS["pseudo"], 3)
+    result = score(model, x, Y, LABELERS["pseudo"], 3)
     assert result["acc"] == pytest.approx(0.5) and result["top5"] == pytest.approx(1.0)
     expected_loss = -sum(torch.log_softmax(LOGITS[i], 0)[Y[i]].item() for i in range(4)) / 4
     assert result["loss"] == pytest.approx(expected_loss, rel=1e-5)
@@ -173,7 +174,7 @@ def test_cas_is_high_for_class_informative_samples_and_chance_for_label_blind_on
 def test_metrics_run_on_a_real_gan():
     spec = make_spec(num_classes=3, per_class=10)
     cfg = TrialConfig(gan="cgan", latent_dim=8, gan_width=0.125, classifier_width=0.125, batch_size=16)
-    gan = GAN(cfg, spec, torch.device("cpu"))
+    gan = GANTrainer(cfg, spec, torch.device("cpu"))
     model = FirstPixelClassifier(prototypes_for(spec))
     agreement = synthetic_agreement(model, gan, LABELERS["lsro"], 3, n=7)
     assert 0.0 <= agreement <= 1.0
@@ -295,7 +296,7 @@ def test_synthetic_frechet_distance_is_larger_for_a_collapsed_generator(digits, 
     # 16 features (4x4 average pool) instead of image_features' 448: scipy's sqrtm of a 448 x 448 matrix takes
     # seconds on a busy CPU, and the feature network has its own test above; this one checks the sampling,
     # the real subset and the standardisation around it.
-    monkeypatch.setattr(metrics, "image_features", lambda x: F.avg_pool2d(metrics._as_float_images(x), 2).flatten(1))
+    monkeypatch.setattr(metrics, "image_features", lambda x: F.avg_pool2d(metrics.as_float_images(x), 2).flatten(1))
     g = torch.Generator().manual_seed(0)
     collapsed = synthetic_frechet_distance(FixedImageGAN(digits), digits.train_x, 500, g)
     real = synthetic_frechet_distance(RealImageGAN(digits), digits.train_x, 500, g)

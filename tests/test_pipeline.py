@@ -6,14 +6,15 @@ import re
 import pytest
 import torch
 
-from ganaug.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
-from ganaug.classifiers import build_classifier
+from ganaug.classifier.accuracy import score
+from ganaug.classifier.labeling import LABELERS
+from ganaug.classifier.models import build_classifier
 from ganaug.config import ConfigError, TrialConfig
-from ganaug.data import batch_indices, load_data, to_float
-from ganaug.labeling import LABELERS
-from ganaug.metrics import evaluate
-from ganaug.pipeline import run
-from ganaug.trainer import GAN
+from ganaug.data.splits import load_data
+from ganaug.data.tensors import batch_indices, to_float
+from ganaug.gan.trainer import GANTrainer
+from ganaug.trial.loop import run
+from ganaug.trial.state import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_acgan_samples_are_recognised_by_a_real_data_classifier(digits):
     classifier = build_classifier("mlp", digits.spec, 10)
     classifier.load_state_dict(real_only.state["classifier"])
     classifier.eval()
-    gan = GAN(cfg, digits.spec, torch.device("cpu"))
+    gan = GANTrainer(cfg, digits.spec, torch.device("cpu"))
     gan.load_state_dict(joint.state["gan"])
     labels = torch.arange(10).repeat_interleave(50)
     with torch.no_grad():
@@ -150,7 +151,7 @@ def fresh_networks(cfg, spec):
     torch.manual_seed(cfg.seed)
     classifier = build_classifier(cfg.classifier, spec, LABELERS[cfg.labeling].num_outputs(spec.num_classes),
                                   cfg.classifier_width)
-    return classifier, GAN(cfg, spec, torch.device("cpu"))
+    return classifier, GANTrainer(cfg, spec, torch.device("cpu"))
 
 
 def same_tensors(a: dict, b: dict) -> bool:
@@ -159,13 +160,13 @@ def same_tensors(a: dict, b: dict) -> bool:
 
 def test_gan_steps_per_batch_takes_more_updates_on_fresh_real_batches(digits, monkeypatch):
     seen = []
-    train_step = GAN.train_step
+    train_step = GANTrainer.train_step
 
     def recording_train_step(self, real_x, real_y, *args, **kwargs):
         seen.append(real_x.clone())
         return train_step(self, real_x, real_y, *args, **kwargs)
 
-    monkeypatch.setattr(GAN, "train_step", recording_train_step)
+    monkeypatch.setattr(GANTrainer, "train_step", recording_train_step)
     steps = {}
     for k in (1, 3):
         recorder = Recorder()
@@ -198,7 +199,7 @@ def test_gan_pretraining_comes_first_and_leaves_the_classifier_untouched(digits)
 
     # Pretraining passes report the GAN's losses and the untrained classifier's (constant) metrics.
     classifier, gan = fresh_networks(cfg, digits.spec)
-    untrained = evaluate(classifier, digits.val_x, digits.val_y, LABELERS[cfg.labeling], 10)
+    untrained = score(classifier, digits.val_x, digits.val_y, LABELERS[cfg.labeling], 10)
     for m in pretraining:
         assert m["val_acc"] == untrained["acc"] and m["val_loss"] == untrained["loss"]
         assert 0 <= m["train_acc"] <= 1 and 0 <= m["val_top5"] <= 1 and m["diverged"] == 0
@@ -221,7 +222,7 @@ def test_gan_pretraining_comes_first_and_leaves_the_classifier_untouched(digits)
 
 def test_gan_freeze_keeps_the_pretrained_generator_and_still_feeds_the_classifier(digits, monkeypatch):
     calls = {"train_step": 0, "sample": 0}
-    train_step, sample = GAN.train_step, GAN.sample
+    train_step, sample = GANTrainer.train_step, GANTrainer.sample
 
     def counting(name, method):
         def wrapper(*args, **kwargs):
@@ -229,8 +230,8 @@ def test_gan_freeze_keeps_the_pretrained_generator_and_still_feeds_the_classifie
             return method(*args, **kwargs)
         return wrapper
 
-    monkeypatch.setattr(GAN, "train_step", counting("train_step", train_step))
-    monkeypatch.setattr(GAN, "sample", counting("sample", sample))
+    monkeypatch.setattr(GANTrainer, "train_step", counting("train_step", train_step))
+    monkeypatch.setattr(GANTrainer, "sample", counting("sample", sample))
     cfg = budget_config(gan_pretrain_epochs=1, epochs=2, gan_freeze=True, g_ema=0.9, gan_steps_per_batch=2)
     recorder = AllStates()
     run(cfg, digits, recorder)
@@ -338,16 +339,16 @@ def test_trial_config_rejects_bad_values_naming_the_key(values, message):
 def test_strong_traditional_augmentation_trains_real_and_synthetic_images(digits, monkeypatch, choice):
     """The classifier sees augmented real images (and, with augment_synthetic, augmented fakes) and still
     learns digits well above chance."""
-    import ganaug.pipeline
+    import ganaug.trial.loop
 
     calls = []
-    augment = ganaug.pipeline.traditional_augment
+    augment = ganaug.trial.loop.traditional_augment
 
     def recording(x, method, *args, **kwargs):
         calls.append((method, len(x), kwargs["cutout"]))
         return augment(x, method, *args, **kwargs)
 
-    monkeypatch.setattr(ganaug.pipeline, "traditional_augment", recording)
+    monkeypatch.setattr(ganaug.trial.loop, "traditional_augment", recording)
     cfg = TrialConfig(synthetic_ratio=0.5, traditional_aug=choice, cutout=2, augment_synthetic=True, epochs=3,
                       batch_size=64, classifier_lr=2e-3, cas_epochs=0, gan_width=0.25, classifier_width=0.5)
     final = run(cfg, digits, Recorder())

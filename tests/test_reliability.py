@@ -29,7 +29,7 @@ import pytest
 import yaml
 from spaces import write_tiny_space
 
-from ganaug.tune import JOURNAL_FILE
+from ganaug.search.tune import JOURNAL_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,11 +82,11 @@ def assert_no_epoch_lost_or_redone_twice(trial: Path, epochs: int) -> None:
     the curve results.py reads holds every epoch once.
 
     Only for single-node searches: on other nodes metrics.jsonl stays on the node (see test_cluster.py)."""
-    from ganaug.results import _read_curve
+    from ganaug.results.experiment import read_curve
 
     run = [json.loads(line)["epoch"] for line in (trial / "metrics.jsonl").read_text().splitlines()]
     assert run == list(range(1, len(run) + 1)), f"epochs logged: {run}"
-    assert list(_read_curve(trial)["epoch"]) == list(range(1, epochs + 1))
+    assert list(read_curve(trial)["epoch"]) == list(range(1, epochs + 1))
 
 
 def journal_states(experiment: Path, name: str) -> list[str]:
@@ -183,7 +183,7 @@ def test_killed_trials_resume_from_their_checkpoint_or_error_past_max_failures(t
     """max_failures 1: the first trial killed is retried from its checkpoint and finishes all its epochs; the
     second is killed again once its retry has reported, one failure too many, so it ends `error` while the
     third trial and the search carry on."""
-    from ganaug.tune import main
+    from ganaug.search.tune import main
 
     epochs = 6
     space = write_space(tmp_path, "killed", num_samples=3, max_failures=1, epochs=epochs)
@@ -293,7 +293,7 @@ def node_of(pid: int, base: Path) -> str | None:
 
 @pytest.mark.slow
 def test_trial_on_a_removed_node_resumes_on_another_node(cluster, tmp_path):
-    from ganaug.tune import main
+    from ganaug.search.tune import main
 
     nodes, workers, base = cluster
     epochs = 6
@@ -340,7 +340,7 @@ def test_trial_on_a_removed_node_resumes_on_another_node(cluster, tmp_path):
 def test_diverged_trial_is_recorded_once_never_retried_never_best(tmp_path):
     from ray.tune import ExperimentAnalysis
 
-    from ganaug.tune import main
+    from ganaug.search.tune import main
 
     # A learning rate of 1e30 overflows the first epoch's loss (1e6 does not: Adam's steps stay finite).
     # Optuna's seeded start-up draws give the two trials one value each. max_failures 2: retries are allowed,
@@ -374,7 +374,7 @@ def test_diverged_trial_is_recorded_once_never_retried_never_best(tmp_path):
 def test_resume_after_driver_kill_falls_back_past_a_truncated_checkpoint_and_asha_still_prunes(tmp_path):
     from ray.tune import ExperimentAnalysis
 
-    from ganaug.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint
+    from ganaug.trial.state import CHECKPOINT_FILE, CheckpointError, load_checkpoint
 
     epochs = 4
     space = write_space(tmp_path, "crashed", num_samples=6, max_failures=1, epochs=epochs, grace_period=1,
@@ -450,8 +450,8 @@ def test_resume_after_driver_kill_falls_back_past_a_truncated_checkpoint_and_ash
 def test_a_failed_write_leaves_the_previous_checkpoint_and_outputs_whole(tmp_path):
     import torch
 
-    from ganaug.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
-    from ganaug.results import atomic_write
+    from ganaug.files import atomic_write
+    from ganaug.trial.state import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
 
     state = {"config": {}, "epoch": 3, "classifier": {"w": torch.ones(4)}}
     save_checkpoint(tmp_path / CHECKPOINT_FILE, state)
@@ -478,7 +478,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_and_outputs_whole(tmp_pat
 def test_a_trial_that_recovered_from_a_failure_keeps_its_status(tmp_path):
     """Tune keeps error.txt after a retry succeeds: only a failure after the last report means `error`."""
     from ganaug.config import TrialConfig
-    from ganaug.results import load_experiment
+    from ganaug.results.experiment import load_experiment
 
     meta = {"name": "x", "metric": {"name": "val_acc", "mode": "max"}, "max_epochs": 4,
             "base_config": TrialConfig().to_dict(), "data": {"name": "digits"}}

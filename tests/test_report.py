@@ -6,9 +6,10 @@ import shutil
 import pytest
 
 from ganaug.config import TrialConfig
-from ganaug.data import load_data
-from ganaug.pipeline import load_checkpoint, run
-from ganaug.report import LOG_FILE, TrialReporter
+from ganaug.data.splits import load_data
+from ganaug.trial.loop import run
+from ganaug.trial.reporter import LOG_FILE, TrialReporter
+from ganaug.trial.state import load_checkpoint
 
 
 def logged_epochs(folder):

@@ -24,7 +24,7 @@ import yaml
 from experiment_fixture import SPACE
 from spaces import write_tiny_space
 
-from ganaug.tune import JOURNAL_FILE, main
+from ganaug.search.tune import JOURNAL_FILE, main
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "ganaug-test"
@@ -136,8 +136,8 @@ def test_the_bucket_journal_holds_the_whole_study_with_user_attrs(s3, resumed, t
 
 @pytest.mark.slow
 def test_generate_and_evaluate_read_the_experiment_by_its_uri(s3, resumed, tmp_path, capsys):
-    from ganaug.evaluate import main as evaluate
-    from ganaug.generate import main as generate
+    from ganaug.results.evaluate import main as evaluate
+    from ganaug.results.generate import main as generate
 
     out = tmp_path / "synthetic.npz"
     assert generate([EXPERIMENT, "--per-class", "3", "--format", "npz", "--out", str(out)]) == 0
@@ -167,7 +167,7 @@ def test_unusable_s3_storage_exits_2_naming_the_uri(s3, tmp_path, capsys, monkey
     assert len(error.splitlines()) == 1 and storage in error
     assert ("no bucket" if problem == "no_bucket" else "cannot reach") in error
     assert time.time() - started < 20  # a quick check, not the AWS SDK's retries
-    from ganaug.evaluate import main as evaluate
+    from ganaug.results.evaluate import main as evaluate
 
     assert evaluate([f"{storage}/tiny"]) == 2
     assert storage in capsys.readouterr().err

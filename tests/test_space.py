@@ -11,8 +11,18 @@ import optuna
 import pytest
 
 from ganaug.config import TrialConfig
-from ganaug.schema import Dist, ExperimentSection, Metric, Resources, Sampler, Scheduler, describe
-from ganaug.space import SearchSpec, SpaceError, load_space, search_order, validate_storage
+from ganaug.space.schema import (
+    Dist,
+    ExperimentSection,
+    Metric,
+    Resources,
+    Sampler,
+    Scheduler,
+    SpaceError,
+    describe,
+    search_order,
+)
+from ganaug.space.spec import SearchSpec, load_space, validate_storage
 
 SPACES = sorted((Path(__file__).resolve().parent.parent / "search_spaces").glob("*.yaml"))
 
@@ -102,9 +112,9 @@ def test_flagship_searches_every_axis():
 
 
 def test_documented_example_loads(tmp_path):
-    import ganaug.space
+    import ganaug.space.spec
 
-    example = ganaug.space.__doc__.split("::\n\n", 1)[1].split("\n\n", 1)[0]
+    example = ganaug.space.spec.__doc__.split("::\n\n", 1)[1].split("\n\n", 1)[0]
     spec = load_space(write(tmp_path, textwrap.dedent(example)))
     assert spec.search["diffaugment"].when == {"gan_arch": "dcgan"}
     assert all(("diffaugment" in params) == (params["gan_arch"] == "dcgan") for params in sample(spec, 10))
@@ -152,7 +162,7 @@ def test_baseline_points_take_defaults_or_midpoints_and_respect_when(tmp_path):
 
 def test_baselines_run_first_in_the_optuna_study(tmp_path):
     """Ray's OptunaSearch enqueues the points: the study's first trials are the baselines, as given."""
-    from ganaug.searchers import make_searcher
+    from ganaug.search.searchers import make_searcher
 
     spec = load_space(write(tmp_path, doc(search="""
   synthetic_ratio: {choice: [0.0, 0.5]}

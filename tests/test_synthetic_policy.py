@@ -6,13 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-import ganaug.pipeline
-from ganaug.classifiers import CLASSIFIERS, SplitBatchNorm, build_classifier, synthetic_rows
+import ganaug.trial.loop
+from ganaug.classifier.labeling import LABELERS, Teacher, distill_target, keep_best_candidates
+from ganaug.classifier.models import CLASSIFIERS, SplitBatchNorm, build_classifier, synthetic_rows
 from ganaug.config import ConfigError, TrialConfig
-from ganaug.data import DataSpec, load_data
-from ganaug.labeling import LABELERS, Teacher, distill_target, keep_best_candidates
-from ganaug.pipeline import CHECKPOINT_FILE, load_checkpoint, run, save_checkpoint, synthetic_share
-from ganaug.trainer import GAN
+from ganaug.data.splits import load_data
+from ganaug.data.tensors import DataSpec
+from ganaug.gan.trainer import GANTrainer
+from ganaug.trial.loop import run, synthetic_share
+from ganaug.trial.state import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +56,13 @@ def test_the_filter_keeps_the_top_scored_candidates_of_each_class_and_the_class_
 
 def test_filtered_trial_reports_the_kept_samples_confidence_and_keeps_the_batch(digits, monkeypatch):
     sizes = []
-    sample = GAN.sample
+    sample = GANTrainer.sample
 
     def recording(self, y, generator=None):
         sizes.append(len(y))
         return sample(self, y, generator)
 
-    monkeypatch.setattr(GAN, "sample", recording)
+    monkeypatch.setattr(GANTrainer, "sample", recording)
     final = run(small(filter_candidates=3, epochs=1), digits, Recorder())  # scored by ACGAN's class head
     assert 0 < final["filter_confidence"] <= 1
     batches = math.ceil(len(digits.train_y) / 128)
@@ -160,13 +162,13 @@ def test_anneal_reaches_zero_at_the_last_epoch_and_front_stops_at_half():
 
 def test_front_schedule_feeds_no_synthetic_image_in_the_second_half(digits, monkeypatch):
     drawn = []
-    labels = ganaug.pipeline._synthetic_labels
+    labels = ganaug.trial.loop._synthetic_labels
 
     def recording(n, weights, generator):
         drawn.append(n)
         return labels(n, weights, generator)
 
-    monkeypatch.setattr(ganaug.pipeline, "_synthetic_labels", recording)
+    monkeypatch.setattr(ganaug.trial.loop, "_synthetic_labels", recording)
     run(small(synthetic_schedule="front", epochs=4), digits, Recorder())
     batches = math.ceil(len(digits.train_y) / 128)
     assert len(drawn) == 2 * batches  # epochs 1 and 2 only

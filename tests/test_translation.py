@@ -13,12 +13,14 @@ import torch
 from conftest import seeded
 
 from ganaug.config import ConfigError, TrialConfig
-from ganaug.data import DataSpec, ImageData, batch_indices, load_data, to_float
-from ganaug.families import FAMILIES, build_gan
-from ganaug.gans import ARCHITECTURES
-from ganaug.pipeline import CHECKPOINT_FILE, load_checkpoint, run, save_checkpoint
-from ganaug.trainer import StateDictError
-from ganaug.translation import Translation, translation_levels
+from ganaug.data.splits import load_data
+from ganaug.data.tensors import DataSpec, ImageData, batch_indices, to_float
+from ganaug.gan.families import FAMILIES, build_gan
+from ganaug.gan.networks import ARCHITECTURES
+from ganaug.gan.trainer import StateDictError
+from ganaug.gan.translation import TranslationTrainer, translation_levels
+from ganaug.trial.loop import run
+from ganaug.trial.state import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
 
@@ -43,7 +45,7 @@ def make_data(shape=(1, 8, 8), counts=(6, 6, 6, 6), seed=0):
 
 
 def test_registered_with_its_keys():
-    assert FAMILIES["translation"] is Translation
+    assert FAMILIES["translation"] is TranslationTrainer
     assert TrialConfig().cycle_weight == 10.0 and TrialConfig().identity_weight == 0.0
     for key, value in (("cycle_weight", -1.0), ("identity_weight", 101.0)):
         with pytest.raises(ConfigError, match=f"{key}=.*valid: 0 <= {key} <= 100"):
@@ -215,7 +217,7 @@ def test_pipeline_trial_reports_cycle_loss_and_resumes_like_an_uninterrupted_run
 
 
 def test_generate_loads_a_translation_generator_with_the_experiment_data(tmp_path):
-    from ganaug.generate import load_generator, sample_per_class
+    from ganaug.results.generate import load_generator, sample_per_class
 
     data = make_data()
     cfg = small_config(synthetic_ratio=0.5)

@@ -17,10 +17,11 @@ import yaml
 from spaces import write_tiny_space
 
 from ganaug.config import TrialConfig
-from ganaug.results import gan_versus_baseline, load_experiment
-from ganaug.searchers import make_searcher
-from ganaug.space import SpaceError, load_space
-from ganaug.tune import JOURNAL_FILE, main
+from ganaug.results.experiment import gan_versus_baseline, load_experiment
+from ganaug.search.searchers import make_searcher
+from ganaug.search.tune import JOURNAL_FILE, main
+from ganaug.space.schema import SpaceError
+from ganaug.space.spec import load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -213,7 +214,7 @@ def test_tensorboard_holds_val_acc_and_a_sample_grid(finished):
 
 
 def test_reproduce_command_reruns_the_best_policy(finished, tmp_path):
-    from ganaug.pipeline import main as pipeline_main
+    from ganaug.trial.loop import main as pipeline_main
 
     assert pipeline_main([str(finished / "best_policy.yaml"), "--epochs", "1", "--out", str(tmp_path)]) == 0
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
@@ -321,7 +322,7 @@ def test_trial_status_comes_from_tunes_records_and_outputs_count_it(finished, tm
     """Tune's experiment state says which trials errored (or are unfinished); error.txt decides only without it."""
     from types import SimpleNamespace
 
-    from ganaug.results import write_outputs
+    from ganaug.results.experiment import write_outputs
 
     experiment = Path(shutil.copytree(finished, tmp_path / "tiny"))
     before = load_experiment(experiment).trials.set_index("trial_id")
@@ -359,7 +360,7 @@ def test_trial_status_comes_from_tunes_records_and_outputs_count_it(finished, tm
 
 
 def test_next_steps_name_the_experiment_folder(tmp_path):
-    from ganaug.results import next_steps
+    from ganaug.results.experiment import next_steps
 
     experiment = tmp_path / "my results" / "tiny"
     experiment.mkdir(parents=True)
@@ -388,7 +389,7 @@ def test_orphaned_optuna_trials_are_closed_once_the_search_is_over(tmp_path):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    from ganaug.searchers import close_orphaned_trials
+    from ganaug.search.searchers import close_orphaned_trials
 
     journal = tmp_path / JOURNAL_FILE
     study = optuna.create_study(study_name="tiny", storage=JournalStorage(JournalFileBackend(str(journal))))

@@ -14,44 +14,13 @@ import pandas as pd
 from scipy.stats import t as student_t
 from scipy.stats import ttest_rel
 
+from ganaug.results.policies import BEST_GAN, BEST_NO_GAN, alias_map, role_of
+
 CONFIDENCE = 0.95
-BEST_GAN = "best_gan"
-BEST_NO_GAN = "best_no_gan"
-VARIANT_PREFIX = f"{BEST_GAN}-"      # --ablate: best_gan-<key> is best_gan with <key> at its default
-TRADITIONAL_PREFIX = "no_gan+"       # no_gan+<choice>: GAN off, traditional_aug <choice>
-# Config keys copied into every evaluation.csv row, so the file says what each policy was.
-DESCRIBING_KEYS = ("synthetic_ratio", "labeling", "traditional_aug", "cutout")
 
 
 # ----------------------------------------------------------------------------------------------
 # Policy names: aliases (one run for equal configs) and roles.
-
-def alias_map(policies_or_runs: dict[str, dict] | pd.DataFrame) -> dict[str, str]:
-    """Every policy name -> the name its runs are under (itself, or the policy it is an alias of).
-
-    Takes the policies of policy_configs, or the runs of evaluation.csv (its `aliases` column)."""
-    if isinstance(policies_or_runs, pd.DataFrame):
-        runs = policies_or_runs
-        aliases = runs.groupby("policy", sort=False)["aliases"].first() if "aliases" in runs else {}
-        pairs = {name: [a for a in str(text).split(";") if a and a != "nan"] for name, text in dict(aliases).items()}
-        names = list(runs["policy"].unique())
-    else:
-        pairs = {name: policy.get("aliases", []) for name, policy in policies_or_runs.items()}
-        names = list(policies_or_runs)
-    resolved = {name: name for name in names}
-    resolved.update({alias: name for name, aliases in pairs.items() for alias in aliases})
-    return resolved
-
-
-def role_of(name: str) -> str:
-    """baseline (best_no_gan) | ablation (the fixed no-GAN policies) | variant (--ablate) | gan (best_gan, topK)."""
-    if name == BEST_NO_GAN:
-        return "baseline"
-    if name in FIXED_ABLATIONS or name.startswith(TRADITIONAL_PREFIX):
-        return "ablation"
-    if name.startswith(VARIANT_PREFIX):
-        return "variant"
-    return "gan"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,8 +119,3 @@ def per_class_deltas(runs: pd.DataFrame, policy: str = BEST_GAN, baseline: str =
 # No-GAN policies use pseudo labels, which on real data alone are plain cross-entropy over K outputs (all_in_one
 # would leave an untrained (K+1)-th output).
 
-NO_GAN = {"synthetic_ratio": 0.0, "labeling": "pseudo"}
-FIXED_ABLATIONS = {
-    "no_aug": {**NO_GAN, "traditional_aug": "none", "cutout": 0},  # no synthetic data, no augmentation at all
-    "gan_off": NO_GAN,  # the GAN removed, best_gan's traditional augmentation and cutout kept
-}

@@ -1,12 +1,12 @@
-"""The trainer of the cgan and acgan families: `GAN` bundles G, D, an optional EMA of G and both Adam optimizers
+"""The trainer of the cgan and acgan families: `GANTrainer` bundles G, D, an optional EMA of G and both Adam optimizers
 (networks and losses from gans.py, DiffAugment on every D input), and takes the joint loop's steps:
 
-    gan = GAN(TrialConfig(gan="acgan", gan_arch="dcgan"), data.spec, device)
+    gan = GANTrainer(TrialConfig(gan="acgan", gan_arch="dcgan"), data.spec, device)
     losses = gan.train_step(real_x, real_y, real_fraction=0.5)      # d_steps D steps + one G step
     images = gan.sample(balanced_labels(64, data.spec.num_classes))  # float in [-1, 1], NCHW
 
 The other families (ali.py, conditions.py, translation.py) build on it and on its helpers `descend`, `frozen`
-and `_sampling_mode`.
+and `sampling_mode`.
 """
 
 from __future__ import annotations
@@ -18,26 +18,16 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ganaug.augment import diff_augment
 from ganaug.config import ConfigError, TrialConfig, policy_parts
-from ganaug.diffaugment import diff_augment
+from ganaug.data import balanced_labels
 from ganaug.errors import InputError
-from ganaug.gans import Discriminator, Generator, build_discriminator, build_generator
-from ganaug.losses import ADVERSARIAL_LOSSES, GANS
+from ganaug.gan.losses import ADVERSARIAL_LOSSES, FAMILY_LOSSES
+from ganaug.gan.networks import Discriminator, Generator, build_discriminator, build_generator
 
 
 class StateDictError(InputError):
     """A GAN state dict does not fit the GAN built from the current config."""
-
-
-def balanced_labels(n: int, num_classes: int, generator: torch.Generator | None = None,
-                    device: torch.device | str | None = None) -> torch.Tensor:
-    """n class labels with per-class counts differing by at most one, starting at a random class.
-
-    The random start spreads the remainder (and the classes of batches smaller than num_classes)
-    evenly over successive calls.
-    """
-    start = torch.randint(num_classes, (1,), generator=generator, device=device)
-    return (start + torch.arange(n, device=device)) % num_classes
 
 
 def descend(loss: torch.Tensor, *optimizers: torch.optim.Optimizer) -> torch.Tensor:
@@ -61,7 +51,7 @@ def frozen(network: nn.Module):
 
 
 @contextlib.contextmanager
-def _sampling_mode(G: nn.Module, batch_size: int):
+def sampling_mode(G: nn.Module, batch_size: int):
     """Batch statistics without touching the running statistics (batches of one: running statistics).
 
     Why batch statistics: G always trains in train mode, so these are the activations D has
@@ -85,7 +75,7 @@ def _sampling_mode(G: nn.Module, batch_size: int):
         G.train(was_training)
 
 
-class GAN:
+class GANTrainer:
     """G, D, optional EMA of G, their Adam optimizers and the family loss, for one trial.
 
     Both optimizers are Adam(lr=cfg.gan_lr, betas=(cfg.gan_beta1, 0.999)). `device` must hold the
@@ -95,13 +85,13 @@ class GAN:
     def __init__(self, cfg: TrialConfig, spec, device: torch.device, data=None):
         # data: the trial's ImageData, which families.build_gan hands every trainer; cgan and acgan need none.
         family = self.family_loss or cfg.gan
-        if family not in GANS:
-            raise ConfigError(f"gan={cfg.gan!r} is not one of {', '.join(GANS)}")
+        if family not in FAMILY_LOSSES:
+            raise ConfigError(f"gan={cfg.gan!r} is not one of {', '.join(FAMILY_LOSSES)}")
         self.cfg = cfg
         self.device = torch.device(device)
         self.num_classes = spec.num_classes
         self.latent_dim = cfg.latent_dim
-        self.loss = GANS[family]
+        self.loss = FAMILY_LOSSES[family]
         # acgan: D also learns the classes of fakes (Odena 2017), unless the config says real ones only.
         self.class_on_fakes = cfg.acgan_fake_class_loss
         self.adversarial = ADVERSARIAL_LOSSES[cfg.gan_loss]
@@ -115,7 +105,7 @@ class GAN:
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.gan_lr, betas=betas, fused=True)
 
     def networks(self, spec, predictions: int = 0) -> tuple[Generator, Discriminator]:
-        """G and D of this config (the seam a variant such as conditions.ConditionedGAN extends)."""
+        """G and D of this config (the seam a variant such as conditions.ConditionedTrainer extends)."""
         cfg = self.cfg
         G = build_generator(cfg.gan_arch, spec, cfg.latent_dim, cfg.gan_width)
         D = build_discriminator(
@@ -150,9 +140,9 @@ class GAN:
     # Fewest real images in a D batch (a family whose class loss needs real rows raises it to 1).
     min_real = 0
     # Whether D has a predictor head, whose outputs discriminator_predictor_loss and generator_predictor_loss
-    # turn into losses (conditions.ConditionedGAN: continuous attributes beside the class).
+    # turn into losses (conditions.ConditionedTrainer: continuous attributes beside the class).
     predicts = False
-    # The losses.GANS loss of a family that is not itself in GANS (translation, ALI's ACGAN phase): None = cfg.gan.
+    # The FAMILY_LOSSES entry of a family that is not itself in it (translation, ALI's ACGAN phase): None = cfg.gan.
     family_loss: str | None = None
 
     def check_batch(self, real_x: torch.Tensor, real_fraction: float) -> None:
@@ -217,7 +207,7 @@ class GAN:
 
     def condition(self, y: torch.Tensor, generator: torch.Generator | None = None,
                   rows: torch.Tensor | None = None):
-        """What G is conditioned on for labels y: the labels themselves. (conditions.ConditionedGAN adds
+        """What G is conditioned on for labels y: the labels themselves. (conditions.ConditionedTrainer adds
         attributes: those of the real batch's `rows` in a D step, drawn per class for fresh fakes.)"""
         return y
 
@@ -267,11 +257,11 @@ class GAN:
     def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images in [-1, 1] for labels y, from G_ema when enabled else G; noise from `generator`.
 
-        Uses batch statistics (see _sampling_mode), so an image depends on its batch; running
+        Uses batch statistics (see sampling_mode), so an image depends on its batch; running
         statistics are never updated.
         """
         G = self.G_ema if self.G_ema is not None else self.G
-        with _sampling_mode(G, len(y)):
+        with sampling_mode(G, len(y)):
             return G(self.noise(len(y), generator), y.to(self.device))
 
     @torch.no_grad()

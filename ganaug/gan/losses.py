@@ -1,5 +1,5 @@
 """The GAN losses: the real/fake part (ADVERSARIAL_LOSSES: bce, non-saturating; hinge, SNGAN / BigGAN) and the
-family part (GANS: CGAN's none, ACGAN's auxiliary class cross-entropy), one GANLoss per family of gans.py's
+family part (FAMILY_LOSSES: CGAN's none, ACGAN's auxiliary class cross-entropy), one FamilyLoss per family of gans.py's
 networks.
 """
 
@@ -40,7 +40,7 @@ def _hinge_generator(logit):
 
 
 @dataclass(frozen=True)
-class GANLoss:
+class FamilyLoss:
     """A GAN family: aux_weight > 0 adds ACGAN's class cross-entropy to both players; conditional_d gives D
     the label through a projection term (CGAN). The real/fake part is an AdversarialLoss (bce | hinge)."""
 
@@ -74,7 +74,7 @@ ADVERSARIAL_LOSSES = registry("gan_loss", {
     "hinge": AdversarialLoss(_hinge_discriminator, _hinge_generator),
 })
 
-GANS = {
-    "cgan": GANLoss(aux_weight=0.0, conditional_d=True),
-    "acgan": GANLoss(aux_weight=1.0, conditional_d=False),
+FAMILY_LOSSES = {
+    "cgan": FamilyLoss(aux_weight=0.0, conditional_d=True),
+    "acgan": FamilyLoss(aux_weight=1.0, conditional_d=False),
 }

@@ -12,20 +12,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ganaug.results import Experiment
-from ganaug.stats import (
+from ganaug.results.experiment import Experiment
+from ganaug.results.policies import (
     BEST_GAN,
     BEST_NO_GAN,
-    CONFIDENCE,
     DESCRIBING_KEYS,
     TRADITIONAL_PREFIX,
     VARIANT_PREFIX,
-    ablation_differences,
     alias_map,
+    role_of,
+)
+from ganaug.results.stats import (
+    CONFIDENCE,
+    ablation_differences,
     comparisons,
     paired_differences,
     per_class_deltas,
-    role_of,
     summarize,
 )
 

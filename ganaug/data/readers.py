@@ -1,6 +1,6 @@
 """The datasets on disk: one reader per format (scikit-learn's digits, CIFAR pickles, MNIST idx files, a folder
 of images, its decodes cached by imagecache.py), each DataConfig -> RawSplits of uint8 arrays, and DATASETS,
-their registry by YAML `data.name`. data.py turns RawSplits into the splits a trial sees.
+their registry by YAML `data.name`. data.splits turns RawSplits into the splits a trial sees.
 
 Continuous attributes (the conditions `gan_conditions` names): an imagefolder split folder may hold an
 `attributes.csv` whose rows are `path relative to the split folder, value, value, ...`, e.g.
@@ -20,20 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ganaug.errors import InputError
-from ganaug.imagecache import cached_arrays
-
-if TYPE_CHECKING:  # data.py imports this module; DataConfig is only an annotation here
-    from ganaug.data import DataConfig
-
-
-class DataError(InputError):
-    """Bad data input: the message names the key or file and what would be valid."""
-
+from ganaug.config import registry
+from ganaug.data.cache import cached_arrays
+from ganaug.data.config import DataConfig, DataError
 
 # Test splits that the dataset does not ship are drawn with this fixed seed, never `DataConfig.seed`:
 # every trial and every evaluation seed must see the same test images.
@@ -70,7 +63,7 @@ def _load_digits(cfg: DataConfig) -> RawSplits:
     bunch = load_digits()
     x = np.round(bunch.images * (255 / 16)).astype(np.uint8)[:, None]  # values 0..16 -> 0..255
     y = bunch.target.astype(np.int64)
-    train, test = _stratified_split(y, np.arange(len(y)), DIGITS_TEST_FRACTION,
+    train, test = stratified_split(y, np.arange(len(y)), DIGITS_TEST_FRACTION,
                                     np.random.default_rng(TEST_SPLIT_SEED))
     return RawSplits(x[train], y[train], x[test], y[test], tuple(str(k) for k in range(10)))
 
@@ -186,7 +179,7 @@ def _load_imagefolder(cfg: DataConfig) -> RawSplits:
     attribute_names, attributes = _read_attributes(root, files)
 
     if (split < 0).all():  # flat layout: hold out a fixed stratified test share
-        train, test = _stratified_split(y, np.arange(len(y)), cfg.test_fraction,
+        train, test = stratified_split(y, np.arange(len(y)), cfg.test_fraction,
                                         np.random.default_rng(TEST_SPLIT_SEED))
     else:
         train, test = np.flatnonzero(split == 0), np.flatnonzero(split == 1)
@@ -388,7 +381,7 @@ def _ensure_files(cfg: DataConfig, root: Path, needed: list[Path], fetch: Callab
                         f"{cfg.name} files there (data.root sets the folder){hint}")
 
 
-def _stratified_split(y: np.ndarray, pool: np.ndarray, fraction: float,
+def stratified_split(y: np.ndarray, pool: np.ndarray, fraction: float,
                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Split `pool` (indices into y) into (kept, held out) with `fraction` of every class held out.
 
@@ -414,7 +407,7 @@ def _check_labels(path: Path, labels: np.ndarray, num_classes: int) -> None:
 
 DIGITS = tuple(str(k) for k in range(10))
 
-DATASETS: dict[str, Callable[[DataConfig], RawSplits]] = {
+DATASETS: dict[str, Callable[[DataConfig], RawSplits]] = registry("dataset", {
     "cifar10": partial(_load_cifar, folder="cifar-10-batches-py",
                        train_files=tuple(f"data_batch_{k}" for k in range(1, 6)), test_file="test_batch",
                        meta_file="batches.meta", names_key="label_names", labels_key="labels",
@@ -428,4 +421,4 @@ DATASETS: dict[str, Callable[[DataConfig], RawSplits]] = {
     "mnist": partial(_load_idx, folder="MNIST", torchvision_class="MNIST", class_names=DIGITS),
     "imagefolder": _load_imagefolder,
     "digits": _load_digits,
-}
+})

@@ -27,11 +27,12 @@ import yaml
 from ganaug.config import trains_gan
 from ganaug.errors import InputError
 from ganaug.files import atomic_write
-from ganaug.storage import StorageError, check_reachable, download, is_uri, mirror_of_experiment, upload
+from ganaug.results.storage import StorageError, check_reachable, download, is_uri, mirror_of_experiment, upload
 
 EXPERIMENT_FILE = "ganaug_experiment.yaml"
 SUMMARY_FILE = "summary.csv"
 BEST_POLICY_FILE = "best_policy.yaml"
+JOURNAL_FILE = "optuna_study.journal"  # the Optuna study (ganaug.search.searchers writes it)
 # running: Tune's record says the trial is pending, running or paused (a search still going, or one whose driver
 # died before it could record the end: `ganaug tune SPACE --resume` finishes those).
 STATUS_ORDER = ("complete", "pruned", "diverged", "error", "running")
@@ -135,7 +136,7 @@ def load_experiment(path: str | Path, tune_states: dict[str, str] | None = None)
     # last failure (Tune saves and syncs it on its own schedule), and would show an errored trial as running.
     tune_states = {**_tune_states(path), **(tune_states or {})}
     for trial_dir in sorted((p for p in path.iterdir() if (p / "params.json").is_file()), key=_creation_order):
-        curve = _read_curve(trial_dir)
+        curve = read_curve(trial_dir)
         rows.append(_trial_row(trial_dir, curve, meta, tune_states.get(trial_dir.name)))
         if not curve.empty:
             curves.append(curve.assign(trial_id=rows[-1]["trial_id"], status=rows[-1]["status"]))
@@ -169,7 +170,7 @@ def _load_remote(uri: str) -> Experiment:
     return dataclasses.replace(load_experiment(mirror), uri=uri)
 
 
-def _read_curve(trial_dir: Path) -> pd.DataFrame:
+def read_curve(trial_dir: Path) -> pd.DataFrame:
     """Every reported result of one trial, from Tune's result.json (one JSON object per line).
 
     When a trial restarts, Tune rewrites result.json from its last synced copy, which drops the results

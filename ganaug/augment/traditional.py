@@ -19,8 +19,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ganaug.augment.flip import flip_translate
 from ganaug.config import registry
-from ganaug.data import DataError, augment
+from ganaug.data import DataError
 
 RANDAUGMENT_MAGNITUDES = 31  # magnitude bins of TrivialAugmentWide and RandAugment (torchvision's default)
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale (ITU-R 601-2 luma)
@@ -85,7 +86,7 @@ def _none(x: torch.Tensor, generator, ops: int, magnitude: int) -> torch.Tensor:
 
 def _flip_translate(x: torch.Tensor, generator, ops: int, magnitude: int) -> torch.Tensor:
     # 4 px on 32x32, as RandomCrop(32, padding=4); 1 px on 8x8 digits.
-    return augment(x, generator, translate=max(1, x.shape[-2] // 8))
+    return flip_translate(x, generator, translate=max(1, x.shape[-2] // 8))
 
 
 def _trivialaugment(x: torch.Tensor, generator, ops: int, magnitude: int) -> torch.Tensor:

@@ -3,7 +3,7 @@ SNGAN-style ResNet architectures, optional spectral norm and minibatch features 
 
 The two families share one Generator and one Discriminator; they differ only by D's conditioning (a projection
 term for CGAN) and D's auxiliary class head (ACGAN), whose losses are in losses.py. G takes the label through
-conditional BatchNorm (see "Networks" for why not concatenated to z). trainer.GAN holds the networks and
+conditional BatchNorm (see "Networks" for why not concatenated to z). GANTrainer holds the networks and
 optimizers of one trial and takes the joint loop's steps.
 """
 
@@ -20,7 +20,7 @@ from torch import nn
 from ganaug.config import ConfigError, registry
 
 
-def _scaled(channels: int, width: float) -> int:
+def scaled(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
 
@@ -44,7 +44,7 @@ class ConditionalBatchNorm(nn.Module):
     """BatchNorm without affine parameters, then a per-class gain (initialised to 1) and bias (to 0).
 
     forward(x [B, C] or [B, C, H, W], y int64 [B]). The inner BatchNorm is an ordinary _BatchNorm module,
-    so sampling with batch statistics (trainer._sampling_mode) and the EMA's buffer copy treat it like any other.
+    so sampling with batch statistics (trainer.sampling_mode) and the EMA's buffer copy treat it like any other.
     """
 
     takes_labels = True
@@ -139,7 +139,7 @@ class Discriminator(nn.Module):
 
     conditional: adds the projection term <embed(y), features> to the logit (Miyato & Koyama 2018),
     the label conditioning of CGAN. aux_classes > 0: an auxiliary class head of that many logits
-    (ACGAN). Classic ACGAN's D is not label-conditioned, and neither is ours (GANS['acgan']).
+    (ACGAN). Classic ACGAN's D is not label-conditioned, and neither is ours (FAMILY_LOSSES['acgan']).
     minibatch: a MINIBATCH_FEATURES entry; its statistics are taken within each `groups` value (None: the
     whole batch is one group). predictions > 0: a head regressing that many continuous attributes
     (gan_conditions, ganaug.conditions), returned third when forward is called with_predictions.
@@ -180,7 +180,7 @@ def mlp_generator_body(spec, latent_dim: int, width: float) -> nn.Module:
     shape = (spec.channels, spec.height, spec.width)
     layers, previous = [], latent_dim
     for hidden in (512, 1024, 2048):
-        hidden = _scaled(hidden, width)
+        hidden = scaled(hidden, width)
         layers += [nn.Linear(previous, hidden), ConditionalBatchNorm(hidden, spec.num_classes, image=False),
                    nn.ReLU()]
         previous = hidden
@@ -196,8 +196,8 @@ def mlp_discriminator_body(spec, width: float) -> tuple[nn.Module, int]:
     """
     layers, previous = [nn.Flatten()], spec.channels * spec.height * spec.width
     for hidden in (1024, 512, 256):
-        layers += [nn.Linear(previous, _scaled(hidden, width)), nn.LeakyReLU(0.2)]
-        previous = _scaled(hidden, width)
+        layers += [nn.Linear(previous, scaled(hidden, width)), nn.LeakyReLU(0.2)]
+        previous = scaled(hidden, width)
     return nn.Sequential(*layers), previous
 
 
@@ -222,26 +222,26 @@ def dcgan_levels(spec, arch: str = "dcgan") -> tuple[int, int, int]:
     return k, spec.height >> k, spec.width >> k
 
 
-def _dcgan_channels(width: float, level: int) -> int:
+def dcgan_channels(width: float, level: int) -> int:
     """Channels `level` stride-2 steps below the image resolution: 64, 128, 256, 512, 512, ... (x width)."""
-    return _scaled(64 * 2 ** min(level, 3), width)
+    return scaled(64 * 2 ** min(level, 3), width)
 
 
 def dcgan_generator_body(spec, latent_dim: int, width: float) -> nn.Module:
     """Linear to a start map, k x [ConvTranspose2d(4, 2, 1) + BN + ReLU] doubling it, 3x3 conv + tanh
     (every BN conditional)."""
     k, start_h, start_w = dcgan_levels(spec)
-    start_channels = _dcgan_channels(width, k)
+    start_channels = dcgan_channels(width, k)
     layers = [
         nn.Linear(latent_dim, start_channels * start_h * start_w, bias=False),
         nn.Unflatten(1, (start_channels, start_h, start_w)),
         ConditionalBatchNorm(start_channels, spec.num_classes), nn.ReLU(),
     ]
     for level in range(k, 0, -1):
-        c_in, c_out = _dcgan_channels(width, level), _dcgan_channels(width, level - 1)
+        c_in, c_out = dcgan_channels(width, level), dcgan_channels(width, level - 1)
         layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
                    ConditionalBatchNorm(c_out, spec.num_classes), nn.ReLU()]
-    layers += [nn.Conv2d(_dcgan_channels(width, 0), spec.channels, 3, 1, 1), nn.Tanh()]
+    layers += [nn.Conv2d(dcgan_channels(width, 0), spec.channels, 3, 1, 1), nn.Tanh()]
     return Conditioned(*layers)
 
 
@@ -253,8 +253,8 @@ def dcgan_discriminator_body(spec, width: float) -> tuple[nn.Module, int]:
     k, start_h, start_w = dcgan_levels(spec)
     layers, previous = [], spec.channels
     for level in range(1, k + 1):
-        layers += [nn.Conv2d(previous, _dcgan_channels(width, level - 1), 4, 2, 1), nn.LeakyReLU(0.2)]
-        previous = _dcgan_channels(width, level - 1)
+        layers += [nn.Conv2d(previous, dcgan_channels(width, level - 1), 4, 2, 1), nn.LeakyReLU(0.2)]
+        previous = dcgan_channels(width, level - 1)
     layers += [nn.Conv2d(previous, previous, 3, 1, 1), nn.LeakyReLU(0.2), nn.Flatten()]
     return nn.Sequential(*layers), previous * start_h * start_w
 
@@ -323,7 +323,7 @@ def resnet_generator_body(spec, latent_dim: int, width: float) -> nn.Module:
     k and the start map as dcgan_levels: 32x32 -> 4x4 start and three blocks, as SNGAN's CIFAR G.
     """
     k, start_h, start_w = dcgan_levels(spec, "resnet")
-    channels = _scaled(256, width)
+    channels = scaled(256, width)
     layers = [nn.Linear(latent_dim, channels * start_h * start_w), nn.Unflatten(1, (channels, start_h, start_w))]
     layers += [GeneratorBlock(channels, channels, spec.num_classes) for _ in range(k)]
     layers += [nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, spec.channels, 3, 1, 1), nn.Tanh()]
@@ -334,7 +334,7 @@ def resnet_discriminator_body(spec, width: float) -> tuple[nn.Module, int]:
     """128 channels (x width): an optimised down-sampling block, more down-sampling blocks until the map is
     twice the generator's start map (32x32 -> 8x8, as SNGAN), two plain blocks, ReLU, sum over pixels."""
     k, _, _ = dcgan_levels(spec, "resnet")
-    channels = _scaled(128, width)
+    channels = scaled(128, width)
     blocks = [DiscriminatorBlock(spec.channels, channels, down=True, first=True)]
     blocks += [DiscriminatorBlock(channels, channels, down=True) for _ in range(max(1, k - 1) - 1)]
     blocks += [DiscriminatorBlock(channels, channels, down=False) for _ in range(2)]

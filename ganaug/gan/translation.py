@@ -9,7 +9,7 @@ target drawn uniformly among the other classes:
     G: adversarial(G(x, b)) + acgan_weight * CE(class head(G(x, b)), b)
        + cycle_weight * L1(G(G(x, b), a), x) + identity_weight * L1(G(x, a), x)
 
-    gan = Translation(TrialConfig(gan="translation", gan_arch="dcgan"), data.spec, device, data=data)
+    gan = TranslationTrainer(TrialConfig(gan="translation", gan_arch="dcgan"), data.spec, device, data=data)
     losses = gan.train_step(real_x, real_y, real_fraction=0.5)   # {"d_loss", "g_loss", "cycle_loss"}
     images = gan.sample(torch.tensor([3, 7]))   # a real non-3 image made a 3, a real non-7 image made a 7
 
@@ -36,16 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganaug.augment import diff_augment
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import to_float
-from ganaug.diffaugment import diff_augment
-from ganaug.gans import (
-    ConditionalBatchNorm,
-    Conditioned,
-    _dcgan_channels,
-    build_discriminator,
-)
-from ganaug.trainer import GAN, descend, frozen
+from ganaug.gan.networks import ConditionalBatchNorm, Conditioned, build_discriminator, dcgan_channels
+from ganaug.gan.trainer import GANTrainer, descend, frozen
 
 RESIDUAL_BLOCKS = 3  # at G's lowest resolution; StarGAN and CycleGAN use 6 on 128 px images
 MAX_DOWNSAMPLINGS = 2  # StarGAN's two stride-2 convs
@@ -101,15 +96,15 @@ def build_translator(spec, width: float) -> Conditioned:
     Channels 64, 128, 256 (x width) per level as gans' dcgan networks; every norm conditional on the target.
     """
     K, levels = spec.num_classes, translation_levels(spec)
-    channels = _dcgan_channels(width, 0)
+    channels = dcgan_channels(width, 0)
     layers = [nn.Conv2d(spec.channels, channels, 7, 1, 3, bias=False), ConditionalInstanceNorm(channels, K), nn.ReLU()]
     for level in range(1, levels + 1):
-        c_out = _dcgan_channels(width, level)
+        c_out = dcgan_channels(width, level)
         layers += [nn.Conv2d(channels, c_out, 4, 2, 1, bias=False), ConditionalInstanceNorm(c_out, K), nn.ReLU()]
         channels = c_out
     layers += [ResidualBlock(channels, K) for _ in range(RESIDUAL_BLOCKS)]
     for level in range(levels - 1, -1, -1):
-        c_out = _dcgan_channels(width, level)
+        c_out = dcgan_channels(width, level)
         layers += [nn.ConvTranspose2d(channels, c_out, 4, 2, 1, bias=False), ConditionalInstanceNorm(c_out, K),
                    nn.ReLU()]
         channels = c_out
@@ -126,7 +121,7 @@ def other_classes(y: torch.Tensor, num_classes: int, generator: torch.Generator 
 # ----------------------------------------------------------------------------------------------
 # Trainer.
 
-class Translation(GAN):
+class TranslationTrainer(GANTrainer):
     """G (the translator), its optional EMA, D with a class head, both Adam optimizers, and the training images
     that sample() translates. state_dict, load_state_dict, update_ema and class_scores are GAN's."""
 
@@ -159,7 +154,7 @@ class Translation(GAN):
 
     def generator_update(self, real_x: torch.Tensor, real_y: torch.Tensor, generator: torch.Generator | None = None,
                          autocast: Callable = contextlib.nullcontext) -> dict[str, torch.Tensor]:
-        """trainer.GAN.train_step's G side: one translation_step on the whole batch as sources. Returns {"g_loss"
+        """GANTrainer.train_step's G side: one translation_step on the whole batch as sources. Returns {"g_loss"
         (G's whole loss, cycle term included), "cycle_loss" (the L1 reconstruction error, unweighted)}."""
         g_loss, cycle_loss = self.translation_step(real_x, real_y, generator, autocast)
         return {"g_loss": g_loss, "cycle_loss": cycle_loss}
@@ -174,7 +169,7 @@ class Translation(GAN):
 
     def fakes_for(self, dropped_x: torch.Tensor, dropped_y: torch.Tensor, generator: torch.Generator | None = None,
                   rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """trainer.GAN.discriminator_step's fakes: the dropped real images translated to other classes, labelled
+        """GANTrainer.discriminator_step's fakes: the dropped real images translated to other classes, labelled
         with their targets."""
         target = other_classes(dropped_y, self.num_classes, generator)
         return (self.G(dropped_x, target) if len(dropped_x) else dropped_x), target

@@ -11,13 +11,9 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ganaug.errors import InputError
-
-if TYPE_CHECKING:  # only an annotation here: this module stays below space.py (and free of pydantic)
-    from ganaug.space import SearchSpec
 
 MIRROR_ROOT = "~/.ganaug/results"  # local mirrors of remote experiments; $GANAUG_MIRROR overrides it
 CONNECT_TIMEOUT_S = 3.0  # a storage endpoint that does not accept a connection in this long is unreachable
@@ -80,28 +76,6 @@ def upload(experiment_uri: str, local: str | os.PathLike, names: list[str]) -> N
         if path.is_file():
             with filesystem.open_output_stream(f"{root}/{name}") as sink:
                 sink.write(path.read_bytes())
-
-
-def local_view(space: SearchSpec) -> SearchSpec:
-    """`space` itself for local storage; for a URI (s3://...), the same space stored in a local mirror folder."""
-    if not is_uri(space.storage_uri()):
-        return space
-    mirror = mirror_of(space.storage_uri())
-    return space.model_copy(update={"experiment": space.experiment.model_copy(update={"storage": mirror})})
-
-
-def download_to_mirror(space: SearchSpec, local: SearchSpec, names: list[str] | None = None) -> None:
-    """Copy the experiment's small files (not its checkpoints), or only `names`, from remote storage into the
-    local mirror `local` (local_view(space)); nothing when the storage is local."""
-    if local is not space:
-        download(space.experiment_dir(), local.experiment_dir(), names)
-
-
-def upload_from_mirror(space: SearchSpec, local: SearchSpec, names: list[str]) -> None:
-    """Copy files written into the local mirror `local` (local_view(space)) up to the remote experiment folder;
-    nothing when the storage is local."""
-    if local is not space:
-        upload(space.experiment_dir(), local.experiment_dir(), names)
 
 
 def check_reachable(storage_uri: str) -> None:

@@ -21,7 +21,7 @@ E(x) + N(0, cfg.ali_code_noise^2), and the rest from N(0, 1) codes. Every epoch 
 `ali_reconstruction_random` (the same distance for random codes of the same classes): the encoder is useful when
 the first is well below the second.
 
-    gan = ALIGAN(TrialConfig(gan="ali", gan_arch="dcgan"), data.spec, device, data=data)
+    gan = ALITrainer(TrialConfig(gan="ali", gan_arch="dcgan"), data.spec, device, data=data)
     losses = gan.train_step(real_x, real_y, real_fraction=0.5)   # ALI step, later ACGAN step
     images = gan.sample(balanced_labels(64, data.spec.num_classes))
 
@@ -42,17 +42,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganaug.augment import diff_augment
 from ganaug.config import TrialConfig
 from ganaug.data import to_float
-from ganaug.diffaugment import diff_augment
-from ganaug.gans import (
-    ARCHITECTURES,
-    MINIBATCH_FEATURES,
-    Discriminator,
-    _scaled,
-    spectral_normalised,
-)
-from ganaug.trainer import GAN, StateDictError, _sampling_mode, descend, frozen
+from ganaug.gan.networks import ARCHITECTURES, MINIBATCH_FEATURES, Discriminator, scaled, spectral_normalised
+from ganaug.gan.trainer import GANTrainer, StateDictError, descend, frozen, sampling_mode
 
 RECONSTRUCTION_IMAGES = 256  # Real training images in the fixed batch behind ali_reconstruction.
 
@@ -85,7 +79,7 @@ def build_joint_discriminator(arch: str, spec, latent_dim: int, width: float, sp
     """ALI's D: forward((x, z), y, groups=None) -> (logit [B], None); y enters through the projection term."""
     architecture = ARCHITECTURES[arch]
     image_body, image_features = architecture.discriminator_body(spec, width)
-    hidden = _scaled(512, width)
+    hidden = scaled(512, width)
     D = Discriminator(JointBody(image_body, image_features, latent_dim, hidden), hidden, spec.num_classes,
                       conditional=True, aux_classes=0, minibatch=MINIBATCH_FEATURES[minibatch])
     return spectral_normalised(D) if spectral_norm or architecture.spectral_norm else D
@@ -97,8 +91,8 @@ def _masked_mean(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return (values * rows).sum() / rows.sum().clamp(min=1)
 
 
-class ALIGAN(GAN):
-    """G, the ACGAN D, their EMA and optimizers (all from trainer.GAN), plus E, the joint D and their optimizers.
+class ALITrainer(GANTrainer):
+    """G, the ACGAN D, their EMA and optimizers (all from GANTrainer), plus E, the joint D and their optimizers.
 
     `data` (the trial's ImageData) supplies the real images that sampling encodes and the fixed batch behind
     ali_reconstruction; without it (a trainer built for a bare export) every sample uses N(0, 1) codes and
@@ -106,7 +100,7 @@ class ALIGAN(GAN):
     gan_steps_per_batch updates: the GAN updates of ali_epochs passes of the joint loop.
     """
 
-    family_loss = "acgan"  # trainer.GAN builds G, the ACGAN D (auxiliary class head), G's EMA and both optimizers
+    family_loss = "acgan"  # GANTrainer builds G, the ACGAN D (auxiliary class head), G's EMA and both optimizers
 
     def __init__(self, cfg: TrialConfig, spec, device: torch.device, data=None):
         super().__init__(cfg, spec, device)
@@ -143,7 +137,7 @@ class ALIGAN(GAN):
                    autocast: Callable = contextlib.nullcontext) -> dict[str, torch.Tensor]:
         """cfg.d_steps discriminator steps and one generator step of the current phase, then the EMA update.
 
-        ALI phase: d_loss is the joint D's, g_loss G's and E's together. ACGAN phase: as trainer.GAN, on mixed codes.
+        ALI phase: d_loss is the joint D's, g_loss G's and E's together. ACGAN phase: as GANTrainer, on mixed codes.
         """
         self.check_batch(real_x, real_fraction)
         ali = self.in_ali_phase
@@ -157,7 +151,7 @@ class ALIGAN(GAN):
         return {"d_loss": torch.stack(d_losses).mean(), "g_loss": g_loss}
 
     def _split(self, real_x, real_y, real_fraction, offset):
-        """(real_x, real_y, n_real) with the batch rotated by `offset` real slices, as GAN.discriminator_step:
+        """(real_x, real_y, n_real) with the batch rotated by `offset` real slices, as GANTrainer.discriminator_step:
         the first n_real rows are the real share, the rest give the fakes their labels (and codes)."""
         n = len(real_x)
         n_real = round(real_fraction * n)
@@ -231,7 +225,7 @@ class ALIGAN(GAN):
 
     def acgan_discriminator_step(self, real_x, real_y, real_fraction: float, generator=None,
                                  autocast: Callable = contextlib.nullcontext, offset: int = 0) -> torch.Tensor:
-        """One ACGAN D update as GAN.discriminator_step, with the fakes drawn from mixed codes (the encoded ones
+        """One ACGAN D update as GANTrainer.discriminator_step, with the fakes drawn from mixed codes (the encoded ones
         from the dropped real images, so each keeps its image's label); masked: encoded fakes get only the class
         loss (when acgan_fake_class_loss), never the real/fake one."""
         real_x, real_y, n_real = self._split(real_x, real_y, real_fraction, offset)
@@ -280,7 +274,7 @@ class ALIGAN(GAN):
     def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images in [-1, 1] for labels y: round(ali_encoded_share * n) random rows from E(x) + N(0, noise^2) of a
         random real image x of the row's class (N(0, 1) for a class without images, or without data), the rest
-        from N(0, 1) codes; G_ema when enabled, batch statistics as trainer.GAN.sample."""
+        from N(0, 1) codes; G_ema when enabled, batch statistics as GANTrainer.sample."""
         y = y.to(self.device)
         n = len(y)
         codes = self.noise(n, generator)
@@ -295,7 +289,7 @@ class ALIGAN(GAN):
             near = near + self.cfg.ali_code_noise * self.noise(k, generator)
             codes[rows] = torch.where((count > 0)[:, None], near, codes[rows])
         G = self.G_ema if self.G_ema is not None else self.G
-        with _sampling_mode(G, n):
+        with sampling_mode(G, n):
             return G(codes, y)
 
     @torch.no_grad()
@@ -310,7 +304,7 @@ class ALIGAN(GAN):
         G = self.G_ema if self.G_ema is not None else self.G
         random_codes = torch.randn(len(y), self.latent_dim, device=self.device,
                                    generator=torch.Generator(self.device).manual_seed(0))
-        with _sampling_mode(G, len(y)):
+        with sampling_mode(G, len(y)):
             reconstruction = G(self.E(x).float(), y)
             random = G(random_codes, y)
         return {"ali_reconstruction": (reconstruction.float() - x).abs().mean().item(),
@@ -330,7 +324,7 @@ class ALIGAN(GAN):
     def load_state_dict(self, state: dict) -> None:
         if not isinstance(state, dict) or not set(self.OWN_STATE) <= set(state):
             found = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise StateDictError(f"gan='ali' state: expected trainer.GAN's keys plus {list(self.OWN_STATE)}, found "
+            raise StateDictError(f"gan='ali' state: expected GANTrainer's keys plus {list(self.OWN_STATE)}, found "
                                  f"{found} (a checkpoint of another gan family?)")
         super().load_state_dict({k: v for k, v in state.items() if k not in self.OWN_STATE})
         self.load_parts({"E": self.E, "D_joint": self.D_joint, "opt_E": self.opt_E, "opt_D_joint": self.opt_D_joint},

@@ -15,7 +15,7 @@ conditioned G is the unconditioned one. Attributes are standardised with the tra
 The predictor losses (the report's): D adds lambda * max(0, l2(real) - l2(fake)), G adds lambda * l2(fake), where
 l2 is the predictor head's mean squared error on the real rows against their attributes, or on the fake rows
 against the attributes they were conditioned on, and lambda = predictor_weight. D's fakes reuse the dropped real
-rows' labels and attributes (as trainer.GAN does with labels), so their mix never gives fakes away.
+rows' labels and attributes (as GANTrainer does with labels), so their mix never gives fakes away.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganaug.config import ConfigError, TrialConfig, condition_names
-from ganaug.gans import ConditionalBatchNorm
-from ganaug.trainer import GAN, StateDictError, _sampling_mode, balanced_labels
+from ganaug.data import balanced_labels
+from ganaug.gan.networks import ConditionalBatchNorm
+from ganaug.gan.trainer import GANTrainer, StateDictError, sampling_mode
 
 
 class AttributeBatchNorm(nn.Module):
@@ -75,8 +76,8 @@ def condition_generator(G: nn.Module, attributes: int) -> nn.Module:
     return G
 
 
-class ConditionedGAN(GAN):
-    """trainer.GAN conditioned on continuous attributes besides the class; D has a predictor head (module docstring).
+class ConditionedTrainer(GANTrainer):
+    """GANTrainer conditioned on continuous attributes besides the class; D has a predictor head (module docstring).
 
     train_step takes the real batch's attribute rows too (real_attributes: rows of data.train_attributes, every
     column; the gan_conditions columns are picked here). The standardisation and the per-class attribute rows
@@ -141,7 +142,7 @@ class ConditionedGAN(GAN):
         return self.class_rows[start + torch.minimum((u * count).long(), count - 1)]
 
     # ------------------------------------------------------------------------------------------
-    # Training: trainer.GAN's steps, through its seams: condition (attributes beside the labels) and the predictor
+    # Training: GANTrainer's steps, through its seams: condition (attributes beside the labels) and the predictor
     # losses (predicts = True).
 
     predicts = True
@@ -149,7 +150,7 @@ class ConditionedGAN(GAN):
     def train_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
                    generator: torch.Generator | None = None, autocast: Callable = contextlib.nullcontext,
                    real_attributes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """trainer.GAN.train_step; real_attributes: the batch's rows of data.train_attributes (all columns)."""
+        """GANTrainer.train_step; real_attributes: the batch's rows of data.train_attributes (all columns)."""
         if real_attributes is None or len(real_attributes) != len(real_x):
             raise ValueError(f"gan_conditions={self.cfg.gan_conditions!r}: train_step needs real_attributes, the "
                              "batch's rows of data.train_attributes (one per image)")
@@ -159,7 +160,7 @@ class ConditionedGAN(GAN):
     def discriminator_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
                            generator: torch.Generator | None = None, autocast: Callable = contextlib.nullcontext,
                            offset: int = 0, real_attributes: torch.Tensor | None = None) -> torch.Tensor:
-        """trainer.GAN.discriminator_step, its fakes conditioned on the dropped rows' attributes too, plus
+        """GANTrainer.discriminator_step, its fakes conditioned on the dropped rows' attributes too, plus
         lambda * max(0, l2(real) - l2(fake)); real_attributes standardised (default: those train_step works on)."""
         with self._batch(real_attributes if real_attributes is not None else self._real_attributes):
             return super().discriminator_step(real_x, real_y, real_fraction, generator, autocast, offset)
@@ -204,11 +205,11 @@ class ConditionedGAN(GAN):
     def sample(self, y: torch.Tensor, generator: torch.Generator | None = None,
                attributes: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [-1, 1] for labels y and attributes [n, k] in the data's units (the gan_conditions columns),
-        drawn from class y's training rows when None; G_ema when enabled, batch statistics (trainer.GAN.sample)."""
+        drawn from class y's training rows when None; G_ema when enabled, batch statistics (GANTrainer.sample)."""
         y = y.to(self.device)
         standardised = self.draw_attributes(y, generator) if attributes is None else self.standardise(attributes)
         G = self.G_ema if self.G_ema is not None else self.G
-        with _sampling_mode(G, len(y)):
+        with sampling_mode(G, len(y)):
             return G(self.noise(len(y), generator), (y, standardised))
 
     def epoch_metrics(self) -> dict[str, float]:
@@ -224,7 +225,7 @@ class ConditionedGAN(GAN):
         y = balanced_labels(n, self.num_classes, generator, self.device)
         attributes = self.draw_attributes(y, generator)
         G = self.G_ema if self.G_ema is not None else self.G
-        with _sampling_mode(G, len(y)):
+        with sampling_mode(G, len(y)):
             fake = G(self.noise(n, generator), (y, attributes))
         was_training = self.D.training
         self.D.eval()  # spectral norm's power iteration must not advance while measuring
@@ -235,7 +236,7 @@ class ConditionedGAN(GAN):
         return (predicted.float() - attributes).square().mean().item()
 
     # ------------------------------------------------------------------------------------------
-    # State: trainer.GAN's plus the attribute statistics.
+    # State: GANTrainer's plus the attribute statistics.
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "conditions": {

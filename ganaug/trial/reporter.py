@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from ganaug.files import atomic_write
 
@@ -91,3 +92,20 @@ def _jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
+
+
+def make_grid(images: torch.Tensor, nrow: int, padding: int = 1) -> torch.Tensor:
+    """torchvision.utils.make_grid's layout (rows of nrow images, zero padding, grayscale shown as RGB).
+
+    Here rather than imported: importing torchvision costs seconds in every fresh trial process.
+    """
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    n, channels, height, width = images.shape
+    columns = min(nrow, n)
+    rows = math.ceil(n / columns)
+    cells = images.new_zeros(rows * columns, channels, height + padding, width + padding)
+    cells[:n, :, padding:, padding:] = images
+    grid = cells.view(rows, columns, channels, height + padding, width + padding).permute(2, 0, 3, 1, 4)
+    grid = grid.reshape(channels, rows * (height + padding), columns * (width + padding))
+    return F.pad(grid, (0, padding, 0, padding))

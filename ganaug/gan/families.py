@@ -1,6 +1,6 @@
 """The `gan` axis: one trainer class per GAN family, and `build_gan`, which the joint loop and `generate` call.
 
-Every trainer has the interface of `trainer.GAN`: train_step(real_x, real_y, real_fraction, generator, autocast)
+Every trainer has the interface of `GANTrainer`: train_step(real_x, real_y, real_fraction, generator, autocast)
 -> dict of 0-dim losses, sample(y, generator) -> images in [-1, 1], class_scores(x, y), state_dict() and
 load_state_dict(state). Families that need the training data itself (source images, attributes) take it from
 `data`.
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import torch
 
-from ganaug.ali import ALIGAN
-from ganaug.conditions import ConditionedGAN
 from ganaug.config import ConfigError, TrialConfig, registry
-from ganaug.trainer import GAN
-from ganaug.translation import Translation
+from ganaug.gan.ali import ALITrainer
+from ganaug.gan.conditions import ConditionedTrainer
+from ganaug.gan.trainer import GANTrainer
+from ganaug.gan.translation import TranslationTrainer
 
 
 def build_gan(cfg: TrialConfig, spec, device: torch.device | str, data=None):
@@ -22,13 +22,13 @@ def build_gan(cfg: TrialConfig, spec, device: torch.device | str, data=None):
     if cfg.gan not in FAMILIES:
         raise ConfigError(f"gan={cfg.gan!r} is not one of {', '.join(FAMILIES)}")
     if cfg.gan_conditions:  # continuous attributes besides the class (cgan, acgan; TrialConfig checks the family)
-        return ConditionedGAN(cfg, spec, torch.device(device), data=data)
+        return ConditionedTrainer(cfg, spec, torch.device(device), data=data)
     return FAMILIES[cfg.gan](cfg, spec, torch.device(device), data=data)
 
 
 FAMILIES = registry("gan", {
-    "cgan": GAN,
-    "acgan": GAN,
-    "ali": ALIGAN,     # ALI (encoder + joint D), then ACGAN on random and encoded codes: ganaug/ali.py
-    "translation": Translation,  # StarGAN / CycleGAN: real images of one class translated into another
+    "cgan": GANTrainer,
+    "acgan": GANTrainer,
+    "ali": ALITrainer,     # ALI (encoder + joint D), then ACGAN on random and encoded codes: ganaug/ali.py
+    "translation": TranslationTrainer,  # StarGAN / CycleGAN: real images of one class translated into another
 })

@@ -62,10 +62,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from ganaug.config import KWARGS_PREFIX, TrialConfig, condition_names, is_import_path
-from ganaug.schema import (
+from ganaug.config import KWARGS_PREFIX, ConfigError, TrialConfig, condition_names, is_import_path
+from ganaug.space.checks import check, unknown_hint
+from ganaug.space.schema import (
     METRICS,
     OVERRIDES,
     SECTIONS,
@@ -76,7 +77,7 @@ from ganaug.schema import (
     Sampler,
     Scheduler,
     SpaceError,
-    StrictModel,
+    SpaceSections,
     as_list,
     describe,
     distribution_forms,
@@ -85,23 +86,11 @@ from ganaug.schema import (
     same,
     search_order,
 )
-from ganaug.space_checks import check, unknown_hint
-
-# The schema's names stay importable from here, where they have always been.
-__all__ = ["METRICS", "OVERRIDES", "SECTIONS", "Dist", "ExperimentSection", "Metric", "Resources",
-           "Sampler", "Scheduler", "SearchSpec", "SpaceError", "load_space", "search_order", "validate_storage"]
 
 
-class SearchSpec(StrictModel):
-    """A validated search space; build it with `load_space`."""
-
-    path: str
-    experiment: ExperimentSection
-    data: dict[str, Any]
-    metric: Metric = Field(default_factory=Metric)
-    scheduler: Scheduler = Field(default_factory=Scheduler)
-    fixed: dict[str, Any] = Field(default_factory=dict)
-    search: dict[str, Dist]
+class SearchSpec(SpaceSections):
+    """A validated search space (the sections of schema.SpaceSections, and what a search does with them); build it
+    with `load_space`."""
 
     def define_by_run(self, trial: Any) -> dict[str, Any]:
         """Suggest every searched key for an Optuna trial (Ray's OptunaSearch `space=`).
@@ -185,8 +174,7 @@ class SearchSpec(StrictModel):
         other value (a range: its high end), for each number of outputs the labelings need (all_in_one: K + 1),
         with split BatchNorm where synthetic_bn can be split. Built-in classifiers need no check.
         """
-        from ganaug.classifiers import ClassifierError, check_classifier  # lazy: both import torch
-        from ganaug.labeling import LABELERS
+        from ganaug.classifier import LABELERS, ClassifierError, check_classifier  # lazy: both import torch
 
         num_classes = data_spec.num_classes
         outputs = sorted({LABELERS[labeling].num_outputs(num_classes) for labeling in self._reachable("labeling")})
@@ -360,7 +348,19 @@ def _build(raw: dict[str, Any], file: str, overrides: dict[str, Any] | None = No
     except ValidationError as err:
         raise SpaceError(_pydantic_message(err, file, overrides or {})) from None
     check(space)
+    _check_baselines(space)
     return space
+
+
+def _check_baselines(space: SearchSpec) -> None:
+    """The enqueued baseline policies are valid trials (their midpoints could break a rule between keys)."""
+    for point in space.baseline_points():
+        try:
+            TrialConfig.from_dict({**space.fixed, **point})
+        except ConfigError as err:
+            reason = str(err).split(": ", 1)[1]
+            raise SpaceError(f"{space.path}: experiment.baselines_first: the baseline policy {point} is invalid "
+                             f"({reason}); valid: baselines_first: false, or defaults that combine") from None
 
 
 def _pydantic_message(err: ValidationError, file: str, overrides: dict[str, Any]) -> str:

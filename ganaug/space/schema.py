@@ -137,6 +137,18 @@ class Dist(StrictModel):
         return DISTRIBUTIONS[self.kind](trial, key, self)
 
 
+class SpaceSections(StrictModel):
+    """A whole search-space file, section by section (space.SearchSpec adds what a search does with them)."""
+
+    path: str
+    experiment: ExperimentSection
+    data: dict[str, Any]
+    metric: Metric = Field(default_factory=Metric)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    search: dict[str, Dist]
+
+
 def search_order(search: dict[str, Dist]) -> list[str]:
     """Searched keys in file order, except that a `when` key comes after the searched keys it depends on."""
     order: list[str] = []

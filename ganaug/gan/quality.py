@@ -1,189 +1,17 @@
-"""Classifier metrics (accuracy, top-k, per-class accuracy, agreement with synthetic labels), the classification
-accuracy score and its real-data reference (train a fresh classifier on synthetic or on real images, test on real),
-and GAN quality metrics in a fixed random feature space: per-class diversity and the Fréchet distance.
-
-Every classifier metric is over the K real classes: all_in_one's extra output is dropped before any argmax.
-"""
+"""GAN sample quality in a fixed random feature space: per-class diversity (collapse shows as ~0) and the Frechet
+distance to real images; no download, no training, the same network in every trial."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganaug.classifiers import build_classifier
-from ganaug.data import to_float
-from ganaug.labeling import LABELERS, Labeler
-from ganaug.trainer import GAN, balanced_labels
-
-
-def _as_float_images(x: torch.Tensor) -> torch.Tensor:
-    # uint8 data (the stored format) -> float in [-1, 1]; float input is taken as already scaled.
-    return to_float(x) if x.dtype == torch.uint8 else x
-
-
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, labeler: Labeler, num_classes: int, batch_size: int = 1024,
-            autocast: Callable = contextlib.nullcontext) -> torch.Tensor:
-    """Logits [N, num_classes] float32 over the real classes, in eval mode (the model's mode is restored).
-
-    x: uint8 or float [-1, 1] images, on any device; batches move to the model's device.
-    """
-    was_training = model.training
-    device = next(model.parameters()).device
-    model.eval()
-    try:
-        chunks = []
-        for start in range(0, len(x), batch_size):
-            batch = _as_float_images(x[start:start + batch_size].to(device, non_blocking=True))
-            with autocast():
-                logits = model(batch)
-            chunks.append(labeler.predict_logits(logits, num_classes).float())
-    finally:
-        model.train(was_training)
-    return torch.cat(chunks) if chunks else torch.empty(0, num_classes, device=device)
-
-
-def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
-    """Share of rows whose argmax is y (nan for no rows)."""
-    if len(y) == 0:
-        return math.nan
-    return (logits.argmax(dim=1) == y.to(logits.device)).float().mean().item()
-
-
-def topk_accuracy(logits: torch.Tensor, y: torch.Tensor, k: int = 5) -> float:
-    """Share of rows whose y is among the k largest logits; k is clipped to the number of classes."""
-    if len(y) == 0:
-        return math.nan
-    top = logits.topk(min(k, logits.shape[1]), dim=1).indices
-    return (top == y.to(logits.device).unsqueeze(1)).any(dim=1).float().mean().item()
-
-
-def per_class_accuracy(logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[float]:
-    """Accuracy of each true class; nan for classes with no rows."""
-    y = y.to(logits.device)
-    correct = (logits.argmax(dim=1) == y).double()
-    hits = torch.bincount(y, weights=correct, minlength=num_classes)
-    counts = torch.bincount(y, minlength=num_classes).double()
-    return (hits / counts).tolist()  # 0 / 0 = nan for absent classes
-
-
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, labeler: Labeler, num_classes: int,
-             batch_size: int = 1024, autocast: Callable = contextlib.nullcontext) -> dict:
-    """{"acc", "top5", "loss" (cross-entropy over the K real classes), "per_class"} on (x, y)."""
-    logits = predict(model, x, labeler, num_classes, batch_size, autocast)
-    y = y.to(logits.device)
-    return {
-        "acc": accuracy(logits, y),
-        "top5": topk_accuracy(logits, y, 5),
-        "loss": F.cross_entropy(logits, y).item() if len(y) else math.nan,
-        "per_class": per_class_accuracy(logits, y, num_classes),
-    }
-
-
-def _sample_balanced(gan: GAN, n: int, generator: torch.Generator | None,
-                     chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """n class-balanced synthetic images and their conditioning labels, sampled in chunks."""
-    y = balanced_labels(n, gan.num_classes, generator, gan.device)
-    x = torch.cat([gan.sample(part, generator) for part in y.split(chunk)]) if n else None
-    return x, y
-
-
-@torch.no_grad()
-def synthetic_agreement(model: nn.Module, gan: GAN, labeler: Labeler, num_classes: int, n: int,
-                        generator: torch.Generator | None = None) -> float:
-    """Share of n fresh class-balanced samples the model assigns to their conditioning class."""
-    if n < 1:
-        raise ValueError(f"synthetic_agreement: n={n}; valid: n >= 1")
-    x, y = _sample_balanced(gan, n, generator)
-    return accuracy(predict(model, x, labeler, num_classes), y)
-
-
-def classification_accuracy_score(cfg, spec, gan: GAN, val_x: torch.Tensor, val_y: torch.Tensor,
-                                  device: torch.device, epochs: int,
-                                  generator: torch.Generator | None = None) -> float:
-    """CAS: accuracy on (val_x, val_y) of a fresh cfg.classifier trained only on GAN samples.
-
-    Each batch is freshly sampled and class-balanced; the budget is _fresh_classifier_accuracy's.
-    Compare it with real_accuracy_score (cas_ratio = CAS / real accuracy, ~1 = as useful as real data).
-    """
-    epoch_batches = lambda sizes: (_sample_balanced(gan, size, generator) for size in sizes)
-    return _fresh_classifier_accuracy(cfg, spec, val_x, val_y, device, epochs, epoch_batches, synthetic=True)
-
-
-def real_accuracy_score(cfg, spec, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
-                        val_y: torch.Tensor, device: torch.device, epochs: int,
-                        generator: torch.Generator | None = None) -> float:
-    """The reference for CAS: accuracy on (val_x, val_y) of a fresh cfg.classifier trained on real images
-    (train_x, train_y) with exactly CAS's budget; only where each batch's images come from differs.
-
-    Each epoch is a shuffled pass over the real images (repeated passes if spec.class_counts sums to more).
-    """
-    if len(train_x) == 0:
-        raise ValueError("real_accuracy_score: train_x holds no images; valid: at least one")
-
-    def epoch_batches(sizes: list[int]) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        rows = _shuffled_rows(len(train_x), sum(sizes), generator).to(train_x.device)
-        return ((train_x[part], train_y[part]) for part in rows.split(sizes))
-
-    return _fresh_classifier_accuracy(cfg, spec, val_x, val_y, device, epochs, epoch_batches, synthetic=False)
-
-
-def _fresh_classifier_accuracy(
-    cfg,                                # TrialConfig: classifier (+ _width, _kwargs), classifier_lr, batch_size.
-    spec,                               # DataSpec: shapes, and class_counts (their sum = images per epoch).
-    val_x: torch.Tensor,                # Real images the classifier is scored on, uint8 or float [-1, 1].
-    val_y: torch.Tensor,
-    device: torch.device,
-    epochs: int,
-    epoch_batches: Callable[[list[int]], Iterable[tuple[torch.Tensor, torch.Tensor]]],  # sizes -> (x, y) batches.
-    synthetic: bool,                    # Whether the batches are GAN samples (labelled by their conditioning).
-) -> float:
-    """Accuracy on (val_x, val_y) of a fresh cfg.classifier trained for `epochs` epochs on epoch_batches.
-
-    Each epoch shows as many images as the real train split holds (sum(spec.class_counts)), in batches of
-    about cfg.batch_size, with pseudo labels and Adam at cfg.classifier_lr. Batches are split evenly (never a
-    batch of one, which BatchNorm cannot train on). Pseudo labels make synthetic and real rows both plain
-    cross-entropy on their (conditioning) class, so the two sources are trained identically.
-    """
-    num_classes = spec.num_classes
-    labeler = LABELERS["pseudo"]
-    model = build_classifier(cfg.classifier, spec, labeler.num_outputs(num_classes), cfg.classifier_width,
-                             kwargs=cfg.classifier_kwargs)
-    model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.classifier_lr, fused=True)
-    sizes = _even_batch_sizes(sum(spec.class_counts), cfg.batch_size)
-    for _ in range(epochs):
-        for x, y in epoch_batches(sizes):
-            x, y = _as_float_images(x.to(device)), y.to(device)
-            loss = labeler.loss(model(x), y, synthetic=torch.full_like(y, synthetic, dtype=torch.bool))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    return evaluate(model, val_x, val_y, labeler, num_classes)["acc"]
-
-
-def _even_batch_sizes(total: int, batch_size: int) -> list[int]:
-    """Sizes of about batch_size summing to total, differing by at most one."""
-    num_batches = max(1, math.ceil(total / batch_size))
-    small, extra = divmod(total, num_batches)
-    return [small + 1] * extra + [small] * (num_batches - extra)
-
-
-def _shuffled_rows(available: int, count: int, generator: torch.Generator | None) -> torch.Tensor:
-    """count row indices from shuffled passes over `available` rows, so every row is seen equally often."""
-    device = generator.device if generator is not None else torch.device("cpu")
-    passes = [torch.randperm(available, generator=generator, device=device) for _ in range(-(-count // available))]
-    return torch.cat(passes)[:count]
-
-
-# ----------------------------------------------------------------------------------------------
-# GAN quality: a fixed random feature space, per-class diversity and the Fréchet distance.
+from ganaug.data import as_float_images, sample_balanced
+from ganaug.gan.trainer import GANTrainer
 
 FEATURE_SEED = 0                    # Seed of the feature network's weights: the same network everywhere, always.
 FEATURE_WIDTHS = (64, 128, 256)     # Output channels of the three conv3x3 + ReLU stages.
@@ -250,7 +78,7 @@ def image_features(x: torch.Tensor) -> torch.Tensor:
     batch_size = max(1, FEATURE_PIXELS_PER_BATCH // (x.shape[2] * x.shape[3]))
     # float32 even inside a caller's autocast: features must not depend on the trial's precision.
     with torch.autocast(x.device.type, enabled=False):
-        chunks = [network(_as_float_images(batch).float()) for batch in x.split(batch_size)]
+        chunks = [network(as_float_images(batch).float()) for batch in x.split(batch_size)]
     return torch.cat(chunks) if chunks else torch.empty(0, network.num_features, device=x.device)
 
 
@@ -288,7 +116,7 @@ def feature_diversity(features_a: torch.Tensor, labels_a: torch.Tensor, features
 
 
 @torch.no_grad()
-def synthetic_diversity(gan: GAN, real_x: torch.Tensor, real_y: torch.Tensor, num_classes: int,
+def synthetic_diversity(gan: GANTrainer, real_x: torch.Tensor, real_y: torch.Tensor, num_classes: int,
                         per_class: int = 64, generator: torch.Generator | None = None) -> float:
     """Per-class diversity of GAN samples relative to the real images (feature_diversity in image_features
     space): ~0 = a collapsed generator (one that ignores z gives exactly 0), ~1 = as varied as the real data.
@@ -300,7 +128,7 @@ def synthetic_diversity(gan: GAN, real_x: torch.Tensor, real_y: torch.Tensor, nu
     if per_class < 2:
         raise ValueError(f"synthetic_diversity: per_class={per_class}; valid: per_class >= 2")
     rows = torch.cat([(real_y == label).nonzero().squeeze(1)[:per_class] for label in range(num_classes)])
-    fake_x, fake_y = _sample_balanced(gan, per_class * num_classes, generator)
+    fake_x, fake_y = sample_balanced(gan, per_class * num_classes, generator)
     return feature_diversity(image_features(fake_x), fake_y, image_features(real_x[rows]), real_y[rows],
                              num_classes)
 
@@ -354,8 +182,8 @@ class SampleQuality:
         self._real_standardised = _standardize(self.real_features, self.real_features)
 
     @torch.no_grad()
-    def __call__(self, gan: GAN, generator: torch.Generator | None = None) -> dict[str, float]:
-        fake_x, fake_y = _sample_balanced(gan, self.per_class * self.num_classes, generator)
+    def __call__(self, gan: GANTrainer, generator: torch.Generator | None = None) -> dict[str, float]:
+        fake_x, fake_y = sample_balanced(gan, self.per_class * self.num_classes, generator)
         features = image_features(fake_x)
         return {
             "synthetic_diversity": feature_diversity(features, fake_y, self.real_features, self.real_labels,
@@ -365,7 +193,7 @@ class SampleQuality:
 
 
 @torch.no_grad()
-def synthetic_frechet_distance(gan: GAN, real_x: torch.Tensor, n: int,
+def synthetic_frechet_distance(gan: GANTrainer, real_x: torch.Tensor, n: int,
                                generator: torch.Generator | None = None) -> float:
     """Fréchet distance between n class-balanced GAN samples and (up to) n real images in image_features space.
 
@@ -381,5 +209,5 @@ def synthetic_frechet_distance(gan: GAN, real_x: torch.Tensor, n: int,
         raise ValueError(f"synthetic_frechet_distance: real_x holds {len(real_x)} image(s); valid: at least 2")
     subset = torch.randperm(len(real_x), generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))[:n]
     real = image_features(real_x[subset.to(real_x.device)])
-    fake = image_features(_sample_balanced(gan, n, generator)[0])
+    fake = image_features(sample_balanced(gan, n, generator)[0])
     return frechet_distance(_standardize(fake, real), _standardize(real, real))

@@ -1,4 +1,4 @@
-"""The checks a search space must pass that its schema (ganaug.schema) cannot express: values between keys,
+"""The checks a search space must pass that its schema (ganaug.space.schema) cannot express: values between keys,
 registry names, every value a trial can draw through `TrialConfig.from_dict`, and `when:` conditions. Each
 raises one SpaceError line naming the file, the key and what is valid; `check` runs them all, section by section.
 """
@@ -8,18 +8,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ganaug.config import KWARGS_PREFIX, ConfigError, TrialConfig, is_import_path
-from ganaug.datasets import DATASETS
+from ganaug.config import DATASET_NAMES, KWARGS_PREFIX, ConfigError, TrialConfig, is_import_path
 from ganaug.errors import did_you_mean
-from ganaug.schema import (
+from ganaug.space.schema import (
     DISTRIBUTIONS,
     METRICS,
     SCALARS,
     Dist,
     Scheduler,
     SpaceError,
+    SpaceSections,
     as_list,
     holds,
     limit,
@@ -27,12 +27,8 @@ from ganaug.schema import (
     search_order,
 )
 
-if TYPE_CHECKING:  # for annotations only: ganaug.space imports this module to run the checks
-    from ganaug.space import SearchSpec
 
-
-
-def check(space: SearchSpec) -> None:
+def check(space: SpaceSections) -> None:
     """Run every check on a space the schema accepted; fills in the defaults that depend on other keys (sampler.group,
     metric.mode, scheduler.grace_period)."""
     _check_experiment(space)
@@ -47,11 +43,10 @@ def check(space: SearchSpec) -> None:
             _check_when(space, key, dist.when)
     _check_cycles(space)
     _check_pairs(space)
-    _check_baselines(space)
     _check_imports(space)
 
 
-def _check_experiment(space: SearchSpec) -> None:
+def _check_experiment(space: SpaceSections) -> None:
     name, file = space.experiment.name, space.path
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise SpaceError(f"{file}: experiment.name: {name!r} is not a folder name; "
@@ -72,7 +67,7 @@ def _check_experiment(space: SearchSpec) -> None:
                          "multivariate: true with group: true or false, or group: false")
 
 
-def _check_metric(space: SearchSpec) -> None:
+def _check_metric(space: SpaceSections) -> None:
     metric, file = space.metric, space.path
     if metric.name not in METRICS:
         raise SpaceError(f"{file}: metric.name: {metric.name!r} is not a reported metric"
@@ -84,7 +79,7 @@ def _check_metric(space: SearchSpec) -> None:
                          f"valid: {METRICS[metric.name]}")
 
 
-def _check_scheduler(space: SearchSpec) -> None:
+def _check_scheduler(space: SpaceSections) -> None:
     scheduler = space.scheduler
     if scheduler.grace_period is None:
         # One rung, a third of the way: augmentation and other regularisers start slow and pay off late, and an
@@ -102,7 +97,7 @@ def _check_scheduler(space: SearchSpec) -> None:
                              "valid: remove it and set scheduler.max_epochs")
 
 
-def _check_data(space: SearchSpec) -> None:
+def _check_data(space: SpaceSections) -> None:
     from ganaug.data import DataConfig  # lazy: it imports torch (`import ganaug.space` must not)
 
     file, data = space.path, space.data
@@ -111,17 +106,17 @@ def _check_data(space: SearchSpec) -> None:
         if key not in known:
             raise SpaceError(f"{file}: data.{key}: unknown key{unknown_hint(key, known)}")
     if "name" not in data:
-        raise SpaceError(f"{file}: data.name: missing; valid: {', '.join(DATASETS)}")
-    if data["name"] not in DATASETS:
+        raise SpaceError(f"{file}: data.name: missing; valid: {', '.join(DATASET_NAMES)}")
+    if data["name"] not in DATASET_NAMES:
         raise SpaceError(f"{file}: data.name: unknown dataset {data['name']!r}"
-                         f"{unknown_hint(str(data['name']), DATASETS)}")
+                         f"{unknown_hint(str(data['name']), DATASET_NAMES)}")
     try:  # DataConfig checks every value; its messages start with "data.<key>=..."
         DataConfig(**data)
     except (ValueError, TypeError) as err:  # DataError is a ValueError
         raise SpaceError(f"{file}: {err}") from None
 
 
-def _check_fixed(space: SearchSpec) -> None:
+def _check_fixed(space: SpaceSections) -> None:
     file = space.path
     known = TrialConfig.keys()
     nested = space.fixed.get("classifier_kwargs")
@@ -146,7 +141,7 @@ def _check_fixed(space: SearchSpec) -> None:
     _config_check({**drawn, **space.fixed}, f"{file}: fixed")
 
 
-def _check_dist(space: SearchSpec, key: str, dist: Dist) -> None:
+def _check_dist(space: SpaceSections, key: str, dist: Dist) -> None:
     where = f"{space.path}: search.{key}"
     known = {f.name: f for f in dataclasses.fields(TrialConfig)}
     if key == "classifier_kwargs":
@@ -180,7 +175,7 @@ def _check_dist(space: SearchSpec, key: str, dist: Dist) -> None:
         _config_check({**space.fixed, **_condition(space, dist), key: value}, f"{where}.{kind}", combinations=False)
 
 
-def _check_imports(space: SearchSpec) -> None:
+def _check_imports(space: SpaceSections) -> None:
     """Every torchvision:/import-path classifier the space names resolves to a callable (its module imports and
     has the attribute); building it waits for the dataset's shape (SearchSpec.check_classifier)."""
     if "classifier" in space.fixed:
@@ -191,7 +186,7 @@ def _check_imports(space: SearchSpec) -> None:
     places = [(place, value) for place, value in places if is_import_path(value)]
     if not places:
         return
-    from ganaug.classifiers import ClassifierError, resolve_classifier  # lazy: it imports torch
+    from ganaug.classifier import ClassifierError, resolve_classifier  # lazy: it imports torch
 
     for place, value in places:
         try:
@@ -236,7 +231,7 @@ def _check_range(where: str, kind: str, dist: Dist) -> None:
                              "valid: a step > 0 that divides the range")
 
 
-def _check_when(space: SearchSpec, key: str, when: dict[str, Any]) -> None:
+def _check_when(space: SpaceSections, key: str, when: dict[str, Any]) -> None:
     where = f"{space.path}: search.{key}.when"
     if not when:
         raise SpaceError(f"{where}: empty; valid: {{other_key: value}} or {{other_key: [value, ...]}}")
@@ -260,14 +255,14 @@ def _check_when(space: SearchSpec, key: str, when: dict[str, Any]) -> None:
                                  f"valid: {_possible(space, other, defaults[other])}")
 
 
-def _condition(space: SearchSpec, dist: Dist) -> dict[str, Any]:
+def _condition(space: SpaceSections, dist: Dist) -> dict[str, Any]:
     """Values under which a conditional key is searched: each `when` key at its first wanted value (a key
     searched only when gan_pretrain_epochs is 10 is checked with gan_pretrain_epochs 10, not the default 0)."""
     return {other: as_list(wanted)[0] for other, wanted in (dist.when or {}).items()
             if as_list(wanted) and other in set(TrialConfig.keys())}
 
 
-def _check_pairs(space: SearchSpec) -> None:
+def _check_pairs(space: SpaceSections) -> None:
     """Every pair of searched keys, at every combination of their choices (or range ends) that a trial can
     draw together, makes a valid TrialConfig: cross-key rules (gan_freeze needs pretraining, hinge has no
     label smoothing) fail here, naming both keys, instead of as an errored trial."""
@@ -313,7 +308,7 @@ def _check_pairs(space: SearchSpec) -> None:
                             f"`when:` on one of them, or choices that always combine") from None
 
 
-def _with_dependents(space: SearchSpec, values: dict[str, Any], pair: tuple[str, str]) -> dict[str, Any]:
+def _with_dependents(space: SpaceSections, values: dict[str, Any], pair: tuple[str, str]) -> dict[str, Any]:
     """`values` plus, for every other searched key whose `when` holds under them, that key's first value: a trial
     that draws the pair also draws the keys conditioned on it (labeling: distill brings its teacher_ema along)."""
     values = {**TrialConfig().to_dict(), **values}
@@ -324,19 +319,7 @@ def _with_dependents(space: SearchSpec, values: dict[str, Any], pair: tuple[str,
     return values
 
 
-def _check_baselines(space: SearchSpec) -> None:
-    """The enqueued baseline policies are valid trials (their midpoints could break a rule between keys)."""
-    for point in space.baseline_points():
-        try:
-            TrialConfig.from_dict({**space.fixed, **point})
-        except ConfigError as err:
-            reason = str(err).split(": ", 1)[1]
-            raise SpaceError(f"{space.path}: experiment.baselines_first: the baseline policy {point} is invalid "
-                             f"({reason}); valid: baselines_first: false, or defaults that combine") from None
-
-
-
-def _check_cycles(space: SearchSpec) -> None:
+def _check_cycles(space: SpaceSections) -> None:
     def visit(key: str, chain: list[str]) -> None:
         for dep in space.search[key].when or {}:
             if dep in chain:
@@ -350,7 +333,7 @@ def _check_cycles(space: SearchSpec) -> None:
         visit(key, [key])
 
 
-def _can_take(space: SearchSpec, key: str, value: Any, default: Any) -> bool:
+def _can_take(space: SpaceSections, key: str, value: Any, default: Any) -> bool:
     if key in space.fixed:
         return same(value, space.fixed[key])
     dist = space.search[key]
@@ -358,7 +341,7 @@ def _can_take(space: SearchSpec, key: str, value: Any, default: Any) -> bool:
     return dist.can_take(value) or (dist.when is not None and same(value, default))
 
 
-def _possible(space: SearchSpec, key: str, default: Any) -> str:
+def _possible(space: SpaceSections, key: str, default: Any) -> str:
     if key in space.fixed:
         return f"{space.fixed[key]!r} (fixed)"
     dist = space.search[key]

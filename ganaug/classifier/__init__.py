@@ -1,0 +1,26 @@
+"""The classifier side: CLASSIFIERS (built-in, torchvision:NAME, package.module:factory) and build_classifier;
+LABELERS (how synthetic rows are labelled) and the EMA teacher; accuracy on a split (score) and the classification
+accuracy score of a generator (CAS).
+
+    from ganaug.classifier import LABELERS, build_classifier, score
+    model = build_classifier("cnn", data.spec, LABELERS["pseudo"].num_outputs(10))
+    score(model, data.val_x, data.val_y, LABELERS["pseudo"], 10)["acc"]
+"""
+
+from ganaug.classifier.accuracy import accuracy, per_class_accuracy, predict, score, synthetic_agreement, topk_accuracy
+from ganaug.classifier.cas import classification_accuracy_score, real_accuracy_score
+from ganaug.classifier.labeling import LABELERS, Labeler, Teacher, distill_target, keep_best_candidates
+from ganaug.classifier.models import (
+    CLASSIFIERS,
+    ClassifierError,
+    SplitBatchNorm,
+    build_classifier,
+    check_classifier,
+    resolve_classifier,
+    synthetic_rows,
+)
+
+__all__ = ["CLASSIFIERS", "ClassifierError", "LABELERS", "Labeler", "SplitBatchNorm", "Teacher", "accuracy",
+           "build_classifier", "check_classifier", "classification_accuracy_score", "distill_target",
+           "keep_best_candidates", "per_class_accuracy", "predict", "real_accuracy_score", "resolve_classifier",
+           "score", "synthetic_agreement", "synthetic_rows", "topk_accuracy"]

@@ -1,0 +1,92 @@
+"""The classification accuracy score (CAS, Ravuri & Vinyals 2019): a fresh classifier trained only on a generator's
+samples, tested on real images, beside the same classifier trained on as many real images (cas_ratio)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+
+from ganaug.classifier.accuracy import score
+from ganaug.classifier.labeling import LABELERS
+from ganaug.classifier.models import build_classifier
+from ganaug.data import as_float_images, sample_balanced
+
+
+def classification_accuracy_score(cfg, spec, gan, val_x: torch.Tensor, val_y: torch.Tensor,
+                                  device: torch.device, epochs: int,
+                                  generator: torch.Generator | None = None) -> float:
+    """CAS: accuracy on (val_x, val_y) of a fresh cfg.classifier trained only on GAN samples.
+
+    Each batch is freshly sampled and class-balanced; the budget is _fresh_classifier_accuracy's.
+    Compare it with real_accuracy_score (cas_ratio = CAS / real accuracy, ~1 = as useful as real data).
+    """
+    epoch_batches = lambda sizes: (sample_balanced(gan, size, generator) for size in sizes)
+    return _fresh_classifier_accuracy(cfg, spec, val_x, val_y, device, epochs, epoch_batches, synthetic=True)
+
+
+def real_accuracy_score(cfg, spec, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
+                        val_y: torch.Tensor, device: torch.device, epochs: int,
+                        generator: torch.Generator | None = None) -> float:
+    """The reference for CAS: accuracy on (val_x, val_y) of a fresh cfg.classifier trained on real images
+    (train_x, train_y) with exactly CAS's budget; only where each batch's images come from differs.
+
+    Each epoch is a shuffled pass over the real images (repeated passes if spec.class_counts sums to more).
+    """
+    if len(train_x) == 0:
+        raise ValueError("real_accuracy_score: train_x holds no images; valid: at least one")
+
+    def epoch_batches(sizes: list[int]) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        rows = _shuffled_rows(len(train_x), sum(sizes), generator).to(train_x.device)
+        return ((train_x[part], train_y[part]) for part in rows.split(sizes))
+
+    return _fresh_classifier_accuracy(cfg, spec, val_x, val_y, device, epochs, epoch_batches, synthetic=False)
+
+
+def _fresh_classifier_accuracy(
+    cfg,                                # TrialConfig: classifier (+ _width, _kwargs), classifier_lr, batch_size.
+    spec,                               # DataSpec: shapes, and class_counts (their sum = images per epoch).
+    val_x: torch.Tensor,                # Real images the classifier is scored on, uint8 or float [-1, 1].
+    val_y: torch.Tensor,
+    device: torch.device,
+    epochs: int,
+    epoch_batches: Callable[[list[int]], Iterable[tuple[torch.Tensor, torch.Tensor]]],  # sizes -> (x, y) batches.
+    synthetic: bool,                    # Whether the batches are GAN samples (labelled by their conditioning).
+) -> float:
+    """Accuracy on (val_x, val_y) of a fresh cfg.classifier trained for `epochs` epochs on epoch_batches.
+
+    Each epoch shows as many images as the real train split holds (sum(spec.class_counts)), in batches of
+    about cfg.batch_size, with pseudo labels and Adam at cfg.classifier_lr. Batches are split evenly (never a
+    batch of one, which BatchNorm cannot train on). Pseudo labels make synthetic and real rows both plain
+    cross-entropy on their (conditioning) class, so the two sources are trained identically.
+    """
+    num_classes = spec.num_classes
+    labeler = LABELERS["pseudo"]
+    model = build_classifier(cfg.classifier, spec, labeler.num_outputs(num_classes), cfg.classifier_width,
+                             kwargs=cfg.classifier_kwargs)
+    model = model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.classifier_lr, fused=True)
+    sizes = _even_batch_sizes(sum(spec.class_counts), cfg.batch_size)
+    for _ in range(epochs):
+        for x, y in epoch_batches(sizes):
+            x, y = as_float_images(x.to(device)), y.to(device)
+            loss = labeler.loss(model(x), y, synthetic=torch.full_like(y, synthetic, dtype=torch.bool))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return score(model, val_x, val_y, labeler, num_classes)["acc"]
+
+
+def _even_batch_sizes(total: int, batch_size: int) -> list[int]:
+    """Sizes of about batch_size summing to total, differing by at most one."""
+    num_batches = max(1, math.ceil(total / batch_size))
+    small, extra = divmod(total, num_batches)
+    return [small + 1] * extra + [small] * (num_batches - extra)
+
+
+def _shuffled_rows(available: int, count: int, generator: torch.Generator | None) -> torch.Tensor:
+    """count row indices from shuffled passes over `available` rows, so every row is seen equally often."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    passes = [torch.randperm(available, generator=generator, device=device) for _ in range(-(-count // available))]
+    return torch.cat(passes)[:count]

@@ -1,0 +1,102 @@
+"""The `data:` section of a search space (DataConfig), torch-free so that a YAML is validated before torch or Ray
+load; and DataError, the error of every bad data input."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ganaug.config import DATASET_NAMES
+from ganaug.errors import InputError, did_you_mean
+
+
+class DataError(InputError):
+    """Bad data input: the message names the key or file and what would be valid."""
+
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "digits"                  # Key of data.readers.DATASETS.
+    root: str | None = None               # Folder holding the files; None = ~/.ganaug/data/<name>.
+    download: bool = False                # cifar10/100, (fashion_)mnist: fetch with torchvision if missing.
+    image_size: int | None = None         # imagefolder: resize to size x size; None = native size if all
+                                          # images agree, else 32.
+    grayscale: bool | None = None         # imagefolder: True = 1 channel, False = 3; None = 1 only if every
+                                          # image is grayscale.
+    test_fraction: float = 0.2            # imagefolder without train/ and test/: stratified test share.
+    val_fraction: float = 0.1             # Stratified share of the train split held out as validation.
+    samples_per_class: int | None = None  # Seeded N per class of the train split, taken before the val split.
+    imbalance: dict | None = None         # {class name or index: kept fraction in (0, 1]}, train split only.
+    seed: int = 0                         # Seeds subsampling, val split and imbalance (not the test split).
+    classes: list | None = None           # Keep only these classes (names, e.g. [cat, dog] or digits [3, 8]),
+                                          # labelled 0..k-1 in this order; None = every class.
+
+    def __post_init__(self) -> None:
+        if isinstance(self.root, os.PathLike):
+            object.__setattr__(self, "root", os.fspath(self.root))
+        if not isinstance(self.name, str) or self.name not in DATASET_NAMES:
+            hint = did_you_mean(str(self.name), DATASET_NAMES)
+            raise DataError(f"data.name={self.name!r} is not a known dataset{hint}; valid: {', '.join(DATASET_NAMES)}")
+        _check_type("root", self.root, (str, type(None)), "a folder path or null")
+        _check_type("download", self.download, (bool,), "true or false")
+        _check_type("grayscale", self.grayscale, (bool, type(None)), "true, false or null")
+        for key in ("image_size", "samples_per_class"):
+            value = getattr(self, key)
+            if value is not None and not (is_int(value) and value >= 1):
+                raise DataError(f"data.{key}={value!r} is not valid; valid: an integer >= 1, or null")
+        if not (is_int(self.seed) and self.seed >= 0):
+            raise DataError(f"data.seed={self.seed!r} is not valid; valid: an integer >= 0")
+        for key in ("test_fraction", "val_fraction"):
+            value = getattr(self, key)
+            if not (is_number(value) and 0 < value < 1):
+                raise DataError(f"data.{key}={value!r} is out of range; valid: a number in (0, 1)")
+        if self.classes is not None:
+            if isinstance(self.classes, tuple):
+                object.__setattr__(self, "classes", list(self.classes))
+            valid = "a list of at least two distinct class names, e.g. [cat, dog] (digits: [3, 8]), or null"
+            if not isinstance(self.classes, list) or len(self.classes) < 2 or \
+                    not all(isinstance(c, str) or is_int(c) for c in self.classes):
+                raise DataError(f"data.classes={self.classes!r} is not valid; valid: {valid}")
+            names = [str(c) for c in self.classes]
+            if len(set(names)) != len(names):
+                repeated = sorted({n for n in names if names.count(n) > 1})
+                raise DataError(f"data.classes names {', '.join(map(repr, repeated))} more than once; valid: {valid}")
+        if self.imbalance is not None:
+            if not isinstance(self.imbalance, dict):
+                raise DataError(f"data.imbalance={self.imbalance!r} is not valid; "
+                                "valid: a mapping {class name or index: kept fraction in (0, 1]}, or null")
+            for key, fraction in self.imbalance.items():
+                if not (is_number(fraction) and 0 < fraction <= 1):
+                    raise DataError(f"data.imbalance[{key!r}]={fraction!r} is out of range; "
+                                    "valid: a kept fraction in (0, 1]")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, where: str = "data") -> DataConfig:
+        """Build from a YAML mapping; unknown keys raise DataError with a did-you-mean."""
+        if not isinstance(values, dict):
+            raise DataError(f"{where}: expected a mapping of data keys, got {type(values).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in values:
+            if key not in known:
+                raise DataError(f"{where}: unknown key {key!r}{did_you_mean(str(key), known)}; "
+                                f"valid keys: {', '.join(known)}")
+        return cls(**values)
+
+
+def _check_type(key: str, value: Any, types: tuple[type, ...], valid: str) -> None:
+    if not isinstance(value, types):
+        raise DataError(f"data.{key}={value!r} has the wrong type; valid: {valid}")
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+

@@ -1,0 +1,118 @@
+"""load_data: a dataset read by its reader (data.readers), then split into the train / val / test uint8 tensors a
+trial sees (ImageData).
+
+    from ganaug.data import load_data
+    data = load_data({"name": "imagefolder", "root": "data/cifar10-small", "samples_per_class": 100})
+    data.spec.shape, data.spec.class_counts    # (3, 32, 32), (90, 90, ...)
+
+Order of the train-side steps (the test split is never touched by any of them):
+1. `samples_per_class` keeps a seeded N per class of the train split, so N is what train + val hold per class.
+2. A stratified `val_fraction` of that is carved out as validation.
+3. `imbalance` then thins the remaining train split only. Validation stays class-balanced like the test
+   split, so the policy that wins the search on validation is judged on the distribution it is tested on.
+Before all three, `classes` keeps only the named classes of every split (labels re-indexed 0..k-1 in the
+listed order).
+
+Continuous attributes (imagefolder's attributes.csv, see data.readers) follow their images through every
+step above (ImageData.train_attributes etc., float32 [N, k]).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganaug.data.config import DataConfig, DataError, is_int
+from ganaug.data.readers import DATASETS, RawSplits, stratified_split
+from ganaug.data.tensors import DataSpec, ImageData
+from ganaug.errors import did_you_mean
+
+
+def load_data(config: DataConfig | dict) -> ImageData:
+    """Read a dataset and split it into train / val / test uint8 tensors (on the CPU)."""
+    cfg = config if isinstance(config, DataConfig) else DataConfig.from_dict(config)
+    raw = DATASETS[cfg.name](cfg)
+    if cfg.classes is not None:
+        raw = _keep_classes(raw, cfg)
+    names, num_classes = raw.class_names, len(raw.class_names)
+    rng = np.random.default_rng(cfg.seed)
+
+    # Subsample: a seeded N per class of the train split (train + val hold N per class).
+    pool = np.arange(len(raw.train_y))
+    if cfg.samples_per_class is not None:
+        counts, kept = _class_counts(raw.train_y, num_classes), []
+        for label in range(num_classes):
+            members = pool[raw.train_y == label]
+            if len(members) < cfg.samples_per_class:
+                raise DataError(f"data.samples_per_class={cfg.samples_per_class} is more than class "
+                                f"{names[label]!r} has in the {cfg.name} train split ({len(members)}); "
+                                f"valid: at most {min(counts)}")
+            kept.append(rng.permutation(members)[: cfg.samples_per_class])
+        pool = np.sort(np.concatenate(kept))
+
+    # Validation split, stratified.
+    train_idx, val_idx = stratified_split(raw.train_y, pool, cfg.val_fraction, rng)
+
+    # Imbalance: thin the train split only, so validation stays distributed like the test split.
+    if cfg.imbalance:
+        keep_fraction = np.ones(num_classes)
+        for key, fraction in cfg.imbalance.items():
+            keep_fraction[_class_index(key, names)] = fraction
+        kept = []
+        for label in range(num_classes):
+            members = train_idx[raw.train_y[train_idx] == label]
+            count = max(1, round(keep_fraction[label] * len(members))) if len(members) else 0
+            kept.append(rng.permutation(members)[:count])
+        train_idx = np.sort(np.concatenate(kept))
+
+    train_y = raw.train_y[train_idx]
+    spec = DataSpec(channels=raw.train_x.shape[1], height=raw.train_x.shape[2], width=raw.train_x.shape[3],
+                    num_classes=num_classes, class_names=tuple(names),
+                    class_counts=_class_counts(train_y, num_classes), attribute_names=raw.attribute_names)
+    tensor = lambda array, dtype: torch.from_numpy(np.ascontiguousarray(array, dtype=dtype))
+    no_attributes = lambda y: np.zeros((len(y), 0), np.float32)
+    train_attributes = raw.train_attributes if raw.train_attributes is not None else no_attributes(raw.train_y)
+    test_attributes = raw.test_attributes if raw.test_attributes is not None else no_attributes(raw.test_y)
+    return ImageData(
+        train_x=tensor(raw.train_x[train_idx], np.uint8), train_y=tensor(train_y, np.int64),
+        val_x=tensor(raw.train_x[val_idx], np.uint8), val_y=tensor(raw.train_y[val_idx], np.int64),
+        test_x=tensor(raw.test_x, np.uint8), test_y=tensor(raw.test_y, np.int64),
+        spec=spec,
+        train_attributes=tensor(train_attributes[train_idx], np.float32),
+        val_attributes=tensor(train_attributes[val_idx], np.float32),
+        test_attributes=tensor(test_attributes, np.float32),
+    )
+
+
+def _keep_classes(raw: RawSplits, cfg: DataConfig) -> RawSplits:
+    """Only the classes named in cfg.classes, relabelled 0..k-1 in the listed order (numbers match by their text,
+    so digits' [3, 8] names classes "3" and "8")."""
+    wanted = [str(c) for c in cfg.classes]
+    unknown = [name for name in wanted if name not in raw.class_names]
+    if unknown:
+        hints = "".join(did_you_mean(name, raw.class_names) for name in unknown[:1])
+        raise DataError(f"data.classes: {', '.join(map(repr, unknown))} {'is' if len(unknown) == 1 else 'are'} "
+                        f"not a class of {cfg.name}{hints}; valid: {', '.join(raw.class_names)}")
+    relabel = np.full(len(raw.class_names), -1, dtype=np.int64)
+    relabel[[raw.class_names.index(name) for name in wanted]] = np.arange(len(wanted))
+    train, test = relabel[raw.train_y] >= 0, relabel[raw.test_y] >= 0
+    pick = lambda array, rows: array[rows] if array is not None else None
+    return RawSplits(raw.train_x[train], relabel[raw.train_y[train]], raw.test_x[test], relabel[raw.test_y[test]],
+                     tuple(wanted), pick(raw.train_attributes, train), pick(raw.test_attributes, test),
+                     raw.attribute_names)
+
+
+def _class_index(key: Any, names: tuple[str, ...]) -> int:
+    """Resolve an imbalance key: a class name, or an integer class index."""
+    if is_int(key) and 0 <= key < len(names):
+        return key
+    if isinstance(key, str) and key in names:
+        return names.index(key)
+    raise DataError(f"data.imbalance: {key!r} is not a class of this dataset{did_you_mean(str(key), names)}; "
+                    f"valid: a class name ({', '.join(names)}) or an index 0..{len(names) - 1}")
+
+
+def _class_counts(y: np.ndarray, num_classes: int) -> tuple[int, ...]:
+    return tuple(int(c) for c in np.bincount(y, minlength=num_classes))

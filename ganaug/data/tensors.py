@@ -1,0 +1,154 @@
+"""What a trial sees of a dataset: DataSpec (its shape facts), ImageData (the three splits as uint8 tensors, on the
+trial's device, packed for Ray's object store), and the device-side helpers of every trial (airbench style, no
+DataLoader): shuffled index batches, scaling to [-1, 1] and back, class-balanced labels, the per-class index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganaug.data.config import DataError
+
+# ----------------------------------------------------------------------------------------------
+# What models and trials see.
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Shape facts of a dataset: the only place models learn channels, size and classes from."""
+
+    channels: int
+    height: int
+    width: int
+    num_classes: int
+    class_names: tuple[str, ...]
+    class_counts: tuple[int, ...]  # Images per class in the TRAIN split (after subsample + imbalance).
+    attribute_names: tuple[str, ...] = ()  # Columns of the continuous attributes (imagefolder attributes.csv).
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+    def minority_first(self) -> tuple[int, ...]:
+        """Class indices from fewest to most training images (ties keep class order)."""
+        return tuple(sorted(range(self.num_classes), key=self.class_counts.__getitem__))
+
+
+@dataclass
+class ImageData:
+    """The three splits as uint8 [N, C, H, W] images and int64 [N] labels, plus their DataSpec, and each
+    image's continuous attributes as float32 [N, k] (k = len(spec.attribute_names); [N, 0] without any)."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    spec: DataSpec
+    train_attributes: torch.Tensor | None = None  # None = no attributes: filled with [N, 0]
+    val_attributes: torch.Tensor | None = None
+    test_attributes: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        for split in ("train", "val", "test"):
+            if getattr(self, f"{split}_attributes") is None:
+                labels = getattr(self, f"{split}_y")
+                setattr(self, f"{split}_attributes", torch.zeros(len(labels), 0, device=labels.device))
+
+    def to(self, device: torch.device | str) -> ImageData:
+        """All tensors on `device` (uint8 stays uint8: a whole dataset is small on the device)."""
+        tensors = [f.name for f in dataclasses.fields(self) if f.name != "spec"]
+        return ImageData(**{name: getattr(self, name).to(device) for name in tensors}, spec=self.spec)
+
+    def pack(self) -> dict[str, Any]:
+        """A dict of numpy arrays (and the spec): Ray stores numpy zero-copy, so the trials of a node share one
+        copy of the dataset (tune.with_parameters, evaluate's ray.put)."""
+        return {f.name: (value.numpy() if isinstance(value := getattr(self, f.name), torch.Tensor) else value)
+                for f in dataclasses.fields(self)}
+
+    @classmethod
+    def unpack(cls, packed: dict[str, Any]) -> ImageData:
+        """pack()'s dict -> ImageData, its tensors sharing the arrays' memory."""
+        # from_numpy shares the object store's read-only buffer; the pipeline never writes into it.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return cls(**{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in packed.items()})
+
+    def train_and_val(self) -> ImageData:
+        """Train on train + val (for final evaluation); val is kept as is so code reading it still runs."""
+        train_x = torch.cat([self.train_x, self.val_x])
+        train_y = torch.cat([self.train_y, self.val_y])
+        counts = tuple(torch.bincount(train_y, minlength=self.spec.num_classes).tolist())
+        return dataclasses.replace(self, train_x=train_x, train_y=train_y,
+                                   train_attributes=torch.cat([self.train_attributes, self.val_attributes]),
+                                   spec=dataclasses.replace(self.spec, class_counts=counts))
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration: the YAML `data:` section, one key per field.
+
+
+# ----------------------------------------------------------------------------------------------
+# Device-side batches.
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float32 in [-1, 1] on the same device (the range GAN generators emit with tanh)."""
+    return x.to(torch.float32).sub_(127.5).div_(127.5)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Float images in [-1, 1] -> uint8 on the same device, each value rounded to the nearest level (values
+    outside [-1, 1] clamped): the exact inverse of to_float on its outputs."""
+    return x.float().clamp(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8)
+
+
+def pick_device(name: str) -> torch.device:
+    """The device a `device` setting names: "auto" is CUDA when available, else the CPU; "cpu" and "cuda" are
+    themselves."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def batch_indices(n: int, batch_size: int, generator: torch.Generator | None, device: torch.device | str,
+                  drop_last: bool = False) -> list[torch.Tensor]:
+    """One epoch of shuffled index batches: a single randperm on the device, split into batch_size pieces."""
+    if batch_size < 1:
+        raise DataError(f"batch_size={batch_size} is out of range; valid: an integer >= 1")
+    batches = list(torch.randperm(n, generator=generator, device=device).split(batch_size))
+    if drop_last and batches and len(batches[-1]) < batch_size:
+        batches.pop()
+    return batches
+
+
+def balanced_labels(n: int, num_classes: int, generator: torch.Generator | None = None,
+                    device: torch.device | str | None = None) -> torch.Tensor:
+    """n class labels with per-class counts differing by at most one, starting at a random class.
+
+    The random start spreads the remainder (and the classes of batches smaller than num_classes)
+    evenly over successive calls.
+    """
+    start = torch.randint(num_classes, (1,), generator=generator, device=device)
+    return (start + torch.arange(n, device=device)) % num_classes
+
+
+def sample_balanced(sampler, n: int, generator: torch.Generator | None = None,
+                    chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """n class-balanced images from `sampler` (a GAN trainer, or anything with num_classes, device and
+    sample(y, generator)) and their conditioning labels, sampled in chunks: what the quality metrics and CAS draw."""
+    y = balanced_labels(n, sampler.num_classes, generator, sampler.device)
+    x = torch.cat([sampler.sample(part, generator) for part in y.split(chunk)]) if n else None
+    return x, y
+
+
+def as_float_images(x: torch.Tensor) -> torch.Tensor:
+    # uint8 data (the stored format) -> float in [-1, 1]; float input is taken as already scaled.
+    return to_float(x) if x.dtype == torch.uint8 else x

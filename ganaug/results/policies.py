@@ -1,0 +1,50 @@
+"""The names of an evaluation's policies (best_gan, best_no_gan, no_gan+<choice>, best_gan-<key>, the fixed
+ablations) and the role each plays in a comparison: shared by evaluate, stats and the report."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+BEST_GAN = "best_gan"
+BEST_NO_GAN = "best_no_gan"
+VARIANT_PREFIX = f"{BEST_GAN}-"      # --ablate: best_gan-<key> is best_gan with <key> at its default
+TRADITIONAL_PREFIX = "no_gan+"       # no_gan+<choice>: GAN off, traditional_aug <choice>
+
+
+# Config keys copied into every evaluation.csv row, so the file says what each policy was.
+DESCRIBING_KEYS = ("synthetic_ratio", "labeling", "traditional_aug", "cutout")
+
+
+def alias_map(policies_or_runs: dict[str, dict] | pd.DataFrame) -> dict[str, str]:
+    """Every policy name -> the name its runs are under (itself, or the policy it is an alias of).
+
+    Takes the policies of policy_configs, or the runs of evaluation.csv (its `aliases` column)."""
+    if isinstance(policies_or_runs, pd.DataFrame):
+        runs = policies_or_runs
+        aliases = runs.groupby("policy", sort=False)["aliases"].first() if "aliases" in runs else {}
+        pairs = {name: [a for a in str(text).split(";") if a and a != "nan"] for name, text in dict(aliases).items()}
+        names = list(runs["policy"].unique())
+    else:
+        pairs = {name: policy.get("aliases", []) for name, policy in policies_or_runs.items()}
+        names = list(policies_or_runs)
+    resolved = {name: name for name in names}
+    resolved.update({alias: name for name, aliases in pairs.items() for alias in aliases})
+    return resolved
+
+
+def role_of(name: str) -> str:
+    """baseline (best_no_gan) | ablation (the fixed no-GAN policies) | variant (--ablate) | gan (best_gan, topK)."""
+    if name == BEST_NO_GAN:
+        return "baseline"
+    if name in FIXED_ABLATIONS or name.startswith(TRADITIONAL_PREFIX):
+        return "ablation"
+    if name.startswith(VARIANT_PREFIX):
+        return "variant"
+    return "gan"
+
+
+NO_GAN = {"synthetic_ratio": 0.0, "labeling": "pseudo"}
+FIXED_ABLATIONS = {
+    "no_aug": {**NO_GAN, "traditional_aug": "none", "cutout": 0},  # no synthetic data, no augmentation at all
+    "gan_off": NO_GAN,  # the GAN removed, best_gan's traditional augmentation and cutout kept
+}

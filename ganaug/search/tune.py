@@ -1,0 +1,313 @@
+"""`python -m ganaug.tune SPACE.yaml`: search for the best GAN augmentation policy with Ray Tune.
+
+Optuna (through an OptunaSearch that reports ASHA-stopped trials as PRUNED) proposes policies, ASHA
+stops weak ones early, and each trial trains a GAN and the classifier jointly (`pipeline.run`).
+
+    python -m ganaug.tune search_spaces/quickstart.yaml               # laptop, offline, ~1 minute
+    python -m ganaug.tune search_spaces/cifar100.yaml --address auto  # on a Ray cluster
+    python -m ganaug.tune search_spaces/quickstart.yaml --resume      # finish an interrupted search
+
+This is the only module that builds Tuner, ASHAScheduler, resources and storage; `ganaug.searchers` builds the
+OptunaSearch it is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import shlex
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
+
+from ganaug.cluster import ray_session
+from ganaug.config import ConfigError, TrialConfig
+from ganaug.data import ImageData, load_data
+from ganaug.errors import EXIT_BAD_INPUT, InputError
+from ganaug.results import (
+    BEST_POLICY_FILE,
+    EXPERIMENT_FILE,
+    JOURNAL_FILE,
+    SUMMARY_FILE,
+    check_reachable,
+    download,
+    is_uri,
+    mirror_of,
+    next_steps,
+    save_experiment_meta,
+    upload,
+    write_outputs,
+)
+from ganaug.search.searchers import SEARCHERS, close_orphaned_trials, make_searcher
+from ganaug.space import SearchSpec, load_space, validate_storage
+from ganaug.trial import CheckpointError, TrialReporter, load_checkpoint, run
+
+# The product is "asha" (with the "tpe" searcher); "fifo" (every trial runs all epochs) is one of the baselines
+# benchmarks/search_efficiency.py measures it against (ganaug.searchers.SEARCHERS lists the searchers).
+SCHEDULERS = ("asha", "fifo")
+
+logger = logging.getLogger(__name__)
+
+
+class ExperimentError(InputError):
+    """The experiment folder cannot be used as asked (exists already, or nothing there to resume)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# The trainable: a thin adapter from Tune to pipeline.run.
+
+def train_trial(config: dict, *, data: dict, base: dict, cpus: float = 1) -> None:
+    """Ray Tune function trainable: build the TrialConfig, restore, run, report once per epoch."""
+    # Each trial uses only its CPU share, so k trials on k cores don't oversubscribe them.
+    torch.set_num_threads(max(1, math.floor(cpus)))
+    cfg = TrialConfig.from_dict({**base, **config}, where="trial config")
+    images = ImageData.unpack(data)
+    reporter = TrialReporter(
+        os.getcwd(),  # this trial's working directory on its node; Tune uploads it (sync_artifacts)
+        sink=lambda metrics, checkpoint=None: tune.report(
+            metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint) if checkpoint else None),
+    )
+    state = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        # Fall back to older checkpoints (then a fresh start) when the newest is corrupt or truncated.
+        for candidate in checkpoint_candidates(checkpoint):
+            try:
+                with candidate.as_directory() as directory:
+                    state = load_checkpoint(directory, cfg)
+                    reporter.restore(directory)
+                break
+            except CheckpointError as error:
+                print(f"[ganaug] {error}; trying an older checkpoint", file=sys.stderr, flush=True)
+        if state is None:
+            print("[ganaug] no readable checkpoint: the trial starts afresh", file=sys.stderr, flush=True)
+    try:
+        run(cfg, images, reporter, checkpoint=state)
+    finally:
+        reporter.close()
+
+
+def checkpoint_candidates(checkpoint):
+    """The checkpoint Tune restored, then its older siblings in the trial folder, newest first, so that a trial
+    falls back to an older one when the newest is corrupt or truncated."""
+    yield checkpoint
+    try:
+        parent = Path(checkpoint.path).parent
+        siblings = sorted(parent.glob("checkpoint_*"), reverse=True)
+    except Exception:  # remote storage: only the latest is reachable here
+        return
+    for sibling in siblings:
+        if sibling.name != Path(checkpoint.path).name:
+            yield tune.Checkpoint.from_directory(str(sibling))
+
+
+# ----------------------------------------------------------------------------------------------
+# Building and running the experiment.
+
+class JournalUploader(tune.Callback):
+    """Tune callback: on remote storage, copy the local mirror's Optuna journal up whenever a trial ends, so
+    a driver lost mid-search leaves the study in the bucket for --resume (Tune calls it after the searcher)."""
+
+    def __init__(self, experiment_uri: str, local_dir: str):
+        self.experiment_uri, self.local_dir = experiment_uri, local_dir
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        upload(self.experiment_uri, self.local_dir, [JOURNAL_FILE])
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        upload(self.experiment_uri, self.local_dir, [JOURNAL_FILE])
+
+
+def build_tuner(space: SearchSpec, data, *, resume: bool = False, searcher: str = "tpe", scheduler: str = "asha",
+                stop=None, reuse_actors: bool | None = None):
+    """A Tuner for `space` (or one restored from its experiment folder when resume=True).
+
+    searcher: "tpe" (Optuna TPE, told the truth about pruned trials) | "random" (Optuna's RandomSampler);
+    scheduler: "asha" | "fifo" (every trial runs all epochs); stop: Tune's RunConfig(stop=...), e.g. a
+    Stopper that ends the experiment at a budget; reuse_actors: None takes `experiment.reuse_actors`. The
+    defaults are the product; the rest serve benchmarks.
+    """
+    for key, value, valid in (("searcher", searcher, SEARCHERS), ("scheduler", scheduler, SCHEDULERS)):
+        if value not in valid:
+            raise ConfigError(f"build_tuner: {key}={value!r} is not one of {', '.join(valid)}")
+
+    resources = space.experiment.resources
+    base = space.trial_config({}).to_dict()
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, data=data.pack(), base=base, cpus=resources.cpu),
+        {"cpu": resources.cpu, "gpu": resources.gpu},
+    )
+    experiment_dir = space.experiment_dir()
+    if resume:
+        return tune.Tuner.restore(experiment_dir, trainable=trainable, resume_unfinished=True,
+                                  resume_errored=True)
+    # On remote storage the study lives in the local mirror's journal, uploaded as trials end (JournalUploader).
+    local_dir = local_view(space).experiment_dir()
+    journal = os.path.join(local_dir, JOURNAL_FILE)
+    os.makedirs(local_dir, exist_ok=True)
+    callbacks = [JournalUploader(experiment_dir, local_dir)] if is_uri(experiment_dir) else []
+    search_alg = ConcurrencyLimiter(make_searcher(space, journal, searcher),
+                                    max_concurrent=space.experiment.max_concurrent)
+    trial_scheduler = FIFOScheduler() if scheduler == "fifo" else ASHAScheduler(
+        time_attr="epoch", max_t=space.scheduler.max_epochs, grace_period=space.scheduler.grace_period,
+        reduction_factor=space.scheduler.reduction_factor,
+    )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=space.metric.name, mode=space.metric.mode, search_alg=search_alg, scheduler=trial_scheduler,
+            num_samples=space.experiment.num_samples,
+            # A later trial runs in a finished trial's worker process (Tune resets it and changes into the new
+            # trial's folder): that skips each new process's ~4 s of importing torch, which is most of a small
+            # trial's cost and halves quickstart-sized searches (benchmarks/README.md, concurrency).
+            reuse_actors=space.experiment.reuse_actors if reuse_actors is None else reuse_actors,
+        ),
+        run_config=tune.RunConfig(
+            name=space.experiment.name,
+            storage_path=space.storage_uri(),
+            failure_config=tune.FailureConfig(max_failures=space.experiment.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # Upload what TrialReporter writes (sample grids, metrics.jsonl) from whichever node ran the trial.
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+            stop=stop,
+            callbacks=callbacks,
+            verbose=1,
+        ),
+    )
+
+
+def check_experiment_folder(space: SearchSpec, resume: bool) -> None:
+    """Refuse to mix two searches in one folder, and to resume where there is nothing to resume."""
+    experiment_dir = space.experiment_dir()
+    check_reachable(space.storage_uri())  # before Tune, whose S3 calls retry (or hang) deep inside pyarrow
+    exists = tune.Tuner.can_restore(experiment_dir)  # local folder or s3://: Tune looks for its state file
+    if resume and not exists:
+        raise ExperimentError(
+            f"{experiment_dir}: no experiment to resume there; run without --resume to start it, "
+            f"or pass the --name/--storage of an existing experiment")
+    if not resume and exists:
+        raise ExperimentError(
+            f"{experiment_dir}: an experiment already exists there; add --resume to continue it, "
+            f"or choose another --name")
+
+
+def search(space: SearchSpec, *, resume: bool = False, address: str | None = None,
+           num_cpus: int | None = None, command: str | None = None, searcher: str = "tpe",
+           scheduler: str = "asha"):
+    """Run (or resume) the search described by `space`; write summary.csv and best_policy.yaml."""
+    # Every input is checked before anything is written: nothing to resume, a missing dataset or an
+    # unwritable storage folder must not leave an empty storage or experiment folder behind.
+    check_experiment_folder(space, resume)
+    data = load_data(space.data)
+    space.check_image_size(data.spec.height, data.spec.width)
+    space.check_classifier(data.spec)
+    space.check_conditions(data.spec)
+    validate_storage(space)
+    baselines = space.baseline_points()
+    if baselines and not resume:
+        shown = ", ".join(str(point.get("traditional_aug", "as fixed")) for point in baselines)
+        print(f"Baselines first: {len(baselines)} no-GAN trial(s) (synthetic_ratio 0; traditional_aug: {shown}) "
+              f"start the search and count toward num_samples={space.experiment.num_samples}", flush=True)
+    local = local_view(space)  # results.py works on local folders: a mirror when storage is s3:// etc.
+    if not resume:
+        if local is not space:  # a mirror left by an earlier experiment at this URI must not lend the study its trials
+            Path(local.experiment_dir(), JOURNAL_FILE).unlink(missing_ok=True)
+        save_experiment_meta(local, command)
+        upload_from_mirror(space, local, [EXPERIMENT_FILE])
+    else:
+        download_to_mirror(space, local, [JOURNAL_FILE])  # the study continues from the bucket's copy
+    with ray_session(address, num_cpus):
+        started = time.time()
+        tuner = build_tuner(space, data, resume=resume, searcher=searcher, scheduler=scheduler)
+        try:
+            results = tuner.fit()
+            over = results.num_terminated + results.num_errors == len(results)
+            if over:
+                close_orphaned_trials(Path(local.experiment_dir(), JOURNAL_FILE), space.experiment.name)
+        finally:
+            upload_from_mirror(space, local, [JOURNAL_FILE])
+        download_to_mirror(space, local)
+        # How trials ended, as the Tuner knows it: Tune's state file on disk may not have caught up with the last
+        # failure yet. A trial with an error ended in it; once the search is over, every other one terminated.
+        ended = {Path(result.path).name: "ERROR" if result.error else "TERMINATED" for result in results
+                 if result.error or over}
+        summary = write_outputs(local, command=command, tune_states=ended)
+        upload_from_mirror(space, local, [SUMMARY_FILE, BEST_POLICY_FILE])
+        print(f"\nSearch finished in {time.time() - started:.0f} s: {space.experiment_dir()}")
+        print(next_steps(local.experiment_dir(), Path(local.experiment_dir(), JOURNAL_FILE)))
+        return summary
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line.
+
+def parse_args(argv: list[str] | None = None, prog: str = "python -m ganaug.tune") -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("space", help="search-space YAML file (see search_spaces/)")
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="2 trials, 2 epochs, a small subset: checks the whole path in seconds")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted experiment of this space")
+    parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    parser.add_argument("--storage", help="results folder or s3:// URI (overrides experiment.storage)")
+    parser.add_argument("--name", help="experiment name (overrides experiment.name)")
+    parser.add_argument("--num-samples", type=int, help="trials to run (overrides experiment.num_samples)")
+    parser.add_argument("--max-concurrent", type=int, help="trials at once (overrides experiment.max_concurrent)")
+    parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray started when no address is given")
+    parser.add_argument("--debug", action="store_true",
+                        help="on bad input, also print the traceback behind the message (e.g. your model factory's)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m ganaug.tune") -> int:
+    args = parse_args(argv, prog)
+    overrides = {k: v for k, v in {"name": args.name, "storage": args.storage, "num_samples": args.num_samples,
+                                   "max_concurrent": args.max_concurrent}.items() if v is not None}
+    try:
+        space = load_space(args.space, **overrides)
+        if args.smoke_test:
+            space = space.smoke()
+        command = f"{prog} " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+        search(space, resume=args.resume, address=args.address, num_cpus=args.num_cpus, command=command)
+    except InputError as error:
+        if args.debug:
+            traceback.print_exception(error)
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def local_view(space: SearchSpec) -> SearchSpec:
+    """`space` itself for local storage; for a URI (s3://...), the same space stored in a local mirror folder."""
+    if not is_uri(space.storage_uri()):
+        return space
+    mirror = mirror_of(space.storage_uri())
+    return space.model_copy(update={"experiment": space.experiment.model_copy(update={"storage": mirror})})
+
+
+def download_to_mirror(space: SearchSpec, local: SearchSpec, names: list[str] | None = None) -> None:
+    """Copy the experiment's small files (not its checkpoints), or only `names`, from remote storage into the
+    local mirror `local` (local_view(space)); nothing when the storage is local."""
+    if local is not space:
+        download(space.experiment_dir(), local.experiment_dir(), names)
+
+
+def upload_from_mirror(space: SearchSpec, local: SearchSpec, names: list[str]) -> None:
+    """Copy files written into the local mirror `local` (local_view(space)) up to the remote experiment folder;
+    nothing when the storage is local."""
+    if local is not space:
+        upload(space.experiment_dir(), local.experiment_dir(), names)
