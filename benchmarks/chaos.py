@@ -134,7 +134,7 @@ def check(experiment: Path, kills: list[dict], epochs: int) -> dict:
     import pandas as pd
     from ray.tune import ExperimentAnalysis
 
-    from ganaug.results.experiment import read_curve
+    from ganaug.results import read_curve
 
     known = {t.trial_id: t for t in ExperimentAnalysis(str(experiment)).trials}
     summary = pd.read_csv(experiment / "summary.csv", dtype={"trial_id": str}).set_index("trial_id")
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                   seed=args.seed)
     started = time.monotonic()
     try:
-        from ganaug.search.tune import main as search
+        from ganaug.search import main as search
 
         chaos.start()
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON figures

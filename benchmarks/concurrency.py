@@ -34,8 +34,8 @@ def _direct_trial(config: dict, data_config: dict, threads: int, barrier, result
     import torch
 
     from ganaug.config import TrialConfig
-    from ganaug.data.splits import load_data
-    from ganaug.trial.loop import run
+    from ganaug.data import load_data
+    from ganaug.trial import run
 
     torch.set_num_threads(threads)
     data = load_data(data_config)
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.epochs:
         scheduler["max_epochs"] = args.epochs
 
-    from ganaug.data.splits import load_data
+    from ganaug.data import load_data
 
     folder = Path(tempfile.mkdtemp(prefix="ganaug_concurrency_"))
     settings = {}

@@ -24,10 +24,8 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ganaug.augment.flip import flip_translate
-from ganaug.augment.traditional import traditional_augment
-from ganaug.data.splits import load_data
-from ganaug.data.tensors import batch_indices, to_float
+from ganaug.augment import flip_translate, traditional_augment
+from ganaug.data import batch_indices, load_data, to_float
 
 
 class PilImages(Dataset):

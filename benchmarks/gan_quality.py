@@ -32,10 +32,10 @@ from pathlib import Path
 
 import torch
 
-from ganaug.classifier.cas import classification_accuracy_score, real_accuracy_score
+from ganaug.classifier import classification_accuracy_score, real_accuracy_score
 from ganaug.config import TrialConfig
-from ganaug.data.splits import load_data
-from ganaug.data.tensors import batch_indices, to_float, to_uint8
+from ganaug.data import batch_indices, load_data, to_float, to_uint8
+from ganaug.gan import GANTrainer
 from ganaug.gan.quality import (
     _standardize,
     frechet_distance,
@@ -43,7 +43,6 @@ from ganaug.gan.quality import (
     synthetic_diversity,
     synthetic_frechet_distance,
 )
-from ganaug.gan.trainer import GANTrainer
 from ganaug.trial.reporter import make_grid, save_png
 
 # Each setting: TrialConfig GAN keys. Widths keep a step on 2 CPU cores at 0.1-1 s (32x32, batch 64).

@@ -31,7 +31,7 @@ import torch
 from trial_throughput import random_image_data
 
 from ganaug.config import TrialConfig
-from ganaug.trial.loop import run
+from ganaug.trial import run
 
 
 def trial_config(args, precision: str) -> TrialConfig:

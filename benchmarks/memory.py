@@ -45,7 +45,7 @@ def synthetic_data(train: int, held_out: int, seed: int = 0):
     """Random uint8 3x32x32 images in 10 classes: `train` training images, `held_out` val and as many test."""
     import torch
 
-    from ganaug.data.tensors import DataSpec, ImageData
+    from ganaug.data import DataSpec, ImageData
 
     generator = torch.Generator().manual_seed(seed)
     arrays = {}
@@ -86,8 +86,8 @@ def probe_trial(config: dict, *, data: dict, trials: int, barrier: str) -> None:
     from ray import tune
 
     from ganaug.config import TrialConfig
-    from ganaug.data.tensors import ImageData
-    from ganaug.trial.loop import run
+    from ganaug.data import ImageData
+    from ganaug.trial import run
 
     torch.set_num_threads(1)
     start = rollup_mb()

@@ -29,8 +29,8 @@ import torch
 from search_efficiency import QUICKSTART, derived_space, emit, fit, start_ray
 from trial_throughput import random_image_data
 
-from ganaug.space.spec import load_space
-from ganaug.trial.loop import run
+from ganaug.space import load_space
+from ganaug.trial import run
 
 # The trial: one policy of the quickstart space, with GAN data (the no-GAN baseline would time less code).
 POLICY = {
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.epochs:
         scheduler["max_epochs"] = args.epochs
 
-    from ganaug.data.splits import load_data
+    from ganaug.data import load_data
 
     folder = Path(tempfile.mkdtemp(prefix="ganaug_ray_overhead_"))
     # Exactly POLICY: the space's other searched keys are dropped, so both sides run one and the same trial.

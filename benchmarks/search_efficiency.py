@@ -40,7 +40,7 @@ import numpy as np
 import yaml
 from ray.tune.stopper import Stopper
 
-from ganaug.space.spec import SearchSpec, load_space
+from ganaug.space import SearchSpec, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
@@ -94,7 +94,7 @@ def stdout_to_stderr():
 
 def fit(spec: SearchSpec, data, **build_kwargs):
     """Build the experiment through tune.build_tuner and run it; return (ResultGrid, seconds of fit())."""
-    from ganaug.search.tune import build_tuner
+    from ganaug.search import build_tuner
 
     tuner = build_tuner(spec, data, **build_kwargs)
     started = time.perf_counter()
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> dict:
     ran = args.methods if reference else ["random_fifo"] + [m for m in args.methods if m != "random_fifo"]
     methods = [method for method in METHODS if method in ran or reference]
 
-    from ganaug.data.splits import load_data
+    from ganaug.data import load_data
 
     folder = Path(tempfile.mkdtemp(prefix="ganaug_search_efficiency_"))
     base = derived_space(args.space, folder, "base", scheduler=scheduler, data=data_changes)

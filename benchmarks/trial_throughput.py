@@ -20,8 +20,8 @@ import time
 import torch
 
 from ganaug.config import TrialConfig
-from ganaug.data.tensors import DataSpec, ImageData
-from ganaug.trial.loop import run
+from ganaug.data import DataSpec, ImageData
+from ganaug.trial import run
 
 
 def random_image_data(num_train: int, num_classes: int = 10, shape: tuple[int, int, int] = (3, 32, 32),

@@ -21,7 +21,7 @@ COMMANDS = {
     "tune": ("ganaug.search.tune", "search for the best augmentation policy (Ray Tune + Optuna)"),
     "evaluate": ("ganaug.results.evaluate", "retrain the best policies over seeds, report test accuracy"),
     "generate": ("ganaug.results.generate", "export a searched generator's synthetic images"),
-    "pipeline": ("ganaug.trial.loop", "train one policy (e.g. a best_policy.yaml) directly, without Ray"),
+    "pipeline": ("ganaug.trial.command", "train one policy (e.g. a best_policy.yaml) directly, without Ray"),
 }
 
 

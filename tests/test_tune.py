@@ -214,7 +214,7 @@ def test_tensorboard_holds_val_acc_and_a_sample_grid(finished):
 
 
 def test_reproduce_command_reruns_the_best_policy(finished, tmp_path):
-    from ganaug.trial.loop import main as pipeline_main
+    from ganaug.trial.command import main as pipeline_main
 
     assert pipeline_main([str(finished / "best_policy.yaml"), "--epochs", "1", "--out", str(tmp_path)]) == 0
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])

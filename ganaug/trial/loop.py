@@ -12,10 +12,8 @@ per epoch (and per GAN pretraining pass, with `epoch: 0`, when gan_pretrain_epoc
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from ganaug.augment import traditional_augment
 from ganaug.classifier import (
@@ -39,10 +36,9 @@ from ganaug.classifier import (
     synthetic_rows,
 )
 from ganaug.config import ConfigError, TrialConfig, trains_gan
-from ganaug.data import ImageData, batch_indices, load_data, pick_device, to_float, to_uint8
-from ganaug.errors import EXIT_BAD_INPUT, InputError
+from ganaug.data import ImageData, batch_indices, pick_device, to_float, to_uint8
 from ganaug.gan import SampleQuality, build_gan
-from ganaug.trial.reporter import TrialReporter, make_grid
+from ganaug.trial.reporter import make_grid
 from ganaug.trial.state import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 
 Report = Callable[..., None]
@@ -367,44 +363,3 @@ def _synthetic_labels(n: int, weights: torch.Tensor, generator: torch.Generator)
 def _print_report(metrics: dict, checkpoint: str | None = None, images: dict | None = None) -> None:
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
     print(shown, flush=True)
-
-
-# ----------------------------------------------------------------------------------------------
-# `python -m ganaug.pipeline POLICY.yaml`: rerun one policy (e.g. a search's best_policy.yaml), no Ray.
-
-def main(argv: list[str] | None = None, prog: str = "python -m ganaug.pipeline") -> int:
-    parser = argparse.ArgumentParser(prog=prog,
-                                     description="Train one augmentation policy (a best_policy.yaml) directly.")
-    parser.add_argument("policy", help="YAML with `config:` (TrialConfig keys) and `data:` sections")
-    parser.add_argument("--epochs", type=int, help="override the policy's epochs")
-    parser.add_argument("--seed", type=int, help="override the policy's seed")
-    parser.add_argument("--out", help="folder for metrics.jsonl, sample grids and TensorBoard events")
-    args = parser.parse_args(argv)
-    try:
-        try:
-            policy = yaml.safe_load(Path(args.policy).read_text())
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"{args.policy}: cannot read the policy file ({str(error).splitlines()[0]})") from None
-        if not isinstance(policy, dict) or "config" not in policy or "data" not in policy:
-            raise ConfigError(f"{args.policy}: needs `config:` and `data:` sections (as in best_policy.yaml)")
-        if not isinstance(policy["config"], dict):
-            raise ConfigError(f"{args.policy}: config: expected a mapping of TrialConfig keys, "
-                              f"got {type(policy['config']).__name__}")
-        overrides = {k: v for k, v in {"epochs": args.epochs, "seed": args.seed}.items() if v is not None}
-        cfg = TrialConfig.from_dict({**policy["config"], **overrides}, where=args.policy)
-        data = load_data(policy["data"])
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    reporter = TrialReporter(args.out) if args.out else None
-    try:
-        final = run(cfg, data, reporter)
-    finally:
-        if reporter is not None:
-            reporter.close()
-    print({k: final[k] for k in ("val_acc", "test_acc") if k in final})
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
