@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-import ganaug.trial.loop
+import ganaug.trial.synthetic
 from ganaug.classifier.labeling import LABELERS, Teacher, distill_target, keep_best_candidates
 from ganaug.classifier.models import CLASSIFIERS, SplitBatchNorm, build_classifier, synthetic_rows
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data.splits import load_data
 from ganaug.data.tensors import DataSpec
 from ganaug.gan.trainer import GANTrainer
-from ganaug.trial.loop import run, synthetic_share
+from ganaug.trial import run, synthetic_share
 from ganaug.trial.state import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 
 
@@ -162,13 +162,13 @@ def test_anneal_reaches_zero_at_the_last_epoch_and_front_stops_at_half():
 
 def test_front_schedule_feeds_no_synthetic_image_in_the_second_half(digits, monkeypatch):
     drawn = []
-    labels = ganaug.trial.loop._synthetic_labels
+    labels = ganaug.trial.synthetic.synthetic_labels
 
     def recording(n, weights, generator):
         drawn.append(n)
         return labels(n, weights, generator)
 
-    monkeypatch.setattr(ganaug.trial.loop, "_synthetic_labels", recording)
+    monkeypatch.setattr(ganaug.trial.synthetic, "synthetic_labels", recording)
     run(small(synthetic_schedule="front", epochs=4), digits, Recorder())
     batches = math.ceil(len(digits.train_y) / 128)
     assert len(drawn) == 2 * batches  # epochs 1 and 2 only

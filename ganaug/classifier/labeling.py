@@ -6,7 +6,7 @@ Real rows always get their true class. Synthetic rows get, by method:
   all_in_one  an extra class K (the classifier has K + 1 outputs; the extra one is ignored at evaluation);
   distill     a teacher's soft label mixed with the conditioning class (Gowal et al. 2021, He et al. 2023):
               distill_weight x softmax(teacher(x) / distill_temperature) + (1 - distill_weight) x one-hot(y),
-              computed by the pipeline (distill_target) and passed in as `soft`.
+              computed by the trial (trial.synthetic, with distill_target) and passed in as `soft`.
 Every method is one soft-target cross-entropy, so they differ only by the synthetic rows' target.
 """
 

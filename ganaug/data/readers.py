@@ -1,5 +1,5 @@
 """The datasets on disk: one reader per format (scikit-learn's digits, CIFAR pickles, MNIST idx files, a folder
-of images, its decodes cached by imagecache.py), each DataConfig -> RawSplits of uint8 arrays, and DATASETS,
+of images, its decodes cached by data.cache), each DataConfig -> RawSplits of uint8 arrays, and DATASETS,
 their registry by YAML `data.name`. data.splits turns RawSplits into the splits a trial sees.
 
 Continuous attributes (the conditions `gan_conditions` names): an imagefolder split folder may hold an

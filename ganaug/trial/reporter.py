@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ganaug.data import to_uint8
 from ganaug.files import atomic_write
 
 LOG_FILE = "metrics.jsonl"
@@ -92,6 +93,15 @@ def _jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
+
+
+@torch.no_grad()
+def sample_grid(gan, num_classes: int, seed: int) -> torch.Tensor:
+    """The generator's sample grid as uint8 [3, H, W] on the CPU: one row per class (10 images each, 8 with more than
+    20 classes), from fixed noise (`seed`), so that a trial's grids compare from pass to pass."""
+    labels = torch.arange(num_classes, device=gan.device).repeat_interleave(8 if num_classes > 20 else 10)
+    samples = gan.sample(labels, torch.Generator(gan.device).manual_seed(seed))
+    return to_uint8(make_grid(samples.float(), nrow=len(labels) // num_classes, padding=1)).cpu()
 
 
 def make_grid(images: torch.Tensor, nrow: int, padding: int = 1) -> torch.Tensor:

@@ -1,11 +1,13 @@
-"""Trial checkpoints: one file, trial_state.pt, written atomically, read with weights_only=True and checked
-against the config that resumes from it."""
+"""A trial's state and its checkpoints: TrialState (what a checkpoint holds, and its one definition), and the file
+it is written to, trial_state.pt: written atomically, read with weights_only=True and checked against the config
+that resumes from it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ganaug.config import KWARGS_PREFIX, TrialConfig
 from ganaug.errors import InputError
@@ -62,3 +64,55 @@ def load_checkpoint(directory: str | Path, cfg: TrialConfig | None = None) -> di
                               for k in differences[:3])
             raise CheckpointError(f"{path}: checkpoint is from a different configuration ({shown})")
     return state
+
+
+class TrialState:
+    """What a checkpoint holds of a running trial, defined once: its networks and optimizers, the RNG states, and
+    where it is (GAN pretraining passes and classifier epochs done, pretraining's wall time, the last pass's
+    metrics). state_dict() is the checkpoint's content (written by save_checkpoint, beside the config it belongs
+    to); load_state_dict() puts a trial back where that checkpoint left it."""
+
+    def __init__(self, cfg: TrialConfig, classifier: nn.Module, optimizer: torch.optim.Optimizer, gan,
+                 teacher, generator: torch.Generator):
+        self.cfg, self.classifier, self.optimizer, self.gan, self.teacher = cfg, classifier, optimizer, gan, teacher
+        self.generator = generator
+        # Pretraining trains a GAN; the no-GAN baseline has none to pretrain.
+        self.pretrain_epochs = cfg.gan_pretrain_epochs if gan is not None else 0
+        self.pretrain_epoch = 0         # GAN pretraining passes done; the classifier starts after all of them
+        self.epoch = 0                  # classifier epochs done
+        self.pretrain_seconds = 0.0     # wall time of the pretraining passes
+        self.metrics: dict = {}         # the last pass's
+
+    def state_dict(self) -> dict:
+        state = {
+            "config": self.cfg.to_dict(),
+            "epoch": self.epoch,
+            "pretrain_epoch": self.pretrain_epoch,
+            "gan_pretrain_seconds": self.pretrain_seconds,
+            "metrics": self.metrics,
+            "classifier": self.classifier.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "gan": self.gan.state_dict() if self.gan is not None else {},
+            "teacher": self.teacher.state_dict() if self.teacher is not None else {},
+            "torch_rng": torch.get_rng_state(),
+            "generator_rng": self.generator.get_state(),
+        }
+        if self.generator.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.classifier.load_state_dict(state["classifier"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.gan is not None:
+            self.gan.load_state_dict(state["gan"])
+        if self.teacher is not None:
+            self.teacher.load_state_dict(state["teacher"])
+        torch.set_rng_state(state["torch_rng"])
+        self.generator.set_state(state["generator_rng"].to(self.generator.get_state().device))
+        if self.generator.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"])
+        self.epoch, self.metrics = state["epoch"], state["metrics"]
+        # Checkpoints from before GAN pretraining existed lack these keys: their classifier had already started.
+        self.pretrain_epoch = state.get("pretrain_epoch", self.pretrain_epochs)
+        self.pretrain_seconds = state.get("gan_pretrain_seconds", 0.0)

@@ -1,0 +1,108 @@
+"""What one pass of a trial reports (DESIGN.md's names): the classifier on validation (the objective) and on the
+training batches it saw, the GAN's losses, the generator's quality and its agreement with the classifier, and
+after the last epoch the test split (reported, never optimised) and the classification accuracy score."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ganaug.classifier import (
+    Labeler,
+    Teacher,
+    classification_accuracy_score,
+    real_accuracy_score,
+    score,
+    synthetic_agreement,
+)
+from ganaug.config import TrialConfig
+from ganaug.data import ImageData
+from ganaug.gan import SampleQuality
+
+
+class PassMetrics:
+    """The metrics of a trial's passes, for one classifier, teacher and GAN (None = the no-GAN baseline)."""
+
+    def __init__(self, cfg: TrialConfig, data: ImageData, labeler: Labeler, classifier: nn.Module,
+                 teacher: Teacher | None, gan, generator: torch.Generator, autocast: Callable):
+        self.cfg, self.data, self.labeler, self.classifier, self.teacher, self.gan = \
+            cfg, data, labeler, classifier, teacher, gan
+        self.generator, self.autocast = generator, autocast
+        self.num_classes = data.spec.num_classes
+        self.device = data.train_y.device
+        # Generator quality against a fixed real reference (~1,000 images at most, so it stays a small share of an
+        # epoch); its own noise seed, so measuring never changes what the trial draws and epochs compare.
+        self.quality = SampleQuality(data.train_x, data.train_y, self.num_classes,
+                                     per_class=max(8, min(64, 1000 // self.num_classes))) if gan is not None else None
+
+    def untrained(self) -> dict[str, float]:
+        """The untrained classifier's scores, which every GAN pretraining pass repeats (it does not change then, and
+        Tune needs the objective in every result): on the first training images, not a random draw, so that no RNG
+        is used and a run resumed mid-pretraining measures the same."""
+        data = self.data
+        val = self._score(self.classifier, data.val_x, data.val_y)
+        train = self._score(self.classifier, data.train_x[:1024], data.train_y[:1024])
+        return {"val_acc": val["acc"], "val_top5": val["top5"], "val_loss": val["loss"], "train_acc": train["acc"]}
+
+    def classifier_epoch(self, totals: dict[str, float], batches: int, timing: dict[str, float]) -> dict[str, float]:
+        """A classifier epoch's scores: validation once (the search objective), the training batches' accuracy and
+        loss, then `timing` (the pass's seconds and phase), the teacher's validation accuracy (beside the objective,
+        never instead of it) and filter_candidates' mean confidence in the kept samples' conditioning classes."""
+        val = self._score(self.classifier, self.data.val_x, self.data.val_y)
+        metrics = {"val_acc": val["acc"], "val_top5": val["top5"], "val_loss": val["loss"],
+                   "train_acc": totals["correct"] / max(totals["seen"], 1),
+                   "train_loss": totals["loss"] / max(batches, 1), **timing}
+        if self.teacher is not None:
+            metrics["val_acc_teacher"] = self._score(self.teacher.model, self.data.val_x, self.data.val_y)["acc"]
+        if totals["kept"] > 0:
+            metrics["filter_confidence"] = totals["kept_score"] / totals["kept"]
+        return metrics
+
+    def sample_quality(self, pretraining: bool) -> dict[str, float]:
+        """The generator's share of a pass's metrics: how often the classifier assigns fresh samples to their
+        conditioning class (classifier epochs), diversity and Frechet distance (collapse shows here, not in the
+        objective: synthetic_diversity ~0 = one image per class), and a family's own figures (ali's reconstruction
+        error, conditions' condition_error), which draw no training randomness."""
+        if self.gan is None:
+            return {}
+        metrics = {}
+        if not pretraining:
+            metrics["synthetic_agreement"] = synthetic_agreement(
+                self.classifier, self.gan, self.labeler, self.num_classes, n=min(1000, 50 * self.num_classes),
+                generator=self.generator)
+        metrics.update(self.quality(self.gan, torch.Generator(self.device).manual_seed(self.cfg.seed + 54321)))
+        metrics.update(self.gan.epoch_metrics())
+        return metrics
+
+    def final(self) -> tuple[dict[str, float], dict[str, Any]]:
+        """After the last epoch: (test_acc and test_top5, plus cas and cas_ratio for a GAN; the test loss and per-class
+        accuracy, which run returns but does not report). The test runs in fp32 whatever cfg.precision: the score
+        of the final classifier itself, as evaluate reports it."""
+        cfg, data = self.cfg, self.data
+        test = score(self.classifier, data.test_x, data.test_y, self.labeler, self.num_classes)
+        metrics = {"test_acc": test["acc"], "test_top5": test["top5"]}
+        if self.gan is not None and cfg.cas_epochs > 0:
+            metrics["cas"] = classification_accuracy_score(
+                cfg, data.spec, self.gan, data.val_x, data.val_y, self.device, cfg.cas_epochs, generator=self.generator)
+            # The same classifier and budget on real images: cas_ratio 1 = samples teach as much as real data.
+            real = real_accuracy_score(cfg, data.spec, data.train_x, data.train_y, data.val_x, data.val_y, self.device,
+                                       cfg.cas_epochs, generator=torch.Generator(self.device).manual_seed(cfg.seed))
+            metrics["cas_ratio"] = metrics["cas"] / max(real, 1e-8)
+        return metrics, {"test_loss": test["loss"], "test_per_class_acc": test["per_class"]}
+
+    def _score(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+        return score(model, x, y, self.labeler, self.num_classes, autocast=self.autocast)
+
+
+def diverged(epoch: int, phase: dict[str, float], seconds: float, images: int) -> dict[str, float]:
+    """The metrics of a pass whose losses were not finite: the objective at its worst value, `diverged` set."""
+    return {"epoch": epoch, **phase, "val_acc": 0.0, "val_top5": 0.0, "val_loss": float("inf"), "train_acc": 0.0,
+            "diverged": 1, "epoch_seconds": seconds, "images_per_second": images / seconds}
+
+
+def finite(totals: dict[str, float]) -> bool:
+    return all(math.isfinite(value) for value in totals.values())

@@ -1,0 +1,88 @@
+"""The two updates of the joint loop, per real batch: the GAN's (gan_steps_per_batch of them) and the classifier's
+(real rows and synthetic rows in one forward pass), and the per-pass sums they add to, kept on the device."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ganaug.classifier import Labeler, Teacher, synthetic_rows
+from ganaug.data import ImageData, to_float
+from ganaug.trial.synthetic import SyntheticBatch
+
+# What every pass sums: the GAN's two losses and the classifier's loss, correct predictions and rows on real
+# images, and (filter_candidates) the scorer's confidence in the kept synthetic images and their number.
+SUMS = ("d_loss", "g_loss", "loss", "correct", "seen", "kept_score", "kept")
+
+
+class RunningSums:
+    """A pass's running sums as 0-dim device tensors: one host sync per pass (`totals`), not per step."""
+
+    def __init__(self, device: torch.device):
+        self.sums = {key: torch.zeros((), device=device) for key in SUMS}
+        self.gan_keys: tuple[str, ...] = ()  # the keys of the GAN's last train_step: d_loss, g_loss, a family's own
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums[key] + value if key in self.sums else value
+
+    def totals(self) -> dict[str, float]:
+        return {key: value.item() for key, value in self.sums.items()}
+
+
+def gan_updates(gan, data: ImageData, index: torch.Tensor, x: torch.Tensor, y: torch.Tensor, updates: int,
+                real_fraction: float, generator: torch.Generator, autocast: Callable, sums: RunningSums) -> None:
+    """`updates` GAN updates (each d_steps discriminator steps on mixed real/fake batches and one generator step).
+
+    The first uses the classifier's real batch (x, y: rows `index` of the training split); each further one draws
+    its own real batch of the same size, so a larger GAN budget sees more data instead of fitting one batch
+    several times. gan_conditions: the GAN also gets each batch's continuous attributes.
+    """
+    for update in range(updates):
+        if update > 0:
+            index = torch.randint(len(data.train_y), (len(y),), generator=generator, device=y.device)
+            x, y = to_float(data.train_x[index]), data.train_y[index]
+        attributes = {"real_attributes": data.train_attributes[index]} if gan.cfg.gan_conditions else {}
+        losses = gan.train_step(x, y, real_fraction, generator, autocast, **attributes)
+        sums.add(losses)
+        sums.gan_keys = tuple(losses)
+
+
+class ClassifierStep:
+    """One optimizer step of the classifier on a real batch and its synthetic rows, in ONE forward pass: BatchNorm
+    statistics then always describe the mixed batch the classifier is trained on (with synthetic_bn: split, the
+    synthetic rows are normalised by their own BatchNorm in that same pass); then the teacher's EMA update."""
+
+    def __init__(self, classifier: nn.Module, optimizer: torch.optim.Optimizer, labeler: Labeler,
+                 teacher: Teacher | None, num_classes: int, autocast: Callable, memory_format: torch.memory_format):
+        self.classifier, self.optimizer, self.labeler, self.teacher = classifier, optimizer, labeler, teacher
+        self.num_classes, self.autocast, self.memory_format = num_classes, autocast, memory_format
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, fake: SyntheticBatch | None, sums: RunningSums) -> None:
+        """x, y: the (augmented) real batch; fake: its synthetic rows, or None."""
+        n_real, device = len(y), y.device
+        images, targets = x, y
+        synthetic = torch.zeros(n_real, dtype=torch.bool, device=device)
+        # distill's soft targets of every row (a real row's is never read: it keeps its one-hot label)
+        soft = torch.zeros(n_real, self.num_classes, device=device) if self.labeler.name == "distill" else None
+        if fake is not None:
+            images, targets = torch.cat([x, fake.x]), torch.cat([y, fake.y])
+            synthetic = torch.cat([synthetic, torch.ones(len(fake.y), dtype=torch.bool, device=device)])
+            if soft is not None:
+                soft = torch.cat([soft, fake.soft])
+            if fake.kept_score is not None:
+                sums.add({"kept_score": fake.kept_score, "kept": len(fake.y)})
+        # synthetic_bn: split normalises rows from n_real on with their own BatchNorm (a no-op when shared).
+        with self.autocast(), synthetic_rows(self.classifier, n_real):
+            logits = self.classifier(images.contiguous(memory_format=self.memory_format))
+        loss = self.labeler.loss(logits.float(), targets, synthetic, soft)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.teacher is not None:
+            self.teacher.update(self.classifier)
+        with torch.no_grad():
+            real_logits = self.labeler.predict_logits(logits[:n_real].float(), self.num_classes)
+            sums.add({"correct": (real_logits.argmax(1) == y).sum(), "seen": n_real, "loss": loss.detach()})
