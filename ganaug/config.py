@@ -1,13 +1,18 @@
-"""TrialConfig: every key of one joint GAN + classifier trial, with its default, in one place.
+"""TrialConfig: every key of one joint GAN + classifier trial, declared once with its default, its limits or
+choices and its documentation; the checks, the `valid:` hints and README's table of the keys are read from those.
 
-The keys are flat and shared by the search-space YAML, Ray Tune's config dict, the Optuna
-study and every checkpoint (the whole config is snapshotted into each one).
+The keys are flat and shared by the search-space YAML, Ray Tune's config dict, the Optuna study and every
+checkpoint (the whole config is snapshotted into each one). README's table of them: `python -m ganaug.space.keys`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import numbers
+import operator
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -18,30 +23,12 @@ class ConfigError(InputError):
     """A configuration key or value is not valid; the message names the key and what would be."""
 
 
-# The values of every choice key, torch-free, so that this module (and space.py, which validates YAML before
-# Ray starts) never imports the modules that implement them. Each registry dict that does (named in the comment)
-# is built with registry(key, {...}), which checks its names against these when its module is imported: the
-# modules import config, never the other way round, and the two spellings cannot drift apart.
-CHOICES = {
-    "gan": ("cgan", "acgan", "ali", "translation"),                        # ganaug.families.FAMILIES
-    "gan_arch": ("mlp", "dcgan", "resnet"),                                 # ganaug.gans.ARCHITECTURES
-    "gan_loss": ("bce", "hinge"),                                           # ganaug.losses.ADVERSARIAL_LOSSES
-    "d_minibatch": ("none", "stddev", "discrimination"),                    # ganaug.gans.MINIBATCH_FEATURES
-    "labeling": ("pseudo", "lsro", "all_in_one", "distill"),                # ganaug.labeling.LABELERS
-    "classifier": ("mlp", "cnn", "resnet"),                                 # ganaug.classifiers.CLASSIFIERS
-    "traditional_aug": ("none", "flip_translate", "trivialaugment", "randaugment"),  # ganaug.augment.AUGMENTATIONS
-    "d_mix_schedule": ("fixed", "hybrid"),
-    "device": ("auto", "cpu", "cuda"),
-    "precision": ("auto", "fp32", "bf16"),
-    "synthetic_bn": ("shared", "split"),
-    "synthetic_schedule": ("constant", "anneal", "front"),
-}
 # The `data.name` values (ganaug.data.readers.DATASETS), so that DataConfig validates a data: section without torch.
 DATASET_NAMES = ("cifar10", "cifar100", "fashion_mnist", "mnist", "imagefolder", "digits")
-# diffaugment is a comma-separated subset of these (ganaug.diffaugment.DIFFAUGMENT), not one of them.
+# diffaugment is a comma-separated subset of these (ganaug.augment.diffaugment.DIFFAUGMENT), not one of them.
 DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
 # `classifier` also takes a model from outside the registry: torchvision:NAME (a torchvision.models builder) or
-# package.module:factory (any callable returning an nn.Module); ganaug.classifiers resolves and builds them.
+# package.module:factory (any callable returning an nn.Module); ganaug.classifier resolves and builds them.
 IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 # In flat dicts (Tune, Optuna, params.json, checkpoints) each classifier_kwargs entry is its own scalar key.
 KWARGS_PREFIX = "classifier_kwargs."
@@ -50,9 +37,41 @@ DATASET_ARGUMENTS = ("num_classes", "in_channels", "image_size")
 KWARG_SCALARS = (str, int, float, bool, type(None))
 # Values of older files that still load: traditional_aug was a bool before it became a choice.
 LEGACY_VALUES = {"traditional_aug": {True: "flip_translate", False: "none"}}
-CONDITIONED_FAMILIES = ("cgan", "acgan")  # gan families that take gan_conditions (ganaug.conditions)
+CONDITIONED_FAMILIES = ("cgan", "acgan")  # gan families that take gan_conditions (ganaug.gan.conditions)
+SCORING_FAMILIES = ("acgan", "ali", "translation")  # gan families whose D has a class head that can score fakes
 RANDAUGMENT_MAX_OPS = 14  # RandAugment draws from 14 operations
 RANDAUGMENT_MAX_MAGNITUDE = 30  # 31 magnitude bins, as torchvision's RandAugment
+# How a limit reads in a `valid:` hint, here and in the search-space schema (ganaug.space.schema.describe).
+KIND_WORDS = {int: ("an integer", "integers"), float: ("a number", "numbers"), bool: ("true or false", "booleans")}
+LIMIT_SIGNS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+_COMPARE = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
+
+
+def option(default: Any, doc: str, *, choices: dict[str, str] | tuple[str, ...] | None = None, valid: str = "",
+           off: Any = None, ge: float | None = None, gt: float | None = None, le: float | None = None,
+           lt: float | None = None) -> Any:
+    """One TrialConfig key, declared once: its default; its documentation (one line of README's table, where
+    "{choices}" stands for a choice key's choices with their meanings); a number's limits (ge, gt, le, lt) and
+    the value that turns it `off`; a choice key's choices (name -> meaning, or names; CHOICES is read from them);
+    and what is `valid` where neither says (a choice key: besides its choices)."""
+    limits = {bound: value for bound, value in zip(LIMIT_SIGNS, (ge, gt, le, lt)) if value is not None}
+    choices = dict.fromkeys(choices, "") if isinstance(choices, tuple) else choices
+    metadata = {"doc": doc, "choices": choices, "valid": valid, "off": off, "limits": limits}
+    if isinstance(default, dict):  # a mutable default: each config gets its own
+        return field(default_factory=dict, hash=False, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def limits_hint(kind: type, limits: dict[str, Any], name: str = "the value") -> str:
+    """What `limits` (ge, gt, le, lt) allow a value of type `kind`, in the words of a `valid:` hint: "an integer
+    >= 1", "a number > 0", "an integer in [0, 30]", "0 < d_real_fraction < 1" (`name` between two limits)."""
+    low = next(((bound, limits[bound]) for bound in ("ge", "gt") if bound in limits), None)
+    high = next(((bound, limits[bound]) for bound in ("le", "lt") if bound in limits), None)
+    if low is None or high is None:
+        return " ".join([KIND_WORDS[kind][0], *(f"{LIMIT_SIGNS[bound]} {limits[bound]}" for bound in limits)])
+    if kind is int and (low[0], high[0]) == ("ge", "le"):
+        return f"an integer in [{low[1]}, {high[1]}]"
+    return f"{low[1]} {'<=' if low[0] == 'ge' else '<'} {name} {LIMIT_SIGNS[high[0]]} {high[1]}"
 
 
 def condition_names(conditions: str) -> tuple[str, ...]:
@@ -65,8 +84,8 @@ def registry(key: str, entries: dict[str, Any]) -> dict[str, Any]:
     against CHOICES: a registry and the names config validates against never drift apart."""
     names = {"diffaugment": DIFFAUGMENT_POLICIES, "dataset": DATASET_NAMES}.get(key) or CHOICES[key]
     if tuple(entries) != names:
-        raise AssertionError(f"the {key} registry has {tuple(entries)}, but ganaug.config.CHOICES[{key!r}] says "
-                             f"{names}: add the name there too (it is what a YAML is validated against)")
+        raise AssertionError(f"the {key} registry has {tuple(entries)}, but ganaug.config says {names}: add the "
+                             "name there too (a TrialConfig field's choices: what a YAML is validated against)")
     return entries
 
 
@@ -90,80 +109,141 @@ def is_import_path(classifier: str) -> bool:
 @dataclass(frozen=True)
 class TrialConfig:
     # GAN.
-    gan: str = "acgan"                  # GAN family: cgan (label-conditioned D) | acgan (D with auxiliary class head)
-                                        # | translation (real images translated to another class, StarGAN).
-    gan_arch: str = "mlp"               # G and D: mlp (512-1024-2048) | dcgan (conv) | resnet (SNGAN-style, SN in D).
-    gan_loss: str = "bce"               # Adversarial loss: bce (non-saturating) | hinge (SNGAN / BigGAN).
-    gan_lr: float = 2e-4                # Adam learning rate of G and D.
-    gan_beta1: float = 0.5              # Adam beta1 of G and D (0.5 is the DCGAN choice).
-    latent_dim: int = 100               # Size of the noise vector z.
-    gan_width: float = 1.0              # Multiplies every hidden width / channel count of G and D.
-    acgan_weight: float = 1.0           # acgan, translation: weight of the class cross-entropy in both players' losses.
-    acgan_fake_class_loss: bool = True  # acgan: D also learns classes on fakes (Odena 2017); False = real only.
-    d_steps: int = 1                    # Discriminator steps per generator step.
-    d_label_smoothing: float = 0.0      # One-sided label smoothing: D's target for real images is 1 - s.
-    diffaugment: str = ""               # DiffAugment on every D input, e.g. "color,translation,cutout"; "" = off.
-    g_ema: float = 0.0                  # Decay of an exponential moving average of G used for sampling; 0 = off.
-    d_real_fraction: float = 0.5        # Share of real images in each discriminator batch (the rest are fakes).
-    d_mix_schedule: str = "fixed"       # fixed | hybrid (0.5 every third epoch, d_real_fraction otherwise).
-    d_spectral_norm: bool = False       # Spectral normalisation of every D layer (always on for gan_arch=resnet).
-    d_minibatch: str = "none"           # Batch features in D against collapse: none | stddev | discrimination.
-    gan_conditions: str = ""            # Attribute columns (attributes.csv) that also condition G, e.g. "mass,distance"
-                                        # (YAML may list them); D regresses them with a predictor head; "" = off.
-    predictor_weight: float = 1.0       # gan_conditions: lambda of the predictor losses (D: hinged real-fake error).
+    gan: str = option("acgan", 'GAN family: {choices}; see "More generator families" below.', choices={
+        "cgan": "label-conditioned D", "acgan": "D with an auxiliary class head",
+        "ali": "ACGAN started by ALI: an encoder, synthetic images near real images' codes",
+        "translation": "real images of one class translated into another, StarGAN / CycleGAN"})
+    gan_arch: str = option("mlp", "G and D: {choices}. In every architecture the label enters G through "
+                           "conditional BatchNorm.", choices={
+                               "mlp": "512-1024-2048", "dcgan": "conv / transposed conv",
+                               "resnet": "SNGAN's residual G and D, spectral norm in D"})
+    gan_loss: str = option("bce", "Adversarial loss: {choices}.",
+                           choices={"bce": "non-saturating", "hinge": "SNGAN / BigGAN"})
+    gan_lr: float = option(2e-4, "Adam learning rate of G and D.", gt=0)
+    gan_beta1: float = option(0.5, "Adam beta1 of G and D (0.5 is the DCGAN choice).", ge=0, lt=1)
+    latent_dim: int = option(100, "Size of the noise vector z.", ge=1)
+    gan_width: float = option(1.0, "Multiplies every hidden width / channel count of G and D.", gt=0)
+    acgan_weight: float = option(1.0, f"{', '.join(SCORING_FAMILIES)}: weight of the class cross-entropy in both "
+                                 "players' losses.", gt=0, le=10)
+    acgan_fake_class_loss: bool = option(True, "acgan: D also learns classes on fakes (Odena 2017); False = real "
+                                         "only.")
+    d_steps: int = option(1, "Discriminator steps per generator step.", ge=1)
+    d_label_smoothing: float = option(0.0, "One-sided label smoothing: D's target for real images is 1 - s "
+                                      "(gan_loss bce only: hinge has margins, not targets).", ge=0, lt=0.5)
+    diffaugment: str = option("", 'DiffAugment on every D input, e.g. "color,translation,cutout".', off="",
+                              valid=f"a comma-separated subset of {', '.join(DIFFAUGMENT_POLICIES)}")
+    g_ema: float = option(0.0, "Decay of an exponential moving average of G used for sampling.", ge=0, lt=1, off=0)
+    d_real_fraction: float = option(0.5, "Share of real images in each discriminator batch (the rest are fakes).",
+                                    gt=0, lt=1)
+    d_mix_schedule: str = option("fixed", "Discriminator batches over training: {choices}.", choices={
+        "fixed": "d_real_fraction every epoch", "hybrid": "0.5 every third epoch, d_real_fraction otherwise"})
+    d_spectral_norm: bool = option(False, "Spectral normalisation of every D layer (always on for gan_arch=resnet).")
+    d_minibatch: str = option("none", "Features over the batch in D against collapse: {choices}, computed over "
+                              "real rows and fake rows separately.", choices={
+                                  "none": "", "stddev": "minibatch standard deviation, Karras 2018",
+                                  "discrimination": "minibatch discrimination, Salimans 2016"})
+    gan_conditions: str = option(
+        "", "Columns of the dataset's `attributes.csv` that condition G besides the class (YAML may list them: "
+        "`[distance, mass]`); D regresses them with a predictor head; samples draw the values from their class's "
+        f"training rows. {' / '.join(CONDITIONED_FAMILIES)} only. Reports `condition_error`.", off="",
+        valid="distinct attribute column names separated by commas, e.g. 'mass,distance'")
+    predictor_weight: float = option(1.0, "`gan_conditions`: lambda of the predictor losses (D: lambda x "
+                                     "max(0, l2(real) - l2(fake)); G: lambda x l2(fake)).", gt=0, le=100)
 
-    # gan=ali (ganaug/ali.py): ALI (encoder E, G and a joint D on (image, code)), then ACGAN on mixed codes.
-    ali_epochs: int = 2                 # GAN passes over the training split spent in the ALI phase before ACGAN's.
-    ali_train_encoded_share: float = 0.5  # ACGAN phase: share of G's codes that are E(real image), rest N(0, 1).
-    ali_mask_encoded: bool = True       # ACGAN phase: no real/fake loss on images of encoded codes (False: unmasked).
-    ali_reconstruction_weight: float = 3.0  # L1(G(E(x), y), x) weight: G+E in ALI (ALICE), encoded rows after; 0 = off.
-    ali_encoded_share: float = 0.5      # Sampling: share of synthetic images drawn from codes of real images of y.
-    ali_code_noise: float = 0.5         # Sampling: std of the Gaussian noise added to those codes.
+    # gan=ali (ganaug/gan/ali.py): ALI (encoder E, G and a joint D on (image, code)), then ACGAN on mixed codes.
+    ali_epochs: int = option(2, "`gan: ali`: GAN passes over the training split spent in the ALI phase before the "
+                             "ACGAN phase; 0: no ALI phase (E stays untrained).", ge=0)
+    ali_train_encoded_share: float = option(0.5, "`gan: ali`, ACGAN phase: share of G's codes that are E(x) of the "
+                                            "batch's real images, the rest N(0, 1).", ge=0, le=1)
+    ali_mask_encoded: bool = option(True, "`gan: ali`, ACGAN phase: no real/fake loss on images from encoded codes "
+                                    "(the report's masked variant); False = unmasked.")
+    ali_reconstruction_weight: float = option(3.0, "`gan: ali`: weight of L1(G(E(x), y), x) (ALICE's term) on G and "
+                                              "E in the ALI phase and on encoded rows after; 0 = plain ALI.",
+                                              ge=0, le=100, off=0)
+    ali_encoded_share: float = option(0.5, "`gan: ali`, sampling: share of synthetic images drawn near the code of "
+                                      "a real image of their class.", ge=0, le=1)
+    ali_code_noise: float = option(0.5, "`gan: ali`, sampling: std of the Gaussian noise added to those codes.",
+                                   ge=0, le=10)
 
-    # gan=translation (ganaug/translation.py): StarGAN / CycleGAN class-to-class translation.
-    cycle_weight: float = 10.0          # translation: weight of the cycle loss L1(G(G(x, b), a), x) (StarGAN: 10).
-    identity_weight: float = 0.0        # translation: weight of CycleGAN's identity loss L1(G(x, a), x); 0 = off.
+    # gan=translation (ganaug/gan/translation.py): StarGAN / CycleGAN class-to-class translation.
+    cycle_weight: float = option(10.0, "`gan: translation`: weight of the cycle loss L1(G(G(x, b), a), x) "
+                                 "(StarGAN's lambda_rec: 10).", ge=0, le=100)
+    identity_weight: float = option(0.0, "`gan: translation`: weight of CycleGAN's identity loss L1(G(x, a), x).",
+                                    ge=0, le=100, off=0)
 
     # GAN training budget.
-    gan_steps_per_batch: int = 1        # GAN updates (d_steps D steps + one G step) per classifier step.
-    gan_pretrain_epochs: int = 0        # GAN-only passes over the training split before the classifier's first epoch.
-    gan_freeze: bool = False            # GAN stops training when the classifier starts (needs gan_pretrain_epochs >= 1)
+    gan_steps_per_batch: int = option(1, "GAN updates (d_steps D steps + one G step) per classifier step; each "
+                                      "extra one on its own real batch.", ge=1)
+    gan_pretrain_epochs: int = option(0, "GAN-only passes over the training split before the classifier's first "
+                                      "epoch (reported as epoch 0, with `gan_pretrain_epoch`).", ge=0)
+    gan_freeze: bool = option(False, "The GAN stops training when the classifier starts and only samples from then "
+                              "on (needs gan_pretrain_epochs >= 1).")
 
     # Augmentation policy.
-    synthetic_ratio: float = 0.0        # Synthetic images per real image in each classifier batch; 0 = no GAN data.
-    labeling: str = "pseudo"            # Targets for synthetic images: pseudo | lsro | all_in_one.
-    gan_warmup_epochs: int = 0          # Epochs of real-only classifier training before synthetic data starts.
-    traditional_aug: str = "none"       # Real images: none | flip_translate | trivialaugment | randaugment.
-    randaugment_ops: int = 2            # randaugment: operations per image (N).
-    randaugment_magnitude: int = 9      # randaugment: magnitude bin M of 0..30 (torchvision's scale).
-    cutout: int = 0                     # Side in px of a square cut out of every augmented image; 0 = off.
-    augment_synthetic: bool = False     # Synthetic images get the same traditional augmentation and cutout.
+    synthetic_ratio: float = option(0.0, "Synthetic images per real image in each classifier batch; 0 = no GAN "
+                                    "data.", ge=0, le=20)
+    labeling: str = option("pseudo", "Targets for synthetic images: {choices}.", choices={
+        "pseudo": "the class G was conditioned on", "lsro": "uniform over the classes, Zheng 2017",
+        "all_in_one": "an extra class: the classifier has K + 1 outputs", "distill": "the teacher's soft label, below"})
+    gan_warmup_epochs: int = option(0, "Epochs of real-only classifier training before synthetic data starts.", ge=0)
+    traditional_aug: str = option("none", "Real images: {choices}.", choices={
+        "none": "", "flip_translate": "flip + up to 4 px on 32x32",
+        "trivialaugment": "flip_translate, then TrivialAugmentWide: one of 14 ops per image at a random magnitude",
+        "randaugment": "flip_translate, then `randaugment_ops` ops per image at `randaugment_magnitude`"})
+    randaugment_ops: int = option(2, "randaugment: operations per image (N).", ge=1, le=RANDAUGMENT_MAX_OPS)
+    randaugment_magnitude: int = option(9, "randaugment: magnitude bin M (torchvision's scale).", ge=0,
+                                        le=RANDAUGMENT_MAX_MAGNITUDE)
+    cutout: int = option(0, "Side in px of a square set to grey in every augmented image (after traditional_aug); at "
+                         "most the image side (checked once the data is loaded).", ge=0, off=0)
+    augment_synthetic: bool = option(False, "Synthetic images get the same traditional augmentation and cutout as "
+                                     "real ones.")
 
     # Making synthetic data count.
-    teacher_ema: float = 0.0            # Decay of an EMA of the classifier, the teacher of the two keys below; 0 = off.
-    filter_candidates: int = 1          # Candidates per synthetic image; the best-scored per class are kept; 1 = off.
-    distill_weight: float = 0.5         # labeling=distill: weight of the teacher's soft label (rest: the class).
-    distill_temperature: float = 2.0    # labeling=distill: temperature of the teacher's softmax.
-    synthetic_bn: str = "shared"        # shared | split: synthetic rows get their own BatchNorm (AdvProp).
-    synthetic_schedule: str = "constant"  # constant | anneal (ratio -> 0 over the 2nd half) | front (1st half only).
+    teacher_ema: float = option(0.0, "Decay of an exponential moving average of the classifier, the teacher of the "
+                                "two keys below. Reports `val_acc_teacher` (the objective stays the classifier's "
+                                "`val_acc`).", ge=0, lt=1, off=0)
+    filter_candidates: int = option(
+        1, "Candidates drawn per synthetic image; per class the best-scored are kept (same batch size and class "
+        "counts). Scored by the teacher, else by D's auxiliary class head "
+        f"({', '.join(SCORING_FAMILIES)}); reports `filter_confidence`. > 1 needs `teacher_ema` > 0 or one of "
+        "those families.", ge=1, le=32, off=1)
+    distill_weight: float = option(0.5, "`labeling: distill`: target = w x softmax(teacher(x) / T) + (1 - w) x "
+                                   "one-hot(conditioning class); needs `teacher_ema` > 0.", ge=0, le=1)
+    distill_temperature: float = option(2.0, "`labeling: distill`: T above.", gt=0)
+    synthetic_bn: str = option("shared", "BatchNorm of synthetic rows: {choices}; evaluation uses the real rows' "
+                               "statistics.", choices={"shared": "the real rows' statistics", "split": (
+                                   "their own statistics and affine parameters in the same forward pass, AdvProp")})
+    synthetic_schedule: str = option("constant", "Synthetic images over training: {choices}.", choices={
+        "constant": "", "anneal": "the ratio falls linearly to 0 over the second half of training",
+        "front": 'synthetic images in the first half only: "first GAN images, then real"'})
 
     # Classifier.
-    classifier: str = "mlp"             # mlp | cnn | resnet | torchvision:NAME | package.module:factory (any model).
-    # Arguments of a torchvision:/import-path classifier's factory, e.g. {depth: 3}; flat: classifier_kwargs.depth.
-    classifier_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
-    classifier_lr: float = 1e-3         # Adam learning rate of the classifier.
-    classifier_width: float = 1.0       # Multiplies every hidden width / channel count of a built-in classifier.
-    weight_decay: float = 0.0           # Decoupled (AdamW) weight decay of the classifier.
-    batch_size: int = 128               # Real images per classifier batch (and per discriminator batch).
+    classifier: str = option(
+        "mlp", "Downstream classifier: {choices} (built in, sized by classifier_width), torchvision:NAME (a "
+        "torchvision classification model, untrained; ResNets get a small-image stem) or package.module:factory "
+        '(your own model): see "Bring your own classifier".', choices=("mlp", "cnn", "resnet"),
+        valid="torchvision:NAME or package.module:factory (a callable returning an nn.Module)")
+    classifier_kwargs: dict[str, Any] = option(
+        {}, "Arguments of a torchvision:/import-path classifier's factory besides "
+        f"{', '.join(DATASET_ARGUMENTS)}; scalars only. `classifier_kwargs: {{depth: 3}}` under fixed, or one key "
+        "per argument (`classifier_kwargs.depth`), fixed or searched. `small_input: false` keeps a torchvision "
+        "ResNet's ImageNet stem.", valid="a mapping of argument names to scalars, e.g. {depth: 3}")
+    classifier_lr: float = option(1e-3, "Adam learning rate of the classifier.", gt=0)
+    classifier_width: float = option(1.0, "Multiplies every hidden width / channel count of a built-in classifier.",
+                                     gt=0)
+    weight_decay: float = option(0.0, "Decoupled (AdamW) weight decay of the classifier.", ge=0)
+    batch_size: int = option(128, "Real images per classifier batch (and per discriminator batch).", ge=1)
 
     # Run.
-    epochs: int = 20                    # Passes over the real training split.
-    seed: int = 0                       # Seeds torch, the batch order and the generator's noise.
-    checkpoint_every: int = 5           # Epochs between checkpoints (one is always written at the end).
-    sample_every: int = 5               # Epochs between generator sample grids (one is always written at the end).
-    cas_epochs: int = 3                 # Epochs of the train-on-synthetic classifier behind the final `cas`; 0 = skip.
-    device: str = "auto"                # auto (CUDA when available) | cpu | cuda.
-    precision: str = "auto"             # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16.
+    epochs: int = option(20, "Passes over the real training split (in a search: scheduler.max_epochs).", ge=1)
+    seed: int = option(0, "Seeds torch, the batch order and the generator's noise.", ge=0)
+    checkpoint_every: int = option(5, "Epochs between checkpoints (one is always written at the end).", ge=1)
+    sample_every: int = option(5, "Epochs between generator sample grids (one is always written at the end).", ge=1)
+    cas_epochs: int = option(3, "Epochs of the train-on-synthetic classifier behind the final `cas`; 0 = skip.", ge=0)
+    device: str = option("auto", "Where the trial runs: {choices}.",
+                         choices={"auto": "CUDA when available", "cpu": "", "cuda": ""})
+    precision: str = option("auto", "Arithmetic of the forward passes: {choices}.",
+                            choices={"auto": "bf16 autocast on CUDA, fp32 on CPU", "fp32": "", "bf16": ""})
 
     # ------------------------------------------------------------------------------------------
     @classmethod
@@ -175,7 +255,7 @@ class TrialConfig:
         """Build a validated config; unknown keys and out-of-range values raise ConfigError.
 
         `where` prefixes messages (e.g. a YAML file name) so the user knows which input is wrong.
-        combinations=False skips the rules between keys (a search space checks those pairwise, space.py).
+        combinations=False skips the rules between keys (a search space checks those pairwise, space.checks).
         """
         known = {f.name: f for f in fields(cls)}
         values = _unflatten_kwargs(values, where)
@@ -207,74 +287,24 @@ class TrialConfig:
         return TrialConfig.from_dict({**base, **changes})
 
     def validate(self, *, where: str = "config", combinations: bool = True) -> None:
-        """Check every range and registry value, and (combinations) the rules between keys; raise ConfigError
-        naming the key."""
-        def bad(key: str, valid: str) -> ConfigError:
-            return ConfigError(f"{where}: {key}={getattr(self, key)!r} is out of range; valid: {valid}")
-
-        for key in ("gan_lr", "classifier_lr", "gan_width", "classifier_width"):
-            if not getattr(self, key) > 0:
-                raise bad(key, "a number > 0")
-        for key in ("latent_dim", "d_steps", "batch_size", "epochs", "checkpoint_every", "sample_every",
-                    "gan_steps_per_batch"):
-            if getattr(self, key) < 1:
-                raise bad(key, "an integer >= 1")
-        for key in ("gan_warmup_epochs", "cas_epochs", "seed", "gan_pretrain_epochs", "cutout"):
-            if getattr(self, key) < 0:
-                raise bad(key, "an integer >= 0")
-        if not 1 <= self.randaugment_ops <= RANDAUGMENT_MAX_OPS:
-            raise bad("randaugment_ops", f"an integer in [1, {RANDAUGMENT_MAX_OPS}]")
-        if not 0 <= self.randaugment_magnitude <= RANDAUGMENT_MAX_MAGNITUDE:
-            raise bad("randaugment_magnitude", f"an integer in [0, {RANDAUGMENT_MAX_MAGNITUDE}]")
-        if not 0 < self.acgan_weight <= 10:
-            raise bad("acgan_weight", "0 < acgan_weight <= 10")
-        for key in ("cycle_weight", "identity_weight"):
-            if not 0 <= getattr(self, key) <= 100:
-                raise bad(key, f"0 <= {key} <= 100")
-        if not 0 <= self.gan_beta1 < 1:
-            raise bad("gan_beta1", "0 <= gan_beta1 < 1")
-        if not 0 <= self.d_label_smoothing < 0.5:
-            raise bad("d_label_smoothing", "0 <= d_label_smoothing < 0.5")
-        if not 0 <= self.teacher_ema < 1:
-            raise bad("teacher_ema", "0 <= teacher_ema < 1 (0 = off)")
-        if not 1 <= self.filter_candidates <= 32:
-            raise bad("filter_candidates", "an integer in [1, 32] (1 = off)")
-        if not 0 <= self.distill_weight <= 1:
-            raise bad("distill_weight", "0 <= distill_weight <= 1")
-        if not 0 < self.predictor_weight <= 100:
-            raise bad("predictor_weight", "0 < predictor_weight <= 100")
+        """Check every key against its field's limits and choices, the values those cannot describe, and
+        (combinations) the rules between keys; raise ConfigError naming the key and what is valid."""
+        for spec in fields(self):
+            value, choices = getattr(self, spec.name), spec.metadata["choices"]
+            if not _within(value, spec.metadata["limits"]):
+                raise ConfigError(f"{where}: {spec.name}={value!r} is out of range; valid: {valid_values(spec)}")
+            # An import-path classifier is resolved and built once the dataset's shape is known (space.spec).
+            if choices and value not in choices and not (spec.name == "classifier" and is_import_path(value)):
+                besides = f"; valid: those, or {spec.metadata['valid']}" if spec.metadata["valid"] else ""
+                raise ConfigError(f"{where}: {spec.name}={value!r} is not one of {', '.join(choices)}{besides}")
         names = condition_names(self.gan_conditions)
         if len(set(names)) != len(names):
-            raise bad("gan_conditions", "distinct attribute column names separated by commas, e.g. 'mass,distance'")
-        if not self.distill_temperature > 0:
-            raise bad("distill_temperature", "a number > 0")
-        if not 0 <= self.g_ema < 1:
-            raise bad("g_ema", "0 <= g_ema < 1 (0 = off)")
-        if not 0 < self.d_real_fraction < 1:
-            raise bad("d_real_fraction", "0 < d_real_fraction < 1")
-        if not 0 <= self.synthetic_ratio <= 20:
-            raise bad("synthetic_ratio", "0 <= synthetic_ratio <= 20")
-        if self.weight_decay < 0:
-            raise bad("weight_decay", "a number >= 0")
-        if self.ali_epochs < 0:
-            raise bad("ali_epochs", "an integer >= 0 (0 = no ALI phase: E stays untrained)")
-        for key in ("ali_train_encoded_share", "ali_encoded_share"):
-            if not 0 <= getattr(self, key) <= 1:
-                raise bad(key, f"0 <= {key} <= 1")
-        if not 0 <= self.ali_reconstruction_weight <= 100:
-            raise bad("ali_reconstruction_weight", "0 <= ali_reconstruction_weight <= 100 (0 = off)")
-        if not 0 <= self.ali_code_noise <= 10:
-            raise bad("ali_code_noise", "0 <= ali_code_noise <= 10 (std of the noise on encoded codes)")
-        for key in CHOICES:
-            if key == "classifier" and is_import_path(self.classifier):
-                continue  # resolved and built once the dataset's shape is known (SearchSpec.check_classifier)
-            choices = CHOICES[key]
-            if getattr(self, key) not in choices:
-                external = "; valid: those, or torchvision:NAME or package.module:factory (a callable returning an " \
-                           "nn.Module)" if key == "classifier" else ""
-                raise ConfigError(
-                    f"{where}: {key}={getattr(self, key)!r} is not one of {', '.join(choices)}{external}"
-                )
+            raise ConfigError(f"{where}: gan_conditions={self.gan_conditions!r} is out of range; valid: "
+                              f"{valid_values(_FIELDS['gan_conditions'])}")
+        for part in policy_parts(self.diffaugment):
+            if part not in DIFFAUGMENT_POLICIES:
+                raise ConfigError(f"{where}: diffaugment={self.diffaugment!r} has unknown part {part!r}; valid: "
+                                  f"{valid_values(_FIELDS['diffaugment'])}")
         for name, value in self.classifier_kwargs.items():
             if not (isinstance(name, str) and name.isidentifier()):
                 raise ConfigError(f"{where}: classifier_kwargs.{name}: not a parameter name; valid: a Python "
@@ -285,12 +315,6 @@ class TrialConfig:
             if not isinstance(value, KWARG_SCALARS):
                 raise ConfigError(f"{where}: classifier_kwargs.{name}={value!r} is a {type(value).__name__}; valid: "
                                   "a string, number, boolean or null (one flat scalar per argument)")
-        for part in policy_parts(self.diffaugment):
-            if part not in DIFFAUGMENT_POLICIES:
-                raise ConfigError(
-                    f"{where}: diffaugment={self.diffaugment!r} has unknown part {part!r}; "
-                    f"valid: a comma-separated subset of {', '.join(DIFFAUGMENT_POLICIES)}, or ''"
-                )
         if combinations:
             self._validate_combinations(where)
 
@@ -302,10 +326,11 @@ class TrialConfig:
         if self.labeling == "distill" and self.teacher_ema == 0:
             raise ConfigError(f"{where}: labeling='distill' needs a teacher but teacher_ema=0 (off); valid: "
                               "teacher_ema > 0 (e.g. 0.999) with labeling='distill', or another labeling")
-        if self.filter_candidates > 1 and self.teacher_ema == 0 and self.gan not in ("acgan", "ali", "translation"):
+        if self.filter_candidates > 1 and self.teacher_ema == 0 and self.gan not in SCORING_FAMILIES:
             raise ConfigError(f"{where}: filter_candidates={self.filter_candidates} needs a scorer, but teacher_ema=0 "
-                              f"and gan={self.gan!r} has no auxiliary class head; valid: teacher_ema > 0 or "
-                              "gan='acgan', 'ali' or 'translation' with filter_candidates > 1, or filter_candidates=1")
+                              f"and gan={self.gan!r} has no auxiliary class head; valid: teacher_ema > 0 or gan="
+                              f"{' or '.join(map(repr, SCORING_FAMILIES))} with filter_candidates > 1, or "
+                              "filter_candidates=1")
         if self.classifier_kwargs and not is_import_path(self.classifier):
             names = ", ".join(self.classifier_kwargs)
             raise ConfigError(f"{where}: classifier_kwargs ({names}) are a factory's arguments, but classifier="
@@ -313,14 +338,60 @@ class TrialConfig:
                               "torchvision:NAME or package.module:factory with classifier_kwargs (in a search space: "
                               "classifier_kwargs.NAME: {..., when: {classifier: ...}}), or no classifier_kwargs")
         if self.gan_conditions and self.gan not in CONDITIONED_FAMILIES:
-            raise ConfigError(f"{where}: gan_conditions={self.gan_conditions!r} conditions the cgan and acgan "
-                              f"generators only, not gan={self.gan!r}; valid: gan: {' or '.join(CONDITIONED_FAMILIES)} "
-                              "with gan_conditions, or gan_conditions=''")
+            raise ConfigError(f"{where}: gan_conditions={self.gan_conditions!r} conditions the "
+                              f"{' and '.join(CONDITIONED_FAMILIES)} generators only, not gan={self.gan!r}; valid: "
+                              f"gan: {' or '.join(CONDITIONED_FAMILIES)} with gan_conditions, or gan_conditions=''")
         if self.gan_loss == "hinge" and self.d_label_smoothing > 0:
             # The hinge loss has margins, not targets: there is nothing for one-sided smoothing to soften.
             raise ConfigError(f"{where}: d_label_smoothing={self.d_label_smoothing!r} applies to gan_loss='bce' "
                               "only; valid: d_label_smoothing=0 with gan_loss='hinge' (in a search space: "
                               "d_label_smoothing: {..., when: {gan_loss: bce}})")
+
+
+_FIELDS = {spec.name: spec for spec in fields(TrialConfig)}
+# The values of every choice key, read from its field: validated here, torch-free (a YAML is validated before Ray
+# starts), and the names of the key's registry dict where it has one (gan: ganaug.gan.families.FAMILIES, gan_arch,
+# d_minibatch, gan_loss, labeling, classifier, traditional_aug), which registry() checks when its module is imported.
+CHOICES = {name: tuple(spec.metadata["choices"]) for name, spec in _FIELDS.items() if spec.metadata["choices"]}
+
+
+def valid_values(spec: dataclasses.Field, limits: dict[str, Any] | None = None) -> str:
+    """What a TrialConfig key accepts, in the words of its `valid:` hints and README's table: its choices (and what
+    else is `valid`), its `valid` text, or its limits (or `limits`: "an integer >= 1", "0 < d_real_fraction < 1"),
+    then the value that turns it off."""
+    meta = spec.metadata
+    if meta["choices"]:
+        text = ", ".join(meta["choices"]) + (f", or {meta['valid']}" if meta["valid"] else "")
+    else:
+        text = meta["valid"] or limits_hint(type(spec.default), limits or meta["limits"], spec.name)
+    return text if meta["off"] is None else f"{text} ({json.dumps(meta['off'])} = off)"
+
+
+def check_cutout(cutout: Any, height: int, width: int, *, where: str = "",
+                 error: type[InputError] = ConfigError) -> None:
+    """Raise `error` (its message prefixed by `where`) unless `cutout` fits height x width images: an integer within
+    the field's limits and at most the shorter side. TrialConfig checks it without the images, this with them."""
+    limits = {**_FIELDS["cutout"].metadata["limits"], "le": min(height, width)}
+    if isinstance(cutout, bool) or not (isinstance(cutout, numbers.Integral) and _within(cutout, limits)):
+        raise error(f"{where}{': ' if where else ''}cutout={cutout!r} is out of range for {height}x{width} images; "
+                    f"valid: {valid_values(_FIELDS['cutout'], limits)}")
+
+
+def check_attribute_columns(conditions: str, available: Sequence[str], *, where: str = "",
+                            error: type[InputError] = ConfigError) -> None:
+    """Raise `error` (its message prefixed by `where`) unless every column of a gan_conditions value is one of the
+    dataset's attribute columns, `available` (attributes.csv's): the message names the missing and the valid ones."""
+    missing = [name for name in condition_names(conditions) if name not in available]
+    if missing:
+        valid = ", ".join(available) or "none: the dataset has no attributes (an imagefolder split folder's " \
+            "attributes.csv holds them)"
+        named = f"{', '.join(map(repr, missing))} {'is' if len(missing) == 1 else 'are'}"
+        raise error(f"{where}{': ' if where else ''}{named} not an attribute column of the dataset; valid columns: "
+                    f"{valid}")
+
+
+def _within(value: Any, limits: dict[str, Any]) -> bool:
+    return all(_COMPARE[bound](value, limit) for bound, limit in limits.items())
 
 
 def _unflatten_kwargs(values: dict[str, Any], where: str) -> dict[str, Any]:
@@ -370,7 +441,7 @@ def _coerce(key: str, spec: dataclasses.Field, value: Any, where: str) -> Any:
     elif kind is str:
         if isinstance(value, str):
             return value
-        if value is None and key in ("diffaugment", "gan_conditions"):
+        if value is None and spec.metadata["off"] == "":  # an empty YAML value: off
             return ""
         if key == "gan_conditions" and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return ",".join(value)  # YAML [mass, distance] -> "mass,distance", the flat form Tune and Optuna hold
@@ -378,4 +449,5 @@ def _coerce(key: str, spec: dataclasses.Field, value: Any, where: str) -> Any:
         f"{where}: {key}={value!r} has the wrong type; expected {kind.__name__} "
         f"(default {spec.default!r})"
     )
+
 

@@ -251,7 +251,8 @@ CASES = {
         "tune", space(fixed("randaugment_magnitude: 31")),
         "randaugment_magnitude=31 is out of range; valid: an integer in [0, 30]"),
     "cutout larger than the images": Case("tune", space(fixed("cutout: 12")),
-                                          "fixed.cutout: 12 px is larger than the dataset's 8x8 images"),
+                                          "fixed.cutout: cutout=12 is out of range for 8x8 images; valid: an "
+                                          "integer in [0, 8] (0 = off)"),
     # GPU shares that do not pack onto whole GPUs.
     "gpu 0.3": Case("tune", space(replace("gpu: 0", "gpu: 0.3")), "gpu"),
     "gpu 1.5": Case("tune", space(replace("gpu: 0", "gpu: 1.5")), "gpu"),

@@ -360,7 +360,8 @@ def test_strong_traditional_augmentation_trains_real_and_synthetic_images(digits
 
 
 def test_cutout_larger_than_the_images_is_refused(digits):
-    with pytest.raises(ConfigError, match=r"cutout=9 is out of range for 8x8 images; valid: 0 \(off\) to 8 px"):
+    with pytest.raises(ConfigError,
+                       match=r"cutout=9 is out of range for 8x8 images; valid: an integer in \[0, 8\] \(0 = off\)"):
         run(TrialConfig(cutout=9, epochs=1, cas_epochs=0), digits, Recorder())
 
 

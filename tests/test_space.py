@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import textwrap
 from pathlib import Path
 
 import optuna
@@ -24,7 +23,8 @@ from ganaug.space.schema import (
 )
 from ganaug.space.spec import SearchSpec, load_space, validate_storage
 
-SPACES = sorted((Path(__file__).resolve().parent.parent / "search_spaces").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parent.parent
+SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -112,10 +112,11 @@ def test_flagship_searches_every_axis():
 
 
 def test_documented_example_loads(tmp_path):
-    import ganaug.space.spec
-
-    example = ganaug.space.spec.__doc__.split("::\n\n", 1)[1].split("\n\n", 1)[0]
-    spec = load_space(write(tmp_path, textwrap.dedent(example)))
+    """README's "The search-space format" is the one description of the format: its example is a valid space."""
+    section = (ROOT / "README.md").read_text().split("## The search-space format", 1)[1].split("\n## ", 1)[0]
+    example = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    spec = load_space(write(tmp_path, example))
+    assert spec.experiment.reuse_actors is True and spec.experiment.sampler.multivariate is True
     assert spec.search["diffaugment"].when == {"gan_arch": "dcgan"}
     assert all(("diffaugment" in params) == (params["gan_arch"] == "dcgan") for params in sample(spec, 10))
 
@@ -177,8 +178,13 @@ def test_baselines_run_first_in_the_optuna_study(tmp_path):
 def test_cutout_larger_than_the_images_is_named_once_the_data_is_known(tmp_path):
     spec = load_space(write(tmp_path, doc(search="{cutout: {choice: [0, 4, 16]}}")))
     spec.check_image_size(32, 32)
-    with pytest.raises(SpaceError, match=r"search.cutout: 16 px is larger than the dataset's 8x8 images; valid: 0"):
+    with pytest.raises(SpaceError, match=r"search.cutout: cutout=16 is out of range for 8x8 images; valid: an integer "
+                                         r"in \[0, 8\] \(0 = off\)$"):
         spec.check_image_size(8, 8)
+    fixed = load_space(write(tmp_path, doc(fixed="{cutout: 8}"), "fixed.yaml"))
+    fixed.check_image_size(8, 8)  # the whole side is allowed
+    with pytest.raises(SpaceError, match=r"fixed.cutout: cutout=8 is out of range for 6x9 images"):
+        fixed.check_image_size(6, 9)
 
 
 def test_old_boolean_traditional_aug_still_loads(tmp_path):

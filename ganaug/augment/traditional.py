@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ganaug.augment.flip import flip_translate
-from ganaug.config import registry
+from ganaug.config import check_cutout, registry
 from ganaug.data import DataError
 
 RANDAUGMENT_MAGNITUDES = 31  # magnitude bins of TrivialAugmentWide and RandAugment (torchvision's default)
@@ -48,10 +48,7 @@ def traditional_augment(x: torch.Tensor, method: str, generator: torch.Generator
     if not _is_int(randaugment_magnitude) or not 0 <= randaugment_magnitude < RANDAUGMENT_MAGNITUDES:
         raise DataError(f"randaugment_magnitude={randaugment_magnitude!r} is out of range; "
                         f"valid: an integer in [0, {RANDAUGMENT_MAGNITUDES - 1}]")
-    height, width = x.shape[-2:]
-    if not _is_int(cutout) or not 0 <= cutout <= min(height, width):
-        raise DataError(f"cutout={cutout!r} is out of range for {height}x{width} images; "
-                        f"valid: an integer in [0, {min(height, width)}] (0 = off)")
+    check_cutout(cutout, *x.shape[-2:], error=DataError)
     x = AUGMENTATIONS[method](x, generator, randaugment_ops, randaugment_magnitude)
     return apply_cutout(x, cutout, generator) if cutout else x
 

@@ -11,7 +11,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
-from ganaug.config import TrialConfig
+from ganaug.config import KIND_WORDS, LIMIT_SIGNS, TrialConfig, limits_hint
 from ganaug.errors import InputError
 
 
@@ -190,10 +190,8 @@ def _is_number(value: Any) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------
-# Hints read from the schema, so that a message never restates a limit by hand.
-
-_WORDS = {int: ("an integer", "integers"), float: ("a number", "numbers"), bool: ("true or false", "booleans")}
-_SIGNS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+# Hints read from the schema, so that a message never restates a limit by hand; worded as TrialConfig's are
+# (config.limits_hint), so a limit reads the same in every `valid:`.
 
 
 def field_named(model: type[BaseModel], key: str) -> FieldInfo | None:
@@ -215,12 +213,11 @@ def describe(field: FieldInfo) -> str | None:
         annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
     if get_origin(annotation) is Literal:
         text = ", ".join(map(str, get_args(annotation)))
-    elif get_origin(annotation) is list and get_args(annotation)[0] in _WORDS and _is_pair(field):
-        text = f"[low, high] {_WORDS[get_args(annotation)[0]][1]}"
-    elif annotation in _WORDS:
-        bounds = [f"{sign} {_limit(field, bound)}" for bound, sign in _SIGNS.items()
-                  if _limit(field, bound) is not None]
-        text = " ".join([_WORDS[annotation][0], *bounds])
+    elif get_origin(annotation) is list and get_args(annotation)[0] in KIND_WORDS and _is_pair(field):
+        text = f"[low, high] {KIND_WORDS[get_args(annotation)[0]][1]}"
+    elif annotation in KIND_WORDS:
+        text = limits_hint(annotation, {bound: _limit(field, bound) for bound in LIMIT_SIGNS
+                                        if _limit(field, bound) is not None})
     else:
         return None
     return f"{text} ({field.description})" if field.description else text

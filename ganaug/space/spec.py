@@ -1,56 +1,11 @@
 """Search-space YAML -> validated `SearchSpec`; its `define_by_run` is the Optuna space Ray Tune searches.
 
-Everything here is checked before Ray starts: a bad file ends in one `SpaceError` line
-"<file>: <dotted key path>: <problem>; valid: <...>". No torch and no ray at import time. Each section's
-model is in `ganaug.schema`, the checks it cannot express in `ganaug.space_checks`.
-
-The format (required: experiment.name, data.name and at least one search key; the rest has defaults)::
-
-    experiment:
-      name: quickstart          # experiment folder name under storage (letters, digits, . _ -)
-      storage: ~/ganaug_results # local folder (~ expanded, relative to the working directory) or
-                                #   s3://bucket/prefix, gs://bucket/prefix (any scheme://, passed on as given)
-      num_samples: 16           # trials Optuna proposes
-      max_concurrent: 2         # trials running at once (ConcurrencyLimiter)
-      seed: 0                   # seeds the Optuna sampler; every trial gets TrialConfig.seed = this seed
-                                #   unless `seed` is fixed or searched
-      resources: {cpu: 1, gpu: 0}   # per trial; cpu > 0; gpu is 0, a whole number or 1/k (0.5, 0.25, ...)
-      max_failures: 1           # retries of an errored trial from its last checkpoint (-1 = forever)
-      baselines_first: true     # first trials: the no-GAN policies (synthetic_ratio 0, one per traditional_aug
-                                #   choice, other keys at their defaults or midpoints); count toward num_samples
-      sampler:                  # Optuna's TPESampler (README: "The searcher")
-        n_startup_trials: null  # random trials before TPE models the results; null: num_samples // 4, 2..10
-        multivariate: true      # one joint density over the searched keys, not one per key
-        group: true             # multivariate per group of keys drawn together (`when:` blocks); needs multivariate
-        constant_liar: true     # running trials count as poor results, so concurrent trials spread out
-    data:                       # DataConfig keys (ganaug.data), name required: name, root, download,
-      name: digits              #   image_size, grayscale, test_fraction, val_fraction, samples_per_class, ...
-    metric: {name: val_acc, mode: max}   # val_acc | val_top5 | val_loss | train_acc; mode defaults to the
-                                         #   metric's direction (min for val_loss) and may not contradict it
-    scheduler:                  # ASHA on `epoch`
-      max_epochs: 12            # also TrialConfig.epochs, so `epochs` may not appear in fixed or search
-      grace_period: 4           # 1 <= grace_period <= max_epochs (default: a third of max_epochs, rounded up)
-      reduction_factor: 3       # > 1 (default 3)
-    fixed:                      # TrialConfig keys held constant in every trial
-      classifier: mlp
-    search:                     # TrialConfig keys searched; at least one; exactly one distribution each
-      gan_lr: {loguniform: [1.0e-4, 1.0e-3]}         # float, log scale, 0 < low < high
-      d_real_fraction: {uniform: [0.25, 0.75]}       # float, low < high, optional step
-      latent_dim: {int: [32, 128], step: 32}         # integer; optional step (default 1) or log: true
-      synthetic_ratio: {choice: [0.0, 0.5, 1.0]}     # any scalars (strings, numbers, booleans)
-      gan_arch: {choice: [mlp, dcgan]}
-      diffaugment: {choice: ["", "translation", "color,translation,cutout"], when: {gan_arch: dcgan}}
-
-`classifier` may also name any PyTorch model: torchvision:NAME or package.module:factory. Its factory's other
-arguments are `classifier_kwargs`: a mapping under fixed (`classifier_kwargs: {depth: 3}`), or one flat key per
-argument, fixed or searched (`classifier_kwargs.depth: {choice: [2, 3]}`). Imports are checked at load time,
-and `check_classifier` builds the model on a blank batch once the dataset's shape is known.
-
-`when: {key: value}` or `when: {key: [v1, v2]}` (several keys: all must hold): the key is only
-searched in trials where that other searched or fixed key has one of those values; elsewhere the
-TrialConfig default applies. Every fixed value and every choice / range end is checked through
-`TrialConfig.from_dict`, so out-of-range values and unknown registry keys fail at load time.
-Floats may be written 1e-4 (plain PyYAML would read that as a string).
+The format is README.md's "The search-space format" (the one copy; tests/test_space.py loads its example), and the
+policy keys of `fixed:` and `search:` are TrialConfig's (README's table of them is rendered by ganaug.space.keys).
+Everything here is checked before Ray starts: a bad file ends in one `SpaceError` line "<file>: <dotted key path>:
+<problem>; valid: <...>". No torch and no ray at import time. Each section's model is in `ganaug.space.schema`, the
+checks it cannot express in `ganaug.space.checks`; every fixed value and every choice / range end goes through
+`TrialConfig.from_dict`.
 """
 
 from __future__ import annotations
@@ -64,7 +19,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ganaug.config import KWARGS_PREFIX, ConfigError, TrialConfig, condition_names, is_import_path
+from ganaug.config import (
+    KWARGS_PREFIX,
+    ConfigError,
+    TrialConfig,
+    check_attribute_columns,
+    check_cutout,
+    is_import_path,
+)
 from ganaug.space.checks import check, unknown_hint
 from ganaug.space.schema import (
     METRICS,
@@ -142,29 +104,20 @@ class SearchSpec(SpaceSections):
         return points
 
     def check_image_size(self, height: int, width: int) -> None:
-        """Keys whose valid range depends on the dataset's images (cutout), checked once the data is loaded."""
-        side = min(height, width)
-        where = "fixed.cutout" if "cutout" in self.fixed else "search.cutout"
-        values = [self.fixed["cutout"]] if "cutout" in self.fixed else \
-            self.search["cutout"].values if "cutout" in self.search else []
-        if any(value > side for value in values):
-            raise SpaceError(f"{self.path}: {where}: {max(values)} px is larger than the dataset's {height}x{width} "
-                             f"images; valid: 0 (off) to {side}")
+        """Every value of a key whose valid range depends on the dataset's images (cutout) that the space can draw
+        fits them, checked once the data is loaded, before Ray starts."""
+        where = f"{self.path}: {'fixed' if 'cutout' in self.fixed else 'search'}.cutout"
+        for value in self._reachable("cutout"):  # integers: load_space checked each through TrialConfig
+            check_cutout(int(value), height, width, where=where, error=SpaceError)
 
     def check_conditions(self, data_spec) -> None:
         """Every gan_conditions value the space can draw names attribute columns the dataset has (attributes.csv),
         checked once the data is loaded, before Ray starts."""
         available = tuple(getattr(data_spec, "attribute_names", ()))
-        where = "fixed.gan_conditions" if "gan_conditions" in self.fixed else "search.gan_conditions"
+        where = f"{self.path}: {'fixed' if 'gan_conditions' in self.fixed else 'search'}.gan_conditions"
         for value in self._reachable("gan_conditions"):
-            names = condition_names(",".join(map(str, value)) if isinstance(value, list) else value or "")
-            missing = [name for name in names if name not in available]
-            if missing:
-                valid = ", ".join(available) if available else "none: the dataset has no attributes (an imagefolder " \
-                    "split folder's attributes.csv holds them)"
-                raise SpaceError(f"{self.path}: {where}: {', '.join(map(repr, missing))} "
-                                 f"{'is' if len(missing) == 1 else 'are'} not an attribute column of the dataset; "
-                                 f"valid columns: {valid}")
+            conditions = ",".join(map(str, value)) if isinstance(value, list) else value or ""
+            check_attribute_columns(conditions, available, where=where, error=SpaceError)
 
     def check_classifier(self, data_spec) -> None:
         """Build every torchvision:/import-path classifier the space can draw and run it on two blank images of the

@@ -27,7 +27,7 @@ import torch
 
 from ganaug.augment import traditional_augment
 from ganaug.classifier import LABELERS, Teacher, build_classifier
-from ganaug.config import ConfigError, TrialConfig, trains_gan
+from ganaug.config import TrialConfig, check_cutout, trains_gan
 from ganaug.data import ImageData, batch_indices, pick_device, to_float
 from ganaug.gan import build_gan
 from ganaug.trial.measure import PassMetrics, diverged, finite
@@ -88,9 +88,7 @@ def run(
     generator = torch.Generator(device).manual_seed(cfg.seed)
     data = data.to(device)
     spec, num_classes, num_train = data.spec, data.spec.num_classes, len(data.train_y)
-    if cfg.cutout > min(spec.height, spec.width):
-        raise ConfigError(f"cutout={cfg.cutout} is out of range for {spec.height}x{spec.width} images; valid: "
-                          f"0 (off) to {min(spec.height, spec.width)} px")
+    check_cutout(cfg.cutout, spec.height, spec.width)
 
     # Construct networks: the classifier (its outputs as its labeling needs), its optimizer and EMA teacher, and
     # the GAN (synthetic_ratio 0 is the no-GAN baseline inside the search space: no GAN is built or trained).
