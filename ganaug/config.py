@@ -8,15 +8,14 @@ checkpoint (the whole config is snapshotted into each one). README's table of th
 from __future__ import annotations
 
 import dataclasses
-import json
 import numbers
-import operator
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ganaug.errors import InputError, did_you_mean
+from ganaug.options import option, valid_values, within
 
 
 class ConfigError(InputError):
@@ -41,37 +40,6 @@ CONDITIONED_FAMILIES = ("cgan", "acgan")  # gan families that take gan_condition
 SCORING_FAMILIES = ("acgan", "ali", "translation")  # gan families whose D has a class head that can score fakes
 RANDAUGMENT_MAX_OPS = 14  # RandAugment draws from 14 operations
 RANDAUGMENT_MAX_MAGNITUDE = 30  # 31 magnitude bins, as torchvision's RandAugment
-# How a limit reads in a `valid:` hint, here and in the search-space schema (ganaug.space.schema.describe).
-KIND_WORDS = {int: ("an integer", "integers"), float: ("a number", "numbers"), bool: ("true or false", "booleans")}
-LIMIT_SIGNS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
-_COMPARE = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
-
-
-def option(default: Any, doc: str, *, choices: dict[str, str] | tuple[str, ...] | None = None, valid: str = "",
-           off: Any = None, ge: float | None = None, gt: float | None = None, le: float | None = None,
-           lt: float | None = None) -> Any:
-    """One TrialConfig key, declared once: its default; its documentation (one line of README's table, where
-    "{choices}" stands for a choice key's choices with their meanings); a number's limits (ge, gt, le, lt) and
-    the value that turns it `off`; a choice key's choices (name -> meaning, or names; CHOICES is read from them);
-    and what is `valid` where neither says (a choice key: besides its choices)."""
-    limits = {bound: value for bound, value in zip(LIMIT_SIGNS, (ge, gt, le, lt)) if value is not None}
-    choices = dict.fromkeys(choices, "") if isinstance(choices, tuple) else choices
-    metadata = {"doc": doc, "choices": choices, "valid": valid, "off": off, "limits": limits}
-    if isinstance(default, dict):  # a mutable default: each config gets its own
-        return field(default_factory=dict, hash=False, metadata=metadata)
-    return field(default=default, metadata=metadata)
-
-
-def limits_hint(kind: type, limits: dict[str, Any], name: str = "the value") -> str:
-    """What `limits` (ge, gt, le, lt) allow a value of type `kind`, in the words of a `valid:` hint: "an integer
-    >= 1", "a number > 0", "an integer in [0, 30]", "0 < d_real_fraction < 1" (`name` between two limits)."""
-    low = next(((bound, limits[bound]) for bound in ("ge", "gt") if bound in limits), None)
-    high = next(((bound, limits[bound]) for bound in ("le", "lt") if bound in limits), None)
-    if low is None or high is None:
-        return " ".join([KIND_WORDS[kind][0], *(f"{LIMIT_SIGNS[bound]} {limits[bound]}" for bound in limits)])
-    if kind is int and (low[0], high[0]) == ("ge", "le"):
-        return f"an integer in [{low[1]}, {high[1]}]"
-    return f"{low[1]} {'<=' if low[0] == 'ge' else '<'} {name} {LIMIT_SIGNS[high[0]]} {high[1]}"
 
 
 def condition_names(conditions: str) -> tuple[str, ...]:
@@ -291,7 +259,7 @@ class TrialConfig:
         (combinations) the rules between keys; raise ConfigError naming the key and what is valid."""
         for spec in fields(self):
             value, choices = getattr(self, spec.name), spec.metadata["choices"]
-            if not _within(value, spec.metadata["limits"]):
+            if not within(value, spec.metadata["limits"]):
                 raise ConfigError(f"{where}: {spec.name}={value!r} is out of range; valid: {valid_values(spec)}")
             # An import-path classifier is resolved and built once the dataset's shape is known (space.spec).
             if choices and value not in choices and not (spec.name == "classifier" and is_import_path(value)):
@@ -355,24 +323,12 @@ _FIELDS = {spec.name: spec for spec in fields(TrialConfig)}
 CHOICES = {name: tuple(spec.metadata["choices"]) for name, spec in _FIELDS.items() if spec.metadata["choices"]}
 
 
-def valid_values(spec: dataclasses.Field, limits: dict[str, Any] | None = None) -> str:
-    """What a TrialConfig key accepts, in the words of its `valid:` hints and README's table: its choices (and what
-    else is `valid`), its `valid` text, or its limits (or `limits`: "an integer >= 1", "0 < d_real_fraction < 1"),
-    then the value that turns it off."""
-    meta = spec.metadata
-    if meta["choices"]:
-        text = ", ".join(meta["choices"]) + (f", or {meta['valid']}" if meta["valid"] else "")
-    else:
-        text = meta["valid"] or limits_hint(type(spec.default), limits or meta["limits"], spec.name)
-    return text if meta["off"] is None else f"{text} ({json.dumps(meta['off'])} = off)"
-
-
 def check_cutout(cutout: Any, height: int, width: int, *, where: str = "",
                  error: type[InputError] = ConfigError) -> None:
     """Raise `error` (its message prefixed by `where`) unless `cutout` fits height x width images: an integer within
     the field's limits and at most the shorter side. TrialConfig checks it without the images, this with them."""
     limits = {**_FIELDS["cutout"].metadata["limits"], "le": min(height, width)}
-    if isinstance(cutout, bool) or not (isinstance(cutout, numbers.Integral) and _within(cutout, limits)):
+    if isinstance(cutout, bool) or not (isinstance(cutout, numbers.Integral) and within(cutout, limits)):
         raise error(f"{where}{': ' if where else ''}cutout={cutout!r} is out of range for {height}x{width} images; "
                     f"valid: {valid_values(_FIELDS['cutout'], limits)}")
 
@@ -388,10 +344,6 @@ def check_attribute_columns(conditions: str, available: Sequence[str], *, where:
         named = f"{', '.join(map(repr, missing))} {'is' if len(missing) == 1 else 'are'}"
         raise error(f"{where}{': ' if where else ''}{named} not an attribute column of the dataset; valid columns: "
                     f"{valid}")
-
-
-def _within(value: Any, limits: dict[str, Any]) -> bool:
-    return all(_COMPARE[bound](value, limit) for bound, limit in limits.items())
 
 
 def _unflatten_kwargs(values: dict[str, Any], where: str) -> dict[str, Any]:

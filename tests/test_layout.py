@@ -21,7 +21,7 @@ LAYERS = (
     ("gan", "classifier"),
     ("augment",),
     ("data",),
-    ("cluster", "config", "files", "errors", "__init__"),
+    ("cluster", "config", "options", "files", "errors", "__init__"),
 )
 SUBPACKAGES = ("space", "data", "augment", "gan", "classifier", "trial", "search", "results")
 # "ganaug.gan.networks:ARCHITECTURES", importlib.import_module("ganaug.gan"): as real a dependency as an import.
@@ -143,12 +143,12 @@ def test_the_layers_name_every_top_level_module_and_package():
 
 
 def test_config_and_errors_are_leaves():
-    """config.py validates every YAML without torch, and everything imports it: it may import errors.py (which
-    imports nothing from ganaug) and no other module of ours."""
+    """config.py validates every YAML without torch, and everything imports it: it may import errors.py and
+    options.py (how a key is declared), which import nothing from ganaug, and no other module of ours."""
     graph = import_graph()
     assert graph["ganaug.errors"] == set()
-    assert graph["ganaug.config"] <= {"ganaug.errors"}
-    assert graph["ganaug.files"] == graph["ganaug.cluster"] == set()
+    assert graph["ganaug.config"] <= {"ganaug.errors", "ganaug.options"}
+    assert graph["ganaug.files"] == graph["ganaug.cluster"] == graph["ganaug.options"] == set()
 
 
 def test_each_package_names_its_public_api_and_others_use_only_that():

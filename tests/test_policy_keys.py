@@ -17,10 +17,9 @@ from ganaug.config import (
     TrialConfig,
     check_attribute_columns,
     check_cutout,
-    limits_hint,
-    valid_values,
 )
 from ganaug.errors import InputError
+from ganaug.options import limits_hint, valid_values
 from ganaug.space.keys import key_table
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,8 @@ import dataclasses
 import json
 from typing import Any
 
-from ganaug.config import LEGACY_VALUES, TrialConfig, valid_values
+from ganaug.config import LEGACY_VALUES, TrialConfig
+from ganaug.options import valid_values
 
 
 def key_table() -> str:

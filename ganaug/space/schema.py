@@ -11,8 +11,9 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
-from ganaug.config import KIND_WORDS, LIMIT_SIGNS, TrialConfig, limits_hint
+from ganaug.config import TrialConfig
 from ganaug.errors import InputError
+from ganaug.options import KIND_WORDS, LIMIT_SIGNS, limits_hint
 
 
 class SpaceError(InputError):
@@ -191,7 +192,7 @@ def _is_number(value: Any) -> bool:
 
 # ------------------------------------------------------------------------------------------------
 # Hints read from the schema, so that a message never restates a limit by hand; worded as TrialConfig's are
-# (config.limits_hint), so a limit reads the same in every `valid:`.
+# (options.limits_hint), so a limit reads the same in every `valid:`.
 
 
 def field_named(model: type[BaseModel], key: str) -> FieldInfo | None:
