@@ -75,13 +75,14 @@ def test_each_loss_goes_down_under_its_own_steps(arch):
     spec = make_spec(1, 8, 8)
     gan = build(small_config(gan_arch=arch), spec)
     real_x, real_y = real_batch(spec, 8)
-    steps = {
-        "ali D": lambda: gan.ali_discriminator_step(real_x, real_y, 0.5, seeded(7)),
-        "ali G+E": lambda: gan.ali_generator_step(real_x, real_y, seeded(7)),
-        "acgan D": lambda: gan.acgan_discriminator_step(real_x, real_y, 0.5, seeded(7)),
-        "acgan G": lambda: gan.acgan_generator_step(real_x, real_y, seeded(7)),
+    steps = {  # name: (whether in the ALI phase, the step)
+        "ali D": (True, lambda: gan.discriminator_step(real_x, real_y, 0.5, seeded(7))),
+        "ali G+E": (True, lambda: gan.generator_update(real_x, real_y, seeded(7))["g_loss"]),
+        "acgan D": (False, lambda: gan.discriminator_step(real_x, real_y, 0.5, seeded(7))),
+        "acgan G": (False, lambda: gan.generator_update(real_x, real_y, seeded(7))["g_loss"]),
     }
-    for name, step in steps.items():
+    for name, (ali_phase, step) in steps.items():
+        gan.updates = 0 if ali_phase else gan.ali_updates
         losses = [step().item() for _ in range(20)]
         assert losses[-1] < 0.85 * losses[0], (name, losses)
 
@@ -93,13 +94,15 @@ def test_masked_encoded_rows_get_only_class_and_reconstruction_loss(masked):
     gan = build(small_config(ali_train_encoded_share=1.0, ali_mask_encoded=masked, acgan_weight=0.5,
                              ali_reconstruction_weight=2.0), spec)
     real_x, real_y = real_batch(spec, 8)
+    gan.updates = gan.ali_updates  # the ACGAN phase
     with torch.no_grad():  # the step's own forward: E(x) codes, G in train mode, D; no noise is drawn
         fake = gan.G(gan.E(real_x), real_y)
         logit, class_logits = gan.D(fake, real_y)
     expected = 0.5 * F.cross_entropy(class_logits, real_y) + 2.0 * (fake - real_x).abs().mean()
     if not masked:
         expected = expected + F.softplus(-logit).mean()
-    assert gan.acgan_generator_step(real_x, real_y, seeded(0)).item() == pytest.approx(expected.item(), rel=1e-4)
+    g_loss = gan.generator_update(real_x, real_y, seeded(0))["g_loss"]
+    assert g_loss.item() == pytest.approx(expected.item(), rel=1e-4)
 
 
 def test_state_round_trip_and_resume_across_the_phase_change_equal_an_uninterrupted_run(tmp_path):

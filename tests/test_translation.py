@@ -133,7 +133,7 @@ def test_cycle_loss_goes_down_on_a_two_class_folder(tmp_path):
 
     # Two classes: every cow sampled as a horse is translated from a cow, and the other way round.
     y = torch.tensor([0, 1] * 8)
-    sources = gan.source_indices(y, seeded(1))
+    sources = gan.sources.row_of_other_class(y, seeded(1))
     assert torch.equal(data.train_y[sources], 1 - y)
     translated = gan.sample(y, seeded(1))
     assert translated.shape == (16, *data.spec.shape) and translated.min() >= -1 and translated.max() <= 1

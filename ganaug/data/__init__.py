@@ -20,6 +20,7 @@ from ganaug.data.readers import DATASETS
 if TYPE_CHECKING:  # what type checkers see of the names __getattr__ loads
     from ganaug.data.splits import load_data
     from ganaug.data.tensors import (
+        ClassIndex,
         DataSpec,
         ImageData,
         as_float_images,
@@ -33,11 +34,11 @@ if TYPE_CHECKING:  # what type checkers see of the names __getattr__ loads
 
 # Name -> the submodule (which imports torch) that defines it.
 _TORCH_NAMES = {"load_data": "splits", **{name: "tensors" for name in (
-    "DataSpec", "ImageData", "as_float_images", "balanced_labels", "batch_indices", "pick_device",
+    "ClassIndex", "DataSpec", "ImageData", "as_float_images", "balanced_labels", "batch_indices", "pick_device",
     "sample_balanced", "to_float", "to_uint8")}}
 
-__all__ = ["DATASETS", "DataConfig", "DataError", "DataSpec", "ImageData", "as_float_images", "balanced_labels",
-           "batch_indices", "load_data", "pick_device", "sample_balanced", "to_float", "to_uint8"]
+__all__ = ["ClassIndex", "DATASETS", "DataConfig", "DataError", "DataSpec", "ImageData", "as_float_images",
+           "balanced_labels", "batch_indices", "load_data", "pick_device", "sample_balanced", "to_float", "to_uint8"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,7 @@
 """What a trial sees of a dataset: DataSpec (its shape facts), ImageData (the three splits as uint8 tensors, on the
 trial's device, packed for Ray's object store), and the device-side helpers of every trial (airbench style, no
-DataLoader): shuffled index batches, scaling to [-1, 1] and back, class-balanced labels, the per-class index.
+DataLoader): shuffled index batches, scaling to [-1, 1] and back, class-balanced labels, and ClassIndex (the rows of
+a label tensor by class, for drawing a random row of a class or of another class).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class ImageData:
     @classmethod
     def unpack(cls, packed: dict[str, Any]) -> ImageData:
         """pack()'s dict -> ImageData, its tensors sharing the arrays' memory."""
-        # from_numpy shares the object store's read-only buffer; the pipeline never writes into it.
+        # from_numpy shares the object store's read-only buffer; a trial never writes into it.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             return cls(**{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in packed.items()})
@@ -152,3 +153,32 @@ def sample_balanced(sampler, n: int, generator: torch.Generator | None = None,
 def as_float_images(x: torch.Tensor) -> torch.Tensor:
     # uint8 data (the stored format) -> float in [-1, 1]; float input is taken as already scaled.
     return to_float(x) if x.dtype == torch.uint8 else x
+
+
+class ClassIndex:
+    """The rows of an int64 label tensor grouped by class, on the labels' device: `order` holds the row indices class
+    by class (stable), so class c's rows are order[start[c]:start[c] + count[c]]. Draws one random row per label for
+    a whole batch of labels at once, without a host sync."""
+
+    def __init__(self, labels: torch.Tensor, num_classes: int):
+        self.order = torch.argsort(labels, stable=True)
+        self.count = torch.bincount(labels, minlength=num_classes)
+        self.start = torch.cumsum(self.count, 0) - self.count
+
+    def row_of_class(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """For each label y_i, a row of class y_i drawn uniformly (any row, for a class without rows)."""
+        start, count = self.start[y], self.count[y]
+        empty = count == 0
+        start, count = start.masked_fill(empty, 0), count.masked_fill(empty, len(self.order))
+        u = torch.rand(len(y), generator=generator, device=self.order.device)
+        # rand < 1, but float rounding could still reach `count`
+        return self.order[start + torch.minimum((u * count).long(), count - 1)]
+
+    def row_of_other_class(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """For each label y_i, a row drawn uniformly among those of every other class (so a class is drawn in
+        proportion to its row count). Where no other class has rows: a row of class y_i."""
+        others = len(self.order) - self.count[y]
+        rank = (torch.rand(len(y), generator=generator, device=self.order.device) * others).long()
+        rank = torch.minimum(rank, others - 1)  # rand < 1, but float rounding could still reach `others`
+        # The other classes' rows are order with class y's block cut out: ranks from start[y] on skip the block.
+        return self.order[torch.where(rank < self.start[y], rank, rank + self.count[y])]

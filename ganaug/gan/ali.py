@@ -15,6 +15,13 @@ Two phases, counted in GAN updates (train_step calls) so that a checkpoint resum
    keeps its meaning while the adversarial loss moves G. Unmasked, they are judged like every fake too.
    (The issue calls the masked variant the report's v1; the report's code README names it V2, V1 unmasked.)
 
+Both phases train through GANTrainer's train_step and discriminator_step (one D batch split, rotation and min_real
+clamp for every family); ALITrainer supplies its seams: active_discriminator (the joint D, its optimizer and a
+real/fake-only loss in the ALI phase), real_codes and fakes_for (the codes the joint D pairs with images; the ACGAN
+phase's fakes from mixed codes, the encoded ones masked out of the real/fake loss) and generator_update (the ALI
+phase's own G and E step, ali_generator_step; the ACGAN phase's GANTrainer.generator_step on the batch's labels and
+mixed codes, with the mask and the L1 term).
+
 Sampling draws a share cfg.ali_encoded_share of images near real images of the requested class, from
 E(x) + N(0, cfg.ali_code_noise^2), and the rest from N(0, 1) codes. Every epoch reports `ali_reconstruction`
 (mean |G(E(x), y) - x| over a fixed batch of real training images, pixels in [-1, 1]) beside
@@ -39,14 +46,14 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ganaug.augment import diff_augment
 from ganaug.config import TrialConfig
-from ganaug.data import to_float
+from ganaug.data import ClassIndex, to_float
+from ganaug.gan.losses import FAMILY_LOSSES, FamilyLoss, masked_mean
 from ganaug.gan.networks import ARCHITECTURES, MINIBATCH_FEATURES, Discriminator, scaled, spectral_normalised
-from ganaug.gan.trainer import GANTrainer, StateDictError, descend, frozen, sampling_mode
+from ganaug.gan.trainer import Fakes, GANTrainer, StateDictError, descend, frozen, sampling_mode
 
 RECONSTRUCTION_IMAGES = 256  # Real training images in the fixed batch behind ali_reconstruction.
 
@@ -85,12 +92,6 @@ def build_joint_discriminator(arch: str, spec, latent_dim: int, width: float, sp
     return spectral_normalised(D) if spectral_norm or architecture.spectral_norm else D
 
 
-def _masked_mean(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Mean of values over the selected rows; 0 when none is selected (never nan)."""
-    rows = rows.to(values.dtype)
-    return (values * rows).sum() / rows.sum().clamp(min=1)
-
-
 class ALITrainer(GANTrainer):
     """G, the ACGAN D, their EMA and optimizers (all from GANTrainer), plus E, the joint D and their optimizers.
 
@@ -108,20 +109,16 @@ class ALITrainer(GANTrainer):
         self.D_joint = build_joint_discriminator(
             cfg.gan_arch, spec, cfg.latent_dim, cfg.gan_width, spectral_norm=cfg.d_spectral_norm,
             minibatch=cfg.d_minibatch).to(self.device)
-        betas = (cfg.gan_beta1, 0.999)
-        self.opt_E = torch.optim.Adam(self.E.parameters(), lr=cfg.gan_lr, betas=betas, fused=True)
-        self.opt_D_joint = torch.optim.Adam(self.D_joint.parameters(), lr=cfg.gan_lr, betas=betas, fused=True)
+        self.opt_E, self.opt_D_joint = self.optimizer_for(self.E), self.optimizer_for(self.D_joint)
         updates_per_epoch = math.ceil(sum(spec.class_counts) / cfg.batch_size) * cfg.gan_steps_per_batch
         self.ali_updates = cfg.ali_epochs * updates_per_epoch
         self.updates = 0
-        # Real images by class, for sampling near them: rows of class c are order[start[c]:start[c] + count[c]].
+        # The real images and their rows by class, for sampling near them.
         self.train_x = None
         if data is not None:
             self.train_x = data.train_x.to(self.device)
             train_y = data.train_y.to(self.device)
-            self.order = torch.argsort(train_y, stable=True)
-            self.class_count = torch.bincount(train_y, minlength=self.num_classes)
-            self.class_start = torch.cumsum(self.class_count, 0) - self.class_count
+            self.train_classes = ClassIndex(train_y, self.num_classes)
             self.reconstruction_x = to_float(self.train_x[:RECONSTRUCTION_IMAGES])
             self.reconstruction_y = train_y[:RECONSTRUCTION_IMAGES]
 
@@ -130,59 +127,58 @@ class ALITrainer(GANTrainer):
         return self.updates < self.ali_updates
 
     # ------------------------------------------------------------------------------------------
-    # Training.
+    # Training: GANTrainer's steps, through the seams the module docstring lists.
 
     def train_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
                    generator: torch.Generator | None = None,
                    autocast: Callable = contextlib.nullcontext) -> dict[str, torch.Tensor]:
-        """cfg.d_steps discriminator steps and one generator step of the current phase, then the EMA update.
-
-        ALI phase: d_loss is the joint D's, g_loss G's and E's together. ACGAN phase: as GANTrainer, on mixed codes.
-        """
-        self.check_batch(real_x, real_fraction)
-        ali = self.in_ali_phase
-        d_step = self.ali_discriminator_step if ali else self.acgan_discriminator_step
-        g_step = self.ali_generator_step if ali else self.acgan_generator_step
-        d_losses = [d_step(real_x, real_y, real_fraction, generator, autocast, offset=step)
-                    for step in range(self.cfg.d_steps)]
-        g_loss = g_step(real_x, real_y, generator, autocast)
-        self.update_ema()
+        """GANTrainer.train_step in the current phase, counted. ALI phase: d_loss is the joint D's, g_loss G's and
+        E's together. ACGAN phase: as GANTrainer, on mixed codes."""
+        losses = super().train_step(real_x, real_y, real_fraction, generator, autocast)
         self.updates += 1
-        return {"d_loss": torch.stack(d_losses).mean(), "g_loss": g_loss}
+        return losses
 
-    def _split(self, real_x, real_y, real_fraction, offset):
-        """(real_x, real_y, n_real) with the batch rotated by `offset` real slices, as GANTrainer.discriminator_step:
-        the first n_real rows are the real share, the rest give the fakes their labels (and codes)."""
-        n = len(real_x)
-        n_real = round(real_fraction * n)
-        shift = (offset * n_real) % n
-        if shift:
-            real_x, real_y = real_x.roll(-shift, 0), real_y.roll(-shift, 0)
-        return real_x, real_y, n_real
+    def active_discriminator(self) -> tuple[nn.Module, torch.optim.Optimizer, FamilyLoss]:
+        """ALI phase: the joint D, its optimizer and a real/fake loss only (no class head: cgan's family loss).
+        ACGAN phase: GANTrainer's ACGAN D."""
+        if self.in_ali_phase:
+            return self.D_joint, self.opt_D_joint, FAMILY_LOSSES["cgan"]
+        return super().active_discriminator()
 
-    def ali_discriminator_step(self, real_x, real_y, real_fraction: float, generator=None,
-                               autocast: Callable = contextlib.nullcontext, offset: int = 0) -> torch.Tensor:
-        """One joint-D update: round(real_fraction * n) pairs (x, E(x)) labelled real, the rest (G(z, y), z)
-        labelled fake, with y the dropped real images' labels (the label mix of both kinds is the same)."""
-        real_x, real_y, n_real = self._split(real_x, real_y, real_fraction, offset)
-        n, n_fake = len(real_x), len(real_x) - n_real
-        with torch.no_grad(), autocast():
-            real_z = self.E(real_x[:n_real])
-            if n_fake == 0:
-                fake, fake_z = real_x[:0], real_z[:0]
-            else:  # a single fake would break BatchNorm1d's batch statistics: draw two, keep one
-                fake_y = real_y[n_real:] if n_fake > 1 else real_y[n_real:].repeat(2)
-                fake_z = self.noise(len(fake_y), generator)
-                fake, fake_z = self.G(fake_z, fake_y)[:n_fake], fake_z[:n_fake]
-        with autocast():
-            x = diff_augment(torch.cat([real_x[:n_real], fake]), self.diffaugment, generator)
-            z = torch.cat([real_z, fake_z.to(real_z.dtype)])
-            is_real = torch.arange(n, device=real_x.device) < n_real
-            logit, _ = self.D_joint((x, z), real_y, groups=is_real.long())
-            loss = self.adversarial.discriminator(logit.float(), is_real, 1.0 - self.cfg.d_label_smoothing).mean()
-        return descend(loss, self.opt_D_joint)
+    def real_codes(self, real_x: torch.Tensor) -> torch.Tensor | None:
+        """ALI phase: E(x), the codes the joint D pairs with real images; the ACGAN D reads images only."""
+        return self.E(real_x) if self.in_ali_phase else None
 
-    def ali_generator_step(self, real_x, real_y, generator=None,
+    def fakes_for(self, dropped_x: torch.Tensor, dropped_y: torch.Tensor, generator: torch.Generator | None = None,
+                  rows: torch.Tensor | None = None) -> Fakes:
+        """ALI phase: GANTrainer's (G's images from N(0, 1) codes, which the joint D pairs them with). ACGAN phase:
+        G's images from mixed codes, the encoded ones from the dropped real images (so each keeps its image's
+        label); masked, the encoded ones are not judged real or fake."""
+        n = len(dropped_x)
+        if self.in_ali_phase or n == 0:
+            return super().fakes_for(dropped_x, dropped_y, generator, rows)
+        repeat = 1 if n > 1 else 2  # a single fake would break BatchNorm1d's batch statistics: draw two, keep one
+        codes, encoded = self.mixed_codes(dropped_x.repeat(repeat, 1, 1, 1), generator)
+        return Fakes(self.G(codes, dropped_y.repeat(repeat))[:n], dropped_y, judged=self.judged_rows(encoded[:n]))
+
+    def generator_update(self, real_x: torch.Tensor, real_y: torch.Tensor, generator: torch.Generator | None = None,
+                         autocast: Callable = contextlib.nullcontext) -> dict[str, torch.Tensor]:
+        """train_step's G side: ALI phase, ali_generator_step. ACGAN phase, GANTrainer.generator_step on the batch's
+        labels and mixed codes: the adversarial loss (on the random rows only when masked), the class loss on all
+        rows, and ali_reconstruction_weight * L1 to the encoded rows' real images."""
+        if self.in_ali_phase:
+            return {"g_loss": self.ali_generator_step(real_x, real_y, generator, autocast)}
+        codes, encoded = self.mixed_codes(real_x, generator)
+        weight = self.cfg.ali_reconstruction_weight
+
+        def reconstruction(fake: torch.Tensor) -> torch.Tensor:
+            return weight * masked_mean((fake.float() - real_x.float()).abs().flatten(1).mean(1), encoded)
+
+        return {"g_loss": self.generator_step(len(real_x), generator, autocast, y=real_y, codes=codes,
+                                              judged=self.judged_rows(encoded),
+                                              extra_loss=reconstruction if weight > 0 else None)}
+
+    def ali_generator_step(self, real_x: torch.Tensor, real_y: torch.Tensor, generator: torch.Generator | None = None,
                            autocast: Callable = contextlib.nullcontext) -> torch.Tensor:
         """One update of G and E: G wants (G(z, y), z) called real, E wants (x, E(x)) called fake (each player's
         non-saturating loss, or hinge's -logit: the generator loss of the negated logit for E's rows), plus
@@ -220,52 +216,10 @@ class ALITrainer(GANTrainer):
             codes = torch.cat([self.E(x[:k]).float(), self.noise(n - k, generator)])
         return codes, torch.arange(n, device=x.device) < k
 
-    def _acgan_class_loss(self, class_logits, y, rows) -> torch.Tensor:
-        return self.cfg.acgan_weight * _masked_mean(F.cross_entropy(class_logits.float(), y, reduction="none"), rows)
-
-    def acgan_discriminator_step(self, real_x, real_y, real_fraction: float, generator=None,
-                                 autocast: Callable = contextlib.nullcontext, offset: int = 0) -> torch.Tensor:
-        """One ACGAN D update as GANTrainer.discriminator_step, with the fakes drawn from mixed codes (the encoded ones
-        from the dropped real images, so each keeps its image's label); masked: encoded fakes get only the class
-        loss (when acgan_fake_class_loss), never the real/fake one."""
-        real_x, real_y, n_real = self._split(real_x, real_y, real_fraction, offset)
-        n, n_fake = len(real_x), len(real_x) - n_real
-        with torch.no_grad(), autocast():
-            if n_fake == 0:
-                fake, encoded = real_x[:0], torch.zeros(0, dtype=torch.bool, device=real_x.device)
-            else:
-                pick = slice(n_real, None) if n_fake > 1 else [n_real, n_real]
-                codes, encoded = self.mixed_codes(real_x[pick], generator)
-                fake, encoded = self.G(codes, real_y[pick])[:n_fake], encoded[:n_fake]
-        with autocast():
-            x = diff_augment(torch.cat([real_x[:n_real], fake]), self.diffaugment, generator)
-            is_real = torch.arange(n, device=real_x.device) < n_real
-            logit, class_logits = self.D(x, real_y, groups=is_real.long())
-            encoded = torch.cat([torch.zeros(n_real, dtype=torch.bool, device=real_x.device), encoded])
-            judged = ~encoded if self.cfg.ali_mask_encoded else torch.ones_like(encoded)
-            real_target = 1.0 - self.cfg.d_label_smoothing
-            loss = _masked_mean(self.adversarial.discriminator(logit.float(), is_real, real_target), judged)
-            class_rows = torch.ones_like(is_real) if self.cfg.acgan_fake_class_loss else is_real
-            loss = loss + self._acgan_class_loss(class_logits, real_y, class_rows)
-        return descend(loss, self.opt_D)
-
-    def acgan_generator_step(self, real_x, real_y, generator=None,
-                             autocast: Callable = contextlib.nullcontext) -> torch.Tensor:
-        """One G update on n fakes from mixed codes with the batch's labels: the adversarial loss (on the random
-        rows only when masked), the class loss on all rows, and ali_reconstruction_weight * L1 to the encoded
-        rows' real images."""
-        codes, encoded = self.mixed_codes(real_x, generator)
-        with frozen(self.D):
-            with autocast():
-                fake = self.G(codes, real_y)
-                logit, class_logits = self.D(diff_augment(fake, self.diffaugment, generator), real_y)
-                judged = ~encoded if self.cfg.ali_mask_encoded else torch.ones_like(encoded)
-                loss = _masked_mean(self.adversarial.generator(logit.float()), judged)
-                loss = loss + self._acgan_class_loss(class_logits, real_y, torch.ones_like(encoded))
-                if self.cfg.ali_reconstruction_weight > 0:
-                    distance = (fake.float() - real_x.float()).abs().flatten(1).mean(1)
-                    loss = loss + self.cfg.ali_reconstruction_weight * _masked_mean(distance, encoded)
-            return descend(loss, self.opt_G)
+    def judged_rows(self, encoded: torch.Tensor) -> torch.Tensor | None:
+        """The rows of mixed codes that the real/fake loss judges: masked (ali_mask_encoded), the random ones only;
+        else every one (None)."""
+        return ~encoded if self.cfg.ali_mask_encoded else None
 
     # ------------------------------------------------------------------------------------------
     # Sampling and metrics.
@@ -282,13 +236,12 @@ class ALITrainer(GANTrainer):
         if k > 0:
             rows = torch.randperm(n, generator=generator, device=self.device)[:k]
             labels = y[rows]
-            count = self.class_count[labels]
-            pick = (torch.rand(k, generator=generator, device=self.device) * count).long()
-            index = self.order[(self.class_start[labels] + pick).clamp(max=len(self.order) - 1)]
+            index = self.train_classes.row_of_class(labels, generator)
             near = self.E(to_float(self.train_x[index])).float()
             near = near + self.cfg.ali_code_noise * self.noise(k, generator)
-            codes[rows] = torch.where((count > 0)[:, None], near, codes[rows])
-        G = self.G_ema if self.G_ema is not None else self.G
+            # A class without training images keeps its N(0, 1) codes (row_of_class drew another class's image).
+            codes[rows] = torch.where((self.train_classes.count[labels] > 0)[:, None], near, codes[rows])
+        G = self.sampling_generator
         with sampling_mode(G, n):
             return G(codes, y)
 
@@ -301,7 +254,7 @@ class ALITrainer(GANTrainer):
         if self.train_x is None:
             return {}
         x, y = self.reconstruction_x, self.reconstruction_y
-        G = self.G_ema if self.G_ema is not None else self.G
+        G = self.sampling_generator
         random_codes = torch.randn(len(y), self.latent_dim, device=self.device,
                                    generator=torch.Generator(self.device).manual_seed(0))
         with sampling_mode(G, len(y)):

@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganaug.config import ConfigError, TrialConfig, condition_names
-from ganaug.data import balanced_labels
+from ganaug.config import ConfigError, TrialConfig, check_attribute_columns, condition_names
+from ganaug.data import ClassIndex, balanced_labels
+from ganaug.gan.losses import masked_mean
 from ganaug.gan.networks import ConditionalBatchNorm
 from ganaug.gan.trainer import GANTrainer, StateDictError, sampling_mode
 
@@ -87,23 +88,19 @@ class ConditionedTrainer(GANTrainer):
     def __init__(self, cfg: TrialConfig, spec, device: torch.device, data=None):
         self.condition_names = condition_names(cfg.gan_conditions)
         available = tuple(getattr(spec, "attribute_names", ()))
-        missing = [name for name in self.condition_names if name not in available]
-        if not self.condition_names or missing:
-            shown = ", ".join(available) if available else \
-                "none: the dataset has no attributes (an imagefolder split folder's attributes.csv holds them)"
-            raise ConfigError(f"gan_conditions={cfg.gan_conditions!r}: {', '.join(map(repr, missing)) or 'no column'} "
-                              f"{'is' if len(missing) == 1 else 'are'} not an attribute column of the dataset; "
-                              f"valid columns: {shown}")
+        if not self.condition_names:
+            raise ConfigError(f"gan_conditions={cfg.gan_conditions!r} names no attribute column; valid: the columns of "
+                              f"the dataset's attributes.csv ({', '.join(available) or 'it has none'})")
+        check_attribute_columns(cfg.gan_conditions, available, where=f"gan_conditions={cfg.gan_conditions!r}")
         self.columns = [available.index(name) for name in self.condition_names]
         self._real_attributes = None  # the standardised attributes of the batch train_step is working on
         super().__init__(cfg, spec, device, data)
         k = len(self.columns)
-        # Standardisation and class y's attribute rows (sorted by class: rows start[y] .. start[y] + count[y]).
+        # Standardisation, each training row's standardised attributes and the training rows by class.
         self.attribute_mean = torch.zeros(k, device=self.device)
         self.attribute_std = torch.ones(k, device=self.device)
-        self.class_rows = torch.zeros(0, k, device=self.device)
-        self.class_start = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
-        self.class_count = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
+        self.attribute_rows = torch.zeros(0, k, device=self.device)
+        self.attribute_classes = ClassIndex(torch.zeros(0, dtype=torch.long, device=self.device), self.num_classes)
         if data is not None:
             self._fit_attributes(data.train_attributes, data.train_y)
 
@@ -119,11 +116,8 @@ class ConditionedTrainer(GANTrainer):
         # A constant column has std 0: dividing by 1 instead leaves it all zeros, which G then ignores.
         std = values.std(0, unbiased=False)
         self.attribute_std = torch.where(std > 1e-8, std, torch.ones_like(std))
-        y = y.to(self.device)
-        order = torch.argsort(y, stable=True)
-        self.class_rows = (values[order] - self.attribute_mean) / self.attribute_std
-        self.class_count = torch.bincount(y, minlength=self.num_classes)
-        self.class_start = torch.cumsum(self.class_count, 0) - self.class_count
+        self.attribute_rows = (values - self.attribute_mean) / self.attribute_std
+        self.attribute_classes = ClassIndex(y.to(self.device), self.num_classes)
 
     def standardise(self, attributes: torch.Tensor) -> torch.Tensor:
         """[n, k] attributes in the data's units (the gan_conditions columns, in that order) -> standardised."""
@@ -132,14 +126,10 @@ class ConditionedTrainer(GANTrainer):
     def draw_attributes(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Standardised attributes [n, k] for labels y: a random training row of class y each (any class's row for
         a class without training images)."""
-        if len(self.class_rows) == 0:
+        if len(self.attribute_rows) == 0:
             raise ConfigError("gan_conditions: no attribute rows to draw from; build the GAN with the trial's data "
                               "or load a state_dict saved by one")
-        start, count = self.class_start[y], self.class_count[y]
-        empty = count == 0
-        start, count = start.masked_fill(empty, 0), count.masked_fill(empty, len(self.class_rows))
-        u = torch.rand(len(y), generator=generator, device=self.device)
-        return self.class_rows[start + torch.minimum((u * count).long(), count - 1)]
+        return self.attribute_rows[self.attribute_classes.row_of_class(y, generator)]
 
     # ------------------------------------------------------------------------------------------
     # Training: GANTrainer's steps, through its seams: condition (attributes beside the labels) and the predictor
@@ -191,7 +181,7 @@ class ConditionedTrainer(GANTrainer):
         """lambda * max(0, l2(real) - l2(fake)): every row is compared with the attributes of the real row it holds
         or stands in for, and D is asked to predict them on real images better than on fakes."""
         error = (predicted.float() - self.batch_attributes()[rows]).square().mean(1)
-        return self.cfg.predictor_weight * F.relu(_masked_mean(error, is_real) - _masked_mean(error, ~is_real))
+        return self.cfg.predictor_weight * F.relu(masked_mean(error, is_real) - masked_mean(error, ~is_real))
 
     def generator_predictor_loss(self, predicted: torch.Tensor, condition) -> torch.Tensor:
         """lambda * l2(fake): G's images should carry the attributes they were conditioned on, as D reads them."""
@@ -208,7 +198,7 @@ class ConditionedTrainer(GANTrainer):
         drawn from class y's training rows when None; G_ema when enabled, batch statistics (GANTrainer.sample)."""
         y = y.to(self.device)
         standardised = self.draw_attributes(y, generator) if attributes is None else self.standardise(attributes)
-        G = self.G_ema if self.G_ema is not None else self.G
+        G = self.sampling_generator
         with sampling_mode(G, len(y)):
             return G(self.noise(len(y), generator), (y, standardised))
 
@@ -224,7 +214,7 @@ class ConditionedTrainer(GANTrainer):
         conditioned on, in standardised units (0 = G follows the attributes as D reads them; ~1 = ignores them)."""
         y = balanced_labels(n, self.num_classes, generator, self.device)
         attributes = self.draw_attributes(y, generator)
-        G = self.G_ema if self.G_ema is not None else self.G
+        G = self.sampling_generator
         with sampling_mode(G, len(y)):
             fake = G(self.noise(n, generator), (y, attributes))
         was_training = self.D.training
@@ -236,12 +226,14 @@ class ConditionedTrainer(GANTrainer):
         return (predicted.float() - attributes).square().mean().item()
 
     # ------------------------------------------------------------------------------------------
-    # State: GANTrainer's plus the attribute statistics.
+    # State: GANTrainer's plus the attribute statistics: the standardisation and the attribute rows in class order
+    # (class y's are `count[y]` rows from `start[y]`).
 
     def state_dict(self) -> dict:
+        classes = self.attribute_classes
         return {**super().state_dict(), "conditions": {
-            "mean": self.attribute_mean, "std": self.attribute_std, "rows": self.class_rows,
-            "start": self.class_start, "count": self.class_count}}
+            "mean": self.attribute_mean, "std": self.attribute_std, "rows": self.attribute_rows[classes.order],
+            "start": classes.start, "count": classes.count}}
 
     def load_state_dict(self, state: dict) -> None:
         conditions = state.get("conditions") if isinstance(state, dict) else None
@@ -255,10 +247,8 @@ class ConditionedTrainer(GANTrainer):
                                  f"{conditions['count'].shape[0]} classes, but gan_conditions="
                                  f"{self.cfg.gan_conditions!r} has {k} for {self.num_classes} classes")
         super().load_state_dict({key: value for key, value in state.items() if key != "conditions"})
-        self.attribute_mean, self.attribute_std, self.class_rows, self.class_start, self.class_count = (
-            conditions[key].to(self.device) for key in ("mean", "std", "rows", "start", "count"))
-
-
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of values[mask]; 0 when the mask is empty (a D batch of real or fake rows only)."""
-    return (values * mask).sum() / mask.sum().clamp(min=1)
+        self.attribute_mean, self.attribute_std, self.attribute_rows, count = (
+            conditions[key].to(self.device) for key in ("mean", "std", "rows", "count"))
+        # The saved rows are in class order: class 0's count[0] rows, then class 1's, ... (start: where each begins).
+        labels = torch.repeat_interleave(torch.arange(self.num_classes, device=self.device), count)
+        self.attribute_classes = ClassIndex(labels, self.num_classes)

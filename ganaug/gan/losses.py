@@ -1,6 +1,6 @@
 """The GAN losses: the real/fake part (ADVERSARIAL_LOSSES: bce, non-saturating; hinge, SNGAN / BigGAN) and the
 family part (FAMILY_LOSSES: CGAN's none, ACGAN's auxiliary class cross-entropy), one FamilyLoss per family of gans.py's
-networks.
+networks; and masked_mean, the mean over the rows a loss judges.
 """
 
 from __future__ import annotations
@@ -13,6 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from ganaug.config import registry
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of values over the rows where mask (bool) is True; 0 when there is none (never nan)."""
+    return (values * mask).sum() / mask.sum().clamp(min=1)
 
 
 class AdversarialLoss(NamedTuple):
@@ -49,24 +54,33 @@ class FamilyLoss:
 
     def discriminator_loss(self, logit, class_logits, y, is_real, real_target: float = 1.0,
                            adversarial: AdversarialLoss | None = None, class_weight: float = 1.0,
-                           class_on_fakes: bool = True) -> torch.Tensor:
-        """Mean real/fake loss over the mixed batch (real target `real_target` for bce) + the class CE, times
-        aux_weight * class_weight, on every row (class_on_fakes, Odena et al. 2017) or on the real rows only."""
+                           class_on_fakes: bool = True, judged: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean real/fake loss over the mixed batch's `judged` rows (bool; None: every row; real target
+        `real_target` for bce) + the class CE, times aux_weight * class_weight, on every row (class_on_fakes,
+        Odena et al. 2017) or on the real rows only (0 for a batch without real rows)."""
         adversarial = adversarial or ADVERSARIAL_LOSSES["bce"]
-        loss = adversarial.discriminator(logit.float(), is_real, real_target).mean()
+        loss = _judged_mean(adversarial.discriminator(logit.float(), is_real, real_target), judged)
         if self.aux_weight > 0:
-            rows = slice(None) if class_on_fakes else is_real
-            loss = loss + self.aux_weight * class_weight * F.cross_entropy(class_logits[rows].float(), y[rows])
+            if class_on_fakes:
+                class_loss = F.cross_entropy(class_logits.float(), y)
+            else:  # a masked mean: a D batch of fakes only (round(real_fraction * n) == 0) has no real row
+                class_loss = masked_mean(F.cross_entropy(class_logits.float(), y, reduction="none"), is_real)
+            loss = loss + self.aux_weight * class_weight * class_loss
         return loss
 
     def generator_loss(self, logit, class_logits, y, adversarial: AdversarialLoss | None = None,
-                       class_weight: float = 1.0) -> torch.Tensor:
-        """The adversarial generator loss + class CE of the conditioning labels (times aux_weight * class_weight)."""
+                       class_weight: float = 1.0, judged: torch.Tensor | None = None) -> torch.Tensor:
+        """The adversarial generator loss over the `judged` rows (None: every row) + class CE of the conditioning
+        labels on every row (times aux_weight * class_weight)."""
         adversarial = adversarial or ADVERSARIAL_LOSSES["bce"]
-        loss = adversarial.generator(logit.float()).mean()
+        loss = _judged_mean(adversarial.generator(logit.float()), judged)
         if self.aux_weight > 0:
             loss = loss + self.aux_weight * class_weight * F.cross_entropy(class_logits.float(), y)
         return loss
+
+
+def _judged_mean(losses: torch.Tensor, judged: torch.Tensor | None) -> torch.Tensor:
+    return losses.mean() if judged is None else masked_mean(losses, judged)
 
 
 ADVERSARIAL_LOSSES = registry("gan_loss", {

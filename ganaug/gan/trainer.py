@@ -5,8 +5,13 @@
     losses = gan.train_step(real_x, real_y, real_fraction=0.5)      # d_steps D steps + one G step
     images = gan.sample(balanced_labels(64, data.spec.num_classes))  # float in [-1, 1], NCHW
 
-The other families (ali.py, conditions.py, translation.py) build on it and on its helpers `descend`, `frozen`
-and `sampling_mode`.
+The other families (ali.py, conditions.py, translation.py) train through its steps and override its seams:
+`networks` (G and D), `condition` (what G is conditioned on), `fakes_for` (discriminator_step's fakes, their codes
+and which of them the real/fake loss judges), `real_codes` (codes a joint D reads beside real images),
+`active_discriminator` (the D, optimizer and family loss a step uses), `generator_update` (the G side of
+train_step; generator_step takes labels, codes, a judged mask and an extra loss term), `check_batch`, `min_batch`,
+`min_real`, `predicts` and `family_loss`; and they share its helpers `descend`, `frozen`, `sampling_mode`,
+`optimizer_for` and `sampling_generator`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -22,7 +28,7 @@ from ganaug.augment import diff_augment
 from ganaug.config import ConfigError, TrialConfig, policy_parts
 from ganaug.data import balanced_labels
 from ganaug.errors import InputError
-from ganaug.gan.losses import ADVERSARIAL_LOSSES, FAMILY_LOSSES
+from ganaug.gan.losses import ADVERSARIAL_LOSSES, FAMILY_LOSSES, FamilyLoss
 from ganaug.gan.networks import Discriminator, Generator, build_discriminator, build_generator
 
 
@@ -75,11 +81,20 @@ def sampling_mode(G: nn.Module, batch_size: int):
         G.train(was_training)
 
 
-class GANTrainer:
-    """G, D, optional EMA of G, their Adam optimizers and the family loss, for one trial.
+class Fakes(NamedTuple):
+    """discriminator_step's fake rows: images, their labels, the codes G drew them from (None: made otherwise, as
+    translation's), and which of them the real/fake loss judges (bool; None: every one)."""
 
-    Both optimizers are Adam(lr=cfg.gan_lr, betas=(cfg.gan_beta1, 0.999)). `device` must hold the
-    batches and any torch.Generator passed to the methods.
+    x: torch.Tensor
+    y: torch.Tensor
+    codes: torch.Tensor | None = None
+    judged: torch.Tensor | None = None
+
+
+class GANTrainer:
+    """G, D, optional EMA of G, their Adam optimizers (optimizer_for) and the family loss, for one trial.
+
+    `device` must hold the batches and any torch.Generator passed to the methods.
     """
 
     def __init__(self, cfg: TrialConfig, spec, device: torch.device, data=None):
@@ -99,10 +114,12 @@ class GANTrainer:
         self.G, self.D = (network.to(self.device) for network in self.networks(spec))
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if cfg.g_ema > 0 else None
         self.ema_updates = 0
-        betas = (cfg.gan_beta1, 0.999)
+        self.opt_G, self.opt_D = self.optimizer_for(self.G), self.optimizer_for(self.D)
+
+    def optimizer_for(self, network: nn.Module) -> torch.optim.Adam:
+        """Adam(lr=cfg.gan_lr, betas=(cfg.gan_beta1, 0.999)) over the network's parameters: every player's optimizer."""
         # fused: one kernel updates every parameter (see pipeline.run's optimizer).
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.gan_lr, betas=betas, fused=True)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.gan_lr, betas=betas, fused=True)
+        return torch.optim.Adam(network.parameters(), lr=self.cfg.gan_lr, betas=(self.cfg.gan_beta1, 0.999), fused=True)
 
     def networks(self, spec, predictions: int = 0) -> tuple[Generator, Discriminator]:
         """G and D of this config (the seam a variant such as conditions.ConditionedTrainer extends)."""
@@ -175,7 +192,8 @@ class GANTrainer:
         on one batch see different real images); its dropped slots are filled with fakes conditioned
         on the dropped images' labels. Reusing those labels keeps the label mix of real and fake
         rows identical, so a label-conditioned D cannot tell real from fake by the label alone
-        (uniform fake labels on imbalanced data would mark minority labels as fake).
+        (uniform fake labels on imbalanced data would mark minority labels as fake). The active D
+        judges the images, or (image, code) pairs when real_codes gives codes (a joint D).
         """
         n = len(real_x)
         n_real = min(max(round(real_fraction * n), self.min_real), n)
@@ -184,26 +202,44 @@ class GANTrainer:
             real_x, real_y = real_x.roll(-shift, 0), real_y.roll(-shift, 0)
         # Which row of the given batch each row now is: only a family with per-row conditions (predicts) needs it.
         rows = torch.arange(n, device=real_x.device).roll(-shift, 0) if self.predicts else None
+        _, optimizer, family = self.active_discriminator()
         with torch.no_grad(), autocast():
-            fake, fake_y = self.fakes_for(real_x[n_real:], real_y[n_real:], generator,
-                                          rows[n_real:] if rows is not None else None)
-        labels = torch.cat([real_y[:n_real], fake_y])
+            real_codes = self.real_codes(real_x[:n_real])
+            fake = self.fakes_for(real_x[n_real:], real_y[n_real:], generator,
+                                  rows[n_real:] if rows is not None else None)
+        labels = torch.cat([real_y[:n_real], fake.y])
         with autocast():
-            d_input = diff_augment(torch.cat([real_x[:n_real], fake]), self.diffaugment, generator)
+            d_input = diff_augment(torch.cat([real_x[:n_real], fake.x]), self.diffaugment, generator)
+            if real_codes is not None:  # a joint D judges (image, code) pairs
+                d_input = (d_input, torch.cat([real_codes, fake.codes.to(real_codes.dtype)]))
             is_real = torch.arange(n, device=real_x.device) < n_real
+            judged = torch.cat([is_real[:n_real], fake.judged]) if fake.judged is not None else None
             # One pass over the mixed batch; minibatch features compare real rows with real rows only.
             logit, class_logits, *predicted = self.judge(d_input, labels, groups=is_real.long())
-            loss = self.loss.discriminator_loss(
+            loss = family.discriminator_loss(
                 logit, class_logits, labels, is_real, real_target=1.0 - self.cfg.d_label_smoothing,
                 adversarial=self.adversarial, class_weight=self.cfg.acgan_weight, class_on_fakes=self.class_on_fakes,
+                judged=judged,
             )
             if self.predicts:
                 loss = loss + self.discriminator_predictor_loss(predicted[0], is_real, rows)
-        return descend(loss, self.opt_D)
+        return descend(loss, optimizer)
 
-    def judge(self, x: torch.Tensor, y: torch.Tensor, **groups) -> tuple[torch.Tensor, ...]:
-        """D's outputs on x: (real/fake logit, class logits), and the predicted attributes when D predicts them."""
-        return self.D(x, y, **groups, with_predictions=True) if self.predicts else self.D(x, y, **groups)
+    def active_discriminator(self) -> tuple[nn.Module, torch.optim.Optimizer, FamilyLoss]:
+        """The D that the steps train and judge with, its optimizer and its family loss: D, opt_D and the family's
+        (ali.ALITrainer's first phase: its joint D)."""
+        return self.D, self.opt_D, self.loss
+
+    def judge(self, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor], y: torch.Tensor,
+              **groups) -> tuple[torch.Tensor, ...]:
+        """The active D's outputs on x: (real/fake logit, class logits), and the predicted attributes when D predicts
+        them."""
+        D = self.active_discriminator()[0]
+        return D(x, y, **groups, with_predictions=True) if self.predicts else D(x, y, **groups)
+
+    def real_codes(self, real_x: torch.Tensor) -> torch.Tensor | None:
+        """The codes a joint D reads beside discriminator_step's real images (ALI: E(x)); None: D reads images only."""
+        return None
 
     def condition(self, y: torch.Tensor, generator: torch.Generator | None = None,
                   rows: torch.Tensor | None = None):
@@ -212,30 +248,42 @@ class GANTrainer:
         return y
 
     def fakes_for(self, dropped_x: torch.Tensor, dropped_y: torch.Tensor, generator: torch.Generator | None = None,
-                  rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """discriminator_step's fakes for the real rows it dropped (`rows` of the batch), and their labels: G's
-        images conditioned as those rows were (a family that makes fakes from the dropped images themselves
-        overrides this)."""
-        if len(dropped_y) == 0:
-            return dropped_x, dropped_y
+                  rows: torch.Tensor | None = None) -> Fakes:
+        """discriminator_step's fakes for the real rows it dropped (`rows` of the batch): G's images from N(0, 1)
+        codes, conditioned as those rows were, with their labels and codes (a family that makes fakes otherwise,
+        from the dropped images themselves or from other codes, overrides this)."""
+        n = len(dropped_y)
+        if n == 0:  # no fakes, and no codes to pair them with
+            return Fakes(dropped_x, dropped_y, codes=torch.zeros(0, self.latent_dim, device=self.device))
         # A single fake would break BatchNorm1d's batch statistics: draw two, keep one.
-        repeat = 1 if len(dropped_y) > 1 else 2
+        repeat = 1 if n > 1 else 2
         y, rows = dropped_y.repeat(repeat), (rows.repeat(repeat) if rows is not None else None)
-        return self.G(self.noise(len(y), generator), self.condition(y, generator, rows))[:len(dropped_y)], dropped_y
+        z = self.noise(len(y), generator)
+        return Fakes(self.G(z, self.condition(y, generator, rows))[:n], dropped_y, codes=z[:n])
 
     def generator_step(self, n: int, generator: torch.Generator | None = None,
-                       autocast: Callable = contextlib.nullcontext) -> torch.Tensor:
-        """One G update on n fresh fakes with class-balanced labels (non-saturating bce, or hinge)."""
-        y = balanced_labels(n, self.num_classes, generator, self.device)
+                       autocast: Callable = contextlib.nullcontext, y: torch.Tensor | None = None,
+                       codes: torch.Tensor | None = None, judged: torch.Tensor | None = None,
+                       extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """One G update on n fresh fakes (non-saturating bce, or hinge): class-balanced labels and N(0, 1) codes
+        unless y and codes are given (ALI's ACGAN phase: the real batch's labels and mixed codes); the real/fake
+        loss on the `judged` rows (bool; None: every row); plus extra_loss(fakes) when given."""
+        if y is None:
+            y = balanced_labels(n, self.num_classes, generator, self.device)
         condition = self.condition(y, generator)
-        with frozen(self.D):
+        if codes is None:
+            codes = self.noise(n, generator)
+        D, _, family = self.active_discriminator()
+        with frozen(D):
             with autocast():
-                fake = self.G(self.noise(n, generator), condition)
+                fake = self.G(codes, condition)
                 logit, class_logits, *predicted = self.judge(diff_augment(fake, self.diffaugment, generator), y)
-                loss = self.loss.generator_loss(logit, class_logits, y, adversarial=self.adversarial,
-                                                class_weight=self.cfg.acgan_weight)
+                loss = family.generator_loss(logit, class_logits, y, adversarial=self.adversarial,
+                                             class_weight=self.cfg.acgan_weight, judged=judged)
                 if self.predicts:
                     loss = loss + self.generator_predictor_loss(predicted[0], condition)
+                if extra_loss is not None:
+                    loss = loss + extra_loss(fake)
             return descend(loss, self.opt_G)
 
     @torch.no_grad()
@@ -260,9 +308,14 @@ class GANTrainer:
         Uses batch statistics (see sampling_mode), so an image depends on its batch; running
         statistics are never updated.
         """
-        G = self.G_ema if self.G_ema is not None else self.G
+        G = self.sampling_generator
         with sampling_mode(G, len(y)):
             return G(self.noise(len(y), generator), y.to(self.device))
+
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """The generator that samples: G_ema when enabled, else G."""
+        return self.G_ema if self.G_ema is not None else self.G
 
     @torch.no_grad()
     def class_scores(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

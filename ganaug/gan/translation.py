@@ -38,9 +38,9 @@ from torch import nn
 
 from ganaug.augment import diff_augment
 from ganaug.config import ConfigError, TrialConfig
-from ganaug.data import to_float
+from ganaug.data import ClassIndex, to_float
 from ganaug.gan.networks import ConditionalBatchNorm, Conditioned, build_discriminator, dcgan_channels
-from ganaug.gan.trainer import GANTrainer, descend, frozen
+from ganaug.gan.trainer import Fakes, GANTrainer, descend, frozen
 
 RESIDUAL_BLOCKS = 3  # at G's lowest resolution; StarGAN and CycleGAN use 6 on 128 px images
 MAX_DOWNSAMPLINGS = 2  # StarGAN's two stride-2 convs
@@ -139,15 +139,12 @@ class TranslationTrainer(GANTrainer):
         super().__init__(cfg, spec, device)
         self.class_on_fakes = False  # a translated image's label is its target class, which D must not learn
 
-        # The source images of sample(): the training split, indices grouped by class, so that "any image not of
-        # class t" is one contiguous range with class t's block cut out.
-        train_y = data.train_y.to(self.device)
+        # The source images of sample(): the training split, and its rows by class, to draw "any image not of
+        # class t" from.
         self.source_x = data.train_x.to(self.device)  # uint8, as the trial holds it (no float copy)
-        self.source_order = torch.argsort(train_y, stable=True)
-        self.source_counts = torch.bincount(train_y, minlength=self.num_classes)
-        self.source_starts = self.source_counts.cumsum(0) - self.source_counts
-        if int((self.source_counts > 0).sum()) < 2:
-            present = [spec.class_names[k] for k in self.source_counts.nonzero().flatten().tolist()]
+        self.sources = ClassIndex(data.train_y.to(self.device), self.num_classes)
+        if int((self.sources.count > 0).sum()) < 2:
+            present = [spec.class_names[k] for k in self.sources.count.nonzero().flatten().tolist()]
             raise ConfigError(f"gan='translation' needs training images of at least two classes to translate "
                               f"between; the training split holds only {present}; valid: a dataset whose training "
                               f"split has two or more classes, or gan='acgan'")
@@ -168,11 +165,11 @@ class TranslationTrainer(GANTrainer):
         return G, D
 
     def fakes_for(self, dropped_x: torch.Tensor, dropped_y: torch.Tensor, generator: torch.Generator | None = None,
-                  rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  rows: torch.Tensor | None = None) -> Fakes:
         """GANTrainer.discriminator_step's fakes: the dropped real images translated to other classes, labelled
-        with their targets."""
+        with their targets (no codes: G draws none)."""
         target = other_classes(dropped_y, self.num_classes, generator)
-        return (self.G(dropped_x, target) if len(dropped_x) else dropped_x), target
+        return Fakes(self.G(dropped_x, target) if len(dropped_x) else dropped_x, target)
 
     def translation_step(self, real_x: torch.Tensor, real_y: torch.Tensor, generator: torch.Generator | None = None,
                          autocast: Callable = contextlib.nullcontext) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,19 +188,11 @@ class TranslationTrainer(GANTrainer):
                     loss = loss + self.cfg.identity_weight * F.l1_loss(self.G(real_x, real_y).float(), real_x.float())
             return descend(loss, self.opt_G), cycle.detach()
 
-    def source_indices(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """For each target label, the index of a training image drawn uniformly among those of the other classes
-        (so a source class is drawn in proportion to its image count)."""
-        others = len(self.source_order) - self.source_counts[y]
-        rank = (torch.rand(len(y), generator=generator, device=self.device) * others).long()
-        rank = torch.minimum(rank, others - 1)  # rand < 1, but float rounding could still reach `others`
-        position = torch.where(rank < self.source_starts[y], rank, rank + self.source_counts[y])
-        return self.source_order[position]
-
     @torch.no_grad()
     def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """For each label y_i, a real training image of another class translated into class y_i, in [-1, 1];
-        by G_ema when enabled else G. Sources are drawn with `generator`; no batch statistics are involved."""
+        """For each label y_i, a real training image of another class (drawn uniformly among their images, so a
+        source class in proportion to its image count) translated into class y_i, in [-1, 1]; by G_ema when enabled
+        else G. Sources are drawn with `generator`; no batch statistics are involved."""
         y = y.to(self.device)
-        G = self.G_ema if self.G_ema is not None else self.G
-        return G(to_float(self.source_x[self.source_indices(y, generator)]), y)
+        G = self.sampling_generator
+        return G(to_float(self.source_x[self.sources.row_of_other_class(y, generator)]), y)
