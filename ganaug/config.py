@@ -163,8 +163,14 @@ class TrialConfig:
                                         le=RANDAUGMENT_MAX_MAGNITUDE)
     cutout: int = option(0, "Side in px of a square set to grey in every augmented image (after traditional_aug); at "
                          "most the image side (checked once the data is loaded).", ge=0, off=0)
-    augment_synthetic: bool = option(False, "Synthetic images get the same traditional augmentation and cutout as "
-                                     "real ones.")
+    mix: str = option("none", "Whole-batch mixing of classifier batches, after traditional_aug: {choices}; a fresh "
+                      "lambda ~ Beta(mix_alpha, mix_alpha) and partner per batch; real rows are mixed with real rows "
+                      "(synthetic rows with synthetic rows, with augment_synthetic), targets as the images.", choices={
+                          "none": "", "mixup": "lambda x + (1 - lambda) x' (Zhang 2018)",
+                          "cutmix": "a box of x' pasted into x, per image, lambda = the kept area (Yun 2019)"})
+    mix_alpha: float = option(1.0, "mix: alpha of the Beta distribution lambda is drawn from.", gt=0, le=10)
+    augment_synthetic: bool = option(False, "Synthetic images get the same traditional augmentation, cutout and mix "
+                                     "as real ones.")
 
     # Making synthetic data count.
     teacher_ema: float = option(0.0, "Decay of an exponential moving average of the classifier, the teacher of the "
@@ -189,17 +195,31 @@ class TrialConfig:
     classifier: str = option(
         "mlp", "Downstream classifier: {choices} (built in, sized by classifier_width), torchvision:NAME (a "
         "torchvision classification model, untrained; ResNets get a small-image stem) or package.module:factory "
-        '(your own model): see "Bring your own classifier".', choices=("mlp", "cnn", "resnet"),
+        '(your own model): see "Bring your own classifier".', choices=("mlp", "cnn", "resnet", "airbench"),
         valid="torchvision:NAME or package.module:factory (a callable returning an nn.Module)")
     classifier_kwargs: dict[str, Any] = option(
         {}, "Arguments of a torchvision:/import-path classifier's factory besides "
         f"{', '.join(DATASET_ARGUMENTS)}; scalars only. `classifier_kwargs: {{depth: 3}}` under fixed, or one key "
         "per argument (`classifier_kwargs.depth`), fixed or searched. `small_input: false` keeps a torchvision "
         "ResNet's ImageNet stem.", valid="a mapping of argument names to scalars, e.g. {depth: 3}")
-    classifier_lr: float = option(1e-3, "Adam learning rate of the classifier.", gt=0)
+    classifier_lr: float = option(1e-3, "Peak learning rate of the classifier (the schedule's 1).", gt=0)
     classifier_width: float = option(1.0, "Multiplies every hidden width / channel count of a built-in classifier.",
                                      gt=0)
-    weight_decay: float = option(0.0, "Decoupled (AdamW) weight decay of the classifier.", ge=0)
+    classifier_dropout: float = option(1.0, "Multiplies every dropout rate of a built-in classifier (mlp: 0.2 per "
+                                       "layer; cnn: 0.25 per block, 0.5 before the head; airbench, resnet: none).",
+                                       ge=0, le=1.5, off=0)
+    optimizer: str = option("adamw", "The classifier's optimizer: {choices}.", choices={
+        "adamw": "AdamW, weight_decay decoupled", "sgd": "SGD, Nesterov momentum 0.9, weight_decay as L2"})
+    lr_schedule: str = option("constant", "The classifier's learning rate per batch, over the trial's `epochs` (so an "
+                              "ASHA rung compares trials at one point of one schedule): a linear warm-up over "
+                              "warmup_epochs, then {choices}.", choices={
+                                  "constant": "", "cosine": "cosine decay to 0",
+                                  "onecycle": "linear decay to 0 (with a warm-up: Smith's one-cycle)"})
+    warmup_epochs: float = option(0.0, "Epochs of linear learning-rate warm-up from 0 (fractions allowed); fewer than "
+                                  "`epochs`.", ge=0, off=0)
+    label_smoothing: float = option(0.0, "Label smoothing of the classifier's targets: (1 - s) x target + s / outputs, "
+                                    "as F.cross_entropy(label_smoothing=s).", ge=0, lt=1, off=0)
+    weight_decay: float = option(0.0, "Weight decay of the classifier (decoupled for adamw, L2 for sgd).", ge=0)
     batch_size: int = option(128, "Real images per classifier batch (and per discriminator batch).", ge=1)
 
     # Run.
@@ -288,6 +308,9 @@ class TrialConfig:
 
     def _validate_combinations(self, where: str) -> None:
         """Rules between keys: values each valid alone that do not go together."""
+        if self.warmup_epochs >= self.epochs:
+            raise ConfigError(f"{where}: warmup_epochs={self.warmup_epochs} is not shorter than epochs={self.epochs}: "
+                              "the learning rate would never leave its warm-up; valid: warmup_epochs < epochs")
         if self.gan_freeze and self.gan_pretrain_epochs < 1:
             raise ConfigError(f"{where}: gan_freeze=True with gan_pretrain_epochs={self.gan_pretrain_epochs} would "
                               "never train the GAN; valid: gan_pretrain_epochs >= 1, or gan_freeze=False")

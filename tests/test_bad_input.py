@@ -250,6 +250,14 @@ CASES = {
     "RandAugment magnitude out of range": Case(
         "tune", space(fixed("randaugment_magnitude: 31")),
         "randaugment_magnitude=31 is out of range; valid: an integer in [0, 30]"),
+    "unknown optimizer": Case("tune", space(fixed("optimizer: adam")), "optimizer"),
+    "unknown learning-rate schedule": Case("tune", space(searched("lr_schedule: {choice: [cosine, step]}")),
+                                           "lr_schedule"),
+    "warm-up as long as the trial": Case("tune", space(fixed("warmup_epochs: 2")), "warmup_epochs"),
+    "mix_alpha 0": Case("tune", space(fixed("mix_alpha: 0")), "mix_alpha"),
+    "label smoothing 1": Case("tune", space(searched("label_smoothing: {uniform: [0.0, 1.0]}")), "label_smoothing"),
+    "label smoothing below 0": Case("pipeline", policy(lambda p: p["config"].update(label_smoothing=-0.1)),
+                                    "label_smoothing"),
     "cutout larger than the images": Case("tune", space(fixed("cutout: 12")),
                                           "fixed.cutout: cutout=12 is out of range for 8x8 images; valid: an "
                                           "integer in [0, 8] (0 = off)"),

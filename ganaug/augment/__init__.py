@@ -7,6 +7,8 @@ and DiffAugment of every discriminator input: whole-batch tensor ops on the devi
 
 from ganaug.augment.diffaugment import DIFFAUGMENT, diff_augment
 from ganaug.augment.flip import flip_translate
+from ganaug.augment.mix import MIXES, Mix, mix_targets
 from ganaug.augment.traditional import AUGMENTATIONS, apply_cutout, traditional_augment
 
-__all__ = ["AUGMENTATIONS", "DIFFAUGMENT", "apply_cutout", "diff_augment", "flip_translate", "traditional_augment"]
+__all__ = ["AUGMENTATIONS", "DIFFAUGMENT", "MIXES", "Mix", "apply_cutout", "diff_augment", "flip_translate",
+           "mix_targets", "traditional_augment"]

@@ -19,8 +19,10 @@ from ganaug.classifier.models import (
     resolve_classifier,
     synthetic_rows,
 )
+from ganaug.classifier.recipe import OPTIMIZERS, SCHEDULES, LearningRate, build_optimizer, lr_factor
 
-__all__ = ["CLASSIFIERS", "ClassifierError", "LABELERS", "Labeler", "SplitBatchNorm", "Teacher", "accuracy",
-           "build_classifier", "check_classifier", "classification_accuracy_score", "distill_target",
-           "keep_best_candidates", "per_class_accuracy", "predict", "real_accuracy_score", "resolve_classifier",
-           "score", "synthetic_agreement", "synthetic_rows", "topk_accuracy"]
+__all__ = ["CLASSIFIERS", "ClassifierError", "LABELERS", "Labeler", "LearningRate", "OPTIMIZERS", "SCHEDULES",
+           "SplitBatchNorm", "Teacher", "accuracy", "build_classifier", "build_optimizer", "check_classifier",
+           "classification_accuracy_score", "distill_target", "keep_best_candidates", "lr_factor", "per_class_accuracy",
+           "predict", "real_accuracy_score", "resolve_classifier", "score", "synthetic_agreement", "synthetic_rows",
+           "topk_accuracy"]

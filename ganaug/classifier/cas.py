@@ -11,6 +11,7 @@ import torch
 from ganaug.classifier.accuracy import score
 from ganaug.classifier.labeling import LABELERS
 from ganaug.classifier.models import build_classifier
+from ganaug.classifier.recipe import LearningRate, build_optimizer
 from ganaug.data import as_float_images, sample_balanced
 
 
@@ -45,7 +46,7 @@ def real_accuracy_score(cfg, spec, train_x: torch.Tensor, train_y: torch.Tensor,
 
 
 def _fresh_classifier_accuracy(
-    cfg,                                # TrialConfig: classifier (+ _width, _kwargs), classifier_lr, batch_size.
+    cfg,                                # TrialConfig: classifier (+ _width, _kwargs, _dropout), its recipe, batch_size.
     spec,                               # DataSpec: shapes, and class_counts (their sum = images per epoch).
     val_x: torch.Tensor,                # Real images the classifier is scored on, uint8 or float [-1, 1].
     val_y: torch.Tensor,
@@ -57,21 +58,27 @@ def _fresh_classifier_accuracy(
     """Accuracy on (val_x, val_y) of a fresh cfg.classifier trained for `epochs` epochs on epoch_batches.
 
     Each epoch shows as many images as the real train split holds (sum(spec.class_counts)), in batches of
-    about cfg.batch_size, with pseudo labels and Adam at cfg.classifier_lr. Batches are split evenly (never a
+    about cfg.batch_size, with pseudo labels and the trial's recipe (its optimizer, its learning-rate schedule over
+    these epochs, its label smoothing and dropout; no mixing). Batches are split evenly (never a
     batch of one, which BatchNorm cannot train on). Pseudo labels make synthetic and real rows both plain
     cross-entropy on their (conditioning) class, so the two sources are trained identically.
     """
     num_classes = spec.num_classes
     labeler = LABELERS["pseudo"]
     model = build_classifier(cfg.classifier, spec, labeler.num_outputs(num_classes), cfg.classifier_width,
-                             kwargs=cfg.classifier_kwargs)
+                             kwargs=cfg.classifier_kwargs, dropout=cfg.classifier_dropout)
     model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.classifier_lr, fused=True)
     sizes = _even_batch_sizes(sum(spec.class_counts), cfg.batch_size)
+    optimizer = build_optimizer(cfg, model.parameters())
+    learning_rate = LearningRate(optimizer, cfg, len(sizes), epochs=epochs)
+    step = 0
     for _ in range(epochs):
         for x, y in epoch_batches(sizes):
             x, y = as_float_images(x.to(device)), y.to(device)
-            loss = labeler.loss(model(x), y, synthetic=torch.full_like(y, synthetic, dtype=torch.bool))
+            loss = labeler.loss(model(x), y, synthetic=torch.full_like(y, synthetic, dtype=torch.bool),
+                                label_smoothing=cfg.label_smoothing)
+            learning_rate.set(step)
+            step += 1
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

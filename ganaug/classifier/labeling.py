@@ -59,15 +59,16 @@ class Labeler:
         return target
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor, synthetic: torch.Tensor,
-             soft: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean cross-entropy between softmax(logits) and the targets.
+             soft: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
+        """Mean cross-entropy between softmax(logits) and the targets, smoothed by `label_smoothing` s:
+        (1 - s) x target + s / num_outputs, as F.cross_entropy(label_smoothing=s).
 
         logits: [B, num_outputs]; y: int64 [B], the true class for real rows and the conditioning
         class for synthetic rows; synthetic: bool [B]; soft: see targets (distill only).
         For lsro this is, per row, -(1 - Z) log p(y) - Z / K sum_k log p(k) with Z = synthetic.
         """
         target = self.targets(y, synthetic.to(torch.bool), logits.shape[1], soft)
-        return F.cross_entropy(logits.float(), target)
+        return F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
 
     def predict_logits(self, logits: torch.Tensor, num_classes: int) -> torch.Tensor:
         """Logits over the K real classes only (all_in_one's extra class is never predicted)."""

@@ -31,19 +31,20 @@ def _scaled(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
 
-def mlp_classifier(spec, num_outputs: int, width: float = 1.0) -> nn.Module:
-    """Flatten -> 512-1024-2048 (x width), each BatchNorm1d + ReLU + dropout 0.2 -> logits."""
+def mlp_classifier(spec, num_outputs: int, width: float = 1.0, dropout: float = 1.0) -> nn.Module:
+    """Flatten -> 512-1024-2048 (x width), each BatchNorm1d + ReLU + dropout 0.2 (x dropout) -> logits."""
     layers, previous = [nn.Flatten()], spec.channels * spec.height * spec.width
     for hidden in (512, 1024, 2048):
         hidden = _scaled(hidden, width)
-        layers += [nn.Linear(previous, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(0.2)]
+        layers += [nn.Linear(previous, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), *_dropout(0.2 * dropout)]
         previous = hidden
     layers.append(nn.Linear(previous, num_outputs))
     return nn.Sequential(*layers)
 
 
-def cnn_classifier(spec, num_outputs: int, width: float = 1.0) -> nn.Module:
-    """Three [3x3 conv + BN + ReLU + 2x2 max-pool + dropout 0.25] blocks (32-64-128 x width), dense 256.
+def cnn_classifier(spec, num_outputs: int, width: float = 1.0, dropout: float = 1.0) -> nn.Module:
+    """Three [3x3 conv + BN + ReLU + 2x2 max-pool + dropout 0.25] blocks (32-64-128 x width), dense 256, dropout
+    0.5 (both rates x dropout: classifier_dropout 0 removes every Dropout layer).
 
     A block pools only while its map is >= 2 px, so 8x8 digits go 8 -> 4 -> 2 -> 1 and nothing smaller fails.
     """
@@ -55,12 +56,12 @@ def cnn_classifier(spec, num_outputs: int, width: float = 1.0) -> nn.Module:
         if min(height, width_px) >= 2:
             layers.append(nn.MaxPool2d(2))
             height, width_px = height // 2, width_px // 2
-        layers.append(nn.Dropout(0.25))
+        layers += _dropout(0.25 * dropout)
         previous = channels
     dense = _scaled(256, width)
     layers += [
         nn.Flatten(), nn.Linear(previous * height * width_px, dense), nn.BatchNorm1d(dense), nn.ReLU(),
-        nn.Dropout(0.5), nn.Linear(dense, num_outputs),
+        *_dropout(0.5 * dropout), nn.Linear(dense, num_outputs),
     ]
     return nn.Sequential(*layers)
 
@@ -93,7 +94,7 @@ def _conv_bn(c_in: int, c_out: int, pool: bool = False) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), *pool_layers, nn.BatchNorm2d(c_out), nn.ReLU()]
 
 
-def resnet_classifier(spec, num_outputs: int, width: float = 1.0) -> nn.Module:
+def resnet_classifier(spec, num_outputs: int, width: float = 1.0, dropout: float = 1.0) -> nn.Module:
     """ResNet-9 (Page's DAWNBench net, airbench's ancestor): prep conv 64, stages of 128 / 256 / 512 (x width)
     each halving the map, residual blocks in stages 1 and 3, global max pool, linear, x0.125.
 
@@ -110,6 +111,47 @@ def resnet_classifier(spec, num_outputs: int, width: float = 1.0) -> nn.Module:
         previous = channels
     layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(previous, num_outputs, bias=False),
                Scale(0.125)]
+    return nn.Sequential(*layers)
+
+
+def _dropout(rate: float) -> list[nn.Module]:
+    # No layer at rate 0, so classifier_dropout 0 builds the same network as one written without dropout.
+    return [nn.Dropout(rate)] if rate > 0 else []
+
+
+class FrozenScaleBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose scale stays 1 (only its bias learns) and whose running statistics follow the batches
+    quickly (momentum 0.4), as airbench's: with few steps per epoch, slow statistics lag the weights."""
+
+    def __init__(self, num_features: int):
+        super().__init__(num_features, eps=1e-12, momentum=0.4)
+        self.weight.requires_grad_(False)
+
+
+def _airbench_block(c_in: int, c_out: int, pool: bool) -> list[nn.Module]:
+    pool_layers = [nn.MaxPool2d(2)] if pool else []
+    return [nn.Conv2d(c_in, c_out, 3, padding="same", bias=False), *pool_layers, FrozenScaleBatchNorm(c_out),
+            nn.GELU(), nn.Conv2d(c_out, c_out, 3, padding="same", bias=False), FrozenScaleBatchNorm(c_out),
+            nn.GELU()]
+
+
+def airbench_classifier(spec, num_outputs: int, width: float = 1.0, dropout: float = 1.0) -> nn.Module:
+    """airbench's network (Jordan 2024, cifar10-airbench), our build: a 2x2 stem conv with bias (2 x 4 x channels
+    maps: airbench's whitening layer's shape, trained here instead of set from the data), GELU, then three
+    [conv3x3, 2x2 max-pool, BN, GELU, conv3x3, BN, GELU] blocks of 64 / 256 / 256 channels (x width), a global
+    max-pool and a linear layer scaled by 1/9; BatchNorm with a fixed scale and fast statistics, no dropout.
+    Made to train fast with SGD, a short one-cycle schedule and label smoothing (airbench94: 0.2).
+
+    Blocks pool only while the map is >= 2 px, so 8x8 and 28x28 inputs work as well as 32x32.
+    """
+    stem = 8 * spec.channels
+    layers = [nn.Conv2d(spec.channels, stem, 2, bias=True), nn.GELU()]
+    previous, size = stem, min(spec.height, spec.width) - 1
+    for channels in (64, 256, 256):
+        channels = _scaled(channels, width)
+        layers += _airbench_block(previous, channels, pool=size >= 2)
+        size, previous = (size // 2 if size >= 2 else size), channels
+    layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(previous, num_outputs, bias=False), Scale(1 / 9)]
     return nn.Sequential(*layers)
 
 
@@ -162,19 +204,19 @@ def synthetic_rows(model: nn.Module, start: int) -> Iterator[None]:
 
 
 def build_classifier(name: str, spec, num_outputs: int, width: float = 1.0, split_bn: bool = False,
-                     kwargs: dict[str, Any] | None = None) -> nn.Module:
+                     kwargs: dict[str, Any] | None = None, dropout: float = 1.0) -> nn.Module:
     """The classifier `name` for the spec's image shape, with num_outputs logits (labeler.num_outputs(K)).
 
-    name: a CLASSIFIERS key (sized by width), torchvision:NAME or package.module:factory (called with kwargs,
-    the config's classifier_kwargs; see external_classifier); split_bn: every BatchNorm gets a twin for synthetic
-    rows (synthetic_bn: split).
+    name: a CLASSIFIERS key (sized by width, its dropout rates multiplied by `dropout`), torchvision:NAME or
+    package.module:factory (called with kwargs, the config's classifier_kwargs; see external_classifier);
+    split_bn: every BatchNorm gets a twin for synthetic rows (synthetic_bn: split).
     """
     kwargs = kwargs or {}
     if name in CLASSIFIERS:
         if kwargs:
             raise ConfigError(f"classifier_kwargs ({', '.join(kwargs)}) are a factory's arguments, but classifier="
                               f"{name!r} is built in; valid: no classifier_kwargs (classifier_width sizes it)")
-        model = CLASSIFIERS[name](spec, num_outputs, width)
+        model = CLASSIFIERS[name](spec, num_outputs, width, dropout)
     elif is_import_path(name):
         model = external_classifier(name, spec, num_outputs, **kwargs)
     else:
@@ -397,4 +439,5 @@ CLASSIFIERS = registry("classifier", {
     "mlp": mlp_classifier,
     "cnn": cnn_classifier,
     "resnet": resnet_classifier,
+    "airbench": airbench_classifier,
 })

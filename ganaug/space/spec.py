@@ -78,26 +78,30 @@ class SearchSpec(SpaceSections):
     def baseline_points(self) -> list[dict[str, Any]]:
         """The no-GAN policies a search runs first (experiment.baselines_first), as Optuna params.
 
-        One per traditional_aug value the space can draw, each with synthetic_ratio 0 and every other searched
-        key at its TrialConfig default when the space can draw it, else the middle of its choices or range. A
-        fair search tunes the baseline with the same budget as the GAN policies; chance alone may never draw
-        synthetic_ratio 0. Empty when baselines_first is off or synthetic_ratio is not searched with 0 in reach.
+        One per traditional_aug value the space can draw, then one per mix value other than none (mixup, cutmix,
+        on flip_translate when the space can draw it: the standard mixing baselines train on flipped and shifted
+        images), each with synthetic_ratio 0 and every other searched key at its TrialConfig default when the space
+        can draw it, else the middle of its choices or range. A fair search tunes the baseline with the same budget
+        as the GAN policies; chance alone may never draw synthetic_ratio 0. Empty when baselines_first is off or
+        synthetic_ratio is not searched with 0 in reach.
         """
         ratio = self.search.get("synthetic_ratio")
         if not self.experiment.baselines_first or ratio is None or not ratio.can_take(0.0):
             return []
         zero = next((c for c in ratio.choice if same(c, 0.0) or same(c, 0)), 0.0) if ratio.kind == "choice" else 0.0
-        augment = self.search.get("traditional_aug")
-        choices = augment.choice if augment is not None and augment.kind == "choice" and augment.when is None \
-            else [None]
+        choices = {key: dist.choice for key in ("traditional_aug", "mix")
+                   if (dist := self.search.get(key)) is not None and dist.kind == "choice" and dist.when is None}
+        variants = [{"traditional_aug": choice} for choice in choices.get("traditional_aug", [])] or [{}]
+        flips = {"traditional_aug": "flip_translate"} if "flip_translate" in choices.get("traditional_aug", []) else {}
+        variants += [{"mix": mix, **flips} for mix in choices.get("mix", []) if mix != "none"]
         points = []
-        for choice in choices:
+        for variant in variants:
             current, point = {**TrialConfig().to_dict(), **self.fixed}, {}
             for key in search_order(self.search):
                 dist = self.search[key]
                 if dist.when is not None and not holds(dist.when, current):
                     continue
-                value = zero if key == "synthetic_ratio" else choice if key == "traditional_aug" \
+                value = zero if key == "synthetic_ratio" else variant[key] if key in variant \
                     else dist.middle(getattr(TrialConfig, key, None))
                 current[key] = point[key] = value
             points.append(point)
@@ -181,7 +185,15 @@ class SearchSpec(SpaceSections):
         experiment = raw["experiment"]
         experiment.update(name=f"{experiment['name']}-smoke", num_samples=2,
                           max_concurrent=min(experiment["max_concurrent"], 2), baselines_first=False)
+        # The warm-up keeps its share of the trial, so that it stays shorter than the 2 epochs.
+        share = 2 / raw["scheduler"]["max_epochs"]
         raw["scheduler"].update(max_epochs=2, grace_period=1)
+        if "warmup_epochs" in raw["fixed"]:
+            raw["fixed"]["warmup_epochs"] *= share
+        dist = raw["search"].get("warmup_epochs")
+        for kind in ("choice", "uniform", "loguniform"):
+            if dist is not None and dist.get(kind) is not None:
+                dist[kind] = [value * share for value in dist[kind]]
         samples = raw["data"].get("samples_per_class")
         raw["data"]["samples_per_class"] = 20 if samples is None else min(samples, 20)
         return _build(raw, self.path)

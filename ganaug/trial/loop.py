@@ -17,6 +17,7 @@ rows of a batch), measure.py (what a pass reports), state.py (what a checkpoint 
 from __future__ import annotations
 
 import contextlib
+import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ganaug.augment import traditional_augment
-from ganaug.classifier import LABELERS, Teacher, build_classifier
+from ganaug.classifier import LABELERS, LearningRate, Teacher, build_classifier, build_optimizer
 from ganaug.config import TrialConfig, check_cutout, trains_gan
 from ganaug.data import ImageData, batch_indices, pick_device, to_float
 from ganaug.gan import build_gan
@@ -94,18 +95,19 @@ def run(
     # the GAN (synthetic_ratio 0 is the no-GAN baseline inside the search space: no GAN is built or trained).
     labeler = LABELERS[cfg.labeling]
     classifier = build_classifier(cfg.classifier, spec, labeler.num_outputs(num_classes), cfg.classifier_width,
-                                  split_bn=cfg.synthetic_bn == "split", kwargs=cfg.classifier_kwargs)
+                                  split_bn=cfg.synthetic_bn == "split", kwargs=cfg.classifier_kwargs,
+                                  dropout=cfg.classifier_dropout)
     classifier = classifier.to(device, memory_format=memory_format)
     teacher = Teacher(classifier, cfg.teacher_ema) if cfg.teacher_ema > 0 else None
-    # fused: one kernel updates every parameter, instead of a Python loop over them per step; a quickstart
-    # trial is ~18 % faster on the CPU (benchmarks/README.md), and it is the fast path on CUDA too.
-    optimizer = torch.optim.AdamW(classifier.parameters(), lr=cfg.classifier_lr, weight_decay=cfg.weight_decay,
-                                  fused=True)
+    optimizer = build_optimizer(cfg, classifier.parameters())
     gan = build_gan(cfg, spec, device, data) if trains_gan(cfg) else None
     state = TrialState(cfg, classifier, optimizer, gan, teacher, generator)
     if checkpoint is not None:  # resume: from a classifier epoch, or from the middle of GAN pretraining
         state.load_state_dict(checkpoint)
-    classifier_step = ClassifierStep(classifier, optimizer, labeler, teacher, num_classes, autocast, memory_format)
+    batches_per_epoch = math.ceil(num_train / cfg.batch_size)
+    learning_rate = LearningRate(optimizer, cfg, batches_per_epoch)
+    classifier_step = ClassifierStep(cfg, classifier, optimizer, learning_rate, labeler, teacher, num_classes,
+                                     generator, autocast, memory_format)
     synthetic = SyntheticImages(cfg, gan, teacher, spec.class_counts, generator, autocast)
     measure = PassMetrics(cfg, data, labeler, classifier, teacher, gan, generator, autocast)
     untrained = measure.untrained() if state.pretrain_epoch < state.pretrain_epochs else {}
@@ -121,7 +123,7 @@ def run(
         train_gan = gan is not None and (current.pretraining or not cfg.gan_freeze)
         sums = RunningSums(device)
         batches = batch_indices(num_train, cfg.batch_size, generator, device)
-        for index in batches:
+        for batch, index in enumerate(batches):
             x, y = to_float(data.train_x[index]), data.train_y[index]
             if train_gan:
                 gan_updates(gan, data, index, x, y, cfg.gan_steps_per_batch, real_fraction, generator, autocast, sums)
@@ -134,7 +136,7 @@ def run(
             fake = synthetic.draw(n_synthetic) if n_synthetic > 0 else None
             if fake is not None and augmenting and cfg.augment_synthetic:
                 fake = fake._replace(x=augment(fake.x, cfg, generator))
-            classifier_step(x, y, fake, sums)
+            classifier_step((current.epoch - 1) * batches_per_epoch + batch, x, y, fake, sums)
 
         # Non-finite losses end the trial here with the objective at its worst value.
         totals, seconds = sums.totals(), time.perf_counter() - started
@@ -154,7 +156,8 @@ def run(
             state.pretrain_seconds += seconds
             metrics = {"epoch": 0, **phase, **untrained, **timing}
         else:
-            metrics = {"epoch": current.epoch, **measure.classifier_epoch(totals, len(batches), {**timing, **phase})}
+            metrics = {"epoch": current.epoch, **measure.classifier_epoch(totals, len(batches), {**timing, **phase}),
+                       "lr": optimizer.param_groups[0]["lr"]}
         if train_gan:
             updates = max(len(batches) * cfg.gan_steps_per_batch, 1)
             metrics.update({key: totals[key] / updates for key in sums.gan_keys})

@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ganaug.classifier import Labeler, Teacher, synthetic_rows
+from ganaug.augment import MIXES, mix_targets
+from ganaug.classifier import Labeler, LearningRate, Teacher, synthetic_rows
+from ganaug.config import TrialConfig
 from ganaug.data import ImageData, to_float
 from ganaug.trial.synthetic import SyntheticBatch
 
@@ -53,22 +56,38 @@ def gan_updates(gan, data: ImageData, index: torch.Tensor, x: torch.Tensor, y: t
 class ClassifierStep:
     """One optimizer step of the classifier on a real batch and its synthetic rows, in ONE forward pass: BatchNorm
     statistics then always describe the mixed batch the classifier is trained on (with synthetic_bn: split, the
-    synthetic rows are normalised by their own BatchNorm in that same pass); then the teacher's EMA update."""
+    synthetic rows are normalised by their own BatchNorm in that same pass); then the teacher's EMA update.
 
-    def __init__(self, classifier: nn.Module, optimizer: torch.optim.Optimizer, labeler: Labeler,
-                 teacher: Teacher | None, num_classes: int, autocast: Callable, memory_format: torch.memory_format):
-        self.classifier, self.optimizer, self.labeler, self.teacher = classifier, optimizer, labeler, teacher
-        self.num_classes, self.autocast, self.memory_format = num_classes, autocast, memory_format
+    The recipe: the learning rate of the step from the schedule, cfg.mix on the real rows (and on the synthetic ones,
+    among themselves, with augment_synthetic), label smoothing."""
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, fake: SyntheticBatch | None, sums: RunningSums) -> None:
-        """x, y: the (augmented) real batch; fake: its synthetic rows, or None."""
+    def __init__(self, cfg: TrialConfig, classifier: nn.Module, optimizer: torch.optim.Optimizer,
+                 learning_rate: LearningRate, labeler: Labeler, teacher: Teacher | None, num_classes: int,
+                 generator: torch.Generator, autocast: Callable, memory_format: torch.memory_format):
+        self.cfg, self.classifier, self.optimizer, self.learning_rate = cfg, classifier, optimizer, learning_rate
+        self.labeler, self.teacher, self.num_classes = labeler, teacher, num_classes
+        self.generator, self.autocast, self.memory_format = generator, autocast, memory_format
+        self.mix = MIXES[cfg.mix]
+
+    def __call__(self, step: int, x: torch.Tensor, y: torch.Tensor, fake: SyntheticBatch | None,
+                 sums: RunningSums) -> None:
+        """Classifier step `step` (from 0, over the trial); x, y: the (augmented) real batch; fake: its synthetic
+        rows, or None."""
         n_real, device = len(y), y.device
+        mixes = []  # (rows, Mix) of each group of rows mixed among themselves
+        if self.mix is not None:
+            mixed = self.mix(x, self.cfg.mix_alpha, self.generator)
+            x, mixes = mixed.x, [(slice(0, n_real), mixed)]
         images, targets = x, y
         synthetic = torch.zeros(n_real, dtype=torch.bool, device=device)
         # distill's soft targets of every row (a real row's is never read: it keeps its one-hot label)
         soft = torch.zeros(n_real, self.num_classes, device=device) if self.labeler.name == "distill" else None
         if fake is not None:
-            images, targets = torch.cat([x, fake.x]), torch.cat([y, fake.y])
+            fake_x = fake.x
+            if self.mix is not None and self.cfg.augment_synthetic:
+                mixed = self.mix(fake_x, self.cfg.mix_alpha, self.generator)
+                fake_x, mixes = mixed.x, [*mixes, (slice(n_real, None), mixed)]
+            images, targets = torch.cat([x, fake_x]), torch.cat([y, fake.y])
             synthetic = torch.cat([synthetic, torch.ones(len(fake.y), dtype=torch.bool, device=device)])
             if soft is not None:
                 soft = torch.cat([soft, fake.soft])
@@ -77,7 +96,14 @@ class ClassifierStep:
         # synthetic_bn: split normalises rows from n_real on with their own BatchNorm (a no-op when shared).
         with self.autocast(), synthetic_rows(self.classifier, n_real):
             logits = self.classifier(images.contiguous(memory_format=self.memory_format))
-        loss = self.labeler.loss(logits.float(), targets, synthetic, soft)
+        if mixes:  # each row's target mixed as its image was
+            target = self.labeler.targets(targets, synthetic, logits.shape[1], soft)
+            for rows, mixed in mixes:
+                target[rows] = mix_targets(target[rows], mixed)
+            loss = F.cross_entropy(logits.float(), target, label_smoothing=self.cfg.label_smoothing)
+        else:
+            loss = self.labeler.loss(logits.float(), targets, synthetic, soft, self.cfg.label_smoothing)
+        self.learning_rate.set(step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
