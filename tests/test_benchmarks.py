@@ -143,6 +143,21 @@ def check_gan_quality(result: dict) -> None:
     assert Path(result["json"]).with_suffix(".png").is_file()
 
 
+def check_recipe(result: dict) -> None:
+    recipes = set(result["recipes"])
+    assert recipes == {"today", "onecycle_sgd_cnn", "onecycle_sgd_airbench"}
+    assert {(run["recipe"], run["choice"]) for run in result["runs"]} == \
+        {(recipe, choice) for recipe in recipes for choice in ("none", "flip_translate", "cutmix")}
+    for run in result["runs"]:
+        assert 0 <= run["val_acc"] <= 1 and 0 <= run["test_acc"] <= 1 and run["cpu_seconds"] >= 0
+        assert len(run["val_curve"]) == run["epochs"]
+    for recipe, summary in result["summary"].items():
+        rows = {run["choice"]: run for run in result["runs"] if run["recipe"] == recipe}
+        assert summary["its_test_acc"] == rows[summary["best_choice_by_val"]]["test_acc"]
+        assert summary["flip_translate_gain_points"] == pytest.approx(
+            100 * (rows["flip_translate"]["test_acc"] - rows["none"]["test_acc"]), abs=0.01)
+
+
 CHECKS = {
     "data_pipeline.py": check_data_pipeline,
     "trial_throughput.py": check_trial_throughput,
@@ -151,6 +166,7 @@ CHECKS = {
     "concurrency.py": check_concurrency,
     "gpu_path.py": check_gpu_path,
     "gan_quality.py": check_gan_quality,
+    "recipe.py": check_recipe,
 }
 
 

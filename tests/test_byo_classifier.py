@@ -138,7 +138,7 @@ def test_classifier_kwargs_flatten_and_unflatten():
     for values, message in [
         ({"classifier": "cnn", "classifier_kwargs.depth": 3}, "classifier='cnn' is built in"),
         ({"classifier": "torchvision:resnet18", "classifier_kwargs.num_classes": 3}, "comes from the dataset"),
-        ({"classifier": "vgg"}, "not one of mlp, cnn, resnet; valid: those, or torchvision:NAME"),
+        ({"classifier": "vgg"}, "not one of mlp, cnn, resnet, airbench; valid: those, or torchvision:NAME"),
     ]:
         with pytest.raises(ConfigError, match=message):
             TrialConfig.from_dict(values)

@@ -49,5 +49,23 @@ def test_width_scales_the_model():
 
 
 def test_unknown_classifier_names_the_valid_ones():
-    with pytest.raises(ConfigError, match="classifier='vit' is not one of mlp, cnn, resnet"):
+    with pytest.raises(ConfigError, match="classifier='vit' is not one of mlp, cnn, resnet, airbench"):
         build_classifier("vit", make_spec(1, 8, 8), 10)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_classifier_dropout_scales_every_dropout_rate_and_zero_removes_them(name):
+    spec = make_spec(3, 32, 32)
+    rates = lambda scale: [m.p for m in build_classifier(name, spec, 10, dropout=scale).modules()
+                           if isinstance(m, torch.nn.Dropout)]
+    assert rates(1.0) and [r / 2 for r in rates(1.0)] == rates(0.5)
+    assert rates(0) == []
+    plain = build_classifier(name, spec, 10, dropout=0)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in plain.modules())
+
+
+def test_airbench_has_no_dropout_and_batchnorm_with_a_fixed_scale():
+    model = build_classifier("airbench", make_spec(3, 32, 32), 10)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(not m.weight.requires_grad and m.momentum == 0.4 for m in norms)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules())

@@ -104,8 +104,8 @@ def test_each_limit_is_checked_and_its_hint_names_it(name, bound, limit):
     ("filter_candidates", "an integer in [1, 32] (1 = off)"),
     ("diffaugment", 'a comma-separated subset of color, translation, cutout ("" = off)'),
     ("traditional_aug", "none, flip_translate, trivialaugment, randaugment"),
-    ("classifier", "mlp, cnn, resnet, or torchvision:NAME or package.module:factory (a callable returning an "
-                   "nn.Module)"),
+    ("classifier", "mlp, cnn, resnet, airbench, or torchvision:NAME or package.module:factory (a callable returning "
+                   "an nn.Module)"),
 ])
 def test_hints_read_as_before(name, hint):
     assert valid_values(FIELDS[name]) == hint

@@ -388,7 +388,7 @@ BAD = [
     (doc(search="{labeling: {choice: [pseudo, distill]}, gan: {choice: [cgan, acgan]}}"),
      ["search.labeling", "teacher_ema"]),
     (doc(fixed="{d_real_fraction: 1.5}"), ["fixed.d_real_fraction", "0 < d_real_fraction < 1"]),
-    (doc(fixed="{classifier: vgg}"), ["fixed.classifier", "'vgg'", "mlp, cnn, resnet"]),
+    (doc(fixed="{classifier: vgg}"), ["fixed.classifier", "'vgg'", "mlp, cnn, resnet, airbench"]),
     (doc(fixed="{batch_size: 0}"), ["fixed.batch_size", ">= 1"]),
     # Conditions.
     (doc(search="{diffaugment: {choice: ['', cutout], when: {gan_ark: dcgan}}, gan_arch: {choice: [mlp]}}"),
