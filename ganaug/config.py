@@ -15,12 +15,16 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ganaug.errors import InputError, did_you_mean
-from ganaug.options import option, valid_values, within
-
-
-class ConfigError(InputError):
-    """A configuration key or value is not valid; the message names the key and what would be."""
-
+from ganaug.options import (
+    KWARGS_PREFIX,
+    ConfigError,
+    coerce,
+    coerce_kwargs,
+    option,
+    unflatten_kwargs,
+    valid_values,
+    within,
+)
 
 # The `data.name` values (ganaug.data.readers.DATASETS), so that DataConfig validates a data: section without torch.
 DATASET_NAMES = ("cifar10", "cifar100", "fashion_mnist", "mnist", "imagefolder", "digits")
@@ -29,8 +33,6 @@ DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
 # `classifier` also takes a model from outside the registry: torchvision:NAME (a torchvision.models builder) or
 # package.module:factory (any callable returning an nn.Module); ganaug.classifier resolves and builds them.
 IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
-# In flat dicts (Tune, Optuna, params.json, checkpoints) each classifier_kwargs entry is its own scalar key.
-KWARGS_PREFIX = "classifier_kwargs."
 # Factory arguments that come from the dataset (DataSpec), never from classifier_kwargs.
 DATASET_ARGUMENTS = ("num_classes", "in_channels", "image_size")
 KWARG_SCALARS = (str, int, float, bool, type(None))
@@ -246,13 +248,13 @@ class TrialConfig:
         combinations=False skips the rules between keys (a search space checks those pairwise, space.checks).
         """
         known = {f.name: f for f in fields(cls)}
-        values = _unflatten_kwargs(values, where)
+        values = unflatten_kwargs(values, where)
         for key in values:
             if key not in known:
                 hint = did_you_mean(key, known) or f"; valid keys: {', '.join(sorted(known))}"
                 raise ConfigError(f"{where}: unknown key {key!r}{hint}")
-        coerced = {key: _coerce_kwargs(value, where) if key == "classifier_kwargs" else
-                   _coerce(key, known[key], value, where) for key, value in values.items()}
+        coerced = {key: coerce_kwargs(value, where) if key == "classifier_kwargs" else
+                   coerce(key, known[key], value, where, LEGACY_VALUES) for key, value in values.items()}
         config = cls(**coerced)
         config.validate(where=where, combinations=combinations)
         return config
@@ -367,62 +369,3 @@ def check_attribute_columns(conditions: str, available: Sequence[str], *, where:
         named = f"{', '.join(map(repr, missing))} {'is' if len(missing) == 1 else 'are'}"
         raise error(f"{where}{': ' if where else ''}{named} not an attribute column of the dataset; valid columns: "
                     f"{valid}")
-
-
-def _unflatten_kwargs(values: dict[str, Any], where: str) -> dict[str, Any]:
-    """`values` with its classifier_kwargs.NAME keys folded into one classifier_kwargs mapping. A mapping given as
-    well (a YAML `fixed:` section) is the base and the flat keys win: {**base_config, **params} merges them."""
-    flat = {str(key)[len(KWARGS_PREFIX):]: value for key, value in values.items()
-            if str(key).startswith(KWARGS_PREFIX)}
-    if not flat:
-        return values
-    mapping = values.get("classifier_kwargs") or {}
-    if not isinstance(mapping, dict):
-        raise ConfigError(f"{where}: classifier_kwargs={mapping!r} has the wrong type; expected a mapping such as "
-                          "{depth: 3}")
-    rest = {key: value for key, value in values.items() if not str(key).startswith(KWARGS_PREFIX)}
-    return {**rest, "classifier_kwargs": {**mapping, **flat}}
-
-
-def _coerce_kwargs(value: Any, where: str) -> dict[str, Any]:
-    """classifier_kwargs as a plain dict of Python scalars (numpy scalars from Optuna unwrapped); None = {}."""
-    if value is None:  # `classifier_kwargs:` left empty in YAML
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: classifier_kwargs={value!r} has the wrong type; expected a mapping such as "
-                          "{depth: 3}")
-    return {key: item.item() if hasattr(item, "item") and not isinstance(item, (str, bytes)) else item
-            for key, item in value.items()}
-
-
-def _coerce(key: str, spec: dataclasses.Field, value: Any, where: str) -> Any:
-    """Accept the value if it has the field's type (ints for floats too; numpy scalars from Optuna)."""
-    kind = type(spec.default) if spec.default is not dataclasses.MISSING else str
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()  # numpy scalar -> Python scalar
-    if isinstance(value, bool) and key in LEGACY_VALUES:
-        return LEGACY_VALUES[key][value]
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif kind is str:
-        if isinstance(value, str):
-            return value
-        if value is None and spec.metadata["off"] == "":  # an empty YAML value: off
-            return ""
-        if key == "gan_conditions" and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            return ",".join(value)  # YAML [mass, distance] -> "mass,distance", the flat form Tune and Optuna hold
-    raise ConfigError(
-        f"{where}: {key}={value!r} has the wrong type; expected {kind.__name__} "
-        f"(default {spec.default!r})"
-    )
-
-

@@ -1,6 +1,7 @@
 """How a TrialConfig key is declared (`option`): its default, documentation, limits, choices and the value that turns
 it off, in the field's metadata; and how its limits read in a `valid:` hint (`limits_hint`), here and in the
-search-space schema, so that every limit is written once. Imports nothing of ganaug.
+search-space schema, so that every limit is written once; how a YAML or Optuna value becomes the field's type
+(`coerce`); and ConfigError. Imports nothing of ganaug but errors.
 """
 
 from __future__ import annotations
@@ -10,6 +11,16 @@ import json
 import operator
 from dataclasses import field
 from typing import Any
+
+from ganaug.errors import InputError
+
+
+class ConfigError(InputError):
+    """A configuration key or value is not valid; the message names the key and what would be."""
+
+
+# In flat dicts (Tune, Optuna, params.json, checkpoints) each classifier_kwargs entry is its own scalar key.
+KWARGS_PREFIX = "classifier_kwargs."
 
 # How a limit reads in a `valid:` hint, here and in the search-space schema (ganaug.space.schema.describe).
 KIND_WORDS = {int: ("an integer", "integers"), float: ("a number", "numbers"), bool: ("true or false", "booleans")}
@@ -58,3 +69,62 @@ def valid_values(spec: dataclasses.Field, limits: dict[str, Any] | None = None) 
     else:
         text = meta["valid"] or limits_hint(type(spec.default), limits or meta["limits"], spec.name)
     return text if meta["off"] is None else f"{text} ({json.dumps(meta['off'])} = off)"
+
+
+def unflatten_kwargs(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """`values` with its classifier_kwargs.NAME keys folded into one classifier_kwargs mapping. A mapping given as
+    well (a YAML `fixed:` section) is the base and the flat keys win: {**base_config, **params} merges them."""
+    flat = {str(key)[len(KWARGS_PREFIX):]: value for key, value in values.items()
+            if str(key).startswith(KWARGS_PREFIX)}
+    if not flat:
+        return values
+    mapping = values.get("classifier_kwargs") or {}
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where}: classifier_kwargs={mapping!r} has the wrong type; expected a mapping such as "
+                          "{depth: 3}")
+    rest = {key: value for key, value in values.items() if not str(key).startswith(KWARGS_PREFIX)}
+    return {**rest, "classifier_kwargs": {**mapping, **flat}}
+
+
+def coerce_kwargs(value: Any, where: str) -> dict[str, Any]:
+    """classifier_kwargs as a plain dict of Python scalars (numpy scalars from Optuna unwrapped); None = {}."""
+    if value is None:  # `classifier_kwargs:` left empty in YAML
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: classifier_kwargs={value!r} has the wrong type; expected a mapping such as "
+                          "{depth: 3}")
+    return {key: item.item() if hasattr(item, "item") and not isinstance(item, (str, bytes)) else item
+            for key, item in value.items()}
+
+
+def coerce(key: str, spec: dataclasses.Field, value: Any, where: str,
+           legacy: dict[str, dict[bool, Any]] | None = None) -> Any:
+    """Accept the value if it has the field's type (ints for floats too; numpy scalars from Optuna); `legacy`: the
+    values older files wrote for a key that has become a choice ({key: {True: choice, False: choice}})."""
+    kind = type(spec.default) if spec.default is not dataclasses.MISSING else str
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # numpy scalar -> Python scalar
+    if isinstance(value, bool) and key in (legacy or {}):
+        return legacy[key][value]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+        if value is None and spec.metadata["off"] == "":  # an empty YAML value: off
+            return ""
+        if key == "gan_conditions" and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return ",".join(value)  # YAML [mass, distance] -> "mass,distance", the flat form Tune and Optuna hold
+    raise ConfigError(
+        f"{where}: {key}={value!r} has the wrong type; expected {kind.__name__} "
+        f"(default {spec.default!r})"
+    )

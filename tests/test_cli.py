@@ -11,6 +11,7 @@ import yaml
 
 import ganaug
 from ganaug.cli import COMMANDS, main
+from ganaug.errors import EXIT_BAD_INPUT, InputError, exit_code
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSOLE_SCRIPT = Path(sys.executable).with_name("ganaug")  # what `pip install -e .` put beside this Python
@@ -71,3 +72,41 @@ def test_smoke_search_through_the_console_script_ends_with_next_steps(tmp_path):
         assert command in steps, steps
     policy = yaml.safe_load((experiment / "best_policy.yaml").read_text())
     assert policy["search_command"].startswith("ganaug tune search_spaces/quickstart.yaml --smoke-test")
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input: every command answers through errors.exit_code, one `error:` line and exit 2.
+
+@pytest.mark.parametrize("command, args", [
+    ("tune", ["missing.yaml"]),
+    ("evaluate", ["missing"]),
+    ("generate", ["missing", "--per-class", "1", "--out", "out"]),
+    ("pipeline", ["missing.yaml"]),
+])
+def test_every_command_answers_bad_input_with_one_line_and_exit_2(command, args, tmp_path, capsys):
+    missing = str(tmp_path / args[0])
+    assert main([command, missing, *args[1:]]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and missing in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_debug_shows_the_traceback_behind_the_message(tmp_path, capsys):
+    missing = str(tmp_path / "missing.yaml")
+    assert main(["tune", missing, "--debug"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "Traceback (most recent call last):" and err[-1].startswith(f"error: {missing}")
+
+
+def test_exit_code_passes_on_what_is_not_bad_input(capsys):
+    assert exit_code(lambda: None) == 0
+    assert exit_code(lambda: 1) == 1
+
+    def bad_input() -> None:
+        raise InputError("x: valid: y")
+
+    def crash() -> None:
+        raise RuntimeError("boom")
+
+    assert exit_code(bad_input) == EXIT_BAD_INPUT and capsys.readouterr().err == "error: x: valid: y\n"
+    with pytest.raises(RuntimeError, match="boom"):  # a bug or a failed run keeps its traceback
+        exit_code(crash)

@@ -47,7 +47,7 @@ def finished(tmp_path_factory):
 def test_the_search_ends_with_the_best_gan_and_no_gan_policies(finished):
     summary = pd.read_csv(finished / "summary.csv", dtype={"trial_id": str})
     best = summary[summary["status"] == "complete"].iloc[0]
-    line = gan_versus_baseline(load_experiment(finished), summary)
+    line = gan_versus_baseline(load_experiment(finished))
     # Every trial of this space uses synthetic data: there is no baseline to name.
     assert line.startswith(f"Validation: best GAN policy {best['trial_id']} (val_acc={best['last_val_acc']:.4f}); "
                            "no no-GAN trial finished. On the test split")

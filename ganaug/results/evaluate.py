@@ -30,9 +30,10 @@ from typing import Any
 import pandas as pd
 
 from ganaug.config import CHOICES, ConfigError, TrialConfig
-from ganaug.errors import EXIT_BAD_INPUT, InputError
+from ganaug.errors import EXIT_BAD_INPUT as EXIT_BAD_INPUT  # re-exported: the exit code of this command on bad input
+from ganaug.errors import InputError, exit_code
 from ganaug.files import atomic_write
-from ganaug.results.experiment import Experiment, best_policy_trials, load_experiment, uses_synthetic
+from ganaug.results.experiment import Experiment, load_experiment, uses_synthetic
 from ganaug.results.policies import (
     BEST_GAN,
     BEST_NO_GAN,
@@ -67,25 +68,25 @@ class RunError(RuntimeError):
 
 def complete_trials(experiment: Experiment) -> pd.DataFrame:
     """Complete, non-diverged trials with a score, best first."""
-    key = f"last_{experiment.metric}"
-    trials = experiment.trials[experiment.trials["status"] == "complete"].dropna(subset=[key])
+    trials = experiment.ranked(experiment.trials[experiment.trials["status"] == "complete"])
     if trials.empty:
         counts = dict(experiment.trials["status"].value_counts())
         raise EvaluationError(f"{experiment.path}: no complete trial to evaluate (trial statuses: {counts}); "
                               f"let the search finish, or resume it with python -m ganaug.tune SPACE --resume")
-    return trials.sort_values(key, ascending=experiment.mode == "min", kind="stable")
+    return trials
 
 
 def gan_trials(experiment: Experiment) -> pd.DataFrame:
     """Trials that use synthetic data (synthetic_ratio > 0), best first: the complete ones; when ASHA stopped
-    every GAN trial early, the pruned GAN trials that got furthest (results.best_policy_trials).
+    every GAN trial early, the pruned GAN trials that got furthest (Experiment.policy_trials; the first is
+    Experiment.best_gan, which `ganaug generate` exports by default).
 
     A search whose baselines score high from the first epoch can prune every GAN policy (the quickstart on
     digits does). Evaluate retrains every policy for the full budget anyway, so the best GAN policy the search
     found still answers the question; its `source` says it was pruned.
     """
     complete_trials(experiment)  # a search with no complete trial at all is not ready to evaluate
-    trials, _ = best_policy_trials(experiment, experiment.trials, gan=True)
+    trials, _ = experiment.policy_trials(gan=True)
     if trials.empty:
         raise EvaluationError(f"{experiment.path}: no complete or pruned trial uses synthetic data "
                               f"(synthetic_ratio > 0), so there is no GAN policy to compare with the baselines")
@@ -114,7 +115,7 @@ def policy_configs(experiment: Experiment, top: int = 1, epochs: int | None = No
         raise EvaluationError(f"--top {top}: valid: an integer >= 1")
     if epochs is not None and epochs < 1:
         raise EvaluationError(f"--epochs {epochs}: valid: an integer >= 1")
-    ranked = gan_trials(experiment)
+    ranked = gan_trials(experiment)  # best_gan (Experiment.best_gan) first, then top2..K
     epochs = epochs or int(experiment.meta["max_epochs"])
     budget = {"epochs": epochs, "checkpoint_every": epochs, "sample_every": epochs, "cas_epochs": 0}
     best = ranked.iloc[0]
@@ -351,19 +352,20 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m ganaug.eval
 
 def main(argv: list[str] | None = None, prog: str = "python -m ganaug.evaluate") -> int:
     args = parse_args(argv, prog)
-    try:
-        if args.seeds < 2:
-            raise EvaluationError(f"--seeds {args.seeds}: valid: an integer >= 2 (a t-interval needs two seeds)")
-        if args.cpus_per_run <= 0 or args.gpus_per_run < 0:
-            raise EvaluationError("--cpus-per-run must be > 0 and --gpus-per-run >= 0")
-        experiment = load_experiment(args.results)
-        policies = policy_configs(experiment, top=args.top, epochs=args.epochs, ablate=args.ablate)
-        from ganaug.data import load_data  # lazy: torch loads only once the input is checked
+    return exit_code(lambda: _evaluate(args, argv, prog))
 
-        data = load_data(experiment.meta["data"]).train_and_val()
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+
+def _evaluate(args: argparse.Namespace, argv: list[str] | None, prog: str) -> int:
+    """The whole command: check the input, run what evaluation.csv lacks, write the report and plots."""
+    if args.seeds < 2:
+        raise EvaluationError(f"--seeds {args.seeds}: valid: an integer >= 2 (a t-interval needs two seeds)")
+    if args.cpus_per_run <= 0 or args.gpus_per_run < 0:
+        raise EvaluationError("--cpus-per-run must be > 0 and --gpus-per-run >= 0")
+    experiment = load_experiment(args.results)
+    policies = policy_configs(experiment, top=args.top, epochs=args.epochs, ablate=args.ablate)
+    from ganaug.data import load_data  # lazy: torch loads only once the input is checked
+
+    data = load_data(experiment.meta["data"]).train_and_val()
 
     csv_path = experiment.path / EVALUATION_CSV
     gan_count = len(gan_trials(experiment))
@@ -403,10 +405,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.evaluate")
 
 
 # ----------------------------------------------------------------------------------------------
-# Registry: the keys --ablate never resets (the fixed ablations, FIXED_ABLATIONS, live in ganaug.stats, whose role_of
-# reads them): the run budget and hardware (the same for every policy of an evaluation), and synthetic_ratio,
-# whose default 0 removes the GANTrainer, which gan_off and no_aug already measure, and classifier_kwargs, an external
-# model's own arguments (configs hold them as flat classifier_kwargs.NAME keys; `classifier` is ablated).
+# Registry: the keys --ablate never resets (the fixed ablations, FIXED_ABLATIONS, live in ganaug.results.policies,
+# whose role_of reads them): the run budget and hardware (the same for every policy of an evaluation), and
+# synthetic_ratio, whose default 0 removes the GANTrainer, which gan_off and no_aug already measure, and
+# classifier_kwargs, an external model's own arguments (configs hold them as flat classifier_kwargs.NAME keys;
+# `classifier` is ablated).
 NOT_ABLATED = ("epochs", "seed", "checkpoint_every", "sample_every", "cas_epochs", "device", "precision",
                "synthetic_ratio", "classifier_kwargs")
 ABLATION_KEYS = tuple(field.name for field in fields(TrialConfig) if field.name not in NOT_ABLATED)

@@ -2,9 +2,10 @@
 
     from ganaug.results import load_experiment
     experiment = load_experiment("~/ganaug_results/quickstart")
-    experiment.trials   # one row per trial: parameters, status, best/last val_acc, epochs, wall seconds
-    experiment.curves   # one row per trial-epoch: every reported metric
-    experiment.best()   # the row of the best finished, non-diverged trial
+    experiment.trials      # one row per trial: parameters, status, best/last val_acc, epochs, wall seconds
+    experiment.curves      # one row per trial-epoch: every reported metric
+    experiment.best()      # the row of the best finished, non-diverged trial
+    experiment.best_gan()  # the row of the best trial with a generator: evaluate's best_gan, generate's default
 
 `analysis/` notebooks, `ganaug.evaluate` and `ganaug.generate` read experiments only through here.
 """
@@ -64,14 +65,46 @@ class Experiment:
     def searched_keys(self) -> list[str]:
         return list(self.meta.get("searched", []))
 
+    def ranked(self, trials: pd.DataFrame | None = None, unscored: bool = False) -> pd.DataFrame:
+        """`trials` (default: every trial) best first by their last value of the metric (highest first, or lowest
+        for mode min), ties in their order. Trials without a score (diverged ones, and those that never reported
+        an epoch) are left out, or with `unscored` kept, last. Every ranking of trials ranks through this."""
+        trials = self.trials if trials is None else trials
+        key = f"last_{self.metric}"
+        if not unscored:
+            trials = trials.dropna(subset=[key])
+        return trials.sort_values(key, ascending=self.mode == "min", na_position="last", kind="stable")
+
     def best(self, status: tuple[str, ...] = ("complete",)) -> pd.Series:
         """The best trial by its last value of the metric among trials with `status` (diverged never)."""
-        pool = self.trials[self.trials["status"].isin(status)].dropna(subset=[f"last_{self.metric}"])
+        pool = self.ranked(self.trials[self.trials["status"].isin(status)])
         if pool.empty:
             raise ResultsError(f"{self.path}: no trial with status {' or '.join(status)} to choose from "
                                f"(statuses here: {dict(self.trials['status'].value_counts())})")
-        ascending = self.mode == "min"
-        return pool.sort_values(f"last_{self.metric}", ascending=ascending, kind="stable").iloc[0]
+        return pool.iloc[0]
+
+    def policy_trials(self, gan: bool) -> tuple[pd.DataFrame, bool]:
+        """The GAN (gan=True) or no-GAN trials that stand for the best such policy, best first, and whether they
+        are pruned ones: the complete trials by score; when ASHA stopped every one of them early, the pruned trials
+        that got furthest (most epochs, then score). ganaug evaluate and the search's closing line choose by it."""
+        scored = self.ranked()
+        group = scored[uses_synthetic(self, scored) == gan]
+        complete = group[group["status"] == "complete"]
+        if len(complete):
+            return complete, False
+        pruned = group[group["status"] == "pruned"]
+        return pruned.sort_values("epochs", ascending=False, kind="stable"), True
+
+    def best_gan(self) -> pd.Series:
+        """The best trial with a generator (synthetic_ratio > 0): the best complete one, else the pruned one that
+        got furthest (policy_trials). `ganaug evaluate` retrains it as best_gan; `ganaug generate` exports it.
+
+        Not best(): every search starts with no-GAN baselines, and one of them often wins."""
+        trials, _ = self.policy_trials(gan=True)
+        if trials.empty:
+            raise ResultsError(f"{self.path}: no complete or pruned trial trained a generator (synthetic_ratio > 0; "
+                               f"statuses here: {dict(self.trials['status'].value_counts())})")
+        return trials.iloc[0]
 
     def config_of(self, trial: pd.Series) -> dict[str, Any]:
         """The full TrialConfig dict of a trial: the experiment's base config plus the trial's parameters."""
@@ -290,9 +323,10 @@ def write_outputs(space, command: str | None = None, tune_states: dict[str, str]
     trials = experiment.trials
     metric = experiment.metric
     key = f"last_{metric}"
-    ranked = trials.assign(_rank=trials["status"].map({s: i for i, s in enumerate(STATUS_ORDER)}))
-    ranked = ranked.sort_values(["_rank", key], ascending=[True, experiment.mode == "min"],
-                                kind="stable").drop(columns="_rank")
+    # By status, then score: the stable sort by status keeps the score order within each status.
+    status_rank = {status: i for i, status in enumerate(STATUS_ORDER)}
+    ranked = experiment.ranked(unscored=True).sort_values(
+        "status", key=lambda statuses: statuses.map(status_rank), kind="stable")
     atomic_write(experiment.path / SUMMARY_FILE, ranked.to_csv(index=False))
 
     counts = trials["status"].value_counts().to_dict()
@@ -316,7 +350,7 @@ def write_outputs(space, command: str | None = None, tune_states: dict[str, str]
     write_best_policy(experiment, best, command)
     print(f"Best policy ({best['trial_id']}, {metric}={best[key]:.4f}): "
           f"{experiment.path / BEST_POLICY_FILE}")
-    print(gan_versus_baseline(experiment, ranked))
+    print(gan_versus_baseline(experiment))
     return ranked
 
 
@@ -327,28 +361,13 @@ def uses_synthetic(experiment: Experiment, trials: pd.DataFrame) -> pd.Series:
     return trials.apply(lambda row: trains_gan(experiment.config_of(row)), axis=1)
 
 
-def best_policy_trials(experiment: Experiment, trials: pd.DataFrame, gan: bool) -> tuple[pd.DataFrame, bool]:
-    """The GAN (gan=True) or no-GAN trials that stand for the best such policy, best first, and whether they are
-    pruned ones: the complete trials by score; when ASHA stopped every one of them early, the pruned trials that
-    got furthest (most epochs, then score). ganaug.evaluate and the search's closing line both choose by it."""
-    key = f"last_{experiment.metric}"
-    scored = trials.dropna(subset=[key])
-    group = scored[uses_synthetic(experiment, scored) == gan]
-    ascending = experiment.mode == "min"
-    complete = group[group["status"] == "complete"]
-    if len(complete):
-        return complete.sort_values(key, ascending=ascending, kind="stable"), False
-    pruned = group[group["status"] == "pruned"]
-    return pruned.sort_values(["epochs", key], ascending=[False, ascending], kind="stable"), True
-
-
-def gan_versus_baseline(experiment: Experiment, ranked: pd.DataFrame) -> str:
-    """One line: the best GAN policy and the best no-GAN policy on validation (best_policy_trials), the question
-    ganaug.evaluate then answers on the test split."""
+def gan_versus_baseline(experiment: Experiment) -> str:
+    """One line: the best GAN policy and the best no-GAN policy on validation (Experiment.policy_trials), the
+    question ganaug.evaluate then answers on the test split."""
     metric, key = experiment.metric, f"last_{experiment.metric}"
     parts = []
     for label, gan in (("GAN", True), ("no-GAN", False)):
-        trials, pruned = best_policy_trials(experiment, ranked, gan)
+        trials, pruned = experiment.policy_trials(gan)
         if trials.empty:
             parts.append(f"no {label} trial finished")
             continue

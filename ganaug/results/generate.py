@@ -1,7 +1,8 @@
 """`python -m ganaug.generate RESULTS_DIR --per-class N --out DIR`: export a searched generator's images.
 
-Samples N images per class from the generator in a trial's latest checkpoint (the search's best complete
-trial unless --trial) and writes them with the class they were conditioned on as their label:
+Samples N images per class from the generator in a trial's latest checkpoint (unless --trial, the search's best
+trial with a generator: the one `ganaug evaluate` retrains as best_gan) and writes them with the class they were
+conditioned on as their label:
 
     python -m ganaug.generate ~/ganaug_results/quickstart --per-class 100 --out synthetic/
     python -m ganaug.generate ~/ganaug_results/quickstart --per-class 100 --out synthetic.npz --format npz
@@ -24,8 +25,9 @@ import numpy as np
 import pandas as pd
 
 from ganaug.config import TrialConfig, trains_gan
-from ganaug.errors import EXIT_BAD_INPUT, InputError
-from ganaug.results.experiment import Experiment, load_experiment, uses_synthetic
+from ganaug.errors import EXIT_BAD_INPUT as EXIT_BAD_INPUT  # re-exported: the exit code of this command on bad input
+from ganaug.errors import InputError, exit_code
+from ganaug.results.experiment import Experiment, ResultsError, load_experiment, uses_synthetic
 
 NPZ_NAME = "synthetic.npz"
 
@@ -35,30 +37,40 @@ class GenerateError(InputError):
 
 
 def select_trial(experiment: Experiment, trial_id: str | None = None) -> pd.Series:
-    """The trial to export from: `trial_id` (its id or folder name), else the best complete trial."""
+    """The trial to export from: `trial_id` (its id or folder name), else the best trial with a generator
+    (Experiment.best_gan)."""
     trials = experiment.trials
-    if trial_id is not None:
-        match = trials[(trials["trial_id"] == trial_id) | (trials["path"].map(lambda p: Path(p).name) == trial_id)]
-        if match.empty:
-            raise GenerateError(f"--trial {trial_id}: no such trial in {experiment.path}; valid: "
-                                f"{_trial_list(experiment, trials)}")
-        trial = match.iloc[0]
-    else:
-        trial = experiment.best(("complete",))
+    if trial_id is None:
+        try:
+            return experiment.best_gan()
+        except ResultsError as error:
+            # A GAN trial that errored or still runs may have left a checkpoint to export all the same.
+            with_gan = trials[uses_synthetic(experiment, trials)]
+            hint = f"; pass --trial with one that did: {_trial_list(experiment, with_gan)}" if len(with_gan) else ""
+            raise GenerateError(f"{error}{hint}") from None
+    match = trials[(trials["trial_id"] == trial_id) | (trials["path"].map(lambda p: Path(p).name) == trial_id)]
+    if match.empty:
+        raise GenerateError(f"--trial {trial_id}: no such trial in {experiment.path}; valid: "
+                            f"{_trial_list(experiment, trials)}")
+    trial = match.iloc[0]
     if not trains_gan(experiment.config_of(trial)):
         with_gan = trials[uses_synthetic(experiment, trials)]
-        which = "the best complete trial" if trial_id is None else "trial"
         hint = (f"pass --trial with one that trained a GAN: {_trial_list(experiment, with_gan)}" if len(with_gan)
                 else "no trial of this experiment trained a GAN")
-        raise GenerateError(f"{which} {trial['trial_id']} has synthetic_ratio 0: it trained no generator; {hint}")
+        raise GenerateError(f"trial {trial['trial_id']} has synthetic_ratio 0: it trained no generator; {hint}")
     return trial
+
+
+def _standing(experiment: Experiment, trial: pd.Series) -> str:
+    """"complete, val_acc=0.8125" or "pruned at epoch 3, val_acc=0.7500": how far the trial got, and its score."""
+    where = f"pruned at epoch {trial['epochs']}" if trial["status"] == "pruned" else str(trial["status"])
+    return f"{where}, {experiment.metric}={trial[f'last_{experiment.metric}']:.4f}"
 
 
 def _trial_list(experiment: Experiment, trials: pd.DataFrame) -> str:
     key = f"last_{experiment.metric}"
-    ranked = trials.sort_values(key, ascending=experiment.mode == "min", na_position="last", kind="stable")
     return ", ".join(f"{r['trial_id']} ({r['status']}, {experiment.metric}={r[key]:.4g})"
-                     for _, r in ranked.head(10).iterrows())
+                     for _, r in experiment.ranked(trials, unscored=True).head(10).iterrows())
 
 
 def load_generator(experiment: Experiment, trial: pd.Series, spec, device, data=None):
@@ -156,8 +168,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m ganaug.gene
     parser.add_argument("--per-class", type=int, required=True, help="synthetic images per class")
     parser.add_argument("--out", required=True, help="output folder (png), or .npz file / folder (npz)")
     parser.add_argument("--format", choices=("png", "npz"), default="png", help="png image folder (default) or npz")
-    parser.add_argument("--trial", help="trial id (or trial folder name) to export from (default: the best "
-                                        "complete trial)")
+    parser.add_argument("--trial", help="trial id (or trial folder name) to export from (default: the best trial "
+                                        "with a generator, evaluate's best_gan)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generator's noise (default 0)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where the generator runs (default: CUDA when available)")
@@ -166,11 +178,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m ganaug.gene
 
 def main(argv: list[str] | None = None, prog: str = "python -m ganaug.generate") -> int:
     args = parse_args(argv, prog)
-    try:
-        return _export(args)
-    except InputError as error:  # a corrupt checkpoint of the chosen trial (CheckpointError) included
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    return exit_code(lambda: _export(args))  # a corrupt checkpoint of the chosen trial (CheckpointError) included
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -192,6 +200,8 @@ def _export(args: argparse.Namespace) -> int:
 
     experiment = load_experiment(args.results)
     trial = select_trial(experiment, args.trial)
+    chosen = "given by --trial" if args.trial is not None else "the best trial with a generator"
+    print(f"Exporting trial {trial['trial_id']}, {chosen}: {_standing(experiment, trial)}", flush=True)
     data = load_data(experiment.meta["data"])
     spec = data.spec
     device = pick_device(args.device)

@@ -43,6 +43,11 @@ def role_of(name: str) -> str:
     return "gan"
 
 
+# ----------------------------------------------------------------------------------------------
+# Registry: the fixed ablations, changes ganaug.evaluate applies to the best GAN trial's config (their names
+# decide role_of); one more per traditional_aug choice (no_gan+<choice>: NO_GAN with that choice) follows them.
+# No-GAN policies use pseudo labels, which on real data alone are plain cross-entropy over K outputs (all_in_one
+# would leave an untrained (K+1)-th output).
 NO_GAN = {"synthetic_ratio": 0.0, "labeling": "pseudo"}
 FIXED_ABLATIONS = {
     "no_aug": {**NO_GAN, "traditional_aug": "none", "cutout": 0},  # no synthetic data, no augmentation at all

@@ -1,7 +1,7 @@
 """The outputs of an evaluation: evaluation.md (its first line is the headline) and the plots.
 
 Reads the runs of evaluation.csv and the policies of evaluate.policy_configs; every number it shows comes
-from ganaug.stats.
+from ganaug.results.stats.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Statistics of an evaluation's runs (evaluation.csv): t-intervals over seeds and paired differences by seed.
 
-The runs are keyed by policy name; the names, and the role each name plays in a comparison, are defined here
-so that ganaug.evaluate (which runs the policies) and ganaug.evaluation_report (which shows them) share them.
+The runs are keyed by policy name; the names, and the role each name plays in a comparison, are those of
+ganaug.results.policies, shared with evaluate (which runs the policies) and the report (which shows them).
 """
 
 from __future__ import annotations
@@ -17,10 +17,6 @@ from scipy.stats import ttest_rel
 from ganaug.results.policies import BEST_GAN, BEST_NO_GAN, alias_map, role_of
 
 CONFIDENCE = 0.95
-
-
-# ----------------------------------------------------------------------------------------------
-# Policy names: aliases (one run for equal configs) and roles.
 
 
 # ----------------------------------------------------------------------------------------------
@@ -111,11 +107,4 @@ def per_class_deltas(runs: pd.DataFrame, policy: str = BEST_GAN, baseline: str =
     delta = (ours.loc[seeds] - theirs.loc[seeds]).mean()
     return pd.DataFrame({"class": list(ours.columns), baseline: theirs.loc[seeds].mean().to_numpy(),
                          policy: ours.loc[seeds].mean().to_numpy(), "delta": delta.to_numpy()})
-
-
-# ----------------------------------------------------------------------------------------------
-# Registry: the fixed ablations, changes ganaug.evaluate applies to the best GAN trial's config (their names
-# decide role_of); one more per traditional_aug choice (no_gan+<choice>: NO_GAN with that choice) follows them.
-# No-GAN policies use pseudo labels, which on real data alone are plain cross-entropy over K outputs (all_in_one
-# would leave an untrained (K+1)-th output).
 

@@ -1,13 +1,13 @@
 """`python -m ganaug.tune SPACE.yaml`: search for the best GAN augmentation policy with Ray Tune.
 
 Optuna (through an OptunaSearch that reports ASHA-stopped trials as PRUNED) proposes policies, ASHA
-stops weak ones early, and each trial trains a GAN and the classifier jointly (`pipeline.run`).
+stops weak ones early, and each trial trains a GAN and the classifier jointly (`ganaug.trial.run`).
 
     python -m ganaug.tune search_spaces/quickstart.yaml               # laptop, offline, ~1 minute
     python -m ganaug.tune search_spaces/cifar100.yaml --address auto  # on a Ray cluster
     python -m ganaug.tune search_spaces/quickstart.yaml --resume      # finish an interrupted search
 
-This is the only module that builds Tuner, ASHAScheduler, resources and storage; `ganaug.searchers` builds the
+This is the only module that builds Tuner, ASHAScheduler, resources and storage; search/searchers.py builds the
 OptunaSearch it is given.
 """
 
@@ -20,7 +20,6 @@ import os
 import shlex
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import torch
@@ -31,7 +30,8 @@ from ray.tune.search import ConcurrencyLimiter
 from ganaug.cluster import ray_session
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import ImageData, load_data
-from ganaug.errors import EXIT_BAD_INPUT, InputError
+from ganaug.errors import EXIT_BAD_INPUT as EXIT_BAD_INPUT  # re-exported: the exit code of this command on bad input
+from ganaug.errors import InputError, exit_code
 from ganaug.results import (
     BEST_POLICY_FILE,
     EXPERIMENT_FILE,
@@ -51,7 +51,7 @@ from ganaug.space import SearchSpec, load_space, validate_storage
 from ganaug.trial import CheckpointError, TrialReporter, load_checkpoint, run
 
 # The product is "asha" (with the "tpe" searcher); "fifo" (every trial runs all epochs) is one of the baselines
-# benchmarks/search_efficiency.py measures it against (ganaug.searchers.SEARCHERS lists the searchers).
+# benchmarks/search_efficiency.py measures it against (searchers.SEARCHERS lists the searchers).
 SCHEDULERS = ("asha", "fifo")
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class ExperimentError(InputError):
 
 
 # ----------------------------------------------------------------------------------------------
-# The trainable: a thin adapter from Tune to pipeline.run.
+# The trainable: a thin adapter from Tune to trial.run.
 
 def train_trial(config: dict, *, data: dict, base: dict, cpus: float = 1) -> None:
     """Ray Tune function trainable: build the TrialConfig, restore, run, report once per epoch."""
@@ -216,7 +216,7 @@ def search(space: SearchSpec, *, resume: bool = False, address: str | None = Non
         shown = ", ".join(str(point.get("traditional_aug", "as fixed")) for point in baselines)
         print(f"Baselines first: {len(baselines)} no-GAN trial(s) (synthetic_ratio 0; traditional_aug: {shown}) "
               f"start the search and count toward num_samples={space.experiment.num_samples}", flush=True)
-    local = local_view(space)  # results.py works on local folders: a mirror when storage is s3:// etc.
+    local = local_view(space)  # ganaug.results works on local folders: a mirror when storage is s3:// etc.
     if not resume:
         if local is not space:  # a mirror left by an earlier experiment at this URI must not lend the study its trials
             Path(local.experiment_dir(), JOURNAL_FILE).unlink(missing_ok=True)
@@ -246,6 +246,30 @@ def search(space: SearchSpec, *, resume: bool = False, address: str | None = Non
         return summary
 
 
+# Remote storage: the experiment in a local mirror.
+
+def local_view(space: SearchSpec) -> SearchSpec:
+    """`space` itself for local storage; for a URI (s3://...), the same space stored in a local mirror folder."""
+    if not is_uri(space.storage_uri()):
+        return space
+    mirror = mirror_of(space.storage_uri())
+    return space.model_copy(update={"experiment": space.experiment.model_copy(update={"storage": mirror})})
+
+
+def download_to_mirror(space: SearchSpec, local: SearchSpec, names: list[str] | None = None) -> None:
+    """Copy the experiment's small files (not its checkpoints), or only `names`, from remote storage into the
+    local mirror `local` (local_view(space)); nothing when the storage is local."""
+    if local is not space:
+        download(space.experiment_dir(), local.experiment_dir(), names)
+
+
+def upload_from_mirror(space: SearchSpec, local: SearchSpec, names: list[str]) -> None:
+    """Copy files written into the local mirror `local` (local_view(space)) up to the remote experiment folder;
+    nothing when the storage is local."""
+    if local is not space:
+        upload(space.experiment_dir(), local.experiment_dir(), names)
+
+
 # ----------------------------------------------------------------------------------------------
 # Command line.
 
@@ -273,41 +297,16 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.tune") -> 
     args = parse_args(argv, prog)
     overrides = {k: v for k, v in {"name": args.name, "storage": args.storage, "num_samples": args.num_samples,
                                    "max_concurrent": args.max_concurrent}.items() if v is not None}
-    try:
+
+    def run_search() -> None:
         space = load_space(args.space, **overrides)
         if args.smoke_test:
             space = space.smoke()
         command = f"{prog} " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         search(space, resume=args.resume, address=args.address, num_cpus=args.num_cpus, command=command)
-    except InputError as error:
-        if args.debug:
-            traceback.print_exception(error)
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return 0
+
+    return exit_code(run_search, debug=args.debug)
 
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def local_view(space: SearchSpec) -> SearchSpec:
-    """`space` itself for local storage; for a URI (s3://...), the same space stored in a local mirror folder."""
-    if not is_uri(space.storage_uri()):
-        return space
-    mirror = mirror_of(space.storage_uri())
-    return space.model_copy(update={"experiment": space.experiment.model_copy(update={"storage": mirror})})
-
-
-def download_to_mirror(space: SearchSpec, local: SearchSpec, names: list[str] | None = None) -> None:
-    """Copy the experiment's small files (not its checkpoints), or only `names`, from remote storage into the
-    local mirror `local` (local_view(space)); nothing when the storage is local."""
-    if local is not space:
-        download(space.experiment_dir(), local.experiment_dir(), names)
-
-
-def upload_from_mirror(space: SearchSpec, local: SearchSpec, names: list[str]) -> None:
-    """Copy files written into the local mirror `local` (local_view(space)) up to the remote experiment folder;
-    nothing when the storage is local."""
-    if local is not space:
-        upload(space.experiment_dir(), local.experiment_dir(), names)

@@ -138,7 +138,8 @@ def _check_fixed(space: SpaceSections) -> None:
     # A searched classifier is drawn with the fixed classifier_kwargs: check them with one of its import paths.
     classifiers = space.search["classifier"].values if "classifier" in space.search else []
     drawn = {"classifier": next(filter(is_import_path, classifiers), classifiers[0])} if classifiers else {}
-    _config_check({**drawn, **space.fixed}, f"{file}: fixed")
+    # Every trial runs scheduler.max_epochs epochs, which the rules between keys may need (warmup_epochs < epochs).
+    _config_check({**drawn, **space.fixed, "epochs": space.scheduler.max_epochs}, f"{file}: fixed")
 
 
 def _check_dist(space: SpaceSections, key: str, dist: Dist) -> None:
@@ -311,7 +312,7 @@ def _check_pairs(space: SpaceSections) -> None:
 def _with_dependents(space: SpaceSections, values: dict[str, Any], pair: tuple[str, str]) -> dict[str, Any]:
     """`values` plus, for every other searched key whose `when` holds under them, that key's first value: a trial
     that draws the pair also draws the keys conditioned on it (labeling: distill brings its teacher_ema along)."""
-    values = {**TrialConfig().to_dict(), **values}
+    values = {**TrialConfig().to_dict(), "epochs": space.scheduler.max_epochs, **values}
     for key in search_order(space.search):
         dist = space.search[key]
         if key not in pair and dist.when is not None and holds(dist.when, values):

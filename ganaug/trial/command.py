@@ -4,14 +4,13 @@ without Ray: the policy's `config:` and `data:` sections, then trial.run with a 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import yaml
 
 from ganaug.config import ConfigError, TrialConfig
 from ganaug.data import load_data
-from ganaug.errors import EXIT_BAD_INPUT, InputError
+from ganaug.errors import exit_code
 from ganaug.trial.loop import run
 from ganaug.trial.reporter import TrialReporter
 
@@ -24,22 +23,23 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.pipeline")
     parser.add_argument("--seed", type=int, help="override the policy's seed")
     parser.add_argument("--out", help="folder for metrics.jsonl, sample grids and TensorBoard events")
     args = parser.parse_args(argv)
+    return exit_code(lambda: _train(args))
+
+
+def _train(args: argparse.Namespace) -> None:
+    """Read the policy file, apply the overrides and train it, reporting into --out."""
     try:
-        try:
-            policy = yaml.safe_load(Path(args.policy).read_text())
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"{args.policy}: cannot read the policy file ({str(error).splitlines()[0]})") from None
-        if not isinstance(policy, dict) or "config" not in policy or "data" not in policy:
-            raise ConfigError(f"{args.policy}: needs `config:` and `data:` sections (as in best_policy.yaml)")
-        if not isinstance(policy["config"], dict):
-            raise ConfigError(f"{args.policy}: config: expected a mapping of TrialConfig keys, "
-                              f"got {type(policy['config']).__name__}")
-        overrides = {k: v for k, v in {"epochs": args.epochs, "seed": args.seed}.items() if v is not None}
-        cfg = TrialConfig.from_dict({**policy["config"], **overrides}, where=args.policy)
-        data = load_data(policy["data"])
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        policy = yaml.safe_load(Path(args.policy).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{args.policy}: cannot read the policy file ({str(error).splitlines()[0]})") from None
+    if not isinstance(policy, dict) or "config" not in policy or "data" not in policy:
+        raise ConfigError(f"{args.policy}: needs `config:` and `data:` sections (as in best_policy.yaml)")
+    if not isinstance(policy["config"], dict):
+        raise ConfigError(f"{args.policy}: config: expected a mapping of TrialConfig keys, "
+                          f"got {type(policy['config']).__name__}")
+    overrides = {k: v for k, v in {"epochs": args.epochs, "seed": args.seed}.items() if v is not None}
+    cfg = TrialConfig.from_dict({**policy["config"], **overrides}, where=args.policy)
+    data = load_data(policy["data"])
     reporter = TrialReporter(args.out) if args.out else None
     try:
         final = run(cfg, data, reporter)
@@ -47,7 +47,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m ganaug.pipeline")
         if reporter is not None:
             reporter.close()
     print({k: final[k] for k in ("val_acc", "test_acc") if k in final})
-    return 0
 
 
 if __name__ == "__main__":
