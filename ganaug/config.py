@@ -17,9 +17,14 @@ from typing import Any
 from ganaug.errors import InputError, did_you_mean
 from ganaug.options import (
     KWARGS_PREFIX,
+    Above,
     ConfigError,
+    NoneOf,
+    OneOf,
+    active,
     coerce,
     coerce_kwargs,
+    dependencies,
     option,
     unflatten_kwargs,
     valid_values,
@@ -40,6 +45,9 @@ KWARG_SCALARS = (str, int, float, bool, type(None))
 LEGACY_VALUES = {"traditional_aug": {True: "flip_translate", False: "none"}}
 CONDITIONED_FAMILIES = ("cgan", "acgan")  # gan families that take gan_conditions (ganaug.gan.conditions)
 SCORING_FAMILIES = ("acgan", "ali", "translation")  # gan families whose D has a class head that can score fakes
+BUILT_IN_CLASSIFIERS = ("mlp", "cnn", "resnet", "airbench")  # ganaug.classifier.CLASSIFIERS
+# What a GAN key needs to have an effect: a GAN, i.e. synthetic data (config.trains_gan); see options.active.
+GAN = {"synthetic_ratio": Above(0)}
 RANDAUGMENT_MAX_OPS = 14  # RandAugment draws from 14 operations
 RANDAUGMENT_MAX_MAGNITUDE = 30  # 31 magnitude bins, as torchvision's RandAugment
 
@@ -82,87 +90,98 @@ class TrialConfig:
     gan: str = option("acgan", 'GAN family: {choices}; see "More generator families" below.', choices={
         "cgan": "label-conditioned D", "acgan": "D with an auxiliary class head",
         "ali": "ACGAN started by ALI: an encoder, synthetic images near real images' codes",
-        "translation": "real images of one class translated into another, StarGAN / CycleGAN"})
+        "translation": "real images of one class translated into another, StarGAN / CycleGAN"}, needs=GAN)
     gan_arch: str = option("mlp", "G and D: {choices}. In every architecture the label enters G through "
                            "conditional BatchNorm.", choices={
                                "mlp": "512-1024-2048", "dcgan": "conv / transposed conv",
-                               "resnet": "SNGAN's residual G and D, spectral norm in D"})
+                               "resnet": "SNGAN's residual G and D, spectral norm in D"}, needs=GAN)
     gan_loss: str = option("bce", "Adversarial loss: {choices}.",
-                           choices={"bce": "non-saturating", "hinge": "SNGAN / BigGAN"})
-    gan_lr: float = option(2e-4, "Adam learning rate of G and D.", gt=0)
-    gan_beta1: float = option(0.5, "Adam beta1 of G and D (0.5 is the DCGAN choice).", ge=0, lt=1)
-    latent_dim: int = option(100, "Size of the noise vector z.", ge=1)
-    gan_width: float = option(1.0, "Multiplies every hidden width / channel count of G and D.", gt=0)
+                           choices={"bce": "non-saturating", "hinge": "SNGAN / BigGAN"}, needs=GAN)
+    gan_lr: float = option(2e-4, "Adam learning rate of G and D.", gt=0, needs=GAN)
+    gan_beta1: float = option(0.5, "Adam beta1 of G and D (0.5 is the DCGAN choice).", ge=0, lt=1, needs=GAN)
+    latent_dim: int = option(100, "Size of the noise vector z.", ge=1, needs={"gan": NoneOf(("translation",))})
+    gan_width: float = option(1.0, "Multiplies every hidden width / channel count of G and D.", gt=0, needs=GAN)
     acgan_weight: float = option(1.0, f"{', '.join(SCORING_FAMILIES)}: weight of the class cross-entropy in both "
-                                 "players' losses.", gt=0, le=10)
+                                 "players' losses.", gt=0, le=10, needs={"gan": OneOf(SCORING_FAMILIES)})
     acgan_fake_class_loss: bool = option(True, "acgan: D also learns classes on fakes (Odena 2017); False = real "
-                                         "only.")
-    d_steps: int = option(1, "Discriminator steps per generator step.", ge=1)
+                                         "only.", needs={"gan": OneOf(("acgan", "ali"))})
+    d_steps: int = option(1, "Discriminator steps per generator step.", ge=1, needs=GAN)
     d_label_smoothing: float = option(0.0, "One-sided label smoothing: D's target for real images is 1 - s "
-                                      "(gan_loss bce only: hinge has margins, not targets).", ge=0, lt=0.5)
+                                      "(gan_loss bce only: hinge has margins, not targets).", ge=0, lt=0.5,
+                                      needs={"gan_loss": OneOf(("bce",))})
     diffaugment: str = option("", 'DiffAugment on every D input, e.g. "color,translation,cutout".', off="",
-                              valid=f"a comma-separated subset of {', '.join(DIFFAUGMENT_POLICIES)}")
-    g_ema: float = option(0.0, "Decay of an exponential moving average of G used for sampling.", ge=0, lt=1, off=0)
+                              valid=f"a comma-separated subset of {', '.join(DIFFAUGMENT_POLICIES)}", needs=GAN)
+    g_ema: float = option(0.0, "Decay of an exponential moving average of G used for sampling.", ge=0, lt=1, off=0,
+                          needs=GAN)
     d_real_fraction: float = option(0.5, "Share of real images in each discriminator batch (the rest are fakes).",
-                                    gt=0, lt=1)
+                                    gt=0, lt=1, needs=GAN)
     d_mix_schedule: str = option("fixed", "Discriminator batches over training: {choices}.", choices={
-        "fixed": "d_real_fraction every epoch", "hybrid": "0.5 every third epoch, d_real_fraction otherwise"})
-    d_spectral_norm: bool = option(False, "Spectral normalisation of every D layer (always on for gan_arch=resnet).")
+        "fixed": "d_real_fraction every epoch", "hybrid": "0.5 every third epoch, d_real_fraction otherwise"},
+                                 needs=GAN)
+    d_spectral_norm: bool = option(False, "Spectral normalisation of every D layer (always on for gan_arch=resnet).",
+                                   needs={"gan_arch": NoneOf(("resnet",))})
     d_minibatch: str = option("none", "Features over the batch in D against collapse: {choices}, computed over "
                               "real rows and fake rows separately.", choices={
                                   "none": "", "stddev": "minibatch standard deviation, Karras 2018",
-                                  "discrimination": "minibatch discrimination, Salimans 2016"})
+                                  "discrimination": "minibatch discrimination, Salimans 2016"}, needs=GAN)
     gan_conditions: str = option(
         "", "Columns of the dataset's `attributes.csv` that condition G besides the class (YAML may list them: "
         "`[distance, mass]`); D regresses them with a predictor head; samples draw the values from their class's "
         f"training rows. {' / '.join(CONDITIONED_FAMILIES)} only. Reports `condition_error`.", off="",
-        valid="distinct attribute column names separated by commas, e.g. 'mass,distance'")
+        valid="distinct attribute column names separated by commas, e.g. 'mass,distance'",
+        needs={"gan": OneOf(CONDITIONED_FAMILIES)})
     predictor_weight: float = option(1.0, "`gan_conditions`: lambda of the predictor losses (D: lambda x "
-                                     "max(0, l2(real) - l2(fake)); G: lambda x l2(fake)).", gt=0, le=100)
+                                     "max(0, l2(real) - l2(fake)); G: lambda x l2(fake)).", gt=0, le=100,
+                                     needs={"gan_conditions": NoneOf(("",))})
 
     # gan=ali (ganaug/gan/ali.py): ALI (encoder E, G and a joint D on (image, code)), then ACGAN on mixed codes.
     ali_epochs: int = option(2, "`gan: ali`: GAN passes over the training split spent in the ALI phase before the "
-                             "ACGAN phase; 0: no ALI phase (E stays untrained).", ge=0)
+                             "ACGAN phase; 0: no ALI phase (E stays untrained).", ge=0, needs={"gan": OneOf(("ali",))})
     ali_train_encoded_share: float = option(0.5, "`gan: ali`, ACGAN phase: share of G's codes that are E(x) of the "
-                                            "batch's real images, the rest N(0, 1).", ge=0, le=1)
+                                            "batch's real images, the rest N(0, 1).", ge=0, le=1,
+                                            needs={"gan": OneOf(("ali",))})
     ali_mask_encoded: bool = option(True, "`gan: ali`, ACGAN phase: no real/fake loss on images from encoded codes "
-                                    "(the report's masked variant); False = unmasked.")
+                                    "(the report's masked variant); False = unmasked.", needs={"gan": OneOf(("ali",))})
     ali_reconstruction_weight: float = option(3.0, "`gan: ali`: weight of L1(G(E(x), y), x) (ALICE's term) on G and "
                                               "E in the ALI phase and on encoded rows after; 0 = plain ALI.",
-                                              ge=0, le=100, off=0)
+                                              ge=0, le=100, off=0, needs={"gan": OneOf(("ali",))})
     ali_encoded_share: float = option(0.5, "`gan: ali`, sampling: share of synthetic images drawn near the code of "
-                                      "a real image of their class.", ge=0, le=1)
+                                      "a real image of their class.", ge=0, le=1, needs={"gan": OneOf(("ali",))})
     ali_code_noise: float = option(0.5, "`gan: ali`, sampling: std of the Gaussian noise added to those codes.",
-                                   ge=0, le=10)
+                                   ge=0, le=10, needs={"gan": OneOf(("ali",))})
 
     # gan=translation (ganaug/gan/translation.py): StarGAN / CycleGAN class-to-class translation.
     cycle_weight: float = option(10.0, "`gan: translation`: weight of the cycle loss L1(G(G(x, b), a), x) "
-                                 "(StarGAN's lambda_rec: 10).", ge=0, le=100)
+                                 "(StarGAN's lambda_rec: 10).", ge=0, le=100, needs={"gan": OneOf(("translation",))})
     identity_weight: float = option(0.0, "`gan: translation`: weight of CycleGAN's identity loss L1(G(x, a), x).",
-                                    ge=0, le=100, off=0)
+                                    ge=0, le=100, off=0, needs={"gan": OneOf(("translation",))})
 
     # GAN training budget.
     gan_steps_per_batch: int = option(1, "GAN updates (d_steps D steps + one G step) per classifier step; each "
-                                      "extra one on its own real batch.", ge=1)
+                                      "extra one on its own real batch.", ge=1, needs=GAN)
     gan_pretrain_epochs: int = option(0, "GAN-only passes over the training split before the classifier's first "
-                                      "epoch (reported as epoch 0, with `gan_pretrain_epoch`).", ge=0)
+                                      "epoch (reported as epoch 0, with `gan_pretrain_epoch`).", ge=0, needs=GAN)
     gan_freeze: bool = option(False, "The GAN stops training when the classifier starts and only samples from then "
-                              "on (needs gan_pretrain_epochs >= 1).")
+                              "on (needs gan_pretrain_epochs >= 1).", needs={"gan_pretrain_epochs": Above(0)})
 
     # Augmentation policy.
     synthetic_ratio: float = option(0.0, "Synthetic images per real image in each classifier batch; 0 = no GAN "
                                     "data.", ge=0, le=20)
     labeling: str = option("pseudo", "Targets for synthetic images: {choices}.", choices={
         "pseudo": "the class G was conditioned on", "lsro": "uniform over the classes, Zheng 2017",
-        "all_in_one": "an extra class: the classifier has K + 1 outputs", "distill": "the teacher's soft label, below"})
-    gan_warmup_epochs: int = option(0, "Epochs of real-only classifier training before synthetic data starts.", ge=0)
+        "all_in_one": "an extra class: the classifier has K + 1 outputs", "distill": "the teacher's soft label, below"},
+                           needs=GAN)
+    gan_warmup_epochs: int = option(0, "Epochs of real-only classifier training before synthetic data starts.", ge=0,
+                                    needs=GAN)
     traditional_aug: str = option("none", "Real images: {choices}.", choices={
         "none": "", "flip_translate": "flip + up to 4 px on 32x32",
         "trivialaugment": "flip_translate, then TrivialAugmentWide: one of 14 ops per image at a random magnitude",
         "randaugment": "flip_translate, then `randaugment_ops` ops per image at `randaugment_magnitude`"})
-    randaugment_ops: int = option(2, "randaugment: operations per image (N).", ge=1, le=RANDAUGMENT_MAX_OPS)
+    randaugment_ops: int = option(2, "randaugment: operations per image (N).", ge=1, le=RANDAUGMENT_MAX_OPS,
+                                  needs={"traditional_aug": OneOf(("randaugment",))})
     randaugment_magnitude: int = option(9, "randaugment: magnitude bin M (torchvision's scale).", ge=0,
-                                        le=RANDAUGMENT_MAX_MAGNITUDE)
+                                        le=RANDAUGMENT_MAX_MAGNITUDE,
+                                        needs={"traditional_aug": OneOf(("randaugment",))})
     cutout: int = option(0, "Side in px of a square set to grey in every augmented image (after traditional_aug); at "
                          "most the image side (checked once the data is loaded).", ge=0, off=0)
     mix: str = option("none", "Whole-batch mixing of classifier batches, after traditional_aug: {choices}; a fresh "
@@ -170,34 +189,38 @@ class TrialConfig:
                       "(synthetic rows with synthetic rows, with augment_synthetic), targets as the images.", choices={
                           "none": "", "mixup": "lambda x + (1 - lambda) x' (Zhang 2018)",
                           "cutmix": "a box of x' pasted into x, per image, lambda = the kept area (Yun 2019)"})
-    mix_alpha: float = option(1.0, "mix: alpha of the Beta distribution lambda is drawn from.", gt=0, le=10)
+    mix_alpha: float = option(1.0, "mix: alpha of the Beta distribution lambda is drawn from.", gt=0, le=10,
+                              needs={"mix": NoneOf(("none",))})
     augment_synthetic: bool = option(False, "Synthetic images get the same traditional augmentation, cutout and mix "
-                                     "as real ones.")
+                                     "as real ones.", needs=GAN)
 
     # Making synthetic data count.
     teacher_ema: float = option(0.0, "Decay of an exponential moving average of the classifier, the teacher of the "
                                 "two keys below. Reports `val_acc_teacher` (the objective stays the classifier's "
-                                "`val_acc`).", ge=0, lt=1, off=0)
+                                "`val_acc`).", ge=0, lt=1, off=0, needs=GAN)
     filter_candidates: int = option(
         1, "Candidates drawn per synthetic image; per class the best-scored are kept (same batch size and class "
         "counts). Scored by the teacher, else by D's auxiliary class head "
         f"({', '.join(SCORING_FAMILIES)}); reports `filter_confidence`. > 1 needs `teacher_ema` > 0 or one of "
-        "those families.", ge=1, le=32, off=1)
+        "those families.", ge=1, le=32, off=1, needs=GAN)
     distill_weight: float = option(0.5, "`labeling: distill`: target = w x softmax(teacher(x) / T) + (1 - w) x "
-                                   "one-hot(conditioning class); needs `teacher_ema` > 0.", ge=0, le=1)
-    distill_temperature: float = option(2.0, "`labeling: distill`: T above.", gt=0)
+                                   "one-hot(conditioning class); needs `teacher_ema` > 0.", ge=0, le=1,
+                                   needs={"labeling": OneOf(("distill",))})
+    distill_temperature: float = option(2.0, "`labeling: distill`: T above.", gt=0,
+                                        needs={"labeling": OneOf(("distill",))})
     synthetic_bn: str = option("shared", "BatchNorm of synthetic rows: {choices}; evaluation uses the real rows' "
                                "statistics.", choices={"shared": "the real rows' statistics", "split": (
-                                   "their own statistics and affine parameters in the same forward pass, AdvProp")})
+                                   "their own statistics and affine parameters in the same forward pass, AdvProp")},
+                               needs=GAN)
     synthetic_schedule: str = option("constant", "Synthetic images over training: {choices}.", choices={
         "constant": "", "anneal": "the ratio falls linearly to 0 over the second half of training",
-        "front": 'synthetic images in the first half only: "first GAN images, then real"'})
+        "front": 'synthetic images in the first half only: "first GAN images, then real"'}, needs=GAN)
 
     # Classifier.
     classifier: str = option(
         "mlp", "Downstream classifier: {choices} (built in, sized by classifier_width), torchvision:NAME (a "
         "torchvision classification model, untrained; ResNets get a small-image stem) or package.module:factory "
-        '(your own model): see "Bring your own classifier".', choices=("mlp", "cnn", "resnet", "airbench"),
+        '(your own model): see "Bring your own classifier".', choices=BUILT_IN_CLASSIFIERS,
         valid="torchvision:NAME or package.module:factory (a callable returning an nn.Module)")
     classifier_kwargs: dict[str, Any] = option(
         {}, "Arguments of a torchvision:/import-path classifier's factory besides "
@@ -206,10 +229,10 @@ class TrialConfig:
         "ResNet's ImageNet stem.", valid="a mapping of argument names to scalars, e.g. {depth: 3}")
     classifier_lr: float = option(1e-3, "Peak learning rate of the classifier (the schedule's 1).", gt=0)
     classifier_width: float = option(1.0, "Multiplies every hidden width / channel count of a built-in classifier.",
-                                     gt=0)
+                                     gt=0, needs={"classifier": OneOf(BUILT_IN_CLASSIFIERS)})
     classifier_dropout: float = option(1.0, "Multiplies every dropout rate of a built-in classifier (mlp: 0.2 per "
                                        "layer; cnn: 0.25 per block, 0.5 before the head; airbench, resnet: none).",
-                                       ge=0, le=1.5, off=0)
+                                       ge=0, le=1.5, off=0, needs={"classifier": OneOf(("mlp", "cnn"))})
     optimizer: str = option("adamw", "The classifier's optimizer: {choices}.", choices={
         "adamw": "AdamW, weight_decay decoupled", "sgd": "SGD, Nesterov momentum 0.9, weight_decay as L2"})
     lr_schedule: str = option("constant", "The classifier's learning rate per batch, over the trial's `epochs` (so an "
@@ -269,6 +292,12 @@ class TrialConfig:
             else:
                 values[name] = value
         return values
+
+    def identity(self) -> dict[str, Any]:
+        """to_dict() without the keys this policy cannot use (inactive_keys): what makes two policies the same
+        policy (evaluate's run ids, the generator bank's keys)."""
+        inactive = set(inactive_keys(self))
+        return {key: value for key, value in self.to_dict().items() if key not in inactive}
 
     def replace(self, **changes: Any) -> TrialConfig:
         base = self.to_dict()
@@ -346,6 +375,31 @@ _FIELDS = {spec.name: spec for spec in fields(TrialConfig)}
 # starts), and the names of the key's registry dict where it has one (gan: ganaug.gan.families.FAMILIES, gan_arch,
 # d_minibatch, gan_loss, labeling, classifier, traditional_aug), which registry() checks when its module is imported.
 CHOICES = {name: tuple(spec.metadata["choices"]) for name, spec in _FIELDS.items() if spec.metadata["choices"]}
+
+
+def inactive_keys(config: TrialConfig | dict[str, Any]) -> list[str]:
+    """The keys a policy cannot use (each field's `needs`, options.active), in field order: every GAN key when
+    synthetic_ratio is 0, a family's own keys under another family, randaugment_* without RandAugment, ... A search
+    does not draw them, summary.csv and best_policy.yaml leave them blank, and they are no part of its identity."""
+    values = config.to_dict() if isinstance(config, TrialConfig) else {**TrialConfig().to_dict(), **config}
+    return [name for name in _FIELDS if not is_active(name, values)]
+
+
+def without_inactive(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` (some of a policy's keys) without the keys that policy cannot use, so that they take their defaults:
+    a fixed labeling: distill in a trial with synthetic_ratio 0, whose teacher_ema was not drawn, is no conflict."""
+    inactive = set(inactive_keys(values))
+    return {key: value for key, value in values.items() if key not in inactive}
+
+
+def is_active(key: str, values: dict[str, Any]) -> bool:
+    """Whether `key` has an effect in a policy whose keys have `values` (all of them: defaults filled in)."""
+    return active(key, values, _FIELDS)
+
+
+def depends_on(key: str) -> set[str]:
+    """The keys whose values decide whether `key` is active (a search draws them first)."""
+    return dependencies(key, _FIELDS)
 
 
 def check_cutout(cutout: Any, height: int, width: int, *, where: str = "",

@@ -28,16 +28,55 @@ LIMIT_SIGNS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 _COMPARE = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
 
 
+@dataclasses.dataclass(frozen=True)
+class OneOf:
+    """A condition on another key's value: one of `values` (NoneOf: none of them)."""
+
+    values: tuple
+
+    def holds(self, value: Any) -> bool:
+        return value in self.values
+
+    def __str__(self) -> str:
+        return "is " + " or ".join(map(str, self.values))
+
+
+@dataclasses.dataclass(frozen=True)
+class NoneOf(OneOf):
+    def holds(self, value: Any) -> bool:
+        return value not in self.values
+
+    def __str__(self) -> str:
+        return "is not " + " or ".join(map(repr if "" in self.values else str, self.values))
+
+
+@dataclasses.dataclass(frozen=True)
+class Above:
+    """A condition on another key's value: greater than `bound`."""
+
+    bound: float
+
+    def holds(self, value: Any) -> bool:
+        return value > self.bound
+
+    def __str__(self) -> str:
+        return f"> {self.bound}"
+
+
+Condition = OneOf | Above
+
+
 def option(default: Any, doc: str, *, choices: dict[str, str] | tuple[str, ...] | None = None, valid: str = "",
            off: Any = None, ge: float | None = None, gt: float | None = None, le: float | None = None,
-           lt: float | None = None) -> Any:
+           lt: float | None = None, needs: dict[str, Condition] | None = None) -> Any:
     """One TrialConfig key, declared once: its default; its documentation (one line of README's table, where
     "{choices}" stands for a choice key's choices with their meanings); a number's limits (ge, gt, le, lt) and
     the value that turns it `off`; a choice key's choices (name -> meaning, or names; CHOICES is read from them);
-    and what is `valid` where neither says (a choice key: besides its choices)."""
+    what is `valid` where neither says (a choice key: besides its choices); and what it `needs` to have an effect:
+    conditions on other keys (see `active`)."""
     limits = {bound: value for bound, value in zip(LIMIT_SIGNS, (ge, gt, le, lt)) if value is not None}
     choices = dict.fromkeys(choices, "") if isinstance(choices, tuple) else choices
-    metadata = {"doc": doc, "choices": choices, "valid": valid, "off": off, "limits": limits}
+    metadata = {"doc": doc, "choices": choices, "valid": valid, "off": off, "limits": limits, "needs": needs or {}}
     if isinstance(default, dict):  # a mutable default: each config gets its own
         return field(default_factory=dict, hash=False, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -128,3 +167,22 @@ def coerce(key: str, spec: dataclasses.Field, value: Any, where: str,
         f"{where}: {key}={value!r} has the wrong type; expected {kind.__name__} "
         f"(default {spec.default!r})"
     )
+
+
+def active(name: str, values: dict[str, Any], specs: dict[str, dataclasses.Field]) -> bool:
+    """Whether key `name` has an effect in a policy of `values` (every key's value): every condition it `needs`
+    holds, and every key it names is active itself (acgan_weight needs gan to be acgan, ali or translation, and gan
+    needs synthetic_ratio > 0). A key that is not active changes nothing a trial does."""
+    needs = specs[name].metadata["needs"] if name in specs else {}
+    return all(condition.holds(values[key]) and active(key, values, specs) for key, condition in needs.items())
+
+
+def dependencies(name: str, specs: dict[str, dataclasses.Field]) -> set[str]:
+    """Every key whose value decides whether `name` is active, directly or through the keys it needs."""
+    direct = set(specs[name].metadata["needs"]) if name in specs else set()
+    return direct.union(*(dependencies(key, specs) for key in direct))
+
+
+def needs_text(spec: dataclasses.Field) -> str:
+    """A key's own conditions in words ("synthetic_ratio > 0", "gan is acgan or ali"); "" for a key always used."""
+    return " and ".join(f"{key} {condition}" for key, condition in spec.metadata["needs"].items())

@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from ganaug.config import TrialConfig
+from ganaug.config import TrialConfig, inactive_keys
 from ganaug.space.schema import (
     Dist,
     ExperimentSection,
@@ -80,8 +80,10 @@ def test_shipped_space_loads_and_samples_valid_trials(path):
         assert set(params) <= set(spec.search)
         config = spec.trial_config(params)
         assert config.epochs == spec.scheduler.max_epochs
-        for key, value in spec.fixed.items():
-            assert getattr(config, key) == value
+        inactive = inactive_keys(config)
+        for key, value in spec.fixed.items():  # the keys this policy cannot use take their defaults
+            assert getattr(config, key) == (getattr(TrialConfig(), key) if key in inactive else value)
+        assert not set(params) & set(inactive)  # and are never drawn
         if "diffaugment" in params:  # conditional on the conv architectures in every shipped space
             assert params["gan_arch"] in ("dcgan", "resnet")
         if "gan_freeze" in params:  # only searched where there is pretraining to freeze after
@@ -118,7 +120,7 @@ def test_documented_example_loads(tmp_path):
     spec = load_space(write(tmp_path, example))
     assert spec.experiment.reuse_actors is True and spec.experiment.sampler.multivariate is True
     assert spec.search["diffaugment"].when == {"gan_arch": "dcgan"}
-    assert all(("diffaugment" in params) == (params["gan_arch"] == "dcgan") for params in sample(spec, 10))
+    assert all(("diffaugment" in params) == (params.get("gan_arch") == "dcgan") for params in sample(spec, 10))
 
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda path: path.stem)
@@ -151,9 +153,8 @@ def test_baseline_points_take_defaults_or_midpoints_and_respect_when(tmp_path):
     assert none["synthetic_ratio"] == 0 and isinstance(none["synthetic_ratio"], int)  # the choice as written
     assert none["traditional_aug"] == "none" and "randaugment_magnitude" not in none  # its `when` fails
     assert rand["traditional_aug"] == "randaugment" and rand["randaugment_magnitude"] == 16  # middle on the grid
-    assert none["gan_lr"] == pytest.approx(1e-3)  # geometric middle: the default 2e-4 is out of reach
+    assert "gan_lr" not in none and "gan_pretrain_epochs" not in none  # GAN keys: a no-GAN policy cannot use them
     assert none["batch_size"] == 128 and none["classifier_width"] == 1.0  # defaults the space can draw
-    assert none["gan_pretrain_epochs"] == 4
     off = load_space(write(tmp_path, doc(experiment="{name: t, baselines_first: false}",
                                          search="{synthetic_ratio: {choice: [0.0, 0.5]}}"), "off.yaml"))
     assert off.baseline_points() == []
@@ -198,7 +199,7 @@ def test_old_boolean_traditional_aug_still_loads(tmp_path):
 
 def test_when_key_is_suggested_only_when_its_condition_holds(tmp_path):
     # diffaugment comes first in the file: define_by_run must still suggest gan_arch before it.
-    path = write(tmp_path, doc(search="""
+    path = write(tmp_path, doc(fixed="{classifier: mlp, synthetic_ratio: 0.5}", search="""
   diffaugment: {choice: ["", translation, "color,translation,cutout"], when: {gan_arch: dcgan}}
   g_ema: {choice: [0.0, 0.999], when: {gan_arch: [mlp, dcgan], traditional_aug: true}}
   gan_arch: {choice: [mlp, dcgan]}
@@ -220,7 +221,7 @@ def test_when_key_is_suggested_only_when_its_condition_holds(tmp_path):
 
 
 def test_when_on_a_fixed_key_and_on_an_int_key(tmp_path):
-    path = write(tmp_path, doc(fixed="{gan_arch: mlp}", search="""
+    path = write(tmp_path, doc(fixed="{gan_arch: mlp, synthetic_ratio: 0.5}", search="""
   gan_lr: {loguniform: [1.0e-4, 1.0e-3]}
   latent_dim: {int: [32, 128], step: 32, when: {gan_arch: mlp}}
   diffaugment: {choice: ["", translation], when: {d_steps: 2}}
@@ -384,8 +385,10 @@ BAD = [
      ["fixed.randaugment_magnitude", "31", "[0, 30]"]),
     (doc(search="{randaugment_ops: {int: [0, 2]}}"), ["search.randaugment_ops", "[1, 14]"]),
     (doc(fixed="{cutout: -4}"), ["fixed.cutout", ">= 0"]),
-    (doc(search="{labeling: {choice: [pseudo, distill]}}"), ["search.labeling", "'distill'", "teacher_ema"]),
-    (doc(search="{labeling: {choice: [pseudo, distill]}, gan: {choice: [cgan, acgan]}}"),
+    (doc(fixed="{classifier: mlp, synthetic_ratio: 0.5}", search="{labeling: {choice: [pseudo, distill]}}"),
+     ["search.labeling", "'distill'", "teacher_ema"]),
+    (doc(fixed="{classifier: mlp, synthetic_ratio: 0.5}",
+         search="{labeling: {choice: [pseudo, distill]}, gan: {choice: [cgan, acgan]}}"),
      ["search.labeling", "teacher_ema"]),
     (doc(fixed="{d_real_fraction: 1.5}"), ["fixed.d_real_fraction", "0 < d_real_fraction < 1"]),
     (doc(fixed="{classifier: vgg}"), ["fixed.classifier", "'vgg'", "mlp, cnn, resnet, airbench"]),
@@ -480,15 +483,29 @@ def test_missing_file_is_a_space_error(tmp_path):
 
 
 @pytest.mark.parametrize("search, message", [
-    ("{gan_pretrain_epochs: {choice: [0, 5]}, gan_freeze: {choice: [false, true]}}",
-     "search.gan_pretrain_epochs and search.gan_freeze: a trial could draw gan_pretrain_epochs=0 with "
-     "gan_freeze=True"),
-    ("{gan_loss: {choice: [bce, hinge]}, d_label_smoothing: {choice: [0.0, 0.1]}}",
-     "search.gan_loss and search.d_label_smoothing: a trial could draw gan_loss='hinge' with d_label_smoothing=0.1"),
+    ("{labeling: {choice: [pseudo, distill]}, teacher_ema: {choice: [0.0, 0.99]}}",
+     "search.labeling and search.teacher_ema: a trial could draw labeling='distill' with teacher_ema=0.0"),
+    ("{gan: {choice: [cgan, acgan]}, filter_candidates: {choice: [1, 2]}}",
+     "search.gan and search.filter_candidates: a trial could draw gan='cgan' with filter_candidates=2"),
 ])
 def test_searched_keys_that_cannot_combine_fail_at_load_time(tmp_path, search, message):
     with pytest.raises(SpaceError, match=re.escape(message) + ".*valid: a `when:`"):
-        load_space(write(tmp_path, doc(search=search)))
+        load_space(write(tmp_path, doc(fixed="{classifier: mlp, synthetic_ratio: 0.5}", search=search)))
+
+
+@pytest.mark.parametrize("search, needed", [
+    ("{gan_pretrain_epochs: {choice: [0, 5]}, gan_freeze: {choice: [false, true]}}",
+     ("gan_freeze", "gan_pretrain_epochs")),
+    ("{gan_loss: {choice: [bce, hinge]}, d_label_smoothing: {choice: [0.0, 0.1]}}", ("d_label_smoothing", "gan_loss")),
+])
+def test_keys_a_policy_cannot_use_are_never_drawn_so_they_never_conflict(tmp_path, search, needed):
+    """gan_freeze needs pretraining, d_label_smoothing the bce loss (TrialConfig's `needs`): a trial without them
+    does not draw the key, so the pairs that would conflict are never drawn and the space is valid as written."""
+    spec = load_space(write(tmp_path, doc(fixed="{classifier: mlp, synthetic_ratio: 0.5}", search=search)))
+    key, on = needed
+    for params in sample(spec, 30):
+        if key in params:
+            assert params[on] == {"gan_freeze": 5, "d_label_smoothing": "bce"}[key]
 
 
 def test_a_when_condition_makes_conflicting_keys_valid(tmp_path):

@@ -182,10 +182,12 @@ def ablation_variants(config: dict) -> dict[str, dict]:
 
 
 def _deduplicate(candidates: list[tuple[str, dict]]) -> dict[str, dict]:
-    """Keep the first policy of each distinct config; later ones with the same config become its aliases."""
+    """Keep the first policy of each distinct config (TrialConfig.identity: keys a policy cannot use do not make it
+    another); later ones with the same config become its aliases."""
     policies: dict[str, dict] = {}
+    identity = lambda policy: TrialConfig.from_dict(policy["config"]).identity()
     for name, policy in candidates:
-        same = next((kept for kept, other in policies.items() if other["config"] == policy["config"]), None)
+        same = next((kept for kept, other in policies.items() if identity(other) == identity(policy)), None)
         if same is None:
             policies[name] = {**policy, "aliases": []}
         else:
@@ -197,8 +199,9 @@ def _deduplicate(candidates: list[tuple[str, dict]]) -> dict[str, dict]:
 # Runs: one per policy and seed, named by a hash of its config, so a rerun keeps what evaluation.csv holds.
 
 def run_id(config: dict, seed: int) -> str:
-    """Stable id of one run: a hash of its full config (seed included; epochs are part of the config)."""
-    text = json.dumps({**config, "seed": int(seed)}, sort_keys=True)
+    """Stable id of one run: a hash of its policy's identity (its config without the keys it cannot use,
+    TrialConfig.identity; epochs are part of it) and the seed."""
+    text = json.dumps({**TrialConfig.from_dict(config).identity(), "seed": int(seed)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

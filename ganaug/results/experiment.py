@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ganaug.config import trains_gan
+from ganaug.config import trains_gan, without_inactive
 from ganaug.errors import InputError
 from ganaug.files import atomic_write
 from ganaug.results.storage import StorageError, check_reachable, download, is_uri, mirror_of_experiment, upload
@@ -107,9 +107,10 @@ class Experiment:
         return trials.iloc[0]
 
     def config_of(self, trial: pd.Series) -> dict[str, Any]:
-        """The full TrialConfig dict of a trial: the experiment's base config plus the trial's parameters."""
+        """The TrialConfig dict a trial ran: the experiment's base config plus the trial's parameters, without the
+        keys that policy cannot use (config.without_inactive: they took their defaults)."""
         params = json.loads((Path(trial["path"]) / "params.json").read_text())
-        return {**self.meta["base_config"], **params}
+        return without_inactive({**self.meta["base_config"], **params})
 
     def checkpoints_of(self, trial: pd.Series) -> list[Path]:
         """The trial's checkpoint folders, newest first (of a remote experiment: fetched into the mirror)."""
@@ -138,7 +139,7 @@ def save_experiment_meta(space, command: str | None) -> None:
         "num_samples": space.experiment.num_samples,
         "data": dict(space.data),
         "searched": list(space.search),
-        "base_config": space.trial_config({}).to_dict(),
+        "base_config": space.base_config(),
     }
     atomic_write(directory / EXPERIMENT_FILE, yaml.safe_dump(meta, sort_keys=False))
 

@@ -28,7 +28,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from ganaug.cluster import ray_session
-from ganaug.config import ConfigError, TrialConfig
+from ganaug.config import ConfigError, TrialConfig, without_inactive
 from ganaug.data import ImageData, load_data
 from ganaug.errors import EXIT_BAD_INPUT as EXIT_BAD_INPUT  # re-exported: the exit code of this command on bad input
 from ganaug.errors import InputError, exit_code
@@ -68,7 +68,7 @@ def train_trial(config: dict, *, data: dict, base: dict, cpus: float = 1) -> Non
     """Ray Tune function trainable: build the TrialConfig, restore, run, report once per epoch."""
     # Each trial uses only its CPU share, so k trials on k cores don't oversubscribe them.
     torch.set_num_threads(max(1, math.floor(cpus)))
-    cfg = TrialConfig.from_dict({**base, **config}, where="trial config")
+    cfg = TrialConfig.from_dict(without_inactive({**base, **config}), where="trial config")
     images = ImageData.unpack(data)
     reporter = TrialReporter(
         os.getcwd(),  # this trial's working directory on its node; Tune uploads it (sync_artifacts)
@@ -140,7 +140,8 @@ def build_tuner(space: SearchSpec, data, *, resume: bool = False, searcher: str 
             raise ConfigError(f"build_tuner: {key}={value!r} is not one of {', '.join(valid)}")
 
     resources = space.experiment.resources
-    base = space.trial_config({}).to_dict()
+    space.trial_config({})  # the fixed keys and the defaults make a valid trial
+    base = space.base_config()
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, data=data.pack(), base=base, cpus=resources.cpu),
         {"cpu": resources.cpu, "gpu": resources.gpu},

@@ -10,7 +10,16 @@ import math
 import re
 from typing import Any
 
-from ganaug.config import DATASET_NAMES, KWARGS_PREFIX, ConfigError, TrialConfig, is_import_path
+from ganaug.config import (
+    DATASET_NAMES,
+    KWARGS_PREFIX,
+    ConfigError,
+    TrialConfig,
+    depends_on,
+    is_active,
+    is_import_path,
+    without_inactive,
+)
 from ganaug.errors import did_you_mean
 from ganaug.space.schema import (
     DISTRIBUTIONS,
@@ -270,8 +279,19 @@ def _check_pairs(space: SpaceSections) -> None:
     keys = list(space.search)
 
     def valid(values: dict[str, Any], pair: tuple[str, str]) -> ConfigError | None:
+        """The error of a trial drawing `values` (None: valid). A trial never draws a key it cannot use
+        (config.inactive_keys), so a combination that leaves one of the pair inactive is never drawn: valid."""
+        values = _with_dependents(space, {**space.fixed, **values}, pair)
+        # The searched keys the pair's activity depends on (synthetic_ratio for a GAN key) at values that activate it.
+        for key in search_order(space.search):
+            if key not in pair and key in set().union(*map(depends_on, pair)) and \
+                    not all(is_active(name, values) for name in pair):
+                values[key] = next((value for value in space.search[key].values
+                                    if all(is_active(name, {**values, key: value}) for name in pair)), values[key])
+        if not all(is_active(key, values) for key in pair):
+            return None
         try:
-            TrialConfig.from_dict(_with_dependents(space, {**space.fixed, **values}, pair))
+            TrialConfig.from_dict(without_inactive(values))
         except ConfigError as err:
             return err
         return None
@@ -299,14 +319,13 @@ def _check_pairs(space: SpaceSections) -> None:
                     # Skip combinations a `when` rules out (one key conditioned on the other's value).
                     if not all(holds(dist.when, values) for dist in dists.values() if dist.when):
                         continue
-                    try:
-                        TrialConfig.from_dict(_with_dependents(space, values, (first, second)))
-                    except ConfigError as err:
-                        reason = str(err).split(": ", 1)[1]
+                    error = valid(values, (first, second))
+                    if error is not None:
+                        reason = str(error).split(": ", 1)[1]
                         raise SpaceError(
                             f"{space.path}: search.{first} and search.{second}: a trial could draw {first}="
                             f"{value_a!r} with {second}={value_b!r}, which is invalid ({reason}); valid: a "
-                            f"`when:` on one of them, or choices that always combine") from None
+                            f"`when:` on one of them, or choices that always combine")
 
 
 def _with_dependents(space: SpaceSections, values: dict[str, Any], pair: tuple[str, str]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
-from ganaug.config import TrialConfig
+from ganaug.config import TrialConfig, depends_on
 from ganaug.errors import InputError
 from ganaug.options import KIND_WORDS, LIMIT_SIGNS, limits_hint
 
@@ -151,12 +151,13 @@ class SpaceSections(StrictModel):
 
 
 def search_order(search: dict[str, Dist]) -> list[str]:
-    """Searched keys in file order, except that a `when` key comes after the searched keys it depends on."""
+    """Searched keys in file order, except that a key comes after the searched keys it depends on: those of its
+    `when`, and those that decide whether it is active at all (config.depends_on: gan before acgan_weight)."""
     order: list[str] = []
     pending = list(search)
+    needs = {key: {*(search[key].when or {}), *depends_on(key)} for key in search}
     while pending:
-        ready = next((key for key in pending
-                      if all(dep in order or dep not in search for dep in search[key].when or {})), None)
+        ready = next((key for key in pending if all(dep in order or dep not in search for dep in needs[key])), None)
         if ready is None:  # only reachable for a cycle, which the checks report first
             raise SpaceError(f"search: `when` conditions form a cycle among {', '.join(pending)}")
         order.append(ready)

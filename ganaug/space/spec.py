@@ -25,7 +25,9 @@ from ganaug.config import (
     TrialConfig,
     check_attribute_columns,
     check_cutout,
+    is_active,
     is_import_path,
+    without_inactive,
 )
 from ganaug.space.checks import check, unknown_hint
 from ganaug.space.schema import (
@@ -57,23 +59,39 @@ class SearchSpec(SpaceSections):
     def define_by_run(self, trial: Any) -> dict[str, Any]:
         """Suggest every searched key for an Optuna trial (Ray's OptunaSearch `space=`).
 
-        Keys come in dependency order (a `when` key after the keys it depends on); a key whose
-        condition fails is not suggested, so Optuna never sees a value that has no effect. Returns
-        {}: fixed keys are added by `trial_config`, not stored in the study.
+        Keys come in dependency order (a key after the keys its `when` and its activity depend on); a key whose
+        `when` fails, or that the policy drawn so far cannot use (config.inactive_keys: every GAN key at
+        synthetic_ratio 0, a family's own keys under another family, ...), is not suggested, so Optuna never sees
+        a value that has no effect. Returns {}: fixed keys are added by `trial_config`, not stored in the study.
         """
         current = {**TrialConfig().to_dict(), **self.fixed}
         for key in search_order(self.search):
-            dist = self.search[key]
-            if dist.when is None or holds(dist.when, current):
-                current[key] = dist.suggest(trial, key)
+            if self.draws(key, current):
+                current[key] = self.search[key].suggest(trial, key)
         return {}
 
+    def draws(self, key: str, current: dict[str, Any]) -> bool:
+        """Whether a trial whose keys so far have `current` values draws searched key `key`: its `when` holds and
+        the policy can use it."""
+        dist = self.search[key]
+        return (dist.when is None or holds(dist.when, current)) and (key.startswith(KWARGS_PREFIX) or
+                                                                      is_active(key, current))
+
     def trial_config(self, params: dict[str, Any]) -> TrialConfig:
-        """TrialConfig of one trial: defaults <- fixed <- searched params; epochs = scheduler.max_epochs."""
+        """TrialConfig of one trial: defaults <- fixed <- searched params, the keys it cannot use at their defaults
+        (config.without_inactive); epochs = scheduler.max_epochs."""
         values = {**self.fixed, **params, "epochs": self.scheduler.max_epochs}
         if "seed" not in self.fixed and "seed" not in self.search:
             values["seed"] = self.experiment.seed
-        return TrialConfig.from_dict(values, where=f"{self.path}: trial")
+        return TrialConfig.from_dict(without_inactive(values), where=f"{self.path}: trial")
+
+    def base_config(self) -> dict[str, Any]:
+        """What every trial starts from before its searched params: defaults <- fixed, epochs, seed, every key (the
+        inactive ones too: which are inactive depends on the params)."""
+        values = {**self.fixed, "epochs": self.scheduler.max_epochs}
+        if "seed" not in self.fixed and "seed" not in self.search:
+            values["seed"] = self.experiment.seed
+        return TrialConfig.from_dict(values, where=f"{self.path}: fixed", combinations=False).to_dict()
 
     def baseline_points(self) -> list[dict[str, Any]]:
         """The no-GAN policies a search runs first (experiment.baselines_first), as Optuna params.
@@ -99,7 +117,7 @@ class SearchSpec(SpaceSections):
             current, point = {**TrialConfig().to_dict(), **self.fixed}, {}
             for key in search_order(self.search):
                 dist = self.search[key]
-                if dist.when is not None and not holds(dist.when, current):
+                if not self.draws(key, current):
                     continue
                 value = zero if key == "synthetic_ratio" else variant[key] if key in variant \
                     else dist.middle(getattr(TrialConfig, key, None))
