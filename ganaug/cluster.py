@@ -1,9 +1,11 @@
-"""The Ray that the search (tune) and the re-training of best policies (evaluate) run on."""
+"""The Ray that the search (tune) and the re-training of best policies (evaluate) run on, and the actor that lets
+their trials share the generator bank (trial.bank) across nodes."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 import ray
 
@@ -25,3 +27,62 @@ def ray_session(address: str | None = None, num_cpus: int | None = None):
         yield
     finally:
         ray.shutdown()
+
+
+@ray.remote(num_cpus=0)
+class BankCoordinator:
+    """Who trains a missing generator-bank entry (trial.bank): one named actor per experiment, reached from every
+    node, so two trials that need one key train it once. A claim is the trainer's until it releases it or stops
+    beating its heartbeat (every few seconds while it pretrains) for `stale_seconds`: then the key goes to the next
+    trial that asks, so a trial that died while training an entry never leaves the others waiting."""
+
+    def __init__(self, stale_seconds: float = 60.0):
+        self.claims: dict[str, tuple[str, float]] = {}  # key -> (owner, time of its last beat)
+        self.stale_seconds = stale_seconds
+
+    def claim(self, key: str, owner: str) -> bool:
+        now = time.monotonic()
+        holder = self.claims.get(key)
+        if holder is None or holder[0] == owner or now - holder[1] > self.stale_seconds:
+            self.claims[key] = (owner, now)
+            return True
+        return False
+
+    def heartbeat(self, key: str, owner: str) -> None:
+        if self.claims.get(key, (owner,))[0] == owner:
+            self.claims[key] = (owner, time.monotonic())
+
+    def release(self, key: str, owner: str) -> None:
+        if self.claims.get(key, (None,))[0] == owner:
+            del self.claims[key]
+
+
+class RemoteCoordinator:
+    """trial.bank's Coordinator through the experiment's named BankCoordinator actor (picklable: a trial
+    reaches the actor by its name from whichever node it runs on)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def actor(self):
+        return ray.get_actor(self.name, namespace=BANK_NAMESPACE)
+
+    def claim(self, key: str, owner: str) -> bool:
+        return ray.get(self.actor().claim.remote(key, owner))
+
+    def heartbeat(self, key: str, owner: str) -> None:
+        self.actor().heartbeat.remote(key, owner)
+
+    def release(self, key: str, owner: str) -> None:
+        ray.get(self.actor().release.remote(key, owner))
+
+
+BANK_NAMESPACE = "ganaug"
+
+
+def bank_coordinator(experiment: str, stale_seconds: float = 60.0) -> RemoteCoordinator:
+    """The named BankCoordinator of an experiment (created if this Ray has none yet, else the running one)."""
+    name = f"generator-bank:{experiment}"
+    # Owned by the driver: it ends with the search (a resumed search starts a new one; claims then start afresh).
+    BankCoordinator.options(name=name, namespace=BANK_NAMESPACE, get_if_exists=True).remote(stale_seconds)
+    return RemoteCoordinator(name)

@@ -171,6 +171,11 @@ class TrialConfig:
         "pseudo": "the class G was conditioned on", "lsro": "uniform over the classes, Zheng 2017",
         "all_in_one": "an extra class: the classifier has K + 1 outputs", "distill": "the teacher's soft label, below"},
                            needs=GAN)
+    synthetic_spread: str = option("minority", "Classes of synthetic images, by the training counts n_c (n_max the "
+                                   "largest): {choices}; all uniform on balanced data.", choices={
+                                       "minority": "weights n_max / n_c, inverse frequency", "balance": "weights n_max "
+                                       "- n_c: each class topped up toward the head's count (SYNAuG, Ye-Bin 2023)",
+                                       "uniform": "every class alike"}, needs=GAN)
     gan_warmup_epochs: int = option(0, "Epochs of real-only classifier training before synthetic data starts.", ge=0,
                                     needs=GAN)
     traditional_aug: str = option("none", "Real images: {choices}.", choices={
@@ -246,6 +251,23 @@ class TrialConfig:
                                     "as F.cross_entropy(label_smoothing=s).", ge=0, lt=1, off=0)
     weight_decay: float = option(0.0, "Weight decay of the classifier (decoupled for adamw, L2 for sgd).", ge=0)
     batch_size: int = option(128, "Real images per classifier batch (and per discriminator batch).", ge=1)
+
+    # Long-tailed data (data.long_tail): the no-GAN baselines of long-tail work, each combinable with synthetic data.
+    class_balance: str = option("none", "Against class imbalance (counts n_c of the training split), on real rows only "
+                                "(synthetic rows keep weight 1 and plain logits): {choices}. On equal counts reweight "
+                                "and logit_adjust change nothing, resample only draws with replacement.", choices={
+                                    "none": "", "resample": "class-balanced real batches: a uniform class per row, "
+                                    "then one of its images (Kang 2020)", "reweight": "each real row's loss times its "
+                                    "class's effective-number weight (Cui 2019)", "logit_adjust": "the loss of logits "
+                                    "+ logit_adjust_tau x log(n_c / n) (Menon 2021); plain logits at test"})
+    reweight_beta: float = option(0.9999, "reweight: w_c = (1 - beta) / (1 - beta^n_c), scaled to mean 1 over the "
+                                  "classes; 0 = uniform, towards 1 inverse frequency, 1 = 1 / n_c (the limit).",
+                                  ge=0, le=1, needs={"class_balance": OneOf(("reweight",))})
+    logit_adjust_tau: float = option(1.0, "logit_adjust: tau, the log prior's scale (1: Menon 2021's choice).", gt=0,
+                                     le=10, needs={"class_balance": OneOf(("logit_adjust",))})
+    class_balance_start_epoch: int = option(0, "Classifier epochs of plain training before class_balance starts "
+                                            "(deferred re-weighting / re-sampling, DRW / DRS: Cao 2019; as many as "
+                                            "`epochs`: never).", ge=0, off=0, needs={"class_balance": NoneOf(("none",))})
 
     # Run.
     epochs: int = option(20, "Passes over the real training split (in a search: scheduler.max_epochs).", ge=1)

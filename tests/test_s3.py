@@ -21,7 +21,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from experiment_fixture import SPACE
+from experiment_fixture import SPACE as TINY
 from spaces import write_tiny_space
 
 from ganaug.search.tune import JOURNAL_FILE, main
@@ -31,6 +31,9 @@ BUCKET = "ganaug-test"
 STORAGE = f"s3://{BUCKET}/runs"
 EXPERIMENT = f"{STORAGE}/tiny"
 NUM_SAMPLES = 4  # experiment_fixture.SPACE: 4 trials of 2 epochs on 30 digits per class
+# ... each pretraining its GAN for one pass, so that the generator bank lives in the bucket too (one entry: the
+# trials differ in labeling and classifier_lr only, neither of which is a GAN key).
+SPACE = {**TINY, "fixed": {**TINY["fixed"], "gan_pretrain_epochs": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +119,20 @@ def test_killed_search_resumes_from_the_bucket_with_every_output_there(s3, resum
         assert any(key.startswith(f"runs/tiny/{trial}/checkpoint_") for key in stored), f"{trial}: no checkpoint"
     policy = yaml.safe_load(read(s3, "runs/tiny/best_policy.yaml"))
     assert policy["trial_id"] in set(summary["trial_id"]) and "val_acc" in policy["metrics"]
+
+
+@pytest.mark.slow
+def test_the_generator_bank_is_in_the_bucket_and_shared(s3, resumed, tmp_path):
+    stored = [key for key in keys(s3) if key.startswith("runs/tiny/generators/")]
+    entries = {key.split("/")[3] for key in stored}
+    assert len(entries) == 1 and {f"runs/tiny/generators/{next(iter(entries))}/{name}" for name in
+                                  ("generator.pt", "generator.yaml")} <= set(stored)
+    info = yaml.safe_load(read(s3, f"runs/tiny/generators/{next(iter(entries))}/generator.yaml"))
+    assert info["format"] == 1 and info["inputs"]["keys"]["gan_pretrain_epochs"] == 1
+    trials = {key.split("/")[2] for key in keys(s3) if key.endswith("/result.json")}
+    reused = [json.loads(read(s3, f"runs/tiny/{trial}/result.json").decode().splitlines()[-1]).get("generator_reused")
+              for trial in trials]
+    assert reused.count(1) >= len(trials) - 2  # at most the first two (side by side) trained it: it was one entry
 
 
 @pytest.mark.slow

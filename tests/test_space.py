@@ -75,7 +75,9 @@ def test_shipped_spaces_exist():
 def test_shipped_space_loads_and_samples_valid_trials(path):
     spec = load_space(path)
     assert spec.experiment.name == path.stem
-    assert spec.metric.name == "val_acc" and spec.metric.mode == "max"
+    # Long-tailed data (data.long_tail) is searched on the mean per-class accuracy, the rest on plain accuracy.
+    metric = "val_balanced_acc" if spec.data.get("long_tail") else "val_acc"
+    assert spec.metric.name == metric and spec.metric.mode == "max"
     for params in sample(spec, 20):
         assert set(params) <= set(spec.search)
         config = spec.trial_config(params)
@@ -132,7 +134,10 @@ def test_every_shipped_space_tunes_the_no_gan_baselines_first(path):
     choices = spec.search["traditional_aug"].choice
     assert {"none", "flip_translate", "trivialaugment"} <= set(choices)
     points = spec.baseline_points()
-    assert [point["traditional_aug"] for point in points] == choices
+    assert [point["traditional_aug"] for point in points[:len(choices)]] == choices
+    # then one per long-tail method (class_balance) the space searches, on flips and shifts
+    balances = [way for way in getattr(spec.search.get("class_balance"), "choice", None) or [] if way != "none"]
+    assert [point.get("class_balance") for point in points[len(choices):]] == balances
     for point in points:
         config = spec.trial_config(point)
         assert config.synthetic_ratio == 0

@@ -7,9 +7,31 @@ accuracy score of a generator (CAS).
     score(model, data.val_x, data.val_y, LABELERS["pseudo"], 10)["acc"]
 """
 
-from ganaug.classifier.accuracy import accuracy, per_class_accuracy, predict, score, synthetic_agreement, topk_accuracy
+from ganaug.classifier.accuracy import (
+    SHOT_GROUPS,
+    accuracy,
+    balanced_accuracy,
+    group_accuracies,
+    per_class_accuracy,
+    predict,
+    score,
+    shot_groups,
+    synthetic_agreement,
+    topk_accuracy,
+)
 from ganaug.classifier.cas import classification_accuracy_score, real_accuracy_score
-from ganaug.classifier.labeling import LABELERS, Labeler, Teacher, distill_target, keep_best_candidates
+from ganaug.classifier.labeling import (
+    LABELERS,
+    ClassBalance,
+    Labeler,
+    Teacher,
+    balanced_cross_entropy,
+    class_balance_loss,
+    distill_target,
+    effective_number_weights,
+    keep_best_candidates,
+    logit_adjustment,
+)
 from ganaug.classifier.models import (
     CLASSIFIERS,
     ClassifierError,
@@ -21,8 +43,10 @@ from ganaug.classifier.models import (
 )
 from ganaug.classifier.recipe import OPTIMIZERS, SCHEDULES, LearningRate, build_optimizer, lr_factor
 
-__all__ = ["CLASSIFIERS", "ClassifierError", "LABELERS", "Labeler", "LearningRate", "OPTIMIZERS", "SCHEDULES",
-           "SplitBatchNorm", "Teacher", "accuracy", "build_classifier", "build_optimizer", "check_classifier",
-           "classification_accuracy_score", "distill_target", "keep_best_candidates", "lr_factor", "per_class_accuracy",
-           "predict", "real_accuracy_score", "resolve_classifier", "score", "synthetic_agreement", "synthetic_rows",
+__all__ = ["CLASSIFIERS", "ClassBalance", "ClassifierError", "LABELERS", "Labeler", "LearningRate", "OPTIMIZERS",
+           "SCHEDULES", "SHOT_GROUPS", "SplitBatchNorm", "Teacher", "accuracy", "balanced_accuracy",
+           "balanced_cross_entropy", "build_classifier", "build_optimizer", "check_classifier", "class_balance_loss",
+           "classification_accuracy_score", "distill_target", "effective_number_weights", "group_accuracies",
+           "keep_best_candidates", "logit_adjustment", "lr_factor", "per_class_accuracy", "predict",
+           "real_accuracy_score", "resolve_classifier", "score", "shot_groups", "synthetic_agreement", "synthetic_rows",
            "topk_accuracy"]

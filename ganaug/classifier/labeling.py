@@ -8,6 +8,9 @@ Real rows always get their true class. Synthetic rows get, by method:
               distill_weight x softmax(teacher(x) / distill_temperature) + (1 - distill_weight) x one-hot(y),
               computed by the trial (trial.synthetic, with distill_target) and passed in as `soft`.
 Every method is one soft-target cross-entropy, so they differ only by the synthetic rows' target.
+
+ClassBalance (class_balance: reweight | logit_adjust) changes that loss on the real rows only: per-row weights or a
+logit offset from the training split's class counts (balanced_cross_entropy).
 """
 
 from __future__ import annotations
@@ -59,20 +62,85 @@ class Labeler:
         return target
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor, synthetic: torch.Tensor,
-             soft: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
+             soft: torch.Tensor | None = None, label_smoothing: float = 0.0,
+             balance: ClassBalance | None = None) -> torch.Tensor:
         """Mean cross-entropy between softmax(logits) and the targets, smoothed by `label_smoothing` s:
         (1 - s) x target + s / num_outputs, as F.cross_entropy(label_smoothing=s).
 
         logits: [B, num_outputs]; y: int64 [B], the true class for real rows and the conditioning
         class for synthetic rows; synthetic: bool [B]; soft: see targets (distill only).
         For lsro this is, per row, -(1 - Z) log p(y) - Z / K sum_k log p(k) with Z = synthetic.
+        balance: class_balance's change to the real rows' loss (balanced_cross_entropy); None = plain.
         """
         target = self.targets(y, synthetic.to(torch.bool), logits.shape[1], soft)
+        if balance is not None:
+            return balanced_cross_entropy(logits.float(), target, synthetic.to(torch.bool), balance, label_smoothing)
         return F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
 
     def predict_logits(self, logits: torch.Tensor, num_classes: int) -> torch.Tensor:
         """Logits over the K real classes only (all_in_one's extra class is never predicted)."""
         return logits[:, :num_classes]
+
+
+@dataclass(frozen=True)
+class ClassBalance:
+    """What class_balance changes in the loss of the real rows: per-class weights [K] (reweight) or a logit offset
+    [K] (logit_adjust); build it with class_balance_loss."""
+
+    weights: torch.Tensor | None = None
+    offset: torch.Tensor | None = None
+
+
+def effective_number_weights(class_counts, beta: float, device=None) -> torch.Tensor:
+    """Cui et al. 2019's class-balanced weights: w_c = (1 - beta) / (1 - beta^n_c), the inverse of the effective
+    number of samples (1 - beta^n) / (1 - beta), scaled to mean 1 over the classes (their sum is K, as in the
+    paper and LDAM-DRW's code). beta 0 weighs every class 1; as beta -> 1 the weights approach inverse frequency, so
+    beta = 1 is taken as that limit, 1 / n_c. A class without images counts as one."""
+    counts = torch.tensor(class_counts, dtype=torch.float64, device=device).clamp(min=1)
+    weights = 1 / counts if beta >= 1 else (1 - beta) / (1 - beta ** counts)
+    return (weights / weights.mean()).to(torch.float32)
+
+
+def logit_adjustment(class_counts, tau: float, device=None) -> torch.Tensor:
+    """The offset of Menon et al. 2021's logit-adjusted softmax cross-entropy (the loss variant, google-research's
+    logit_adjustment mode 'loss'; not the post-hoc one): training logits + tau x log prior, prior_c = n_c / n, so
+    that the loss asks for a larger margin on rare classes;
+    predictions use the plain logits. Shifted by its maximum (the head's offset is 0): the softmax over the K classes
+    is the same, and all_in_one's extra output (offset 0) keeps its place beside the head class. A class without
+    images counts as one, so that no offset is -inf."""
+    counts = torch.tensor(class_counts, dtype=torch.float64, device=device).clamp(min=1)
+    offset = tau * torch.log(counts / counts.sum())
+    return (offset - offset.max()).to(torch.float32)
+
+
+def class_balance_loss(method: str, class_counts, beta: float, tau: float, device=None) -> ClassBalance | None:
+    """The ClassBalance of a class_balance value (None for none and resample, which leave the loss alone)."""
+    if method == "reweight":
+        return ClassBalance(weights=effective_number_weights(class_counts, beta, device))
+    if method == "logit_adjust":
+        return ClassBalance(offset=logit_adjustment(class_counts, tau, device))
+    return None
+
+
+def balanced_cross_entropy(logits: torch.Tensor, target: torch.Tensor, synthetic: torch.Tensor,
+                           balance: ClassBalance, label_smoothing: float = 0.0) -> torch.Tensor:
+    """The soft-target cross-entropy of F.cross_entropy(logits, target, label_smoothing=s), changed on the real rows
+    (synthetic: bool [B]) by `balance`: its offset is added to their K class logits (an extra all_in_one output
+    unchanged), or each one's loss is multiplied by the weight of its target (one-hot: w_y; a mixup target: the
+    target-weighted mean of the weights). Synthetic rows keep weight 1 and plain logits: synthetic_spread, not the
+    real prior, sets their classes. The mean is over rows, as Cui et al. normalise (not over the batch's summed
+    weights, as F.cross_entropy(weight=) does), so the loss keeps its scale when DRW switches the weights on."""
+    real = ~synthetic
+    num_classes = len(balance.offset if balance.offset is not None else balance.weights)
+    if balance.offset is not None:
+        offset = F.pad(balance.offset, (0, logits.shape[1] - num_classes))
+        logits = logits + real.unsqueeze(1) * offset
+    smoothed = target * (1 - label_smoothing) + label_smoothing / logits.shape[1]
+    rows = -(smoothed * F.log_softmax(logits, dim=1)).sum(dim=1)
+    if balance.weights is not None:
+        weight = target[:, :num_classes] @ balance.weights
+        rows = rows * torch.where(real, weight, torch.ones_like(weight))
+    return rows.mean()
 
 
 def distill_target(teacher_logits: torch.Tensor, y: torch.Tensor, weight: float,

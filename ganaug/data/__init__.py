@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ganaug.data.config import DataConfig, DataError
+from ganaug.data.config import DataConfig, DataError, long_tail_counts
 from ganaug.data.readers import DATASETS
 
 if TYPE_CHECKING:  # what type checkers see of the names __getattr__ loads
@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # what type checkers see of the names __getattr__ loads
         DataSpec,
         ImageData,
         as_float_images,
+        balanced_batch_indices,
         balanced_labels,
         batch_indices,
         pick_device,
@@ -34,11 +35,12 @@ if TYPE_CHECKING:  # what type checkers see of the names __getattr__ loads
 
 # Name -> the submodule (which imports torch) that defines it.
 _TORCH_NAMES = {"load_data": "splits", **{name: "tensors" for name in (
-    "ClassIndex", "DataSpec", "ImageData", "as_float_images", "balanced_labels", "batch_indices", "pick_device",
-    "sample_balanced", "to_float", "to_uint8")}}
+    "ClassIndex", "DataSpec", "ImageData", "as_float_images", "balanced_batch_indices", "balanced_labels",
+    "batch_indices", "pick_device", "sample_balanced", "to_float", "to_uint8")}}
 
 __all__ = ["ClassIndex", "DATASETS", "DataConfig", "DataError", "DataSpec", "ImageData", "as_float_images",
-           "balanced_labels", "batch_indices", "load_data", "pick_device", "sample_balanced", "to_float", "to_uint8"]
+           "balanced_batch_indices", "balanced_labels", "batch_indices", "load_data", "long_tail_counts", "pick_device",
+           "sample_balanced", "to_float", "to_uint8"]
 
 
 def __getattr__(name: str) -> Any:

@@ -32,6 +32,8 @@ class DataConfig:
     val_fraction: float = 0.1             # Stratified share of the train split held out as validation.
     samples_per_class: int | None = None  # Seeded N per class of the train split, taken before the val split.
     imbalance: dict | None = None         # {class name or index: kept fraction in (0, 1]}, train split only.
+    long_tail: dict | None = None         # {ratio: R >= 1, order: [class names or indices, head first]}: the train
+                                          # split cut to Cui et al.'s exponential profile (long_tail_counts).
     seed: int = 0                         # Seeds subsampling, val split and imbalance (not the test split).
     classes: list | None = None           # Keep only these classes (names, e.g. [cat, dog] or digits [3, 8]),
                                           # labelled 0..k-1 in this order; None = every class.
@@ -75,6 +77,12 @@ class DataConfig:
                     raise DataError(f"data.imbalance[{key!r}]={fraction!r} is out of range; "
                                     "valid: a kept fraction in (0, 1]")
 
+        if self.long_tail is not None:
+            _check_long_tail(self.long_tail)
+            if self.imbalance is not None:
+                raise DataError("data.long_tail and data.imbalance both thin the train split; valid: one of them "
+                                "(long_tail: {ratio: R} for Cui et al.'s profile, imbalance: {class: fraction})")
+
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, where: str = "data") -> DataConfig:
         """Build from a YAML mapping; unknown keys raise DataError with a did-you-mean."""
@@ -86,6 +94,38 @@ class DataConfig:
                 raise DataError(f"{where}: unknown key {key!r}{did_you_mean(str(key), known)}; "
                                 f"valid keys: {', '.join(known)}")
         return cls(**values)
+
+
+LONG_TAIL_VALID = "a mapping {ratio: R >= 1, order: [class names or indices, head first] (optional)}, or null"
+
+
+def _check_long_tail(long_tail: Any) -> None:
+    """data.long_tail's own values; that the order names every class once and that every class keeps an image are
+    checked once the classes are known (splits.load_data)."""
+    if not isinstance(long_tail, dict) or "ratio" not in long_tail:
+        raise DataError(f"data.long_tail={long_tail!r} is not valid; valid: {LONG_TAIL_VALID}")
+    unknown = [key for key in long_tail if key not in ("ratio", "order")]
+    if unknown:
+        raise DataError(f"data.long_tail: unknown key {unknown[0]!r}{did_you_mean(str(unknown[0]), ('ratio', 'order'))}"
+                        "; valid keys: ratio, order")
+    ratio = long_tail["ratio"]
+    if not (is_number(ratio) and np.isfinite(ratio) and ratio >= 1):
+        raise DataError(f"data.long_tail.ratio={ratio!r} is out of range; valid: a number >= 1 (the head class's "
+                        "training images over the tail class's; 1 = balanced)")
+    order = long_tail.get("order")
+    if order is not None and not (isinstance(order, (list, tuple)) and
+                                  all(isinstance(c, str) or is_int(c) for c in order)):
+        raise DataError(f"data.long_tail.order={order!r} is not valid; valid: a list of every class name or index, "
+                        "head first, or null (the classes as listed)")
+
+
+def long_tail_counts(n_max: int, ratio: float, num_classes: int) -> list[int]:
+    """Images per class of a long tail, head first: n_i = n_max x ratio^(-i / (K - 1)) for i = 0..K-1 (Cui et al.
+    2019, CIFAR-10-LT), rounded down as the reference code's int() does (a hair of tolerance, so that 450 / 10 is 45
+    and not 44 by float error). ratio 1 keeps n_max of every class; the last class gets floor(n_max / ratio)."""
+    if num_classes == 1:
+        return [int(n_max)]
+    return [int(np.floor(n_max * float(ratio) ** (-i / (num_classes - 1)) + 1e-9)) for i in range(num_classes)]
 
 
 def _check_type(key: str, value: Any, types: tuple[type, ...], valid: str) -> None:

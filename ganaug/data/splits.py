@@ -10,6 +10,15 @@ Order of the train-side steps (the test split is never touched by any of them):
 2. A stratified `val_fraction` of that is carved out as validation.
 3. `imbalance` then thins the remaining train split only. Validation stays class-balanced like the test
    split, so the policy that wins the search on validation is judged on the distribution it is tested on.
+   `long_tail` instead cuts the train split to Cui et al.'s exponential profile (data.config.long_tail_counts):
+   the class at position i of `order` (default: the classes as listed) keeps n_i = n_max x R^(-i / (K - 1)) of its
+   training images, seeded. Its validation split is BALANCED and carved before the cut: v = round(val_fraction x m)
+   images of every class, m being the smallest class of the pool (samples_per_class when given; CIFAR-10 with
+   samples_per_class 500 and val_fraction 0.1: 50 per class), so the search's objective weighs every class as the
+   balanced test split does, and no tail class gives up part of its few training images to validation. n_max is
+   the head's training count, m - v: samples_per_class minus its validation share when given, else the smallest
+   class's training count, which is what every class can supply (digits: 139 - 14 = 125). A ratio that leaves a
+   class no image (R > n_max) is refused. `long_tail` together with `imbalance` is refused (data.config).
 Before all three, `classes` keeps only the named classes of every split (labels re-indexed 0..k-1 in the
 listed order).
 
@@ -24,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganaug.data.config import DataConfig, DataError, is_int
+from ganaug.data.config import DataConfig, DataError, is_int, long_tail_counts
 from ganaug.data.readers import DATASETS, RawSplits, stratified_split
 from ganaug.data.tensors import DataSpec, ImageData
 from ganaug.errors import did_you_mean
@@ -52,8 +61,11 @@ def load_data(config: DataConfig | dict) -> ImageData:
             kept.append(rng.permutation(members)[: cfg.samples_per_class])
         pool = np.sort(np.concatenate(kept))
 
-    # Validation split, stratified.
-    train_idx, val_idx = stratified_split(raw.train_y, pool, cfg.val_fraction, rng)
+    # Validation split, stratified (long_tail: the same count of every class, before the tail is cut).
+    if cfg.long_tail:
+        train_idx, val_idx, tail = _long_tail(raw.train_y, pool, cfg, names, rng)
+    else:
+        train_idx, val_idx = stratified_split(raw.train_y, pool, cfg.val_fraction, rng)
 
     # Imbalance: thin the train split only, so validation stays distributed like the test split.
     if cfg.imbalance:
@@ -70,7 +82,8 @@ def load_data(config: DataConfig | dict) -> ImageData:
     train_y = raw.train_y[train_idx]
     spec = DataSpec(channels=raw.train_x.shape[1], height=raw.train_x.shape[2], width=raw.train_x.shape[3],
                     num_classes=num_classes, class_names=tuple(names),
-                    class_counts=_class_counts(train_y, num_classes), attribute_names=raw.attribute_names)
+                    class_counts=_class_counts(train_y, num_classes), attribute_names=raw.attribute_names,
+                    **(tail if cfg.long_tail else {}))
     tensor = lambda array, dtype: torch.from_numpy(np.ascontiguousarray(array, dtype=dtype))
     no_attributes = lambda y: np.zeros((len(y), 0), np.float32)
     train_attributes = raw.train_attributes if raw.train_attributes is not None else no_attributes(raw.train_y)
@@ -104,13 +117,39 @@ def _keep_classes(raw: RawSplits, cfg: DataConfig) -> RawSplits:
                      raw.attribute_names)
 
 
-def _class_index(key: Any, names: tuple[str, ...]) -> int:
-    """Resolve an imbalance key: a class name, or an integer class index."""
+def _long_tail(y: np.ndarray, pool: np.ndarray, cfg: DataConfig, names: tuple[str, ...],
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(train rows, balanced validation rows, the DataSpec fields of the tail) of data.long_tail: see the module's
+    docstring for the order of the steps and the counts."""
+    ratio, order = float(cfg.long_tail["ratio"]), cfg.long_tail.get("order")
+    positions = list(range(len(names))) if order is None else \
+        [_class_index(key, names, "data.long_tail.order") for key in order]
+    if sorted(positions) != list(range(len(names))):
+        raise DataError(f"data.long_tail.order={list(order)!r} does not name every class exactly once; valid: a "
+                        f"permutation of the classes, head first ({', '.join(names)}), or null (as listed)")
+    members = [rng.permutation(pool[y[pool] == label]) for label in range(len(names))]
+    smallest = min(len(rows) for rows in members)
+    held = max(round(cfg.val_fraction * smallest), 1) if smallest > 1 else 0
+    n_max = smallest - held
+    counts = long_tail_counts(n_max, ratio, len(names))
+    if counts[-1] < 1:
+        raise DataError(f"data.long_tail.ratio={cfg.long_tail['ratio']!r} leaves class {names[positions[-1]]!r} "
+                        f"with {n_max} / {ratio:g} < 1 training image (n_max = {n_max}: the head's training images "
+                        f"after {held} per class for validation); valid: 1 <= ratio <= {n_max}")
+    kept = [None] * len(names)
+    for position, label in enumerate(positions):
+        kept[label] = members[label][held:][:counts[position]]
+    val_idx = np.sort(np.concatenate([rows[:held] for rows in members]))
+    return np.sort(np.concatenate(kept)), val_idx, {"long_tail_ratio": ratio, "long_tail_order": tuple(positions)}
+
+
+def _class_index(key: Any, names: tuple[str, ...], where: str = "data.imbalance") -> int:
+    """Resolve an imbalance (or long_tail.order) key: a class name, or an integer class index."""
     if is_int(key) and 0 <= key < len(names):
-        return key
+        return int(key)
     if isinstance(key, str) and key in names:
         return names.index(key)
-    raise DataError(f"data.imbalance: {key!r} is not a class of this dataset{did_you_mean(str(key), names)}; "
+    raise DataError(f"{where}: {key!r} is not a class of this dataset{did_you_mean(str(key), names)}; "
                     f"valid: a class name ({', '.join(names)}) or an index 0..{len(names) - 1}")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganaug.data.config import DataError
+from ganaug.data.config import DataError, long_tail_counts
 
 # ----------------------------------------------------------------------------------------------
 # What models and trials see.
@@ -31,6 +31,8 @@ class DataSpec:
     class_names: tuple[str, ...]
     class_counts: tuple[int, ...]  # Images per class in the TRAIN split (after subsample + imbalance).
     attribute_names: tuple[str, ...] = ()  # Columns of the continuous attributes (imagefolder attributes.csv).
+    long_tail_ratio: float | None = None  # data.long_tail's ratio R (None: no tail cut), and its classes head first.
+    long_tail_order: tuple[int, ...] = ()
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -56,6 +58,9 @@ class ImageData:
     train_attributes: torch.Tensor | None = None  # None = no attributes: filled with [N, 0]
     val_attributes: torch.Tensor | None = None
     test_attributes: torch.Tensor | None = None
+    # The first rows of the training split that GAN pretraining passes over (the search's own training split inside
+    # evaluate's train + val, so that both pretrain the same generator); None = all of them.
+    pretrain_rows: int | None = None
 
     def __post_init__(self) -> None:
         for split in ("train", "val", "test"):
@@ -65,8 +70,9 @@ class ImageData:
 
     def to(self, device: torch.device | str) -> ImageData:
         """All tensors on `device` (uint8 stays uint8: a whole dataset is small on the device)."""
-        tensors = [f.name for f in dataclasses.fields(self) if f.name != "spec"]
-        return ImageData(**{name: getattr(self, name).to(device) for name in tensors}, spec=self.spec)
+        tensors = [f.name for f in dataclasses.fields(self) if f.name not in ("spec", "pretrain_rows")]
+        return ImageData(**{name: getattr(self, name).to(device) for name in tensors}, spec=self.spec,
+                         pretrain_rows=self.pretrain_rows)
 
     def pack(self) -> dict[str, Any]:
         """A dict of numpy arrays (and the spec): Ray stores numpy zero-copy, so the trials of a node share one
@@ -83,12 +89,43 @@ class ImageData:
             return cls(**{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in packed.items()})
 
     def train_and_val(self) -> ImageData:
-        """Train on train + val (for final evaluation); val is kept as is so code reading it still runs."""
-        train_x = torch.cat([self.train_x, self.val_x])
-        train_y = torch.cat([self.train_y, self.val_y])
+        """Train on train + val (for final evaluation); val is kept as is so code reading it still runs.
+
+        Long-tailed data (spec.long_tail_ratio) adds only a long-tailed share of its balanced validation split
+        (val_for_training), so train + val keeps the search's imbalance ratio: 450 -> 45 training and 50 validation
+        images per class make 500 -> 50, not 500 -> 95."""
+        val = self.val_for_training()
+        train_x = torch.cat([self.train_x, self.val_x[val]])
+        train_y = torch.cat([self.train_y, self.val_y[val]])
         counts = tuple(torch.bincount(train_y, minlength=self.spec.num_classes).tolist())
+        pretrain_rows = len(self.train_y) if self.pretrain_rows is None else self.pretrain_rows
         return dataclasses.replace(self, train_x=train_x, train_y=train_y,
-                                   train_attributes=torch.cat([self.train_attributes, self.val_attributes]),
+                                   train_attributes=torch.cat([self.train_attributes, self.val_attributes[val]]),
+                                   spec=dataclasses.replace(self.spec, class_counts=counts),
+                                   pretrain_rows=pretrain_rows)
+
+    def val_for_training(self) -> torch.Tensor:
+        """The validation rows train_and_val adds, as a bool mask: all of them, or on long-tailed data the first
+        long_tail_counts(v, R, K)[i] rows of the class at position i of the tail (v: the head's validation rows)."""
+        spec, labels = self.spec, self.val_y
+        if spec.long_tail_ratio is None:
+            return torch.ones(len(labels), dtype=torch.bool, device=labels.device)
+        index = ClassIndex(labels, spec.num_classes)
+        counts = long_tail_counts(int(index.count.max()), spec.long_tail_ratio, spec.num_classes)
+        quota = torch.zeros(spec.num_classes, dtype=torch.long, device=labels.device)
+        quota[list(spec.long_tail_order)] = torch.tensor(counts, device=labels.device)
+        rank = torch.empty_like(labels)  # each row's rank among its class's rows, in row order
+        rank[index.order] = torch.arange(len(labels), device=labels.device) - index.start[labels[index.order]]
+        return rank < quota[labels]
+
+    def pretraining(self) -> ImageData:
+        """The data GAN pretraining passes over: the first pretrain_rows training rows (views, no copy)."""
+        if self.pretrain_rows is None:
+            return self
+        rows = slice(0, self.pretrain_rows)
+        counts = tuple(torch.bincount(self.train_y[rows], minlength=self.spec.num_classes).tolist())
+        return dataclasses.replace(self, train_x=self.train_x[rows], train_y=self.train_y[rows],
+                                   train_attributes=self.train_attributes[rows], pretrain_rows=None,
                                    spec=dataclasses.replace(self.spec, class_counts=counts))
 
 
@@ -128,6 +165,20 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator | None, de
     if drop_last and batches and len(batches[-1]) < batch_size:
         batches.pop()
     return batches
+
+
+def balanced_batch_indices(index: ClassIndex, batch_size: int,
+                           generator: torch.Generator | None) -> list[torch.Tensor]:
+    """One epoch of class-balanced index batches (class_balance: resample; the class-balanced sampling of Kang et
+    al. 2020, the re-sampling of Cao et al. 2019's DRS): as many rows as batch_indices gives, in the same batch
+    sizes, each row's class drawn uniformly among the classes that have rows, then one of that class's rows
+    uniformly (both with replacement, so tail images repeat within an epoch). On the labels' device, from
+    `generator`, no host sync. `index`: the ClassIndex of the training labels."""
+    if batch_size < 1:
+        raise DataError(f"batch_size={batch_size} is out of range; valid: an integer >= 1")
+    present = (index.count > 0).to(torch.float32)
+    classes = torch.multinomial(present, len(index.order), replacement=True, generator=generator)
+    return list(index.row_of_class(classes, generator).split(batch_size))
 
 
 def balanced_labels(n: int, num_classes: int, generator: torch.Generator | None = None,

@@ -4,10 +4,13 @@ Retrains the search's best GAN policy, its best no-GAN policy and fixed ablation
 train + val, over several seeds (Ray tasks in parallel), tests every final classifier on the test split, and
 writes into the experiment folder:
 
-    evaluation.csv           one row per run: policy, seed, test_acc, test_top5, per-class accuracies (JSON),
-                             run_id (hash of config + seed: a rerun keeps finished runs), ...
-    evaluation.md            first line: best GAN vs best no-GAN policy, paired over seeds, with its 95 % interval;
-                             then means with t-intervals, paired differences, --ablate table, per-class deltas
+    evaluation.csv           one row per run: policy, seed, test_acc, test_top5, test_balanced_acc (mean per-class
+                             accuracy), test_many_acc / test_medium_acc / test_few_acc (the shot groups' balanced
+                             accuracy, nan for an empty group), per-class accuracies (JSON), run_id (hash of config
+                             + seed: a rerun keeps finished runs), ...
+    evaluation.md            first line: best GAN vs best no-GAN policy, paired over seeds, with its 95 % interval
+                             (in balanced accuracy on long-tailed data: data.long_tail); then means with
+                             t-intervals, paired differences, --ablate table, per-class deltas
     evaluation.png           the means with their intervals, and the paired differences
     evaluation_ablation.png  with --ablate: each key reset to its default, paired difference to best_gan
 
@@ -48,6 +51,8 @@ from ganaug.results.policies import (
 from ganaug.results.report import markdown_report, save_ablation_plot, save_plot
 
 EVALUATION_CSV = "evaluation.csv"
+# The test scores of a run, as trial.run reports them at the last epoch (evaluation.csv's columns).
+TEST_COLUMNS = ("test_acc", "test_top5", "test_balanced_acc", "test_many_acc", "test_medium_acc", "test_few_acc")
 EVALUATION_MD = "evaluation.md"
 EVALUATION_PNG = "evaluation.png"
 ABLATION_PNG = "evaluation_ablation.png"
@@ -250,39 +255,45 @@ def _describe(name: str, policy: dict) -> dict:
 # ----------------------------------------------------------------------------------------------
 # One run (the body of a Ray task): train on train + val with pipeline.run, test the final classifier.
 
-def train_and_test(packed_data: dict, config: dict, cpus: float = 1) -> dict[str, Any]:
-    """Train `config` with pipeline.run and return test accuracy, top-5, loss and per-class accuracy of the result
-    (pipeline.run tests the final classifier itself)."""
+def train_and_test(packed_data: dict, config: dict, cpus: float = 1, generators: str | None = None,
+                   coordinator=None, owner: str = "evaluate") -> dict[str, Any]:
+    """Train `config` with trial.run and return test accuracy, top-5, loss and per-class accuracy of the result
+    (trial.run tests the final classifier itself); `generators`: the search's generator bank (through
+    `coordinator`), where a run whose GAN the search or another run pretrained finds it."""
     # torch and the pipeline load in the Ray worker only: the command line answers bad input without them.
     import torch
 
     from ganaug.data import ImageData  # lazy: torch loads only once the input is checked
-    from ganaug.trial import run  # lazy: torch loads only once the input is checked
+    from ganaug.trial import GeneratorBank, run  # lazy: torch loads only once the input is checked
 
     # Each run uses only its CPU share, so k runs on k cores don't oversubscribe them.
     torch.set_num_threads(max(1, math.floor(cpus)))
     cfg = TrialConfig.from_dict(config, where="evaluation run")
     data = ImageData.unpack(packed_data)
     started = time.perf_counter()
-    metrics = run(cfg, data, lambda metrics, checkpoint=None, images=None: None)
+    bank = GeneratorBank(generators, coordinator, owner=owner) if generators else None
+    metrics = run(cfg, data, lambda metrics, checkpoint=None, images=None: None, bank=bank)
     wall_seconds = time.perf_counter() - started
     row = {"epochs": int(metrics.get("epoch", 0)), "wall_seconds": wall_seconds,
-           "diverged": int(metrics.get("diverged", 0)), "test_acc": math.nan, "test_top5": math.nan,
-           "test_loss": math.nan, "per_class_acc": [math.nan] * data.spec.num_classes}
+           "diverged": int(metrics.get("diverged", 0)), **dict.fromkeys(TEST_COLUMNS, math.nan),
+           "test_loss": math.nan, "per_class_acc": [math.nan] * data.spec.num_classes,
+           "generator_key": metrics.get("generator_key", ""), "generator_reused": metrics.get("generator_reused", 0)}
     if "test_per_class_acc" in metrics:  # a diverged run ends before its final test: no test score
-        row.update(test_acc=metrics["test_acc"], test_top5=metrics["test_top5"], test_loss=metrics["test_loss"],
+        row.update({key: metrics[key] for key in TEST_COLUMNS}, test_loss=metrics["test_loss"],
                    per_class_acc=metrics["test_per_class_acc"])
     return row
 
 
 def run_all(data, policies: dict[str, dict], seeds: int, *, kept: pd.DataFrame | None = None,
             cpus_per_run: float = 1, gpus_per_run: float = 0, address: str | None = None,
-            num_cpus: int | None = None, on_row=None) -> pd.DataFrame:
+            num_cpus: int | None = None, on_row=None, generators: str | None = None,
+            experiment: str = "evaluate") -> pd.DataFrame:
     """Every policy x seed on `data` (ImageData, train := train + val) that `kept` (rows of an earlier run, by
     run_id) lacks, as a Ray task; returns one row per run, the kept ones included.
 
     Progress is printed as runs finish; `on_row(runs so far)` is called after each one. No Ray starts when
-    nothing is left to run.
+    nothing is left to run. `generators`: the search's generator bank (a run of a GAN policy with pretraining loads
+    its generator from it, or pretrains it there once for every run with the same GAN keys and seed).
     """
     kept = kept if kept is not None else pd.DataFrame()
     done = set(kept["run_id"]) if "run_id" in kept else set()
@@ -292,13 +303,15 @@ def run_all(data, policies: dict[str, dict], seeds: int, *, kept: pd.DataFrame |
         return _ordered(kept, list(policies))
     import ray
 
-    from ganaug.cluster import ray_session  # lazy: Ray starts only once the input is checked
+    from ganaug.cluster import bank_coordinator, ray_session  # lazy: Ray starts only once the input is checked
 
     class_names = list(data.spec.class_names)
     with ray_session(address, num_cpus):
         data_ref = ray.put(data.pack())  # one copy in the object store, shared by every run on a node
         task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run)(train_and_test)
-        pending = {task.remote(data_ref, run["config"], cpus_per_run): run for run in todo}
+        coordinator = bank_coordinator(experiment) if generators else None
+        pending = {task.remote(data_ref, run["config"], cpus_per_run, generators, coordinator, run["run_id"]): run
+                   for run in todo}
         total = len(pending)
         print(f"Evaluating {len(policies)} policies x {seeds} seeds: {total} runs to go "
               f"({next(iter(policies.values()))['config']['epochs']} epochs each, train + val = "
@@ -326,8 +339,9 @@ def run_all(data, policies: dict[str, dict], seeds: int, *, kept: pd.DataFrame |
 def _ordered(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     rank = {name: i for i, name in enumerate(order)}
     runs = runs.assign(_rank=runs["policy"].map(rank)).sort_values(["_rank", "seed"]).drop(columns="_rank")
-    columns = ["policy", "seed", "test_acc", "test_top5", "test_loss", "per_class_acc", "epochs", "wall_seconds",
-               "diverged", "from_trial", "source", "aliases", *DESCRIBING_KEYS, "run_id"]
+    columns = ["policy", "seed", *TEST_COLUMNS, "test_loss", "per_class_acc", "epochs", "wall_seconds",
+               "diverged", "from_trial", "source", "aliases", *DESCRIBING_KEYS, "generator_key", "generator_reused",
+               "run_id"]
     return runs[[c for c in columns if c in runs] + [c for c in runs if c not in columns]].reset_index(drop=True)
 
 
@@ -383,6 +397,7 @@ def _evaluate(args: argparse.Namespace, argv: list[str] | None, prog: str) -> in
     try:
         runs = run_all(data, policies, args.seeds, kept=kept, cpus_per_run=args.cpus_per_run,
                        gpus_per_run=args.gpus_per_run, address=args.address, num_cpus=args.num_cpus,
+                       generators=experiment.meta.get("generators"), experiment=str(experiment.path),
                        # Partial results survive a crash: the CSV is rewritten whole after each finished run.
                        on_row=lambda partial: atomic_write(csv_path, partial.to_csv(index=False)))
     except RunError as error:
@@ -390,10 +405,12 @@ def _evaluate(args: argparse.Namespace, argv: list[str] | None, prog: str) -> in
         return 1
     atomic_write(csv_path, runs.to_csv(index=False))
     command = f"{prog} " + " ".join(argv if argv is not None else sys.argv[1:])
-    report = markdown_report(experiment, runs, policies, list(data.spec.class_names), NOT_ABLATED, command)
+    # Long-tailed data: the headline, the plot and the per-class table in balanced accuracy, groups by training count.
+    counts = list(data.spec.class_counts) if experiment.meta["data"].get("long_tail") else None
+    report = markdown_report(experiment, runs, policies, list(data.spec.class_names), NOT_ABLATED, command, counts)
     atomic_write(experiment.path / EVALUATION_MD, report + "\n")
-    name = experiment.meta.get("name", "")
-    save_plot(runs, experiment.path / EVALUATION_PNG, title=f"{name}: test accuracy")
+    name, column = experiment.meta.get("name", ""), "test_balanced_acc" if counts else "test_acc"
+    save_plot(runs, experiment.path / EVALUATION_PNG, title=f"{name}: {column.replace('_', ' ')}", column=column)
     written = [csv_path, experiment.path / EVALUATION_MD, experiment.path / EVALUATION_PNG]
     if any(role_of(n) == "variant" for n in alias_map(policies)):
         save_ablation_plot(runs, experiment.path / ABLATION_PNG, title=f"{name}: {BEST_GAN}, one key reset")

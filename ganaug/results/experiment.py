@@ -126,8 +126,9 @@ class Experiment:
             upload(self.uri, self.path, [Path(p).relative_to(self.path).as_posix() for p in paths])
 
 
-def save_experiment_meta(space, command: str | None) -> None:
-    """Record what results.py needs to read the experiment later (written once, when the search starts)."""
+def save_experiment_meta(space, command: str | None, generators: str | None = None) -> None:
+    """Record what ganaug.results needs to read the experiment later (written once, when the search starts);
+    `generators`: where its generator bank is (None: off)."""
     directory = Path(space.experiment_dir())
     directory.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -140,6 +141,7 @@ def save_experiment_meta(space, command: str | None) -> None:
         "data": dict(space.data),
         "searched": list(space.search),
         "base_config": space.base_config(),
+        "generators": generators,
     }
     atomic_write(directory / EXPERIMENT_FILE, yaml.safe_dump(meta, sort_keys=False))
 

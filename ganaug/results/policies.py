@@ -12,7 +12,7 @@ TRADITIONAL_PREFIX = "no_gan+"       # no_gan+<choice>: GAN off, traditional_aug
 
 
 # Config keys copied into every evaluation.csv row, so the file says what each policy was.
-DESCRIBING_KEYS = ("synthetic_ratio", "labeling", "traditional_aug", "cutout")
+DESCRIBING_KEYS = ("synthetic_ratio", "labeling", "traditional_aug", "cutout", "class_balance")
 
 
 def alias_map(policies_or_runs: dict[str, dict] | pd.DataFrame) -> dict[str, str]:

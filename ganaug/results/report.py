@@ -32,34 +32,41 @@ from ganaug.results.stats import (
 )
 
 
-def headline(runs: pd.DataFrame, untuned: bool | None = None) -> str:
-    """The report's first line: best_gan - best_no_gan in percentage points, its interval and the seed count.
+def headline(runs: pd.DataFrame, untuned: bool | None = None, column: str = "test_acc") -> str:
+    """The report's first line: best_gan - best_no_gan in percentage points of `column` (test_acc, or on long-tailed
+    data test_balanced_acc, which it then names), its interval and the seed count.
 
     `untuned` (best_no_gan is not a searched trial) defaults to what the runs' `source` column says."""
     if untuned is None:
         source = runs.loc[runs["policy"] == BEST_NO_GAN, "source"] if "source" in runs else pd.Series(dtype=str)
         untuned = bool((source == "untuned").any())
-    row = paired_differences(runs, pairs=[(BEST_GAN, BEST_NO_GAN)]).iloc[0]
+    row = paired_differences(runs, column, pairs=[(BEST_GAN, BEST_NO_GAN)]).iloc[0]
     points = [100 * row[k] for k in ("mean_diff", "ci_low", "ci_high")]
     shown = f"{points[0]:+.1f} points" if math.isfinite(points[0]) else "n/a"
     interval = f"[{points[1]:+.1f}, {points[2]:+.1f}]" if math.isfinite(points[1]) else "[n/a]"
     line = (f"best GAN policy vs best no-GAN policy: {shown} {interval} ({100 * CONFIDENCE:.0f} % CI, paired over "
             f"{row['pairs']} seeds)")
+    if column == "test_balanced_acc":
+        line += ", in balanced test accuracy (the mean over classes: the training data is long-tailed)"
     if untuned:
         line += "; the no-GAN policy is untuned (the search has no complete synthetic_ratio 0 trial)"
     return line
 
 
 def markdown_report(experiment: Experiment, runs: pd.DataFrame, policies: dict[str, dict],
-                    class_names: list[str], not_ablated: tuple[str, ...], command: str | None = None) -> str:
+                    class_names: list[str], not_ablated: tuple[str, ...], command: str | None = None,
+                    class_counts: list[int] | None = None) -> str:
     """The evaluation as Markdown: the headline line, policies, means with intervals, paired differences,
-    the --ablate table (`not_ablated`: the keys it never resets) and per-class deltas."""
+    the --ablate table (`not_ablated`: the keys it never resets) and per-class deltas. `class_counts` (the runs'
+    training images per class, given for long-tailed data): the headline and the first table in balanced test
+    accuracy, and the per-class table with each class's count and shot group, and the groups' means."""
     seeds = sorted(runs["seed"].unique())
     epochs = next(iter(policies.values()))["config"]["epochs"]
     pct = f"{CONFIDENCE:.0%}"
     untuned = policies[BEST_NO_GAN]["source"] == "untuned"
     best_id = policies[BEST_GAN]["trial_id"]
-    lines = [headline(runs, untuned), "",
+    balanced = class_counts is not None
+    lines = [headline(runs, untuned, "test_balanced_acc" if balanced else "test_acc"), "",
              f"# Evaluation: {experiment.meta.get('name', experiment.path.name)}", "",
              f"{len(seeds)} seeds ({seeds[0]}..{seeds[-1]}) per policy, {epochs} epochs each, trained on train + "
              f"val and tested on the test split of `{experiment.meta['data'].get('name')}` "
@@ -86,7 +93,7 @@ def markdown_report(experiment: Experiment, runs: pd.DataFrame, policies: dict[s
               f"`{TRADITIONAL_PREFIX}<choice>` without synthetic data, with that traditional_aug. Policies "
               f"with the same config run once, under the first name (\"same config as\").", ""]
 
-    metrics = [("test_acc", "Test accuracy")]
+    metrics = [("test_balanced_acc", "Balanced test accuracy")] * balanced + [("test_acc", "Test accuracy")]
     if len(class_names) > 10:
         metrics.append(("test_top5", "Top-5 test accuracy"))
     for column, title in metrics:
@@ -106,12 +113,53 @@ def markdown_report(experiment: Experiment, runs: pd.DataFrame, policies: dict[s
 
     deltas = per_class_deltas(runs)
     lines += [f"## Per-class test accuracy: {BEST_GAN} - {BEST_NO_GAN} (mean over seeds)", ""]
-    lines += _markdown_table(["class", BEST_NO_GAN, BEST_GAN, "delta"], [
-        [r[1], f"{r[2]:.4f}", f"{r[3]:.4f}", f"{r[4]:+.4f}"] for r in deltas.itertuples()]) + [""]
+    if balanced:
+        lines += _long_tail_table(deltas, class_counts)
+    else:
+        lines += _markdown_table(["class", BEST_NO_GAN, BEST_GAN, "delta"], [
+            [r[1], f"{r[2]:.4f}", f"{r[3]:.4f}", f"{r[4]:+.4f}"] for r in deltas.itertuples()]) + [""]
     diverged = int(runs["diverged"].sum()) if "diverged" in runs else 0
     if diverged:
         lines += [f"{diverged} run(s) diverged (non-finite loss) and have no test score; they are left out.", ""]
+    lines += _bank_section(runs)
     return "\n".join(lines)
+
+
+def _bank_section(runs: pd.DataFrame) -> list[str]:
+    """Which runs loaded their pretrained generator from the generator bank and which trained it (each seed of a GAN
+    policy needs the generator of its own seed: an honest interval includes the generator's variance)."""
+    banked = runs[runs["generator_key"].fillna("").astype(str) != ""] if "generator_key" in runs else runs.iloc[:0]
+    if banked.empty:
+        return []
+    reused = banked[banked["generator_reused"] == 1]
+    lines = ["## Generator bank", "",
+             f"{len(reused)} of {len(banked)} runs with a pretrained GAN loaded it from the generator bank (pretrained "
+             f"by the search or by another run with the same GAN keys and seed); the others pretrained it there.", ""]
+    return lines + _markdown_table(["policy", "seed", "generator", "reused"], [
+        [row.policy, row.seed, f"`{row.generator_key}`", "yes" if row.generator_reused == 1 else "trained here"]
+        for row in banked.itertuples()]) + [""]
+
+
+def _long_tail_table(deltas: pd.DataFrame, class_counts: list[int]) -> list[str]:
+    """The per-class table of long-tailed data: each class's training images and shot group (classifier.shot_groups:
+    many > 0.2 n_max, few < 0.04 n_max), then the balanced accuracy of all classes and of each group."""
+    from ganaug.classifier import SHOT_GROUPS, shot_groups  # lazy: it imports torch
+
+    groups = shot_groups(class_counts)
+    group_of = {label: name for name, labels in groups.items() for label in labels}
+    rows = [[r[1], class_counts[i], group_of[i], f"{r[2]:.4f}", f"{r[3]:.4f}", f"{r[4]:+.4f}"]
+            for i, r in enumerate(deltas.itertuples())]
+    summaries = [("balanced (every class)", list(range(len(class_counts)))),
+                 *[(f"{name} ({len(labels)} classes)", labels) for name, labels in groups.items() if labels]]
+    for name, labels in summaries:
+        means = deltas.iloc[labels, 1:].mean()
+        rows.append([f"**{name}**", "", "", *(f"{value:+.4f}" if i == 2 else f"{value:.4f}"
+                                               for i, value in enumerate(means))])
+    n_max = max(class_counts)
+    return [f"Groups by training images n_c of n_max = {n_max}: many n_c > {SHOT_GROUPS['many'] * n_max:g}, few "
+            f"n_c < {SHOT_GROUPS['few'] * n_max:g} (the long-tail convention's 100 and 20 at n_max 500, scaled); "
+            "balanced = the mean over classes.", "",
+            *_markdown_table(["class", "n_c", "group", BEST_NO_GAN, BEST_GAN, "delta"], rows), ""]
 
 
 def _ablation_section(runs: pd.DataFrame, policies: dict[str, dict], variants: list[str],
@@ -179,13 +227,13 @@ def plot_differences(ax, runs: pd.DataFrame, column: str = "test_acc",
     ax.grid(axis="x", alpha=0.3)
 
 
-def save_plot(runs: pd.DataFrame, path: str | Path, title: str = "") -> None:
+def save_plot(runs: pd.DataFrame, path: str | Path, title: str = "", column: str = "test_acc") -> None:
     from matplotlib.figure import Figure  # no pyplot: no GUI backend needed
 
     figure = Figure(figsize=(12, 4.5), layout="constrained")
     left, right = figure.subplots(1, 2, width_ratios=[1, 1.2])
-    plot_means(left, runs)
-    plot_differences(right, runs)
+    plot_means(left, runs, column)
+    plot_differences(right, runs, column)
     figure.suptitle(title)
     figure.savefig(path, dpi=120)
 

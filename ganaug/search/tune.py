@@ -27,7 +27,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 
-from ganaug.cluster import ray_session
+from ganaug.cluster import RemoteCoordinator, bank_coordinator, ray_session
 from ganaug.config import ConfigError, TrialConfig, without_inactive
 from ganaug.data import ImageData, load_data
 from ganaug.errors import EXIT_BAD_INPUT as EXIT_BAD_INPUT  # re-exported: the exit code of this command on bad input
@@ -47,8 +47,9 @@ from ganaug.results import (
     write_outputs,
 )
 from ganaug.search.searchers import SEARCHERS, close_orphaned_trials, make_searcher
+from ganaug.search.trackers import tracker_callbacks
 from ganaug.space import SearchSpec, load_space, validate_storage
-from ganaug.trial import CheckpointError, TrialReporter, load_checkpoint, run
+from ganaug.trial import CheckpointError, GeneratorBank, TrialReporter, load_checkpoint, run
 
 # The product is "asha" (with the "tpe" searcher); "fifo" (every trial runs all epochs) is one of the baselines
 # benchmarks/search_efficiency.py measures it against (searchers.SEARCHERS lists the searchers).
@@ -64,8 +65,10 @@ class ExperimentError(InputError):
 # ----------------------------------------------------------------------------------------------
 # The trainable: a thin adapter from Tune to trial.run.
 
-def train_trial(config: dict, *, data: dict, base: dict, cpus: float = 1) -> None:
-    """Ray Tune function trainable: build the TrialConfig, restore, run, report once per epoch."""
+def train_trial(config: dict, *, data: dict, base: dict, cpus: float = 1, generators: str | None = None,
+                coordinator: RemoteCoordinator | None = None) -> None:
+    """Ray Tune function trainable: build the TrialConfig, restore, run, report once per epoch; `generators`: the
+    generator bank's folder (None: off), shared through `coordinator`."""
     # Each trial uses only its CPU share, so k trials on k cores don't oversubscribe them.
     torch.set_num_threads(max(1, math.floor(cpus)))
     cfg = TrialConfig.from_dict(without_inactive({**base, **config}), where="trial config")
@@ -89,8 +92,9 @@ def train_trial(config: dict, *, data: dict, base: dict, cpus: float = 1) -> Non
                 print(f"[ganaug] {error}; trying an older checkpoint", file=sys.stderr, flush=True)
         if state is None:
             print("[ganaug] no readable checkpoint: the trial starts afresh", file=sys.stderr, flush=True)
+    bank = GeneratorBank(generators, coordinator, owner=tune.get_context().get_trial_id()) if generators else None
     try:
-        run(cfg, images, reporter, checkpoint=state)
+        run(cfg, images, reporter, checkpoint=state, bank=bank)
     finally:
         reporter.close()
 
@@ -142,8 +146,11 @@ def build_tuner(space: SearchSpec, data, *, resume: bool = False, searcher: str 
     resources = space.experiment.resources
     space.trial_config({})  # the fixed keys and the defaults make a valid trial
     base = space.base_config()
+    generators = space.generators_dir()
+    coordinator = bank_coordinator(space.experiment_dir()) if generators else None
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, data=data.pack(), base=base, cpus=resources.cpu),
+        tune.with_parameters(train_trial, data=data.pack(), base=base, cpus=resources.cpu, generators=generators,
+                             coordinator=coordinator),
         {"cpu": resources.cpu, "gpu": resources.gpu},
     )
     experiment_dir = space.experiment_dir()
@@ -155,6 +162,7 @@ def build_tuner(space: SearchSpec, data, *, resume: bool = False, searcher: str 
     journal = os.path.join(local_dir, JOURNAL_FILE)
     os.makedirs(local_dir, exist_ok=True)
     callbacks = [JournalUploader(experiment_dir, local_dir)] if is_uri(experiment_dir) else []
+    callbacks += tracker_callbacks(space)  # experiment.loggers: TensorBoard, MLflow, W&B
     search_alg = ConcurrencyLimiter(make_searcher(space, journal, searcher),
                                     max_concurrent=space.experiment.max_concurrent)
     trial_scheduler = FIFOScheduler() if scheduler == "fifo" else ASHAScheduler(
@@ -221,7 +229,7 @@ def search(space: SearchSpec, *, resume: bool = False, address: str | None = Non
     if not resume:
         if local is not space:  # a mirror left by an earlier experiment at this URI must not lend the study its trials
             Path(local.experiment_dir(), JOURNAL_FILE).unlink(missing_ok=True)
-        save_experiment_meta(local, command)
+        save_experiment_meta(local, command, generators=space.generators_dir())
         upload_from_mirror(space, local, [EXPERIMENT_FILE])
     else:
         download_to_mirror(space, local, [JOURNAL_FILE])  # the study continues from the bucket's copy

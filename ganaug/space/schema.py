@@ -4,12 +4,14 @@ the reported metrics. `describe` words a field's limits as a `valid:` hint, so e
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import types
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from ganaug.config import TrialConfig, depends_on
 from ganaug.errors import InputError
@@ -50,6 +52,11 @@ class Sampler(StrictModel):
     constant_liar: bool = True
 
 
+# experiment.loggers: where each trial's metrics go besides Tune's CSV and JSON records -> the package it needs (and
+# the extra of pyproject.toml that installs it); ganaug.search.trackers builds their Tune callbacks.
+LOGGERS = {"tensorboard": None, "mlflow": "mlflow", "wandb": "wandb"}
+
+
 class ExperimentSection(StrictModel):
     """The `experiment:` section (results.Experiment is a finished experiment folder, a different thing)."""
 
@@ -63,6 +70,31 @@ class ExperimentSection(StrictModel):
     reuse_actors: bool = True
     baselines_first: bool = True
     sampler: Sampler = Field(default_factory=Sampler)
+    # The generator bank (trial.bank): null = <experiment>/generators; a folder or s3:// URI (e.g. another search's
+    # bank on the same data); "off" = every trial pretrains its own GAN.
+    generators: str | None = None
+    loggers: list[str] = Field(default_factory=lambda: ["tensorboard"])
+    mlflow_tracking_uri: str | None = None  # null: $MLFLOW_TRACKING_URI, else MLflow's own default
+
+    @field_validator("loggers", mode="before")
+    @classmethod
+    def _known_and_installed(cls, loggers: Any) -> Any:
+        """A list naming each logger once, known, and its package importable: a missing one is refused before Ray
+        starts."""
+        if not isinstance(loggers, list):
+            raise PydanticCustomError("logger", f"expected a list such as [tensorboard, mlflow], got {loggers!r}; "
+                                                f"valid: a list of {', '.join(LOGGERS)}")
+        for name in loggers:
+            if name not in LOGGERS:
+                raise PydanticCustomError("logger", f"{name!r} is not a logger; valid: a list of {', '.join(LOGGERS)}")
+            if loggers.count(name) > 1:
+                raise PydanticCustomError("logger", f"{name!r} is listed twice; valid: each logger once")
+            package = LOGGERS[name]
+            if package and importlib.util.find_spec(package) is None:
+                raise PydanticCustomError("logger", f"{name} needs the {package} package, which is not installed; "
+                                                    f'install it with pip install -e ".[{name}]" (or pip install '
+                                                    f"{package})")
+        return loggers
 
 
 class Metric(StrictModel):
@@ -268,6 +300,7 @@ DISTRIBUTIONS = {
 
 METRICS: dict[str, Mode] = {  # name reported every epoch -> the direction that is better
     "val_acc": "max",
+    "val_balanced_acc": "max",  # mean per-class accuracy: the objective on long-tailed data (data.long_tail)
     "val_top5": "max",
     "val_loss": "min",
     "train_acc": "max",

@@ -96,22 +96,25 @@ class SearchSpec(SpaceSections):
     def baseline_points(self) -> list[dict[str, Any]]:
         """The no-GAN policies a search runs first (experiment.baselines_first), as Optuna params.
 
-        One per traditional_aug value the space can draw, then one per mix value other than none (mixup, cutmix,
-        on flip_translate when the space can draw it: the standard mixing baselines train on flipped and shifted
-        images), each with synthetic_ratio 0 and every other searched key at its TrialConfig default when the space
-        can draw it, else the middle of its choices or range. A fair search tunes the baseline with the same budget
-        as the GAN policies; chance alone may never draw synthetic_ratio 0. Empty when baselines_first is off or
-        synthetic_ratio is not searched with 0 in reach.
+        One per traditional_aug value the space can draw, then one per mix value other than none (mixup, cutmix)
+        and one per class_balance value other than none (resample, reweight, logit_adjust: the long-tail baselines,
+        so that best_no_gan is the best tuned long-tail method), each on flip_translate when the space can draw it
+        (the standard mixing and long-tail baselines train on flipped and shifted images), each with synthetic_ratio
+        0 and every other searched key at its TrialConfig default when the space can draw it, else the middle of its
+        choices or range. A fair search tunes the baseline with the same budget as the GAN policies; chance alone
+        may never draw synthetic_ratio 0. Empty when baselines_first is off or synthetic_ratio is not searched with
+        0 in reach.
         """
         ratio = self.search.get("synthetic_ratio")
         if not self.experiment.baselines_first or ratio is None or not ratio.can_take(0.0):
             return []
         zero = next((c for c in ratio.choice if same(c, 0.0) or same(c, 0)), 0.0) if ratio.kind == "choice" else 0.0
-        choices = {key: dist.choice for key in ("traditional_aug", "mix")
+        choices = {key: dist.choice for key in ("traditional_aug", "mix", "class_balance")
                    if (dist := self.search.get(key)) is not None and dist.kind == "choice" and dist.when is None}
         variants = [{"traditional_aug": choice} for choice in choices.get("traditional_aug", [])] or [{}]
         flips = {"traditional_aug": "flip_translate"} if "flip_translate" in choices.get("traditional_aug", []) else {}
         variants += [{"mix": mix, **flips} for mix in choices.get("mix", []) if mix != "none"]
+        variants += [{"class_balance": way, **flips} for way in choices.get("class_balance", []) if way != "none"]
         points = []
         for variant in variants:
             current, point = {**TrialConfig().to_dict(), **self.fixed}, {}
@@ -221,6 +224,16 @@ class SearchSpec(SpaceSections):
         if _is_uri(self.experiment.storage):
             return self.experiment.storage
         return os.path.abspath(os.path.expanduser(self.experiment.storage))
+
+    def generators_dir(self) -> str | None:
+        """Where this search's generator bank lives (experiment.generators), None when it is off."""
+        chosen = self.experiment.generators
+        if chosen == "off":
+            return None
+        if chosen is None:
+            return f"{self.experiment_dir().rstrip('/')}/generators" if _is_uri(self.experiment_dir()) else \
+                os.path.join(self.experiment_dir(), "generators")
+        return chosen if _is_uri(chosen) else os.path.abspath(os.path.expanduser(chosen))
 
     def experiment_dir(self) -> str:
         """Where Tune writes this experiment: storage/name."""

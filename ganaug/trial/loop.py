@@ -29,12 +29,13 @@ import torch
 from ganaug.augment import traditional_augment
 from ganaug.classifier import LABELERS, LearningRate, Teacher, build_classifier, build_optimizer
 from ganaug.config import TrialConfig, check_cutout, trains_gan
-from ganaug.data import ImageData, batch_indices, pick_device, to_float
+from ganaug.data import ClassIndex, ImageData, balanced_batch_indices, batch_indices, pick_device, to_float
 from ganaug.gan import build_gan
+from ganaug.trial.bank import BankedPretraining, GeneratorBank
 from ganaug.trial.measure import PassMetrics, diverged, finite
 from ganaug.trial.reporter import sample_grid
 from ganaug.trial.state import CHECKPOINT_FILE, TrialState, load_checkpoint, save_checkpoint
-from ganaug.trial.steps import ClassifierStep, RunningSums, gan_updates
+from ganaug.trial.steps import ClassifierStep, RunningSums, balancing, gan_updates
 from ganaug.trial.synthetic import SyntheticImages
 
 Report = Callable[..., None]
@@ -68,6 +69,7 @@ def run(
     data: ImageData,                    # uint8 images + DataSpec; moved to the trial's device here.
     report: Report | None = None,       # report(metrics, checkpoint=dir | None, images=dict | None) once per pass.
     checkpoint: str | Path | dict | None = None,  # Checkpoint directory (or its loaded state) to resume from.
+    bank: GeneratorBank | None = None,  # Where pretrained GANs are shared (trial.bank); None = every trial pretrains.
 ) -> dict[str, Any]:
     """Pretrain the GAN for cfg.gan_pretrain_epochs, train GAN + classifier jointly for cfg.epochs, and return
     the last epoch's metrics.
@@ -100,18 +102,30 @@ def run(
     classifier = classifier.to(device, memory_format=memory_format)
     teacher = Teacher(classifier, cfg.teacher_ema) if cfg.teacher_ema > 0 else None
     optimizer = build_optimizer(cfg, classifier.parameters())
-    gan = build_gan(cfg, spec, device, data) if trains_gan(cfg) else None
+    # The GAN draws its initial weights from its own stream, so that they depend on its keys and the seed only (not
+    # on the classifier built before it): what the generator bank's key says.
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(cfg.seed)
+        gan = build_gan(cfg, spec, device, data) if trains_gan(cfg) else None
     state = TrialState(cfg, classifier, optimizer, gan, teacher, generator)
     if checkpoint is not None:  # resume: from a classifier epoch, or from the middle of GAN pretraining
         state.load_state_dict(checkpoint)
+    # GAN pretraining passes over the search's training split (data.pretraining()); with a generator bank, a GAN
+    # pretrained before with the same key is loaded instead and the passes are skipped.
+    pretrain = data.pretraining()
+    banked = BankedPretraining(bank, cfg, gan, state, pretrain, device, use_bf16) \
+        if bank is not None and state.pretrain_epochs > 0 else None
+    if banked is not None:
+        banked.start()
     batches_per_epoch = math.ceil(num_train / cfg.batch_size)
     learning_rate = LearningRate(optimizer, cfg, batches_per_epoch)
     classifier_step = ClassifierStep(cfg, classifier, optimizer, learning_rate, labeler, teacher, num_classes,
-                                     generator, autocast, memory_format)
+                                     generator, autocast, memory_format, spec.class_counts)
     synthetic = SyntheticImages(cfg, gan, teacher, spec.class_counts, generator, autocast)
     measure = PassMetrics(cfg, data, labeler, classifier, teacher, gan, generator, autocast)
     untrained = measure.untrained() if state.pretrain_epoch < state.pretrain_epochs else {}
     augmenting = cfg.traditional_aug != "none" or cfg.cutout > 0
+    train_classes = ClassIndex(data.train_y, num_classes) if cfg.class_balance == "resample" else None
     final_test: dict[str, Any] = {}
 
     for current in passes(cfg, state):
@@ -122,12 +136,18 @@ def run(
         # A frozen GAN stops training once the classifier starts and only samples from then on.
         train_gan = gan is not None and (current.pretraining or not cfg.gan_freeze)
         sums = RunningSums(device)
-        batches = batch_indices(num_train, cfg.batch_size, generator, device)
+        source = pretrain if current.pretraining else data
+        # class_balance resample (after class_balance_start_epoch): class-balanced real batches, as many and as large.
+        batches = balanced_batch_indices(train_classes, cfg.batch_size, generator) if train_classes is not None and \
+            balancing(cfg, current.epoch) else batch_indices(len(source.train_y), cfg.batch_size, generator, device)
         for batch, index in enumerate(batches):
-            x, y = to_float(data.train_x[index]), data.train_y[index]
+            x, y = to_float(source.train_x[index]), source.train_y[index]
             if train_gan:
-                gan_updates(gan, data, index, x, y, cfg.gan_steps_per_batch, real_fraction, generator, autocast, sums)
+                gan_updates(gan, source, index, x, y, cfg.gan_steps_per_batch, real_fraction, generator, autocast,
+                            sums)
             if current.pretraining:
+                if banked is not None:
+                    banked.tick()
                 continue  # the classifier, its BatchNorm buffers and its optimizer wait for pretraining
             # Classifier step: the real batch (one traditional augmentation drawn per image) and fresh synthetic rows.
             if augmenting:
@@ -136,7 +156,7 @@ def run(
             fake = synthetic.draw(n_synthetic) if n_synthetic > 0 else None
             if fake is not None and augmenting and cfg.augment_synthetic:
                 fake = fake._replace(x=augment(fake.x, cfg, generator))
-            classifier_step((current.epoch - 1) * batches_per_epoch + batch, x, y, fake, sums)
+            classifier_step((current.epoch - 1) * batches_per_epoch + batch, x, y, fake, sums, current.epoch)
 
         # Non-finite losses end the trial here with the objective at its worst value.
         totals, seconds = sums.totals(), time.perf_counter() - started
@@ -146,6 +166,8 @@ def run(
             {"gan_pretrain_seconds": state.pretrain_seconds}
         if not finite(totals):
             metrics = diverged(current.epoch, phase, seconds, num_train)
+            if banked is not None:
+                banked.release()
             report(metrics)
             return metrics
 
@@ -165,6 +187,13 @@ def run(
         if current.last and not current.pretraining:
             final, final_test = measure.final()
             metrics.update(final)
+        if banked is not None:  # its key, whether it was reused; a new entry after the last pretraining pass
+            if current.pretraining:
+                banked.after_pass(current.last, metrics)
+            else:
+                metrics.update(banked.row())
+                if current.last:
+                    banked.after_final(metrics)
 
         # Report, with a sample grid (rows = classes) and a checkpoint when due: pretraining passes count on their
         # own, and the last one always writes both, as it holds the GAN the classifier starts with.

@@ -15,6 +15,7 @@ from ganaug.classifier import (
     Labeler,
     Teacher,
     classification_accuracy_score,
+    group_accuracies,
     real_accuracy_score,
     score,
     synthetic_agreement,
@@ -46,14 +47,17 @@ class PassMetrics:
         data = self.data
         val = self._score(self.classifier, data.val_x, data.val_y)
         train = self._score(self.classifier, data.train_x[:1024], data.train_y[:1024])
-        return {"val_acc": val["acc"], "val_top5": val["top5"], "val_loss": val["loss"], "train_acc": train["acc"]}
+        return {"val_acc": val["acc"], "val_balanced_acc": val["balanced"], "val_top5": val["top5"],
+                "val_loss": val["loss"], "train_acc": train["acc"]}
 
     def classifier_epoch(self, totals: dict[str, float], batches: int, timing: dict[str, float]) -> dict[str, float]:
-        """A classifier epoch's scores: validation once (the search objective), the training batches' accuracy and
+        """A classifier epoch's scores: validation once (the search objective: val_acc, or on long-tailed data
+        val_balanced_acc, the mean per-class accuracy), the training batches' accuracy and
         loss, then `timing` (the pass's seconds and phase), the teacher's validation accuracy (beside the objective,
         never instead of it) and filter_candidates' mean confidence in the kept samples' conditioning classes."""
         val = self._score(self.classifier, self.data.val_x, self.data.val_y)
-        metrics = {"val_acc": val["acc"], "val_top5": val["top5"], "val_loss": val["loss"],
+        metrics = {"val_acc": val["acc"], "val_balanced_acc": val["balanced"], "val_top5": val["top5"],
+                   "val_loss": val["loss"],
                    "train_acc": totals["correct"] / max(totals["seen"], 1),
                    "train_loss": totals["loss"] / max(batches, 1), **timing}
         if self.teacher is not None:
@@ -79,12 +83,16 @@ class PassMetrics:
         return metrics
 
     def final(self) -> tuple[dict[str, float], dict[str, Any]]:
-        """After the last epoch: (test_acc and test_top5, plus cas and cas_ratio for a GAN; the test loss and per-class
-        accuracy, which run returns but does not report). The test runs in fp32 whatever cfg.precision: the score
-        of the final classifier itself, as evaluate reports it."""
+        """After the last epoch: (test_acc, test_top5, test_balanced_acc (mean per-class accuracy) and the
+        many / medium / few-shot groups' (test_many_acc, ...: classes by their training count, accuracy.shot_groups;
+        nan for a group without classes), plus cas and cas_ratio for a GAN; the test loss and per-class accuracy,
+        which run returns but does not report). The test runs in fp32 whatever cfg.precision: the score of the final
+        classifier itself, as evaluate reports it."""
         cfg, data = self.cfg, self.data
         test = score(self.classifier, data.test_x, data.test_y, self.labeler, self.num_classes)
-        metrics = {"test_acc": test["acc"], "test_top5": test["top5"]}
+        groups = group_accuracies(test["per_class"], data.spec.class_counts)
+        metrics = {"test_acc": test["acc"], "test_top5": test["top5"], "test_balanced_acc": test["balanced"],
+                   **{f"test_{name}_acc": value for name, value in groups.items()}}
         if self.gan is not None and cfg.cas_epochs > 0:
             metrics["cas"] = classification_accuracy_score(
                 cfg, data.spec, self.gan, data.val_x, data.val_y, self.device, cfg.cas_epochs, generator=self.generator)
@@ -100,8 +108,9 @@ class PassMetrics:
 
 def diverged(epoch: int, phase: dict[str, float], seconds: float, images: int) -> dict[str, float]:
     """The metrics of a pass whose losses were not finite: the objective at its worst value, `diverged` set."""
-    return {"epoch": epoch, **phase, "val_acc": 0.0, "val_top5": 0.0, "val_loss": float("inf"), "train_acc": 0.0,
-            "diverged": 1, "epoch_seconds": seconds, "images_per_second": images / seconds}
+    return {"epoch": epoch, **phase, "val_acc": 0.0, "val_balanced_acc": 0.0, "val_top5": 0.0,
+            "val_loss": float("inf"), "train_acc": 0.0, "diverged": 1, "epoch_seconds": seconds,
+            "images_per_second": images / seconds}
 
 
 def finite(totals: dict[str, float]) -> bool:

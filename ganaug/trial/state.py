@@ -82,6 +82,7 @@ class TrialState:
         self.epoch = 0                  # classifier epochs done
         self.pretrain_seconds = 0.0     # wall time of the pretraining passes
         self.metrics: dict = {}         # the last pass's
+        self.generator_bank: dict = {}  # the bank entry of its pretrained GAN: key, reused, train_seconds
 
     def state_dict(self) -> dict:
         state = {
@@ -96,6 +97,7 @@ class TrialState:
             "teacher": self.teacher.state_dict() if self.teacher is not None else {},
             "torch_rng": torch.get_rng_state(),
             "generator_rng": self.generator.get_state(),
+            "generator_bank": self.generator_bank,
         }
         if self.generator.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state()
@@ -116,3 +118,4 @@ class TrialState:
         # Checkpoints from before GAN pretraining existed lack these keys: their classifier had already started.
         self.pretrain_epoch = state.get("pretrain_epoch", self.pretrain_epochs)
         self.pretrain_seconds = state.get("gan_pretrain_seconds", 0.0)
+        self.generator_bank = state.get("generator_bank", {})

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganaug.augment import MIXES, mix_targets
-from ganaug.classifier import Labeler, LearningRate, Teacher, synthetic_rows
+from ganaug.classifier import Labeler, LearningRate, Teacher, balanced_cross_entropy, class_balance_loss, synthetic_rows
 from ganaug.config import TrialConfig
 from ganaug.data import ImageData, to_float
 from ganaug.trial.synthetic import SyntheticBatch
@@ -53,26 +53,37 @@ def gan_updates(gan, data: ImageData, index: torch.Tensor, x: torch.Tensor, y: t
         sums.gan_keys = tuple(losses)
 
 
+def balancing(cfg: TrialConfig, epoch: int) -> bool:
+    """Whether class_balance acts in classifier epoch `epoch` (from 1): after class_balance_start_epoch plain epochs
+    (DRW / DRS, Cao et al. 2019: plain training first, then re-weighting or re-sampling; 0 = from the start)."""
+    return cfg.class_balance != "none" and epoch > cfg.class_balance_start_epoch
+
+
 class ClassifierStep:
     """One optimizer step of the classifier on a real batch and its synthetic rows, in ONE forward pass: BatchNorm
     statistics then always describe the mixed batch the classifier is trained on (with synthetic_bn: split, the
     synthetic rows are normalised by their own BatchNorm in that same pass); then the teacher's EMA update.
 
     The recipe: the learning rate of the step from the schedule, cfg.mix on the real rows (and on the synthetic ones,
-    among themselves, with augment_synthetic), label smoothing."""
+    among themselves, with augment_synthetic), label smoothing; and class_balance's reweight or logit_adjust on the
+    real rows' loss from the training split's `class_counts` once it starts (balancing)."""
 
     def __init__(self, cfg: TrialConfig, classifier: nn.Module, optimizer: torch.optim.Optimizer,
                  learning_rate: LearningRate, labeler: Labeler, teacher: Teacher | None, num_classes: int,
-                 generator: torch.Generator, autocast: Callable, memory_format: torch.memory_format):
+                 generator: torch.Generator, autocast: Callable, memory_format: torch.memory_format,
+                 class_counts: tuple[int, ...] | None = None):
         self.cfg, self.classifier, self.optimizer, self.learning_rate = cfg, classifier, optimizer, learning_rate
         self.labeler, self.teacher, self.num_classes = labeler, teacher, num_classes
         self.generator, self.autocast, self.memory_format = generator, autocast, memory_format
         self.mix = MIXES[cfg.mix]
+        self.balance = class_balance_loss(cfg.class_balance, class_counts or (1,) * num_classes, cfg.reweight_beta,
+                                          cfg.logit_adjust_tau, generator.device)
 
     def __call__(self, step: int, x: torch.Tensor, y: torch.Tensor, fake: SyntheticBatch | None,
-                 sums: RunningSums) -> None:
-        """Classifier step `step` (from 0, over the trial); x, y: the (augmented) real batch; fake: its synthetic
-        rows, or None."""
+                 sums: RunningSums, epoch: int = 1) -> None:
+        """Classifier step `step` (from 0, over the trial) in classifier epoch `epoch`; x, y: the (augmented) real
+        batch; fake: its synthetic rows, or None."""
+        balance = self.balance if balancing(self.cfg, epoch) else None
         n_real, device = len(y), y.device
         mixes = []  # (rows, Mix) of each group of rows mixed among themselves
         if self.mix is not None:
@@ -100,9 +111,11 @@ class ClassifierStep:
             target = self.labeler.targets(targets, synthetic, logits.shape[1], soft)
             for rows, mixed in mixes:
                 target[rows] = mix_targets(target[rows], mixed)
-            loss = F.cross_entropy(logits.float(), target, label_smoothing=self.cfg.label_smoothing)
+            loss = F.cross_entropy(logits.float(), target, label_smoothing=self.cfg.label_smoothing) \
+                if balance is None else balanced_cross_entropy(logits.float(), target, synthetic, balance,
+                                                               self.cfg.label_smoothing)
         else:
-            loss = self.labeler.loss(logits.float(), targets, synthetic, soft, self.cfg.label_smoothing)
+            loss = self.labeler.loss(logits.float(), targets, synthetic, soft, self.cfg.label_smoothing, balance)
         self.learning_rate.set(step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,5 +1,5 @@
 """The synthetic rows of a classifier batch: how many (synthetic_ratio, its schedule, the warm-up), their conditioning
-labels (class-balanced, or minority classes first on imbalanced data), the generator's images (with
+labels (synthetic_spread: class-balanced, or minority classes first on imbalanced data), the generator's images (with
 filter_candidates, the best-scored of k candidates per image) and distill's soft targets."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class SyntheticImages:
         self.cfg, self.gan, self.teacher = cfg, gan, teacher
         self.generator, self.autocast = generator, autocast
         self.num_classes = len(class_counts)
-        self.weights = synthetic_class_weights(class_counts, generator.device)
+        self.weights = synthetic_class_weights(class_counts, generator.device, cfg.synthetic_spread)
 
     def count(self, epoch: int, real_rows: int) -> int:
         """Synthetic rows beside `real_rows` real ones in classifier epoch `epoch`: none before gan_warmup_epochs,
@@ -82,10 +82,19 @@ def synthetic_share(schedule: str, epoch: int, epochs: int) -> float:
     return (epochs - epoch) / (epochs - half)
 
 
-def synthetic_class_weights(class_counts, device) -> torch.Tensor:
-    """Conditioning weights: uniform for balanced data, inverse-frequency (minority classes first) otherwise."""
+def synthetic_class_weights(class_counts, device, spread: str = "minority") -> torch.Tensor:
+    """Conditioning weights (synthetic_spread), uniform for balanced data in every spread: minority, weights
+    n_max / n_c (inverse frequency, minority classes first); balance, weights n_max - n_c (SYNAuG, Ye-Bin et al.
+    2023: each class topped up toward the head's count, which gets none; uniform when all counts are equal);
+    uniform."""
     counts = torch.tensor(class_counts, dtype=torch.float64, device=device).clamp(min=1)
-    weights = counts.max() / counts
+    if spread == "uniform":
+        weights = torch.ones_like(counts)
+    elif spread == "balance":
+        gap = counts.max() - counts
+        weights = gap if gap.sum() > 0 else torch.ones_like(counts)
+    else:
+        weights = counts.max() / counts
     return weights / weights.sum()
 
 

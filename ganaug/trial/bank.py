@@ -1,0 +1,256 @@
+"""The generator bank: a GAN pretrained once, shared by every trial (and evaluate's runs) that would train the same one.
+
+A trial that pretrains its GAN (gan_pretrain_epochs >= 1) looks its generator up by a content key, a hash of
+everything that decides the GAN at the end of pretraining: the GAN's keys (GENERATOR_KEYS, those the policy uses),
+the seed, the batches (batch_size), the device type and precision, a fingerprint of the images it pretrains on and
+the entry format. Found: the trial loads the entry (the GAN's state and the noise generator's state at the end of
+pretraining) and skips pretraining; it then reports exactly what it would have reported had it trained the GAN
+itself. Not found: it claims the key, pretrains, and stores the entry under `<bank>/<key>/`:
+
+    generator.pt     the state (torch.save, read with weights_only=True), written whole
+    generator.yaml   the key's inputs, the sha256 of generator.pt, the training seconds, the generator's quality
+                     (synthetic_diversity, frechet_distance after pretraining; cas, cas_ratio once a frozen trial
+                     measured them), which trial trained it
+
+Two trials that need one missing key train it once: a coordinator (cluster.BankCoordinator, a Ray actor shared by
+every node, or LocalCoordinator in one process) grants the key to one trial; the others poll until its entry
+appears. The trainer beats a heartbeat every HEARTBEAT_SECONDS while it pretrains; a claim with no beat for a
+minute is stale, so a trial that dies while training an entry lets the next one train it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import yaml
+
+from ganaug.config import TrialConfig
+from ganaug.data import ImageData
+from ganaug.files import join, read_bytes, write_bytes
+
+FORMAT = 1  # of an entry's state; a bank entry of another format is retrained, never loaded
+STATE_FILE, INFO_FILE = "generator.pt", "generator.yaml"
+# The keys that decide a GAN at the end of pretraining, besides the data: the family and every GAN key, its budget,
+# the batches and the seed. Inactive ones (another family's) are left out of the key (TrialConfig.identity).
+GENERATOR_KEYS = (
+    "gan", "gan_arch", "gan_loss", "gan_lr", "gan_beta1", "latent_dim", "gan_width", "acgan_weight",
+    "acgan_fake_class_loss", "d_steps", "d_label_smoothing", "diffaugment", "g_ema", "d_real_fraction",
+    "d_mix_schedule", "d_spectral_norm", "d_minibatch", "gan_conditions", "predictor_weight", "ali_epochs",
+    "ali_train_encoded_share", "ali_mask_encoded", "ali_reconstruction_weight", "ali_encoded_share",
+    "ali_code_noise", "cycle_weight", "identity_weight", "gan_steps_per_batch", "gan_pretrain_epochs",
+    "batch_size", "seed",
+)
+POLL_SECONDS = 2.0  # how often a trial waiting for another's entry looks again
+HEARTBEAT_SECONDS = 10.0  # how often the trial pretraining an entry says it is alive
+
+
+class Coordinator(Protocol):
+    """Who trains a missing entry: claim returns True to the one trial that should (again, once a claim is stale)."""
+
+    def claim(self, key: str, owner: str) -> bool: ...
+    def heartbeat(self, key: str, owner: str) -> None: ...
+    def release(self, key: str, owner: str) -> None: ...
+
+
+class LocalCoordinator:
+    """A coordinator for one process (a direct run, a test): every claim is granted."""
+
+    def claim(self, key: str, owner: str) -> bool:
+        return True
+
+    def heartbeat(self, key: str, owner: str) -> None:
+        pass
+
+    def release(self, key: str, owner: str) -> None:
+        pass
+
+
+@dataclass
+class Entry:
+    """A bank entry: the GAN's state and the noise generator's state at the end of pretraining, and its info."""
+
+    key: str
+    gan: dict
+    generator_rng: torch.Tensor
+    info: dict
+
+
+class GeneratorBank:
+    """The generators of one bank folder (a path or s3:// URI), and the coordinator its trials share."""
+
+    def __init__(self, location: str, coordinator: Coordinator | None = None, owner: str = "trial"):
+        self.location = str(location)
+        self.coordinator = coordinator or LocalCoordinator()
+        self.owner = owner
+        self._reported: set[str] = set()  # entries already said to be unusable
+
+    # -------------------------------------------------------------------------------------------
+    # The key.
+
+    @staticmethod
+    def key_inputs(cfg: TrialConfig, pretrain: ImageData, device: torch.device, bf16: bool) -> dict[str, Any]:
+        """Everything the key hashes: the generator's keys the policy uses, where and how it computes, the data."""
+        identity = cfg.identity()
+        return {"format": FORMAT, "keys": {key: identity[key] for key in GENERATOR_KEYS if key in identity},
+                "device": device.type, "bf16": bool(bf16), "data": fingerprint(pretrain)}
+
+    @staticmethod
+    def key_of(inputs: dict[str, Any]) -> str:
+        text = yaml.safe_dump(inputs, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    # -------------------------------------------------------------------------------------------
+    # Entries.
+
+    def load(self, key: str) -> Entry | None:
+        """The entry of `key`, or None when there is none or it cannot be trusted: a file whose checksum does not
+        match (truncated, corrupt) or of another format is reported once, with its path, and treated as missing
+        (the trial retrains it and replaces it)."""
+        info_bytes = read_bytes(join(self.location, key, INFO_FILE))
+        state_bytes = read_bytes(join(self.location, key, STATE_FILE))
+        if info_bytes is None or state_bytes is None:
+            return None
+        where = join(self.location, key, STATE_FILE)
+        try:
+            info = yaml.safe_load(info_bytes)
+            if not isinstance(info, dict) or info.get("sha256") != hashlib.sha256(state_bytes).hexdigest():
+                raise ValueError("its checksum does not match generator.yaml's (truncated or corrupt)")
+            if info.get("format") != FORMAT:
+                raise ValueError(f"format {info.get('format')!r}, this ganaug reads {FORMAT}")
+            state = torch.load(io.BytesIO(state_bytes), map_location="cpu", weights_only=True)
+        except Exception as error:  # any unreadable entry is retrained; its reason is said once
+            if where not in self._reported:
+                self._reported.add(where)
+                print(f"[ganaug] generator bank: {where}: not used ({str(error).splitlines()[0][:200]}); it is "
+                      "retrained and replaced", file=sys.stderr, flush=True)
+            return None
+        return Entry(key, state["gan"], state["generator_rng"], info)
+
+    def store(self, key: str, inputs: dict, gan_state: dict, generator_rng: torch.Tensor, train_seconds: float,
+              quality: dict[str, float]) -> None:
+        """Write the entry of `key`: generator.pt first, then generator.yaml with its checksum (a reader trusts a
+        state only once its info names it)."""
+        buffer = io.BytesIO()
+        torch.save({"gan": gan_state, "generator_rng": generator_rng.cpu()}, buffer)
+        state_bytes = buffer.getvalue()
+        write_bytes(join(self.location, key, STATE_FILE), state_bytes)
+        info = {"format": FORMAT, "key": key, "sha256": hashlib.sha256(state_bytes).hexdigest(),
+                "train_seconds": round(float(train_seconds), 1), "trained_by": self.owner,
+                "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "inputs": inputs,
+                "quality": {name: float(value) for name, value in quality.items()}}
+        write_bytes(join(self.location, key, INFO_FILE), yaml.safe_dump(info, sort_keys=False).encode())
+
+    def record_quality(self, key: str, quality: dict[str, float]) -> None:
+        """Add figures measured on the entry's generator unchanged (a frozen trial's cas, cas_ratio) to its info,
+        unless it has them already: the first trial to measure them writes them."""
+        raw = read_bytes(join(self.location, key, INFO_FILE))
+        info = yaml.safe_load(raw) if raw else None
+        if not isinstance(info, dict) or all(name in info.get("quality", {}) for name in quality):
+            return
+        info["quality"] = {**quality, **info.get("quality", {})}
+        write_bytes(join(self.location, key, INFO_FILE), yaml.safe_dump(info, sort_keys=False).encode())
+
+    def acquire(self, key: str) -> Entry | None:
+        """The entry of `key` when there is one (possibly after waiting for the trial training it); None when this
+        trial holds the claim and must train it. A waiting trial sleeps: training the same generator itself would
+        cost the same wall time and twice the CPU, and its CPU share is the trial's own anyway."""
+        waited = False
+        while True:
+            entry = self.load(key)
+            if entry is not None:
+                return entry
+            if self.coordinator.claim(key, self.owner):
+                return None
+            if not waited:
+                print(f"[ganaug] generator bank: waiting for another trial to pretrain generator {key}",
+                      file=sys.stderr, flush=True)
+                waited = True
+            time.sleep(POLL_SECONDS)
+
+    def heartbeat(self, key: str) -> None:
+        self.coordinator.heartbeat(key, self.owner)
+
+    def release(self, key: str) -> None:
+        self.coordinator.release(key, self.owner)
+
+
+def fingerprint(data: ImageData) -> str:
+    """A hash of the images, labels and attributes of a training split, and of its classes."""
+    digest = hashlib.sha256()
+    for tensor in (data.train_x, data.train_y, data.train_attributes):
+        digest.update(str((tuple(tensor.shape), str(tensor.dtype))).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update("\n".join(data.spec.class_names).encode())
+    return digest.hexdigest()[:24]
+
+
+class BankedPretraining:
+    """One trial's side of the bank. `start` (before the passes) loads the trial's entry, when there is one, into
+    its GAN and noise generator and marks pretraining done, or claims the key; `after_pass` beats the heartbeat and,
+    after the last pretraining pass, stores the entry; `row` is what every classifier epoch reports of it."""
+
+    def __init__(self, bank: GeneratorBank, cfg: TrialConfig, gan, state, pretrain: ImageData, device: torch.device,
+                 bf16: bool):
+        self.bank, self.cfg, self.gan, self.state = bank, cfg, gan, state
+        self.inputs = bank.key_inputs(cfg, pretrain, device, bf16)
+        self.key = bank.key_of(self.inputs)
+        self.claimed = False
+        self.last_beat = time.monotonic()
+
+    def start(self) -> None:
+        state = self.state
+        if state.generator_bank.get("key") == self.key and state.pretrain_epoch >= state.pretrain_epochs:
+            return  # resumed after pretraining: the GAN in the checkpoint is the entry's (or trained it)
+        if state.pretrain_epoch >= state.pretrain_epochs:  # a checkpoint from before the bank: it trained its GAN
+            state.generator_bank = {"key": self.key, "reused": 0, "train_seconds": state.pretrain_seconds}
+            return
+        entry = self.bank.acquire(self.key)
+        if entry is None:  # this trial trains the entry (from its checkpoint, if it resumed mid-pretraining)
+            self.claimed = True
+            state.generator_bank = {"key": self.key, "reused": 0, "train_seconds": 0.0}
+            return
+        self.gan.load_state_dict(entry.gan)
+        state.generator.set_state(entry.generator_rng.to(state.generator.get_state().device))
+        state.pretrain_epoch, state.pretrain_seconds = state.pretrain_epochs, 0.0
+        state.generator_bank = {"key": self.key, "reused": 1, "train_seconds": entry.info.get("train_seconds", 0.0)}
+
+    def tick(self) -> None:
+        """During pretraining: the heartbeat, at most every HEARTBEAT_SECONDS."""
+        if self.claimed and time.monotonic() - self.last_beat > HEARTBEAT_SECONDS:
+            self.bank.heartbeat(self.key)
+            self.last_beat = time.monotonic()
+
+    def after_pass(self, last: bool, metrics: dict[str, Any]) -> None:
+        """After a pretraining pass: the heartbeat, and after the last one the entry."""
+        if not self.claimed:
+            return
+        self.bank.heartbeat(self.key)
+        if last:
+            quality = {name: metrics[name] for name in ("synthetic_diversity", "frechet_distance") if name in metrics}
+            self.bank.store(self.key, self.inputs, self.gan.state_dict(), self.state.generator.get_state(),
+                            self.state.pretrain_seconds, quality)
+            self.state.generator_bank["train_seconds"] = self.state.pretrain_seconds
+            self.release()
+
+    def release(self) -> None:
+        if self.claimed:
+            self.bank.release(self.key)
+            self.claimed = False
+
+    def row(self) -> dict[str, Any]:
+        """generator_key, generator_reused (1: loaded from the bank, so this trial's gan_pretrain_seconds is 0) and
+        generator_train_seconds (the entry's own pretraining time)."""
+        info = self.state.generator_bank
+        return {"generator_key": info["key"], "generator_reused": info["reused"],
+                "generator_train_seconds": info["train_seconds"]}
+
+    def after_final(self, metrics: dict[str, Any]) -> None:
+        """A frozen generator is the entry's own at the end: its CAS describes the entry, and joins its info."""
+        if self.cfg.gan_freeze and "cas" in metrics:
+            self.bank.record_quality(self.key, {"cas": metrics["cas"], "cas_ratio": metrics["cas_ratio"]})
