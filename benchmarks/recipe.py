@@ -36,7 +36,7 @@ RECIPES = {
                              weight_decay=5e-4, lr_schedule="onecycle", warmup_epochs=12, label_smoothing=0.1,
                              epochs=40),
     # airbench's network and recipe (Jordan 2024) at a quarter of its width: a CPU budget.
-    "onecycle_sgd_airbench": dict(classifier="airbench", classifier_width=0.25, optimizer="sgd", classifier_lr=0.1,
+    "onecycle_sgd_airbench": dict(classifier="airbench", classifier_width=0.25, optimizer="sgd", classifier_lr=0.2,
                                   weight_decay=5e-4, lr_schedule="onecycle", warmup_epochs=8, label_smoothing=0.2,
                                   epochs=30),
 }

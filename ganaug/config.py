@@ -267,7 +267,8 @@ class TrialConfig:
                                      le=10, needs={"class_balance": OneOf(("logit_adjust",))})
     class_balance_start_epoch: int = option(0, "Classifier epochs of plain training before class_balance starts "
                                             "(deferred re-weighting / re-sampling, DRW / DRS: Cao 2019; as many as "
-                                            "`epochs`: never).", ge=0, off=0, needs={"class_balance": NoneOf(("none",))})
+                                            "`epochs`: never).", ge=0, off=0,
+                                            needs={"class_balance": NoneOf(("none",))})
 
     # Run.
     epochs: int = option(20, "Passes over the real training split (in a search: scheduler.max_epochs).", ge=1)

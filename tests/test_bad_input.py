@@ -156,6 +156,32 @@ def checkpoint(state_change: Callable[[dict, Path], object] | None = None, *, ma
     return build
 
 
+def logger(line: str) -> Callable[[str], str]:
+    """Add `line` (experiment.loggers or its settings) to the experiment section."""
+    return replace("  max_failures: 1\n", f"  max_failures: 1\n  {line}\n")
+
+
+def without_package(package: str, *edits: Callable[[str], str]):
+    """A builder writing the edited SPACE, then a thunk that loads it while `package` cannot be imported."""
+    def build(tmp: Path) -> Callable[[], object]:
+        path = space(*edits)(tmp)[0]
+
+        def load():
+            from ganaug.space import load_space
+
+            saved = sys.modules.get(package)
+            sys.modules[package] = None  # importlib finds no spec: as if it were not installed
+            try:
+                return load_space(path)
+            finally:
+                if saved is None:
+                    del sys.modules[package]
+                else:
+                    sys.modules[package] = saved
+        return load
+    return build
+
+
 def imagefolder_root(root: str) -> Callable[[str], str]:
     return replace("{name: digits, samples_per_class: 30}", f"{{name: imagefolder, root: {root}}}")
 
@@ -261,6 +287,14 @@ CASES = {
     "cutout larger than the images": Case("tune", space(fixed("cutout: 12")),
                                           "fixed.cutout: cutout=12 is out of range for 8x8 images; valid: an "
                                           "integer in [0, 8] (0 = off)"),
+    # Experiment trackers (experiment.loggers).
+    "unknown logger": Case("tune", space(logger("loggers: [tensorboard, neptune]")),
+                           "experiment.loggers: 'neptune' is not a logger; valid: a list of tensorboard, mlflow"),
+    "logger listed twice": Case("tune", space(logger("loggers: [mlflow, mlflow]")), "'mlflow' is listed twice"),
+    "loggers not a list": Case("tune", space(logger("loggers: mlflow")), "experiment.loggers: expected a list"),
+    "logger whose package is missing": Case("api", without_package("wandb", logger("loggers: [tensorboard, wandb]")),
+                                            "experiment.loggers: wandb needs the wandb package, which is not "
+                                            'installed; install it with pip install -e ".[wandb]"', "SpaceError"),
     # GPU shares that do not pack onto whole GPUs.
     "gpu 0.3": Case("tune", space(replace("gpu: 0", "gpu: 0.3")), "gpu"),
     "gpu 1.5": Case("tune", space(replace("gpu: 0", "gpu: 1.5")), "gpu"),
@@ -272,6 +306,25 @@ CASES = {
                                                                          "samples_per_class: 5000")),
                                                    "samples_per_class"),
     "storage under a regular file": Case("tune", storage_under_a_file, "a_file"),
+    # Long-tailed data (data.long_tail) and the class-balance baselines (class_balance and its keys).
+    "long-tail ratio below 1": Case("tune", space(replace("samples_per_class: 30}", "samples_per_class: 30, "
+                                                          "long_tail: {ratio: 0.5}}")), "data.long_tail.ratio=0.5"),
+    "long-tail ratio the data cannot supply": Case("tune", space(replace("samples_per_class: 30}", "samples_per_class: "
+                                                                         "30, long_tail: {ratio: 100}}")),
+                                                   "valid: 1 <= ratio <= 27"),
+    "long_tail together with imbalance": Case("tune", space(replace("samples_per_class: 30}", "long_tail: {ratio: 10}, "
+                                                                    "imbalance: {'3': 0.5}}")), "data.imbalance"),
+    "long-tail order naming a class twice": Case("pipeline", policy(lambda p: p["data"].update(
+        long_tail={"ratio": 2, "order": [0, 0, 1, 2, 3, 4, 5, 6, 7, 8]})), "long_tail.order"),
+    "unknown class_balance": Case("tune", space(fixed("class_balance: focal")), "class_balance"),
+    "reweight_beta above 1": Case("tune", space(fixed("class_balance: reweight"), searched(
+        "reweight_beta: {choice: [0.99, 1.5]}")), "reweight_beta"),
+    "logit_adjust_tau 0": Case("tune", space(fixed("class_balance: logit_adjust"), fixed("logit_adjust_tau: 0.0")),
+                               "logit_adjust_tau=0.0 is out of range; valid: 0 < logit_adjust_tau <= 10"),
+    "negative class_balance_start_epoch": Case("pipeline", policy(lambda p: p["config"].update(
+        class_balance="resample", class_balance_start_epoch=-1)), "class_balance_start_epoch"),
+    "unknown synthetic_spread": Case("tune", space(searched("synthetic_spread: {choice: [minority, tail]}")),
+                                     "synthetic_spread"),
     "--resume with no experiment": Case("tune", space(lambda t: t, "--resume"), "no experiment to resume"),
     # python -m ganaug.pipeline POLICY.yaml
     "policy without data": Case("pipeline", policy(lambda p: p.pop("data")), "data"),

@@ -366,6 +366,40 @@ def test_per_class_deltas_are_paired_means():
     assert deltas.loc["a", BEST_NO_GAN] == pytest.approx(0.6)
 
 
+def test_long_tailed_report_heads_with_balanced_accuracy_and_groups_its_classes():
+    """On data.long_tail the headline, the first table and the plot are in balanced test accuracy, and the per-class
+    table gives each class's training images and shot group, then the groups' means."""
+    import types
+
+    from ganaug.results.evaluate import TEST_COLUMNS
+    from ganaug.results.report import markdown_report
+
+    per_class = {BEST_NO_GAN: [0.9, 0.6, 0.2], BEST_GAN: [0.8, 0.7, 0.5]}
+    rows = [{"policy": name, "seed": seed, "test_acc": 0.9 - 0.01 * seed, "test_top5": 1.0,
+             "test_balanced_acc": sum(values) / 3 + 0.01 * seed, "test_many_acc": values[0],
+             "test_medium_acc": values[1], "test_few_acc": values[2], "source": "searched", "aliases": "",
+             "diverged": 0, "per_class_acc": json.dumps(dict(zip("abc", values)))}
+            for name, values in per_class.items() for seed in range(3)]
+    runs = pd.DataFrame(rows)
+    assert set(TEST_COLUMNS) <= set(runs)
+    config = {**TrialConfig(epochs=2).to_dict()}
+    policies = {name: {"trial_id": name, "config": config, "source": "searched", "aliases": []} for name in per_class}
+    experiment = types.SimpleNamespace(meta={"name": "lt", "data": {"name": "digits", "long_tail": {"ratio": 50}}},
+                                       path=Path("lt"))
+    report = markdown_report(experiment, runs, policies, list("abc"), NOT_ABLATED, None, [450, 60, 9])
+    first = report.splitlines()[0]
+    assert HEADLINE.match(first) and first.split(" points")[0].endswith("+10.0")  # (2.0 - 1.7) / 3 = +10 points
+    assert "in balanced test accuracy" in first
+    assert report.index("## Balanced test accuracy") < report.index("## Test accuracy")
+    table = report.split("## Per-class test accuracy")[1]
+    assert "many n_c > 90, few n_c < 18" in table
+    assert "| a | 450 | many | 0.9000 | 0.8000 | -0.1000 |" in table and "| c | 9 | few |" in table
+    assert "| **balanced (every class)** |  |  | 0.5667 | 0.6667 | +0.1000 |" in table
+    assert "| **medium (1 classes)** |  |  | 0.6000 | 0.7000 | +0.1000 |" in table
+    plain = markdown_report(experiment, runs, policies, list("abc"), NOT_ABLATED)  # not long-tailed: as before
+    assert "balanced" not in plain.splitlines()[0] and "## Balanced test accuracy" not in plain
+
+
 # ----------------------------------------------------------------------------------------------
 # Bad input: one line on stderr, exit code 2, before Ray starts.
 

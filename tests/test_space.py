@@ -135,9 +135,11 @@ def test_every_shipped_space_tunes_the_no_gan_baselines_first(path):
     assert {"none", "flip_translate", "trivialaugment"} <= set(choices)
     points = spec.baseline_points()
     assert [point["traditional_aug"] for point in points[:len(choices)]] == choices
-    # then one per long-tail method (class_balance) the space searches, on flips and shifts
-    balances = [way for way in getattr(spec.search.get("class_balance"), "choice", None) or [] if way != "none"]
-    assert [point.get("class_balance") for point in points[len(choices):]] == balances
+    # then one per mixing (mix) and one per long-tail method (class_balance) the space searches, on flips and shifts
+    others = lambda key: [value for value in getattr(spec.search.get(key), "choice", None) or [] if value != "none"]
+    mixes, balances = others("mix"), others("class_balance")
+    assert [point.get("mix") for point in points[len(choices):len(choices) + len(mixes)]] == mixes
+    assert [point.get("class_balance") for point in points[len(choices) + len(mixes):]] == balances
     for point in points:
         config = spec.trial_config(point)
         assert config.synthetic_ratio == 0

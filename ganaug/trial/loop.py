@@ -137,7 +137,8 @@ def run(
         train_gan = gan is not None and (current.pretraining or not cfg.gan_freeze)
         sums = RunningSums(device)
         source = pretrain if current.pretraining else data
-        # class_balance resample (after class_balance_start_epoch): class-balanced real batches, as many and as large.
+        # class_balance resample (after class_balance_start_epoch): class-balanced real batches, as many and as large
+        # (the GAN's first update of each batch sees that batch too; its extra updates draw from the whole split).
         batches = balanced_batch_indices(train_classes, cfg.batch_size, generator) if train_classes is not None and \
             balancing(cfg, current.epoch) else batch_indices(len(source.train_y), cfg.batch_size, generator, device)
         for batch, index in enumerate(batches):
