@@ -1,5 +1,6 @@
-"""Each fact about a policy key lives on its TrialConfig field: the checks, the `valid:` hints, CHOICES and README's
-table of the keys are read from the field's limits, choices and documentation, so none of them can drift."""
+"""Each fact about a policy key lives on its TrialConfig field: the checks, the `valid:` hints, CHOICES and the docs'
+table of the keys (docs/search-space.md) are read from the field's limits, choices and documentation, so none of them
+can drift; the docs' table of the data keys is read from DataConfig's fields the same way."""
 
 from __future__ import annotations
 
@@ -18,30 +19,50 @@ from ganaug.config import (
     check_attribute_columns,
     check_cutout,
 )
+from ganaug.data import DataConfig
 from ganaug.errors import InputError
 from ganaug.options import limits_hint, valid_values
-from ganaug.space.keys import key_table
+from ganaug.space.keys import data_key_table, key_table
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = {spec.name: spec for spec in dataclasses.fields(TrialConfig)}
 LIMITED = [(name, bound, limit) for name, spec in FIELDS.items() for bound, limit in spec.metadata["limits"].items()]
-REGENERATE = ("README.md's policy-key table is not the one TrialConfig's fields give: regenerate it with "
-              "`python -m ganaug.space.keys` and paste the output over the table under \"### Policy keys\"")
+PAGE = ROOT / "docs" / "search-space.md"
+REGENERATE = ("docs/search-space.md's {what} table is not the one {source}'s fields give: regenerate it with "
+              "`python -m ganaug.space.keys{argument}` and paste the output over the table under \"{heading}\"")
+TABLES = {  # heading on the page -> (the renderer, what REGENERATE says)
+    "## Policy keys (`fixed:` and `search:`)": (key_table, ("policy-key", "TrialConfig", "")),
+    "## Data keys": (data_key_table, ("data-key", "DataConfig", " data")),
+}
 
 
-def test_readme_table_is_the_generated_one():
-    section = (ROOT / "README.md").read_text().split("### Policy keys (`fixed:` and `search:`)", 1)[1]
+@pytest.mark.parametrize("heading", list(TABLES))
+def test_the_docs_tables_are_the_generated_ones(heading):
+    render, (what, source, argument) = TABLES[heading]
+    section = PAGE.read_text().split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
     rows = section[section.index("\n| key |") + 1:].split("\n\n", 1)[0]
-    generated = key_table()
-    diff = "\n".join(difflib.unified_diff(rows.splitlines(), generated.splitlines(), "README.md", "key_table()",
-                                          lineterm="", n=0))
-    assert rows == generated, f"{REGENERATE}.\n{diff}"
+    generated = render()
+    diff = "\n".join(difflib.unified_diff(rows.splitlines(), generated.splitlines(), "docs/search-space.md",
+                                          f"{render.__name__}()", lineterm="", n=0))
+    message = REGENERATE.format(what=what, source=source, argument=argument, heading=heading)
+    assert rows == generated, f"{message}.\n{diff}"
 
 
-def test_python_m_prints_the_table():
-    done = subprocess.run([sys.executable, "-m", "ganaug.space.keys"], capture_output=True, text=True, timeout=120,
-                          check=True, cwd=ROOT)
-    assert done.stdout == key_table() + "\n" and done.stderr == ""
+@pytest.mark.parametrize(("argument", "render"), [([], key_table), (["data"], data_key_table)])
+def test_python_m_prints_the_tables(argument, render):
+    done = subprocess.run([sys.executable, "-m", "ganaug.space.keys", *argument], capture_output=True, text=True,
+                          timeout=120, check=True, cwd=ROOT)
+    assert done.stdout == render() + "\n" and done.stderr == ""
+
+
+def test_the_data_table_has_one_row_per_data_key_with_its_default_and_doc():
+    rows = data_key_table().splitlines()[2:]
+    fields = dataclasses.fields(DataConfig)
+    assert [row.split(" | ")[0] for row in rows] == [f"| `{spec.name}`" for spec in fields]
+    assert "| `val_fraction` | `0.1` | Stratified, seeded share of the train split held out as validation" in rows[6]
+    for spec in fields:
+        doc = spec.metadata["doc"]
+        assert doc.strip() and "\n" not in doc and "|" not in doc, spec.name  # one line of a markdown table
 
 
 def test_the_table_has_one_row_per_key_with_its_default_and_hint():

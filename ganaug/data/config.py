@@ -12,6 +12,7 @@ import numpy as np
 
 from ganaug.config import DATASET_NAMES
 from ganaug.errors import InputError, did_you_mean
+from ganaug.options import option
 
 
 class DataError(InputError):
@@ -21,22 +22,30 @@ class DataError(InputError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = "digits"                  # Key of data.readers.DATASETS.
-    root: str | None = None               # Folder holding the files; None = ~/.ganaug/data/<name>.
-    download: bool = False                # cifar10/100, (fashion_)mnist: fetch with torchvision if missing.
-    image_size: int | None = None         # imagefolder: resize to size x size; None = native size if all
-                                          # images agree, else 32.
-    grayscale: bool | None = None         # imagefolder: True = 1 channel, False = 3; None = 1 only if every
-                                          # image is grayscale.
-    test_fraction: float = 0.2            # imagefolder without train/ and test/: stratified test share.
-    val_fraction: float = 0.1             # Stratified share of the train split held out as validation.
-    samples_per_class: int | None = None  # Seeded N per class of the train split, taken before the val split.
-    imbalance: dict | None = None         # {class name or index: kept fraction in (0, 1]}, train split only.
-    long_tail: dict | None = None         # {ratio: R >= 1, order: [class names or indices, head first]}: the train
-                                          # split cut to Cui et al.'s exponential profile (long_tail_counts).
-    seed: int = 0                         # Seeds subsampling, val split and imbalance (not the test split).
-    classes: list | None = None           # Keep only these classes (names, e.g. [cat, dog] or digits [3, 8]),
-                                          # labelled 0..k-1 in this order; None = every class.
+    """The `data:` section. Each key's documentation is its field's `doc` (one line of the docs' data-key table,
+    ganaug.space.keys.data_key_table); its checks are in __post_init__."""
+
+    name: str = option("digits", f"The dataset: {', '.join(DATASET_NAMES)} (data.readers.DATASETS; see Datasets).")
+    root: str | None = option(None, "Folder holding the files; None = `~/.ganaug/data/<name>`.")
+    download: bool = option(False, "cifar10, cifar100, mnist, fashion_mnist: fetch the files with torchvision when "
+                                   "they are missing.")
+    image_size: int | None = option(None, "imagefolder: resize to size x size; None = the native size if all images "
+                                          "agree, else 32.")
+    grayscale: bool | None = option(None, "imagefolder: True = 1 channel, False = 3; None = 1 only if every image is "
+                                          "grayscale.")
+    test_fraction: float = option(0.2, "imagefolder without train/ and test/: the stratified, seeded test share.")
+    val_fraction: float = option(0.1, "Stratified, seeded share of the train split held out as validation (the "
+                                      "search never sees the test split).")
+    samples_per_class: int | None = option(None, "Seeded N per class of the train split, taken before the validation "
+                                                 "split (the small-data regime).")
+    imbalance: dict | None = option(None, "{class name or index: kept fraction in (0, 1]}, train split only; "
+                                          "synthetic images are then conditioned on minority classes first.")
+    long_tail: dict | None = option(None, "{ratio: R >= 1, order: [class names or indices, head first]}: the train "
+                                          "split cut to Cui et al.'s exponential profile (long_tail_counts).")
+    seed: int = option(0, "Seeds subsampling, the validation split and imbalance (not the test split).")
+    classes: list | None = option(None, "Keep only these classes (names, e.g. [cat, dog], or [3, 8] for digits), "
+                                        "relabelled 0..k-1 in this order before every other step (unknown names are "
+                                        "refused with the valid ones); None = every class.")
 
     def __post_init__(self) -> None:
         if isinstance(self.root, os.PathLike):

@@ -8,6 +8,7 @@ refused a logger whose package is missing before Ray started (ganaug.space: Expe
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 
@@ -15,6 +16,8 @@ import pyarrow.fs
 from ray.tune.logger import TBXLoggerCallback
 
 from ganaug.space import SearchSpec
+
+logger = logging.getLogger(__name__)
 
 SAMPLES_FOLDER = "samples"  # the sample grids trial.TrialReporter writes into each trial folder
 
@@ -37,7 +40,7 @@ class NoTensorBoard(TBXLoggerCallback):
     nothing: `loggers` without tensorboard. (Each trial still writes its sample grids, as PNGs and TensorBoard
     images, through trial.TrialReporter.)"""
 
-    def __init__(self):  # noqa: D107 -- no SummaryWriter: nothing is ever written
+    def __init__(self):  # no SummaryWriter: nothing is ever written
         pass
 
     def log_trial_start(self, trial) -> None:
@@ -67,9 +70,12 @@ def mlflow_callback(space: SearchSpec):
                 self.mlflow_util.log_params(run_id=self._trial_runs[trial], params_to_log=rest)
 
         def log_trial_end(self, trial, failed: bool = False) -> None:
-            with tempfile.TemporaryDirectory() as folder:
-                if copy_samples(trial, os.path.join(folder, SAMPLES_FOLDER)):
-                    self.mlflow_util.save_artifacts(run_id=self._trial_runs[trial], dir=folder)
+            try:
+                with tempfile.TemporaryDirectory() as folder:
+                    if copy_samples(trial, os.path.join(folder, SAMPLES_FOLDER)):
+                        self.mlflow_util.save_artifacts(run_id=self._trial_runs[trial], dir=folder)
+            except OSError as error:  # the run keeps its params and metrics; the search goes on
+                logger.warning("MLflow: the sample grids of %s were not logged: %s", trial, error)
             super().log_trial_end(trial, failed)  # ends the run: FINISHED, or FAILED for an errored trial
 
     return MLflowTracker(tracking_uri=space.experiment.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"),
@@ -94,6 +100,7 @@ def copy_samples(trial, folder: str) -> bool:
     source = f"{trial.path}/{SAMPLES_FOLDER}"
     if filesystem.get_file_info(source).type != pyarrow.fs.FileType.Directory:
         return False
+    os.makedirs(folder, exist_ok=True)
     pyarrow.fs.copy_files(source, folder, source_filesystem=filesystem,
                           destination_filesystem=pyarrow.fs.LocalFileSystem())
     return True

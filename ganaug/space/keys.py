@@ -1,13 +1,17 @@
-"""README's table of the policy keys (`fixed:` and `search:`), rendered from TrialConfig's fields, so that the table
-never restates a default, a limit or a choice by hand. Regenerate it with:
+"""The docs' tables of the policy keys (`fixed:` and `search:`, from TrialConfig's fields) and of the data keys
+(`data:`, from DataConfig's), so that no table restates a default, a limit or a choice by hand. Regenerate them with:
 
-    python -m ganaug.space.keys     # prints the table; paste it over README's under "### Policy keys"
+    python -m ganaug.space.keys        # the policy keys: paste over docs/search-space.md's under "## Policy keys"
+    python -m ganaug.space.keys data   # the data keys: paste over docs/search-space.md's under "## Data keys"
+
+tests/test_policy_keys.py fails while the page holds another table.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from typing import Any
 
 from ganaug.config import LEGACY_VALUES, TrialConfig
@@ -20,6 +24,16 @@ def key_table() -> str:
     for spec in dataclasses.fields(TrialConfig):
         default = spec.default_factory() if spec.default is dataclasses.MISSING else spec.default
         rows.append(f"| `{spec.name}` | `{_shown(default)}` | {valid_values(spec)} | {key_documentation(spec)} |")
+    return "\n".join(rows)
+
+
+def data_key_table() -> str:
+    """The markdown table of the `data:` keys, one row per DataConfig field: key, default, what it means."""
+    from ganaug.data import DataConfig  # the package loads its torch-backed names only when asked for them
+
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{spec.name}` | `{_shown(spec.default)}` | {spec.metadata['doc']} |"
+             for spec in dataclasses.fields(DataConfig)]
     return "\n".join(rows)
 
 
@@ -37,7 +51,7 @@ def key_documentation(spec: dataclasses.Field) -> str:
 
 
 def _shown(value: Any) -> str:
-    """A default as README writes it: strings in double quotes, small floats as 2e-4."""
+    """A default as the tables write it: strings in double quotes, small floats as 2e-4."""
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, float) and 0 < abs(value) < 1e-2:
@@ -47,4 +61,4 @@ def _shown(value: Any) -> str:
 
 
 if __name__ == "__main__":
-    print(key_table())
+    print(data_key_table() if sys.argv[1:] == ["data"] else key_table())
