@@ -7,7 +7,7 @@ label_smoothing, classifier, classifier_dropout, epochs); the choices are what a
 none, flip_translate, trivialaugment, randaugment, cutout (on flip_translate), mixup and cutmix (on flip_translate).
 
     python benchmarks/recipe.py --root ../shared/data/cifar10-small              # ~1.5 h on one core
-    python benchmarks/recipe.py --root ../shared/data/cifar10-small --recipes onecycle_sgd_cnn --choices none,flip_translate
+    python benchmarks/recipe.py --root ../shared/data/cifar10-small --recipes today --choices none,flip_translate
     python benchmarks/recipe.py --quick                                          # digits, seconds (the test suite)
 
 Prints one JSON object: every run, and per recipe the best choice, its test accuracy and flip_translate's gain

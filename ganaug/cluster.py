@@ -58,14 +58,14 @@ class BankCoordinator:
 
 
 class RemoteCoordinator:
-    """trial.bank's Coordinator through the experiment's named BankCoordinator actor (picklable: a trial
-    reaches the actor by its name from whichever node it runs on)."""
+    """trial.bank's Coordinator through the experiment's BankCoordinator actor. Picklable: it carries the actor's
+    handle to every trial, on whichever node it runs, and that handle keeps the actor alive while a trial needs it."""
 
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(self, handle):
+        self.handle = handle
 
     def actor(self):
-        return ray.get_actor(self.name, namespace=BANK_NAMESPACE)
+        return self.handle
 
     def claim(self, key: str, owner: str) -> bool:
         return ray.get(self.actor().claim.remote(key, owner))
@@ -84,5 +84,5 @@ def bank_coordinator(experiment: str, stale_seconds: float = 60.0) -> RemoteCoor
     """The named BankCoordinator of an experiment (created if this Ray has none yet, else the running one)."""
     name = f"generator-bank:{experiment}"
     # Owned by the driver: it ends with the search (a resumed search starts a new one; claims then start afresh).
-    BankCoordinator.options(name=name, namespace=BANK_NAMESPACE, get_if_exists=True).remote(stale_seconds)
-    return RemoteCoordinator(name)
+    handle = BankCoordinator.options(name=name, namespace=BANK_NAMESPACE, get_if_exists=True).remote(stale_seconds)
+    return RemoteCoordinator(handle)
