@@ -1,8 +1,8 @@
 """TrialConfig: every key of one joint GAN + classifier trial, declared once with its default, its limits or
-choices and its documentation; the checks, the `valid:` hints and README's table of the keys are read from those.
+choices and its documentation; the checks, the `valid:` hints and the key table of docs/search-space.md are read from those.
 
 The keys are flat and shared by the search-space YAML, Ray Tune's config dict, the Optuna study and every
-checkpoint (the whole config is snapshotted into each one). README's table of them: `python -m ganaug.space.keys`.
+checkpoint (the whole config is snapshotted into each one). docs/search-space.md's table of them is rendered by `python -m ganaug.space.keys`.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def is_import_path(classifier: str) -> bool:
 @dataclass(frozen=True)
 class TrialConfig:
     # GAN.
-    gan: str = option("acgan", 'GAN family: {choices}; see "More generator families" below.', choices={
+    gan: str = option("acgan", 'GAN family: {choices}; docs/generators.md says more.', choices={
         "cgan": "label-conditioned D", "acgan": "D with an auxiliary class head",
         "ali": "ACGAN started by ALI: an encoder, synthetic images near real images' codes",
         "translation": "real images of one class translated into another, StarGAN / CycleGAN"}, needs=GAN)

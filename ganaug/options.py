@@ -69,7 +69,7 @@ Condition = OneOf | Above
 def option(default: Any, doc: str, *, choices: dict[str, str] | tuple[str, ...] | None = None, valid: str = "",
            off: Any = None, ge: float | None = None, gt: float | None = None, le: float | None = None,
            lt: float | None = None, needs: dict[str, Condition] | None = None) -> Any:
-    """One TrialConfig key, declared once: its default; its documentation (one line of README's table, where
+    """One TrialConfig key, declared once: its default; its documentation (one line of docs/search-space.md's key table, where
     "{choices}" stands for a choice key's choices with their meanings); a number's limits (ge, gt, le, lt) and
     the value that turns it `off`; a choice key's choices (name -> meaning, or names; CHOICES is read from them);
     what is `valid` where neither says (a choice key: besides its choices); and what it `needs` to have an effect:
@@ -99,7 +99,7 @@ def within(value: Any, limits: dict[str, Any]) -> bool:
 
 
 def valid_values(spec: dataclasses.Field, limits: dict[str, Any] | None = None) -> str:
-    """What a TrialConfig key accepts, in the words of its `valid:` hints and README's table: its choices (and what
+    """What a TrialConfig key accepts, in the words of its `valid:` hints and docs/search-space.md's key table: its choices (and what
     else is `valid`), its `valid` text, or its limits (or `limits`: "an integer >= 1", "0 < d_real_fraction < 1"),
     then the value that turns it off."""
     meta = spec.metadata

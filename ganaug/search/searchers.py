@@ -107,7 +107,7 @@ def make_searcher(space: SearchSpec, journal_path: str | None, searcher: str = "
 
 
 def make_sampler(space: SearchSpec) -> optuna.samplers.TPESampler:
-    """Optuna's TPESampler with the experiment's `sampler:` settings (README: "The searcher")."""
+    """Optuna's TPESampler with the experiment's `sampler:` settings (docs/searcher.md)."""
     settings = space.experiment.sampler
     startup = settings.n_startup_trials
     if startup is None:  # a quarter of the budget explores at random, but never fewer than 2 or more than 10

@@ -222,8 +222,9 @@ def search(space: SearchSpec, *, resume: bool = False, address: str | None = Non
     validate_storage(space)
     baselines = space.baseline_points()
     if baselines and not resume:
-        shown = ", ".join(str(point.get("traditional_aug", "as fixed")) for point in baselines)
-        print(f"Baselines first: {len(baselines)} no-GAN trial(s) (synthetic_ratio 0; traditional_aug: {shown}) "
+        shown = "; ".join(" ".join(f"{key} {point[key]}" for key in ("traditional_aug", "mix", "class_balance")
+                                   if point.get(key, "none") != "none") or "no augmentation" for point in baselines)
+        print(f"Baselines first: {len(baselines)} no-GAN trial(s) (synthetic_ratio 0: {shown}) "
               f"start the search and count toward num_samples={space.experiment.num_samples}", flush=True)
     local = local_view(space)  # ganaug.results works on local folders: a mirror when storage is s3:// etc.
     if not resume:

@@ -44,7 +44,7 @@ class Resources(StrictModel):
 
 
 class Sampler(StrictModel):
-    """Optuna TPESampler settings (searchers.make_sampler); README's "The searcher" says what each does."""
+    """Optuna TPESampler settings (searchers.make_sampler); docs/searcher.md says what each does."""
 
     n_startup_trials: int | None = Field(None, ge=0, description="null: num_samples // 4, clipped to 2..10")
     multivariate: bool = True

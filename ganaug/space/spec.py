@@ -1,7 +1,8 @@
 """Search-space YAML -> validated `SearchSpec`; its `define_by_run` is the Optuna space Ray Tune searches.
 
-The format is README.md's "The search-space format" (the one copy; tests/test_space.py loads its example), and the
-policy keys of `fixed:` and `search:` are TrialConfig's (README's table of them is rendered by ganaug.space.keys).
+The format is README.md's "The search-space format" (the one copy, which docs/search-space.md includes;
+tests/test_space.py loads its example), and the policy keys of `fixed:` and `search:` are TrialConfig's
+(docs/search-space.md's table of them is rendered by ganaug.space.keys).
 Everything here is checked before Ray starts: a bad file ends in one `SpaceError` line "<file>: <dotted key path>:
 <problem>; valid: <...>". No torch and no ray at import time. Each section's model is in `ganaug.space.schema`, the
 checks it cannot express in `ganaug.space.checks`; every fixed value and every choice / range end goes through
