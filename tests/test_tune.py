@@ -75,16 +75,23 @@ def test_trials_ran_and_asha_stopped_some(finished):
 def test_trial_processes_are_reused_and_each_trial_keeps_its_own_files(finished):
     """experiment.reuse_actors (default): later trials run in earlier trials' processes, in their own folders."""
     summary = pd.read_csv(finished / "summary.csv")
-    pids = set()
+    pids, reused = set(), 0
     for row in summary.itertuples():
         results = [json.loads(line) for line in (Path(row.path) / "result.json").read_text().splitlines()]
         pids |= {r["pid"] for r in results}
         own = [json.loads(line) for line in (Path(row.path) / "metrics.jsonl").read_text().splitlines()]
-        # One GAN pretraining pass (epoch 0), then the classifier epochs the trial ran.
-        assert [r["epoch"] for r in own] == list(range(0, row.epochs + 1)), row.path
-        assert own[0]["gan_pretrain_epoch"] == 1 and "gan_pretrain_epoch" not in own[1]
+        # One GAN pretraining pass (epoch 0), then the classifier epochs the trial ran; a trial whose generator
+        # an earlier trial left in the bank (same GAN keys and seed) skips the pass and says so on every row.
+        if own[0].get("generator_reused") == 1:
+            assert [r["epoch"] for r in own] == list(range(1, row.epochs + 1)), row.path
+            assert all(r["gan_pretrain_seconds"] == 0 for r in own)
+            reused += 1
+        else:
+            assert [r["epoch"] for r in own] == list(range(0, row.epochs + 1)), row.path
+            assert own[0]["gan_pretrain_epoch"] == 1 and "gan_pretrain_epoch" not in own[1]
         assert own[-1]["val_acc"] == pytest.approx(results[-1]["val_acc"])
     assert len(pids) < len(summary), pids
+    assert 0 < reused < len(summary)  # the first trial of each generator trains it, the others load it
 
 
 def test_best_policy_holds_the_full_config_and_metrics(finished):
@@ -199,18 +206,27 @@ def test_results_score_classifier_epochs_and_keep_every_pretraining_row(tmp_path
 def test_tensorboard_holds_val_acc_and_a_sample_grid(finished):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    trial_dir = Path(pd.read_csv(finished / "summary.csv").query("status == 'complete'")["path"].iloc[0])
-    scalars, images = set(), set()
-    for events in trial_dir.glob("events.out.tfevents.*"):
-        accumulator = EventAccumulator(str(events), size_guidance={"images": 0, "scalars": 0})
-        accumulator.Reload()
-        scalars |= set(accumulator.Tags()["scalars"])
-        images |= set(accumulator.Tags()["images"])
+    summary = pd.read_csv(finished / "summary.csv", keep_default_na=False, na_values=[""])
+
+    def tags(trial_dir: Path) -> tuple[set, set]:
+        scalars, images = set(), set()
+        for events in trial_dir.glob("events.out.tfevents.*"):
+            accumulator = EventAccumulator(str(events), size_guidance={"images": 0, "scalars": 0})
+            accumulator.Reload()
+            scalars |= set(accumulator.Tags()["scalars"])
+            images |= set(accumulator.Tags()["images"])
+        return scalars, images
+
+    complete = Path(summary.query("status == 'complete'")["path"].iloc[0])
+    scalars, images = tags(complete)
     assert any(tag.endswith("val_acc") for tag in scalars), scalars
-    assert {"samples", "samples_pretrain"} <= images  # pretraining grids under their own tag, by pass
-    assert any(tag.endswith("synthetic_diversity") for tag in scalars), scalars
-    grids = sorted(p.name for p in (trial_dir / "samples").glob("*.png"))
-    assert grids[-1] == "samples_pretrain0001.png" and "samples_epoch0004.png" in grids
+    assert "samples" in images and any(tag.endswith("synthetic_diversity") for tag in scalars), (images, scalars)
+    assert "samples_epoch0004.png" in {p.name for p in (complete / "samples").glob("*.png")}
+    # The trial that trained the bank's generator shows its pretraining grids under their own tag, by pass.
+    trained = Path(summary.query("generator_reused == 0")["path"].iloc[0])
+    assert "samples_pretrain" in tags(trained)[1]
+    assert "samples_pretrain0001.png" in {p.name for p in (trained / "samples").glob("*.png")}
+    assert summary["generator_key"].nunique() == 1 and (summary["generator_reused"] == 1).any()
 
 
 def test_reproduce_command_reruns_the_best_policy(finished, tmp_path):

@@ -309,11 +309,15 @@ def _trial_row(trial_dir: Path, curve: pd.DataFrame, meta: dict, tune_state: str
         f"best_{metric}": float(best) if len(values) else math.nan,
         f"last_{metric}": float(values.iloc[-1]) if len(values) else math.nan,
         "test_acc": float(last.get("test_acc", math.nan)) if len(curve) else math.nan,
+        "test_balanced_acc": float(last.get("test_balanced_acc", math.nan)) if len(curve) else math.nan,
         "cas": float(last.get("cas", math.nan)) if len(curve) else math.nan,
         "cas_ratio": float(last.get("cas_ratio", math.nan)) if len(curve) else math.nan,
         # The generator's quality at the trial's last report: ~0 = collapsed, ~1 = as varied as the data.
         "synthetic_diversity": float(last.get("synthetic_diversity", math.nan)) if len(curve) else math.nan,
         "frechet_distance": float(last.get("frechet_distance", math.nan)) if len(curve) else math.nan,
+        # Which bank entry the trial's generator is (trial.bank) and whether it was loaded rather than trained here.
+        "generator_key": key if len(curve) and isinstance(key := last.get("generator_key"), str) else "",
+        "generator_reused": float(last.get("generator_reused", math.nan)) if len(curve) else math.nan,
         "wall_seconds": float(last.get("time_total_s", math.nan)) if len(curve) else math.nan,
         "path": str(trial_dir),
     })
