@@ -84,5 +84,7 @@ def bank_coordinator(experiment: str, stale_seconds: float = 60.0) -> RemoteCoor
     """The named BankCoordinator of an experiment (created if this Ray has none yet, else the running one)."""
     name = f"generator-bank:{experiment}"
     # Owned by the driver: it ends with the search (a resumed search starts a new one; claims then start afresh).
-    handle = BankCoordinator.options(name=name, namespace=BANK_NAMESPACE, get_if_exists=True).remote(stale_seconds)
+    # ignore: mypy keeps a decorated class's own type (python/mypy#3135); @ray.remote made it an ActorClass.
+    handle = BankCoordinator.options(  # type: ignore[attr-defined]
+        name=name, namespace=BANK_NAMESPACE, get_if_exists=True).remote(stale_seconds)
     return RemoteCoordinator(handle)

@@ -1,8 +1,10 @@
 """TrialConfig: every key of one joint GAN + classifier trial, declared once with its default, its limits or
-choices and its documentation; the checks, the `valid:` hints and the key table of docs/search-space.md are read from those.
+choices and its documentation; the checks, the `valid:` hints and the key table of docs/search-space.md are read
+from those.
 
 The keys are flat and shared by the search-space YAML, Ray Tune's config dict, the Optuna study and every
-checkpoint (the whole config is snapshotted into each one). docs/search-space.md's table of them is rendered by `python -m ganaug.space.keys`.
+checkpoint (the whole config is snapshotted into each one). docs/search-space.md's table of them is rendered by
+`python -m ganaug.space.keys`.
 """
 
 from __future__ import annotations
@@ -299,8 +301,9 @@ class TrialConfig:
             if key not in known:
                 hint = did_you_mean(key, known) or f"; valid keys: {', '.join(sorted(known))}"
                 raise ConfigError(f"{where}: unknown key {key!r}{hint}")
-        coerced = {key: coerce_kwargs(value, where) if key == "classifier_kwargs" else
-                   coerce(key, known[key], value, where, LEGACY_VALUES) for key, value in values.items()}
+        coerced: dict[str, Any] = {
+            key: coerce_kwargs(value, where) if key == "classifier_kwargs" else
+            coerce(key, known[key], value, where, LEGACY_VALUES) for key, value in values.items()}
         config = cls(**coerced)
         config.validate(where=where, combinations=combinations)
         return config

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 
-def atomic_write(path: str | Path, content: str | bytes | Callable[[BinaryIO], object]) -> None:
+def atomic_write(path: str | os.PathLike[str], content: str | bytes | Callable[[BinaryIO], object]) -> None:
     """Write `content` to `path` by temp file + fsync + rename.
 
     content: text, bytes, or a function that writes the file to the binary handle it is given, e.g.
@@ -31,7 +31,7 @@ def atomic_write(path: str | Path, content: str | bytes | Callable[[BinaryIO], o
             if isinstance(content, (str, bytes)):
                 handle.write(content)
             else:
-                content(handle)
+                content(cast(BinaryIO, handle))  # opened "wb": a binary handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import operator
+from collections.abc import Mapping
 from dataclasses import field
 from typing import Any
 
@@ -68,12 +69,12 @@ Condition = OneOf | Above
 
 def option(default: Any, doc: str, *, choices: dict[str, str] | tuple[str, ...] | None = None, valid: str = "",
            off: Any = None, ge: float | None = None, gt: float | None = None, le: float | None = None,
-           lt: float | None = None, needs: dict[str, Condition] | None = None) -> Any:
-    """One TrialConfig key, declared once: its default; its documentation (one line of docs/search-space.md's key table, where
-    "{choices}" stands for a choice key's choices with their meanings); a number's limits (ge, gt, le, lt) and
-    the value that turns it `off`; a choice key's choices (name -> meaning, or names; CHOICES is read from them);
-    what is `valid` where neither says (a choice key: besides its choices); and what it `needs` to have an effect:
-    conditions on other keys (see `active`)."""
+           lt: float | None = None, needs: Mapping[str, Condition] | None = None) -> Any:
+    """One TrialConfig key, declared once: its default; its documentation (one line of docs/search-space.md's key
+    table, where "{choices}" stands for a choice key's choices with their meanings); a number's limits (ge, gt, le,
+    lt) and the value that turns it `off`; a choice key's choices (name -> meaning, or names; CHOICES is read from
+    them); what is `valid` where neither says (a choice key: besides its choices); and what it `needs` to have an
+    effect: conditions on other keys (see `active`)."""
     limits = {bound: value for bound, value in zip(LIMIT_SIGNS, (ge, gt, le, lt)) if value is not None}
     choices = dict.fromkeys(choices, "") if isinstance(choices, tuple) else choices
     metadata = {"doc": doc, "choices": choices, "valid": valid, "off": off, "limits": limits, "needs": needs or {}}
@@ -99,9 +100,9 @@ def within(value: Any, limits: dict[str, Any]) -> bool:
 
 
 def valid_values(spec: dataclasses.Field, limits: dict[str, Any] | None = None) -> str:
-    """What a TrialConfig key accepts, in the words of its `valid:` hints and docs/search-space.md's key table: its choices (and what
-    else is `valid`), its `valid` text, or its limits (or `limits`: "an integer >= 1", "0 < d_real_fraction < 1"),
-    then the value that turns it off."""
+    """What a TrialConfig key accepts, in the words of its `valid:` hints and docs/search-space.md's key table: its
+    choices (and what else is `valid`), its `valid` text, or its limits (or `limits`: "an integer >= 1",
+    "0 < d_real_fraction < 1"), then the value that turns it off."""
     meta = spec.metadata
     if meta["choices"]:
         text = ", ".join(meta["choices"]) + (f", or {meta['valid']}" if meta["valid"] else "")
@@ -140,10 +141,10 @@ def coerce(key: str, spec: dataclasses.Field, value: Any, where: str,
            legacy: dict[str, dict[bool, Any]] | None = None) -> Any:
     """Accept the value if it has the field's type (ints for floats too; numpy scalars from Optuna); `legacy`: the
     values older files wrote for a key that has become a choice ({key: {True: choice, False: choice}})."""
-    kind = type(spec.default) if spec.default is not dataclasses.MISSING else str
+    kind: type = type(spec.default) if spec.default is not dataclasses.MISSING else str
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         value = value.item()  # numpy scalar -> Python scalar
-    if isinstance(value, bool) and key in (legacy or {}):
+    if legacy and isinstance(value, bool) and key in legacy:
         return legacy[key][value]
     if kind is bool:
         if isinstance(value, bool):

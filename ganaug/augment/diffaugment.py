@@ -48,9 +48,8 @@ def rand_translation(x: torch.Tensor, generator: torch.Generator | None = None,
                      ratio: float = 0.125) -> torch.Tensor:
     batch, _, height, width = x.shape
     shift_y, shift_x = int(height * ratio + 0.5), int(width * ratio + 0.5)
-    kwargs = dict(device=x.device, generator=generator)
-    translation_y = torch.randint(-shift_y, shift_y + 1, size=(batch, 1, 1), **kwargs)
-    translation_x = torch.randint(-shift_x, shift_x + 1, size=(batch, 1, 1), **kwargs)
+    translation_y = torch.randint(-shift_y, shift_y + 1, size=(batch, 1, 1), device=x.device, generator=generator)
+    translation_x = torch.randint(-shift_x, shift_x + 1, size=(batch, 1, 1), device=x.device, generator=generator)
     grid_batch, grid_y, grid_x = torch.meshgrid(
         torch.arange(batch, device=x.device), torch.arange(height, device=x.device),
         torch.arange(width, device=x.device), indexing="ij",
@@ -66,9 +65,8 @@ def rand_cutout(x: torch.Tensor, generator: torch.Generator | None = None,
                 ratio: float = 0.5) -> torch.Tensor:
     batch, _, height, width = x.shape
     cut_y, cut_x = int(height * ratio + 0.5), int(width * ratio + 0.5)
-    kwargs = dict(device=x.device, generator=generator)
-    offset_y = torch.randint(0, height + (1 - cut_y % 2), size=(batch, 1, 1), **kwargs)
-    offset_x = torch.randint(0, width + (1 - cut_x % 2), size=(batch, 1, 1), **kwargs)
+    offset_y = torch.randint(0, height + (1 - cut_y % 2), size=(batch, 1, 1), device=x.device, generator=generator)
+    offset_x = torch.randint(0, width + (1 - cut_x % 2), size=(batch, 1, 1), device=x.device, generator=generator)
     grid_batch, grid_y, grid_x = torch.meshgrid(
         torch.arange(batch, device=x.device), torch.arange(cut_y, device=x.device),
         torch.arange(cut_x, device=x.device), indexing="ij",

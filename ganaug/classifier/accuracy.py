@@ -82,7 +82,7 @@ SHOT_GROUPS = {"many": 100 / 500, "few": 20 / 500}
 def shot_groups(class_counts) -> dict[str, list[int]]:
     """Class indices per group: many n_c > 0.2 n_max, few n_c < 0.04 n_max, medium the rest (SHOT_GROUPS)."""
     n_max = max(class_counts)
-    groups = {"many": [], "medium": [], "few": []}
+    groups: dict[str, list[int]] = {"many": [], "medium": [], "few": []}
     for label, count in enumerate(class_counts):
         many, few = count > SHOT_GROUPS["many"] * n_max, count < SHOT_GROUPS["few"] * n_max
         groups["many" if many else "few" if few else "medium"].append(label)

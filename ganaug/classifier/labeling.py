@@ -131,7 +131,10 @@ def balanced_cross_entropy(logits: torch.Tensor, target: torch.Tensor, synthetic
     real prior, sets their classes. The mean is over rows, as Cui et al. normalise (not over the batch's summed
     weights, as F.cross_entropy(weight=) does), so the loss keeps its scale when DRW switches the weights on."""
     real = ~synthetic
-    num_classes = len(balance.offset if balance.offset is not None else balance.weights)
+    held = balance.offset if balance.offset is not None else balance.weights
+    if held is None:
+        raise ValueError("ClassBalance holds neither weights nor an offset; build it with class_balance_loss")
+    num_classes = len(held)
     if balance.offset is not None:
         offset = F.pad(balance.offset, (0, logits.shape[1] - num_classes))
         logits = logits + real.unsqueeze(1) * offset

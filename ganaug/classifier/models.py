@@ -33,7 +33,8 @@ def _scaled(channels: int, width: float) -> int:
 
 def mlp_classifier(spec, num_outputs: int, width: float = 1.0, dropout: float = 1.0) -> nn.Module:
     """Flatten -> 512-1024-2048 (x width), each BatchNorm1d + ReLU + dropout 0.2 (x dropout) -> logits."""
-    layers, previous = [nn.Flatten()], spec.channels * spec.height * spec.width
+    layers: list[nn.Module] = [nn.Flatten()]
+    previous = spec.channels * spec.height * spec.width
     for hidden in (512, 1024, 2048):
         hidden = _scaled(hidden, width)
         layers += [nn.Linear(previous, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), *_dropout(0.2 * dropout)]
@@ -415,10 +416,10 @@ def _forward(name: str, model: nn.Module, spec, memory_format: torch.memory_form
 def _replace_first_conv(model: nn.Module, in_channels: int, **changes: Any) -> None:
     """Replace the model's first Conv2d (in registration order: the stem) by one for in_channels inputs, with the
     same settings except `changes` (kernel_size, stride, padding). A model without one is left as it is."""
-    name = next((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
-    if name is None:
+    first = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None:
         return
-    conv = model.get_submodule(name)
+    name, conv = first
     groups = conv.groups if in_channels % conv.groups == 0 else 1
     settings = dict(kernel_size=conv.kernel_size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
                     groups=groups, bias=conv.bias is not None, padding_mode=conv.padding_mode)

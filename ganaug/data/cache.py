@@ -75,7 +75,9 @@ def _write(root: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             # Atomic: concurrent trials never read a half-written file.
-            atomic_write(folder / name, lambda file: np.savez_compressed(file, **arrays))
+            # ignore: mypy checks a **dict against savez_compressed's allow_pickle: bool too; the keys are the
+            # arrays' names, never allow_pickle.
+            atomic_write(folder / name, lambda file: np.savez_compressed(file, **arrays))  # type: ignore[arg-type]
             return
         except OSError:
             continue

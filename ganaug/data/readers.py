@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -126,7 +126,8 @@ def _load_idx(cfg: DataConfig, *, folder: str, class_names: tuple[str, ...],
 
     _ensure_files(cfg, root, [raw / stem for stem in stems], fetch, lambda path: _idx_path(path) is not None,
                   also=" (or the same name + .gz)")
-    arrays = [_read_idx(_idx_path(raw / stem), ndim) for stem, ndim in zip(stems, (3, 1, 3, 1))]
+    # `or`: _ensure_files found each file; should one vanish since, _read_idx names it in a DataError.
+    arrays = [_read_idx(_idx_path(raw / stem) or raw / stem, ndim) for stem, ndim in zip(stems, (3, 1, 3, 1))]
     for (images, labels), stem in ((arrays[0:2], stems[1]), (arrays[2:4], stems[3])):
         if len(images) != len(labels):
             raise DataError(f"{raw / stem}: {len(labels)} labels for {len(images)} images")
@@ -198,8 +199,8 @@ def _read_attributes(root: Path, files: list[tuple[Path, int, int]]
     if not present:
         return (), None
     if len(present) < len(tables):
-        missing = next(path for split, path in tables.items() if split not in present)
-        raise DataError(f"{missing}: missing, but {tables[present[0]]} exists; every split folder needs its "
+        absent = next(path for split, path in tables.items() if split not in present)
+        raise DataError(f"{absent}: missing, but {tables[present[0]]} exists; every split folder needs its "
                         f"{ATTRIBUTES_FILE} (rows: file relative to the split folder, then the values)")
     columns, rows = {}, {}
     for split, path in tables.items():
@@ -209,7 +210,8 @@ def _read_attributes(root: Path, files: list[tuple[Path, int, int]]
         if columns[split] != names:
             raise DataError(f"{path}: columns {', '.join(columns[split])} differ from those of "
                             f"{tables[present[0]]} ({', '.join(names)}); every split needs the same columns")
-    values, missing = [], []
+    values: list[list[float] | None] = []
+    missing: list[str] = []
     for path, _, split in files:
         key = path.relative_to(folders[split]).as_posix()
         if key not in rows[split]:
@@ -247,18 +249,21 @@ def _read_attribute_table(path: Path) -> tuple[tuple[str, ...], dict[str, list[f
         names = tuple(f"col{k}" for k in range(1, len(first)))
     if not names:
         raise DataError(f"{path}: row {lines[0][0]}: no values after the file name; expected 'file,value,...'")
-    table, where = {}, {}
+    table: dict[str, list[float]] = {}
+    where: dict[str, int] = {}
     for line, row in lines:
         cells = [cell.strip() for cell in row]
         key = cells[0].replace("\\", "/")
         if len(cells) - 1 != len(names):
             raise DataError(f"{path}: row {line} ({key}): {len(cells) - 1} value(s), expected {len(names)} "
                             f"({', '.join(names)})")
-        values = [_parse_number(cell) for cell in cells[1:]]
-        for name, cell, value in zip(names, cells[1:], values):
+        values = []
+        for name, cell in zip(names, cells[1:]):
+            value = _parse_number(cell)
             if value is None:
                 raise DataError(f"{path}: row {line} ({key}): {name}={cell!r} is not a number; valid: a finite "
                                 "number such as 0.5 or 1e3")
+            values.append(value)
         if key in table:
             raise DataError(f"{path}: row {line}: {key} already has row {where[key]}; valid: one row per image")
         table[key], where[key] = values, line
@@ -329,8 +334,7 @@ def _decode_images(cfg: DataConfig, root: Path, paths: list[Path]) -> np.ndarray
 
     # Decoding is mostly C code that releases the GIL, so threads use every core.
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        headers = list(pool.map(probe, paths))
-        _raise_unreadable(root, paths, headers)
+        headers = _raise_unreadable(root, paths, list(pool.map(probe, paths)))
         if cfg.grayscale is None:
             mode = "L" if all(m in GRAYSCALE_MODES for m, _ in headers) else "RGB"
         else:
@@ -340,18 +344,23 @@ def _decode_images(cfg: DataConfig, root: Path, paths: list[Path]) -> np.ndarray
             size = (cfg.image_size, cfg.image_size)
         else:
             size = sizes.pop() if len(sizes) == 1 else (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
-        images = list(pool.map(decode, paths))
-    _raise_unreadable(root, paths, images)
+        images = _raise_unreadable(root, paths, list(pool.map(decode, paths)))
     x = np.stack(images)
     return x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)
 
 
-def _raise_unreadable(root: Path, paths: list[Path], results: list) -> None:
+_Result = TypeVar("_Result")
+
+
+def _raise_unreadable(root: Path, paths: list[Path], results: list[_Result | None]) -> list[_Result]:
+    """`results` (one per path, None where the file is unreadable) once every file read; else DataError naming
+    each unreadable file."""
     bad = [str(path.relative_to(root)) for path, result in zip(paths, results) if result is None]
     if bad:
         shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
         raise DataError(f"data.root={str(root)!r}: {len(bad)} image file(s) cannot be read as images: "
                         f"{shown}; fix or remove them")
+    return [result for result in results if result is not None]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ def load_data(config: DataConfig | dict) -> ImageData:
     cfg = config if isinstance(config, DataConfig) else DataConfig.from_dict(config)
     raw = DATASETS[cfg.name](cfg)
     if cfg.classes is not None:
-        raw = _keep_classes(raw, cfg)
+        raw = _keep_classes(raw, cfg.classes, cfg.name)
     names, num_classes = raw.class_names, len(raw.class_names)
     rng = np.random.default_rng(cfg.seed)
 
@@ -63,7 +63,7 @@ def load_data(config: DataConfig | dict) -> ImageData:
 
     # Validation split, stratified (long_tail: the same count of every class, before the tail is cut).
     if cfg.long_tail:
-        train_idx, val_idx, tail = _long_tail(raw.train_y, pool, cfg, names, rng)
+        train_idx, val_idx, tail = _long_tail(raw.train_y, pool, cfg.long_tail, cfg.val_fraction, names, rng)
     else:
         train_idx, val_idx = stratified_split(raw.train_y, pool, cfg.val_fraction, rng)
 
@@ -99,15 +99,15 @@ def load_data(config: DataConfig | dict) -> ImageData:
     )
 
 
-def _keep_classes(raw: RawSplits, cfg: DataConfig) -> RawSplits:
-    """Only the classes named in cfg.classes, relabelled 0..k-1 in the listed order (numbers match by their text,
-    so digits' [3, 8] names classes "3" and "8")."""
-    wanted = [str(c) for c in cfg.classes]
+def _keep_classes(raw: RawSplits, classes: list, dataset: str) -> RawSplits:
+    """Only the classes named in data.classes, relabelled 0..k-1 in the listed order (numbers match by their text,
+    so digits' [3, 8] names classes "3" and "8"); `dataset`: data.name, for the message."""
+    wanted = [str(c) for c in classes]
     unknown = [name for name in wanted if name not in raw.class_names]
     if unknown:
         hints = "".join(did_you_mean(name, raw.class_names) for name in unknown[:1])
         raise DataError(f"data.classes: {', '.join(map(repr, unknown))} {'is' if len(unknown) == 1 else 'are'} "
-                        f"not a class of {cfg.name}{hints}; valid: {', '.join(raw.class_names)}")
+                        f"not a class of {dataset}{hints}; valid: {', '.join(raw.class_names)}")
     relabel = np.full(len(raw.class_names), -1, dtype=np.int64)
     relabel[[raw.class_names.index(name) for name in wanted]] = np.arange(len(wanted))
     train, test = relabel[raw.train_y] >= 0, relabel[raw.test_y] >= 0
@@ -117,30 +117,29 @@ def _keep_classes(raw: RawSplits, cfg: DataConfig) -> RawSplits:
                      raw.attribute_names)
 
 
-def _long_tail(y: np.ndarray, pool: np.ndarray, cfg: DataConfig, names: tuple[str, ...],
+def _long_tail(y: np.ndarray, pool: np.ndarray, long_tail: dict, val_fraction: float, names: tuple[str, ...],
                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """(train rows, balanced validation rows, the DataSpec fields of the tail) of data.long_tail: see the module's
-    docstring for the order of the steps and the counts."""
-    ratio, order = float(cfg.long_tail["ratio"]), cfg.long_tail.get("order")
+    """(train rows, balanced validation rows, the DataSpec fields of the tail) of data.long_tail (with
+    data.val_fraction): see the module's docstring for the order of the steps and the counts."""
+    ratio, order = float(long_tail["ratio"]), long_tail.get("order")
     positions = list(range(len(names))) if order is None else \
         [_class_index(key, names, "data.long_tail.order") for key in order]
-    if sorted(positions) != list(range(len(names))):
+    if order is not None and sorted(positions) != list(range(len(names))):
         raise DataError(f"data.long_tail.order={list(order)!r} does not name every class exactly once; valid: a "
                         f"permutation of the classes, head first ({', '.join(names)}), or null (as listed)")
     members = [rng.permutation(pool[y[pool] == label]) for label in range(len(names))]
     smallest = min(len(rows) for rows in members)
-    held = max(round(cfg.val_fraction * smallest), 1) if smallest > 1 else 0
+    held = max(round(val_fraction * smallest), 1) if smallest > 1 else 0
     n_max = smallest - held
     counts = long_tail_counts(n_max, ratio, len(names))
     if counts[-1] < 1:
-        raise DataError(f"data.long_tail.ratio={cfg.long_tail['ratio']!r} leaves class {names[positions[-1]]!r} "
+        raise DataError(f"data.long_tail.ratio={long_tail['ratio']!r} leaves class {names[positions[-1]]!r} "
                         f"with {n_max} / {ratio:g} < 1 training image (n_max = {n_max}: the head's training images "
                         f"after {held} per class for validation); valid: 1 <= ratio <= {n_max}")
-    kept = [None] * len(names)
-    for position, label in enumerate(positions):
-        kept[label] = members[label][held:][:counts[position]]
+    kept = {label: members[label][held:][:counts[position]] for position, label in enumerate(positions)}
     val_idx = np.sort(np.concatenate([rows[:held] for rows in members]))
-    return np.sort(np.concatenate(kept)), val_idx, {"long_tail_ratio": ratio, "long_tail_order": tuple(positions)}
+    train_idx = np.sort(np.concatenate([kept[label] for label in range(len(names))]))
+    return train_idx, val_idx, {"long_tail_ratio": ratio, "long_tail_order": tuple(positions)}
 
 
 def _class_index(key: Any, names: tuple[str, ...], where: str = "data.imbalance") -> int:

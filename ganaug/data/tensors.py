@@ -55,9 +55,11 @@ class ImageData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     spec: DataSpec
-    train_attributes: torch.Tensor | None = None  # None = no attributes: filled with [N, 0]
-    val_attributes: torch.Tensor | None = None
-    test_attributes: torch.Tensor | None = None
+    # None = no attributes: __post_init__ fills in [N, 0], so each is a tensor once built. The ignores: the
+    # constructor takes None, which a dataclass field's one annotation cannot say beside the attribute's type.
+    train_attributes: torch.Tensor = None  # type: ignore[assignment]
+    val_attributes: torch.Tensor = None  # type: ignore[assignment]
+    test_attributes: torch.Tensor = None  # type: ignore[assignment]
     # The first rows of the training split that GAN pretraining passes over (the search's own training split inside
     # evaluate's train + val, so that both pretrain the same generator); None = all of them.
     pretrain_rows: int | None = None
@@ -71,8 +73,8 @@ class ImageData:
     def to(self, device: torch.device | str) -> ImageData:
         """All tensors on `device` (uint8 stays uint8: a whole dataset is small on the device)."""
         tensors = [f.name for f in dataclasses.fields(self) if f.name not in ("spec", "pretrain_rows")]
-        return ImageData(**{name: getattr(self, name).to(device) for name in tensors}, spec=self.spec,
-                         pretrain_rows=self.pretrain_rows)
+        moved: dict[str, Any] = {name: getattr(self, name).to(device) for name in tensors}
+        return ImageData(**moved, spec=self.spec, pretrain_rows=self.pretrain_rows)
 
     def pack(self) -> dict[str, Any]:
         """A dict of numpy arrays (and the spec): Ray stores numpy zero-copy, so the trials of a node share one
@@ -86,7 +88,9 @@ class ImageData:
         # from_numpy shares the object store's read-only buffer; a trial never writes into it.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            return cls(**{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in packed.items()})
+            values: dict[str, Any] = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+                                      for k, v in packed.items()}
+            return cls(**values)
 
     def train_and_val(self) -> ImageData:
         """Train on train + val (for final evaluation); val is kept as is so code reading it still runs.
@@ -196,8 +200,10 @@ def sample_balanced(sampler, n: int, generator: torch.Generator | None = None,
                     chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """n class-balanced images from `sampler` (a GAN trainer, or anything with num_classes, device and
     sample(y, generator)) and their conditioning labels, sampled in chunks: what the quality metrics and CAS draw."""
+    if n < 1:  # no batch to concatenate; every caller asks for at least one image
+        raise ValueError(f"sample_balanced: n={n}; valid: n >= 1")
     y = balanced_labels(n, sampler.num_classes, generator, sampler.device)
-    x = torch.cat([sampler.sample(part, generator) for part in y.split(chunk)]) if n else None
+    x = torch.cat([sampler.sample(part, generator) for part in y.split(chunk)])
     return x, y
 
 

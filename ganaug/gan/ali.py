@@ -233,7 +233,7 @@ class ALITrainer(GANTrainer):
         n = len(y)
         codes = self.noise(n, generator)
         k = round(self.cfg.ali_encoded_share * n) if self.train_x is not None else 0
-        if k > 0:
+        if k > 0 and self.train_x is not None:  # (k is 0 without data)
             rows = torch.randperm(n, generator=generator, device=self.device)[:k]
             labels = y[rows]
             index = self.train_classes.row_of_class(labels, generator)

@@ -93,7 +93,8 @@ class ConditionedTrainer(GANTrainer):
                               f"the dataset's attributes.csv ({', '.join(available) or 'it has none'})")
         check_attribute_columns(cfg.gan_conditions, available, where=f"gan_conditions={cfg.gan_conditions!r}")
         self.columns = [available.index(name) for name in self.condition_names]
-        self._real_attributes = None  # the standardised attributes of the batch train_step is working on
+        # The standardised attributes of the batch train_step is working on.
+        self._real_attributes: torch.Tensor | None = None
         super().__init__(cfg, spec, device, data)
         k = len(self.columns)
         # Standardisation, each training row's standardised attributes and the training rows by class.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +51,8 @@ class ConditionalBatchNorm(nn.Module):
 
     def __init__(self, num_features: int, num_classes: int, image: bool = True):
         super().__init__()
-        self.norm = (nn.BatchNorm2d if image else nn.BatchNorm1d)(num_features, affine=False)
+        # nn.Module: translation's ConditionalInstanceNorm puts an InstanceNorm2d here.
+        self.norm: nn.Module = (nn.BatchNorm2d if image else nn.BatchNorm1d)(num_features, affine=False)
         self.gain = nn.Embedding(num_classes, num_features)
         self.bias = nn.Embedding(num_classes, num_features)
         nn.init.ones_(self.gain.weight)
@@ -65,6 +66,7 @@ class ConditionalBatchNorm(nn.Module):
 class Conditioned(nn.Sequential):
     """nn.Sequential whose forward(x, y) hands the labels to the layers that take them (`takes_labels`)."""
 
+    # ignore: nn.Sequential.forward takes one input; this one takes the labels too (Liskov, on purpose).
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         for layer in self:
             x = layer(x, y) if getattr(layer, "takes_labels", False) else layer(x)
@@ -146,7 +148,8 @@ class Discriminator(nn.Module):
     """
 
     def __init__(self, body: nn.Module, feature_dim: int, num_classes: int, conditional: bool,
-                 aux_classes: int, minibatch: type[nn.Module] | None = None, predictions: int = 0):
+                 aux_classes: int, minibatch: type[MinibatchStdDev | MinibatchDiscrimination] | None = None,
+                 predictions: int = 0):
         super().__init__()
         self.body = body
         self.minibatch = minibatch(feature_dim) if minibatch is not None else None
@@ -160,7 +163,7 @@ class Discriminator(nn.Module):
         self.predictor_head = nn.Linear(feature_dim, predictions) if predictions > 0 else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, groups: torch.Tensor | None = None,
-                with_predictions: bool = False) -> tuple[torch.Tensor, ...]:
+                with_predictions: bool = False) -> tuple[torch.Tensor | None, ...]:
         features = self.body(x)
         if self.minibatch is not None:
             if groups is None:
@@ -171,6 +174,8 @@ class Discriminator(nn.Module):
             logit = logit + (self.projection(y).to(features.dtype) * features).sum(dim=1)
         class_logits = self.class_head(features) if self.class_head is not None else None
         if with_predictions:
+            if self.predictor_head is None:
+                raise ValueError("with_predictions needs a Discriminator built with predictions > 0")
             return logit, class_logits, self.predictor_head(features)
         return logit, class_logits
 
@@ -194,7 +199,8 @@ def mlp_discriminator_body(spec, width: float) -> tuple[nn.Module, int]:
     No BatchNorm in D (here and in dcgan, resnet): real and fake images share one D forward pass, and
     batch statistics would let D read the batch's real/fake composition instead of each image.
     """
-    layers, previous = [nn.Flatten()], spec.channels * spec.height * spec.width
+    layers: list[nn.Module] = [nn.Flatten()]
+    previous = spec.channels * spec.height * spec.width
     for hidden in (1024, 512, 256):
         layers += [nn.Linear(previous, scaled(hidden, width)), nn.LeakyReLU(0.2)]
         previous = scaled(hidden, width)
@@ -341,7 +347,10 @@ def resnet_discriminator_body(spec, width: float) -> tuple[nn.Module, int]:
     return nn.Sequential(*blocks, SumPool()), channels
 
 
-def spectral_normalised(module: nn.Module) -> nn.Module:
+_Module = TypeVar("_Module", bound=nn.Module)
+
+
+def spectral_normalised(module: _Module) -> _Module:
     """Spectral normalisation (Miyato et al. 2018) of every conv, linear and embedding weight in `module`:
     each weight is divided by its largest singular value (conv kernels as [out, in*k*k] matrices, one
     power iteration per training forward, as the paper), bounding D's Lipschitz constant."""

@@ -29,7 +29,7 @@ from ganaug.config import ConfigError, TrialConfig, policy_parts
 from ganaug.data import balanced_labels
 from ganaug.errors import InputError
 from ganaug.gan.losses import ADVERSARIAL_LOSSES, FAMILY_LOSSES, FamilyLoss
-from ganaug.gan.networks import Discriminator, Generator, build_discriminator, build_generator
+from ganaug.gan.networks import build_discriminator, build_generator
 
 
 class StateDictError(InputError):
@@ -121,8 +121,9 @@ class GANTrainer:
         # fused: one kernel updates every parameter (see pipeline.run's optimizer).
         return torch.optim.Adam(network.parameters(), lr=self.cfg.gan_lr, betas=(self.cfg.gan_beta1, 0.999), fused=True)
 
-    def networks(self, spec, predictions: int = 0) -> tuple[Generator, Discriminator]:
-        """G and D of this config (the seam a variant such as conditions.ConditionedTrainer extends)."""
+    def networks(self, spec, predictions: int = 0) -> tuple[nn.Module, nn.Module]:
+        """G and D of this config (the seam a variant such as conditions.ConditionedTrainer extends; translation's G
+        is a translator, so the seam's types are any modules)."""
         cfg = self.cfg
         G = build_generator(cfg.gan_arch, spec, cfg.latent_dim, cfg.gan_width)
         D = build_discriminator(
@@ -209,9 +210,11 @@ class GANTrainer:
                                   rows[n_real:] if rows is not None else None)
         labels = torch.cat([real_y[:n_real], fake.y])
         with autocast():
-            d_input = diff_augment(torch.cat([real_x[:n_real], fake.x]), self.diffaugment, generator)
+            images = diff_augment(torch.cat([real_x[:n_real], fake.x]), self.diffaugment, generator)
+            d_input: torch.Tensor | tuple[torch.Tensor, torch.Tensor] = images
             if real_codes is not None:  # a joint D judges (image, code) pairs
-                d_input = (d_input, torch.cat([real_codes, fake.codes.to(real_codes.dtype)]))
+                assert fake.codes is not None, "a joint D's fakes carry the codes they were drawn from"
+                d_input = (images, torch.cat([real_codes, fake.codes.to(real_codes.dtype)]))
             is_real = torch.arange(n, device=real_x.device) < n_real
             judged = torch.cat([is_real[:n_real], fake.judged]) if fake.judged is not None else None
             # One pass over the mixed batch; minibatch features compare real rows with real rows only.
@@ -221,9 +224,18 @@ class GANTrainer:
                 adversarial=self.adversarial, class_weight=self.cfg.acgan_weight, class_on_fakes=self.class_on_fakes,
                 judged=judged,
             )
-            if self.predicts:
+            if rows is not None:  # self.predicts
                 loss = loss + self.discriminator_predictor_loss(predicted[0], is_real, rows)
         return descend(loss, optimizer)
+
+    def discriminator_predictor_loss(self, predicted: torch.Tensor, is_real: torch.Tensor,
+                                     rows: torch.Tensor) -> torch.Tensor:
+        """A D step's loss on D's predicted attributes of the batch's `rows`: only a family that `predicts` has one."""
+        raise NotImplementedError(f"{type(self).__name__} does not predict attributes (predicts is False)")
+
+    def generator_predictor_loss(self, predicted: torch.Tensor, condition) -> torch.Tensor:
+        """A G step's loss on D's predicted attributes of fakes made under `condition` (a family that `predicts`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not predict attributes (predicts is False)")
 
     def active_discriminator(self) -> tuple[nn.Module, torch.optim.Optimizer, FamilyLoss]:
         """The D that the steps train and judge with, its optimizer and its family loss: D, opt_D and the family's

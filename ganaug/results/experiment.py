@@ -246,7 +246,8 @@ def _tune_states(path: Path) -> dict[str, str]:
         from ray.tune import ExperimentAnalysis
 
         trials = ExperimentAnalysis(str(path)).trials
-        return {Path(trial.path).name: str(trial.status) for trial in trials}
+        # Trial.path is typed Optional; a trial read from the state file has one.
+        return {Path(trial.path).name: str(trial.status) for trial in trials if trial.path is not None}
     except Exception as error:  # a state file cut short by a crash, or written by another Ray version
         warnings.warn(f"{path}: Tune's experiment state is unreadable ({type(error).__name__}: "
                       f"{str(error).strip()[:200]}); trial status falls back to error.txt", stacklevel=3)
@@ -296,7 +297,7 @@ def _trial_row(trial_dir: Path, curve: pd.DataFrame, meta: dict, tune_state: str
         status = "running"
     else:
         status = "pruned"
-    last = curve.iloc[-1] if not curve.empty else {}
+    last: pd.Series | dict[str, Any] = curve.iloc[-1] if not curve.empty else {}
     # Scores of classifier epochs only: GAN pretraining rows (epoch 0) hold the untrained classifier's.
     scored = curve[curve["epoch"] >= 1] if not curve.empty and "epoch" in curve else curve
     values = scored[metric] if not scored.empty and metric in scored else pd.Series(dtype=float)

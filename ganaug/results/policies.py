@@ -21,7 +21,8 @@ def alias_map(policies_or_runs: dict[str, dict] | pd.DataFrame) -> dict[str, str
     Takes the policies of policy_configs, or the runs of evaluation.csv (its `aliases` column)."""
     if isinstance(policies_or_runs, pd.DataFrame):
         runs = policies_or_runs
-        aliases = runs.groupby("policy", sort=False)["aliases"].first() if "aliases" in runs else {}
+        aliases: pd.Series | dict[str, str] = \
+            runs.groupby("policy", sort=False)["aliases"].first() if "aliases" in runs else {}
         pairs = {name: [a for a in str(text).split(";") if a and a != "nan"] for name, text in dict(aliases).items()}
         names = list(runs["policy"].unique())
     else:

@@ -7,7 +7,9 @@ from ganaug.results.stats.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -113,7 +115,7 @@ def markdown_report(experiment: Experiment, runs: pd.DataFrame, policies: dict[s
 
     deltas = per_class_deltas(runs)
     lines += [f"## Per-class test accuracy: {BEST_GAN} - {BEST_NO_GAN} (mean over seeds)", ""]
-    if balanced:
+    if class_counts is not None:  # balanced
         lines += _long_tail_table(deltas, class_counts)
     else:
         lines += _markdown_table(["class", BEST_NO_GAN, BEST_GAN, "delta"], [
@@ -172,7 +174,7 @@ def _ablation_section(runs: pd.DataFrame, policies: dict[str, dict], variants: l
                                                   if v != best[k]} for name in variants}
     differences = ablation_differences(runs, variants)
     rows = []
-    for r in differences.itertuples():
+    for r in _rows(differences):
         key = r.policy.removeprefix(VARIANT_PREFIX)
         others = [f"{k}: {_cell(best[k])} -> {_cell(v)}" for k, v in resets[key].items() if k != key]
         rows.append([r.policy, f"{_cell(best[key])} -> {_cell(resets[key][key])}",
@@ -193,7 +195,13 @@ def _differences_table(differences: pd.DataFrame, names: list[str], pct: str) ->
     return _markdown_table([*names, "pairs", "mean diff", f"{pct} CI", "p (paired t)", "wins"], [
         [*[getattr(r, n) for n in names], r.pairs, f"{100 * r.mean_diff:+.2f}",
          f"[{100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f}]", _p(r.p_value), f"{r.wins}/{r.pairs}"]
-        for r in differences.itertuples()]) + [""]
+        for r in _rows(differences)]) + [""]
+
+
+def _rows(frame: pd.DataFrame) -> Iterable[Any]:
+    """frame.itertuples(), each row's fields as the columns hold them (pandas-stubs types every field as any
+    scalar, a date or bytes as well as the policy's name or a number)."""
+    return frame.itertuples()
 
 
 def plot_means(ax, runs: pd.DataFrame, column: str = "test_acc") -> None:
@@ -202,7 +210,7 @@ def plot_means(ax, runs: pd.DataFrame, column: str = "test_acc") -> None:
     x = np.arange(len(summary))
     errors = np.vstack([summary["mean"] - summary["ci_low"], summary["ci_high"] - summary["mean"]])
     colors = ["tab:gray" if role_of(p) in ("baseline", "ablation") else "tab:blue" for p in summary["policy"]]
-    for i, row in summary.iterrows():
+    for i, (_, row) in enumerate(summary.iterrows()):  # i: the row's position, as colors and errors count
         values = runs.loc[runs["policy"] == row["policy"], column]
         ax.scatter(np.full(len(values), i) + 0.15, values, s=12, color=colors[i], alpha=0.5)
         ax.errorbar(i, row["mean"], yerr=errors[:, [i]], fmt="o", capsize=5, color=colors[i])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
+from typing import Any, cast
 
 import optuna
 from optuna.storages import JournalStorage
@@ -34,6 +35,12 @@ class HonestOptunaSearch(OptunaSearch):
         super().__init__(*args, **kwargs)
         self._max_epochs = max_epochs
         self._last_results: dict[str, dict] = {}
+
+    @property
+    def _study(self) -> optuna.Study:
+        """OptunaSearch's study, created in its setup. The cast: Ray's __init__ sets _ot_study = None unannotated, so
+        mypy takes its type to be None."""
+        return cast(optuna.Study, self._ot_study)
 
     def _told_already(self, trial_id: str) -> bool:
         """Whether the study already holds this trial as finished. After a driver crash the journal can be
@@ -64,7 +71,7 @@ class HonestOptunaSearch(OptunaSearch):
         states = optuna.trial.TrialState
         if error or not result or result.get("diverged") or self.metric not in result:
             self._set_user_attrs(ot_trial, result, "diverged" if result and result.get("diverged") else "error")
-            self._ot_study.tell(ot_trial, state=states.FAIL)
+            self._study.tell(ot_trial, state=states.FAIL)
             self._completed_trials.add(trial_id)
             return
         # Tune hands the final result only to on_trial_complete: record it as an intermediate value too.
@@ -73,10 +80,10 @@ class HonestOptunaSearch(OptunaSearch):
             ot_trial.report(float(result[self.metric]), epoch)
         if epoch < self._max_epochs:
             self._set_user_attrs(ot_trial, result, "pruned")
-            self._ot_study.tell(ot_trial, state=states.PRUNED)
+            self._study.tell(ot_trial, state=states.PRUNED)
         else:
             self._set_user_attrs(ot_trial, result, "complete")
-            self._ot_study.tell(ot_trial, float(result[self.metric]), state=states.COMPLETE)
+            self._study.tell(ot_trial, float(result[self.metric]), state=states.COMPLETE)
         self._completed_trials.add(trial_id)
         self._last_results.pop(trial_id, None)
 
@@ -95,7 +102,7 @@ def make_searcher(space: SearchSpec, journal_path: str | None, searcher: str = "
     in memory)."""
     storage = None if journal_path is None else _journal_storage(journal_path)
     sampler = make_sampler(space) if searcher != "random" else optuna.samplers.RandomSampler(seed=space.experiment.seed)
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         space=space.define_by_run, metric=space.metric.name, mode=space.metric.mode, sampler=sampler,
         storage=storage, study_name=space.experiment.name,
         # The no-GAN baselines run first (enqueued in the study), so the search always tunes them too.
@@ -117,7 +124,7 @@ def make_sampler(space: SearchSpec) -> optuna.samplers.TPESampler:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
             seed=space.experiment.seed, n_startup_trials=startup, multivariate=settings.multivariate,
-            group=settings.group, constant_liar=settings.constant_liar)
+            group=settings.grouped(), constant_liar=settings.constant_liar)
 
 
 def close_orphaned_trials(journal: Path, study_name: str) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from typing import Any
 
 import pyarrow.fs
 from ray.tune.logger import TBXLoggerCallback
@@ -88,7 +89,8 @@ def wandb_callback(space: SearchSpec):
     later)."""
     from ray.air.integrations.wandb import WandbLoggerCallback
 
-    settings = {"mode": os.environ["WANDB_MODE"]} if os.environ.get("WANDB_MODE") else {}  # the driver's, on any node
+    # The driver's WANDB_MODE, on any node.
+    settings: dict[str, Any] = {"mode": os.environ["WANDB_MODE"]} if os.environ.get("WANDB_MODE") else {}
     return WandbLoggerCallback(project=os.environ.get("WANDB_PROJECT") or space.experiment.name,
                                group=space.experiment.name, **settings)
 

@@ -161,12 +161,12 @@ def build_tuner(space: SearchSpec, data, *, resume: bool = False, searcher: str 
     local_dir = local_view(space).experiment_dir()
     journal = os.path.join(local_dir, JOURNAL_FILE)
     os.makedirs(local_dir, exist_ok=True)
-    callbacks = [JournalUploader(experiment_dir, local_dir)] if is_uri(experiment_dir) else []
+    callbacks: list[tune.Callback] = [JournalUploader(experiment_dir, local_dir)] if is_uri(experiment_dir) else []
     callbacks += tracker_callbacks(space)  # experiment.loggers: TensorBoard, MLflow, W&B
     search_alg = ConcurrencyLimiter(make_searcher(space, journal, searcher),
                                     max_concurrent=space.experiment.max_concurrent)
     trial_scheduler = FIFOScheduler() if scheduler == "fifo" else ASHAScheduler(
-        time_attr="epoch", max_t=space.scheduler.max_epochs, grace_period=space.scheduler.grace_period,
+        time_attr="epoch", max_t=space.scheduler.max_epochs, grace_period=space.scheduler.grace_epochs(),
         reduction_factor=space.scheduler.reduction_factor,
     )
     return tune.Tuner(

@@ -95,7 +95,7 @@ def _check_scheduler(space: SpaceSections) -> None:
         # earlier rung stops them (benchmarks/search_efficiency.py, replaying ASHA on full learning curves: a
         # grace period of 1 stopped 52 % of the policies that ended in the top quarter, and every augmented one;
         # a third of max_epochs, 3 % and none).
-        scheduler.grace_period = math.ceil(scheduler.max_epochs / 3)
+        scheduler.grace_period = scheduler.grace_epochs()
     if scheduler.grace_period > scheduler.max_epochs:
         lowest = limit(Scheduler, "grace_period", "ge")
         raise SpaceError(f"{space.path}: scheduler.grace_period: {scheduler.grace_period} > max_epochs "
@@ -176,7 +176,7 @@ def _check_dist(space: SpaceSections, key: str, dist: Dist) -> None:
     if field_type is int and kind in ("uniform", "loguniform"):
         raise SpaceError(f"{where}.{kind}: {kind} gives floats but {key} is an int; valid: int, choice")
     if kind == "choice":
-        _check_choice(where, dist.choice)
+        _check_choice(where, dist.values)
     else:
         _check_range(where, kind, dist)
     for value in dist.values:
@@ -365,7 +365,7 @@ def _possible(space: SpaceSections, key: str, default: Any) -> str:
     if key in space.fixed:
         return f"{space.fixed[key]!r} (fixed)"
     dist = space.search[key]
-    text = ", ".join(map(repr, dist.choice)) if dist.kind == "choice" else f"{dist.kind} {dist.values}"
+    text = ", ".join(map(repr, dist.values)) if dist.kind == "choice" else f"{dist.kind} {dist.values}"
     return text + (f" or its default {default!r}" if dist.when is not None else "")
 
 

@@ -22,7 +22,7 @@ def key_table() -> str:
     """The markdown table, one row per TrialConfig field: key, default, what is valid, what it means."""
     rows = ["| key | default | valid | meaning |", "|---|---|---|---|"]
     for spec in dataclasses.fields(TrialConfig):
-        default = spec.default_factory() if spec.default is dataclasses.MISSING else spec.default
+        default = spec.default if spec.default_factory is dataclasses.MISSING else spec.default_factory()
         rows.append(f"| `{spec.name}` | `{_shown(default)}` | {valid_values(spec)} | {key_documentation(spec)} |")
     return "\n".join(rows)
 

@@ -51,6 +51,10 @@ class Sampler(StrictModel):
     group: bool | None = Field(None, description="null: multivariate's value; true needs multivariate")
     constant_liar: bool = True
 
+    def grouped(self) -> bool:
+        """`group` with null resolved to multivariate's value (space.checks fills it in so)."""
+        return self.multivariate if self.group is None else self.group
+
 
 # experiment.loggers: where each trial's metrics go besides Tune's CSV and JSON records -> the package it needs (and
 # the extra of pyproject.toml that installs it); ganaug.search.trackers builds their Tune callbacks.
@@ -107,6 +111,11 @@ class Scheduler(StrictModel):
     grace_period: int | None = Field(None, ge=1, description="at most max_epochs")  # None: a third of max_epochs
     reduction_factor: float = Field(3.0, gt=1)
 
+    def grace_epochs(self) -> int:
+        """`grace_period` with null resolved: a third of max_epochs, rounded up (space.checks fills it in so, and
+        says why)."""
+        return math.ceil(self.max_epochs / 3) if self.grace_period is None else self.grace_period
+
 
 class Dist(StrictModel):
     """One searched key: exactly one of choice / uniform / loguniform / int, plus step / log / when."""
@@ -135,7 +144,7 @@ class Dist(StrictModel):
     def can_take(self, value: Any) -> bool:
         """Whether a suggestion from this distribution can equal `value` (for `when`)."""
         if self.kind == "choice":
-            return any(same(value, choice) for choice in self.choice)
+            return any(same(value, choice) for choice in self.values)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
         low, high = self.values
@@ -153,7 +162,8 @@ class Dist(StrictModel):
         if self.can_take(default):
             return default
         if self.kind == "choice":
-            return self.choice[len(self.choice) // 2]
+            choices = self.values
+            return choices[len(choices) // 2]
         low, high = self.values
         if self.kind == "loguniform" or (self.kind == "int" and self.log):
             middle = math.sqrt(low * high)
@@ -235,7 +245,7 @@ def field_named(model: type[BaseModel], key: str) -> FieldInfo | None:
 
 def limit(model: type[BaseModel], key: str, bound: str) -> Any:
     """One limit of a field, None if it has none: limit(Scheduler, "grace_period", "ge") -> 1."""
-    return _limit(field_named(model, key), bound)
+    return _limit(_field(model, key), bound)
 
 
 def describe(field: FieldInfo) -> str | None:
@@ -259,8 +269,16 @@ def describe(field: FieldInfo) -> str | None:
 
 def distribution_forms() -> str:
     """The shapes a searched key's distribution may take: {choice: [...]}, {uniform: [low, high]}, ..."""
-    forms = [f"{{{kind}: {'[low, high]' if _is_pair(field_named(Dist, kind)) else '[...]'}}}" for kind in DISTRIBUTIONS]
+    forms = [f"{{{kind}: {'[low, high]' if _is_pair(_field(Dist, kind)) else '[...]'}}}" for kind in DISTRIBUTIONS]
     return f"{', '.join(forms[:-1])} or {forms[-1]}"
+
+
+def _field(model: type[BaseModel], key: str) -> FieldInfo:
+    """field_named for a key the model has (the code names it, not a user)."""
+    field = field_named(model, key)
+    if field is None:
+        raise KeyError(f"{model.__name__} has no field {key!r}")
+    return field
 
 
 def _limit(field: FieldInfo, bound: str) -> Any:
@@ -280,15 +298,15 @@ def _suggest_choice(trial: Any, key: str, dist: Dist) -> Any:
 
 
 def _suggest_uniform(trial: Any, key: str, dist: Dist) -> float:
-    return trial.suggest_float(key, *dist.uniform, step=dist.step)
+    return trial.suggest_float(key, *dist.values, step=dist.step)
 
 
 def _suggest_loguniform(trial: Any, key: str, dist: Dist) -> float:
-    return trial.suggest_float(key, *dist.loguniform, log=True)
+    return trial.suggest_float(key, *dist.values, log=True)
 
 
 def _suggest_int(trial: Any, key: str, dist: Dist) -> int:
-    return trial.suggest_int(key, *dist.int_, step=int(dist.step or 1), log=dist.log)
+    return trial.suggest_int(key, *dist.values, step=int(dist.step or 1), log=dist.log)
 
 
 DISTRIBUTIONS = {

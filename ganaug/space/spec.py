@@ -109,8 +109,8 @@ class SearchSpec(SpaceSections):
         ratio = self.search.get("synthetic_ratio")
         if not self.experiment.baselines_first or ratio is None or not ratio.can_take(0.0):
             return []
-        zero = next((c for c in ratio.choice if same(c, 0.0) or same(c, 0)), 0.0) if ratio.kind == "choice" else 0.0
-        choices = {key: dist.choice for key in ("traditional_aug", "mix", "class_balance")
+        zero = next((c for c in ratio.values if same(c, 0.0) or same(c, 0)), 0.0) if ratio.kind == "choice" else 0.0
+        choices = {key: dist.values for key in ("traditional_aug", "mix", "class_balance")
                    if (dist := self.search.get(key)) is not None and dist.kind == "choice" and dist.when is None}
         variants = [{"traditional_aug": choice} for choice in choices.get("traditional_aug", [])] or [{}]
         flips = {"traditional_aug": "flip_translate"} if "flip_translate" in choices.get("traditional_aug", []) else {}
@@ -377,7 +377,7 @@ def _pydantic_message(err: ValidationError, file: str, overrides: dict[str, Any]
     message = f"{file}: {dotted}: {problem}"
     named = [part for part in loc if not part.isdigit()]
     if len(loc) == 2 and loc[0] == "search":
-        hint = f"{distribution_forms()}; constants go under fixed:"
+        hint: str | None = f"{distribution_forms()}; constants go under fixed:"
     else:  # the most specific hint: "experiment.name", else e.g. "int" for search.x.int.0, else the field's limits
         hint = _HINTS.get(".".join(named)) or (_HINTS.get(named[-1]) if named else None) or _field_hint(named)
     if hint:
@@ -402,8 +402,9 @@ _HINTS = {
     "when": "{other_key: value} or {other_key: [value, ...]}",
 }
 
-_MODELS = {(): SearchSpec, ("experiment",): ExperimentSection, ("experiment", "resources"): Resources,
-           ("experiment", "sampler"): Sampler, ("metric",): Metric, ("scheduler",): Scheduler}
+_MODELS: dict[tuple[str, ...], type[BaseModel]] = {
+    (): SearchSpec, ("experiment",): ExperimentSection, ("experiment", "resources"): Resources,
+    ("experiment", "sampler"): Sampler, ("metric",): Metric, ("scheduler",): Scheduler}
 
 
 def _model_at(parent: tuple[str, ...]) -> type[BaseModel] | None:

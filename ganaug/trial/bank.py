@@ -232,7 +232,8 @@ class BankedPretraining:
             return
         self.bank.heartbeat(self.key)
         if last:
-            quality = {name: metrics[name] for name in ("synthetic_diversity", "frechet_distance") if name in metrics}
+            quality: dict[str, float] = {name: metrics[name] for name in ("synthetic_diversity", "frechet_distance")
+                                         if name in metrics}
             self.bank.store(self.key, self.inputs, self.gan.state_dict(), self.state.generator.get_state(),
                             self.state.pretrain_seconds, quality)
             self.state.generator_bank["train_seconds"] = self.state.pretrain_seconds

@@ -99,7 +99,8 @@ def run(
     classifier = build_classifier(cfg.classifier, spec, labeler.num_outputs(num_classes), cfg.classifier_width,
                                   split_bn=cfg.synthetic_bn == "split", kwargs=cfg.classifier_kwargs,
                                   dropout=cfg.classifier_dropout)
-    classifier = classifier.to(device, memory_format=memory_format)
+    # ignore: torch's overloads of Module.to lack (device, memory_format) together, which it takes (_parse_to).
+    classifier = classifier.to(device, memory_format=memory_format)  # type: ignore[call-overload]
     teacher = Teacher(classifier, cfg.teacher_ema) if cfg.teacher_ema > 0 else None
     optimizer = build_optimizer(cfg, classifier.parameters())
     # The GAN draws its initial weights from its own stream, so that they depend on its keys and the seed only (not
@@ -163,7 +164,7 @@ def run(
         totals, seconds = sums.totals(), time.perf_counter() - started
         # A pretraining row names its pass; a classifier epoch's row carries pretraining's total wall time, so
         # its cost shows in every row (0.0 without pretraining).
-        phase = {"gan_pretrain_epoch": current.number} if current.pretraining else \
+        phase: dict[str, float] = {"gan_pretrain_epoch": current.number} if current.pretraining else \
             {"gan_pretrain_seconds": state.pretrain_seconds}
         if not finite(totals):
             metrics = diverged(current.epoch, phase, seconds, num_train)

@@ -71,7 +71,7 @@ class PassMetrics:
         conditioning class (classifier epochs), diversity and Frechet distance (collapse shows here, not in the
         objective: synthetic_diversity ~0 = one image per class), and a family's own figures (ali's reconstruction
         error, conditions' condition_error), which draw no training randomness."""
-        if self.gan is None:
+        if self.gan is None or self.quality is None:  # both None together: the no-GAN baseline
             return {}
         metrics = {}
         if not pretraining:

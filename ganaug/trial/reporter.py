@@ -13,12 +13,16 @@ import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from ganaug.data import to_uint8
 from ganaug.files import atomic_write
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 LOG_FILE = "metrics.jsonl"
 
@@ -29,7 +33,7 @@ class TrialReporter:
     def __init__(self, log_dir: str | Path, sink: Callable[..., None] | None = None):
         self.log_dir = Path(log_dir)
         self.sink = sink
-        self._writer = None
+        self._writer: SummaryWriter | None = None  # opened by the first grid
 
     def __call__(self, metrics: dict, checkpoint: str | None = None, images: dict | None = None) -> None:
         step = int(metrics.get("epoch", 0))
@@ -66,7 +70,7 @@ class TrialReporter:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(self.log_dir / LOG_FILE, saved.read_bytes())
 
-    def writer(self):
+    def writer(self) -> SummaryWriter:
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -27,9 +27,11 @@ class RunningSums:
         self.sums = {key: torch.zeros((), device=device) for key in SUMS}
         self.gan_keys: tuple[str, ...] = ()  # the keys of the GAN's last train_step: d_loss, g_loss, a family's own
 
-    def add(self, values: dict[str, torch.Tensor]) -> None:
+    def add(self, values: Mapping[str, torch.Tensor | int]) -> None:
+        """Add each value to its sum (a count may be a Python int); a key outside SUMS (a family's own loss) starts
+        its sum."""
         for key, value in values.items():
-            self.sums[key] = self.sums[key] + value if key in self.sums else value
+            self.sums[key] = self.sums[key] + value if key in self.sums else torch.as_tensor(value)
 
     def totals(self) -> dict[str, float]:
         return {key: value.item() for key, value in self.sums.items()}
@@ -101,6 +103,7 @@ class ClassifierStep:
             images, targets = torch.cat([x, fake_x]), torch.cat([y, fake.y])
             synthetic = torch.cat([synthetic, torch.ones(len(fake.y), dtype=torch.bool, device=device)])
             if soft is not None:
+                assert fake.soft is not None, "distill draws its synthetic rows with their soft targets"
                 soft = torch.cat([soft, fake.soft])
             if fake.kept_score is not None:
                 sums.add({"kept_score": fake.kept_score, "kept": len(fake.y)})

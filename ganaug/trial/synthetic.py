@@ -62,6 +62,7 @@ class SyntheticImages:
             x = gan.sample(y, generator)
         soft = None
         if cfg.labeling == "distill":
+            assert teacher is not None, "labeling distill needs teacher_ema > 0 (TrialConfig.validate)"
             with self.autocast():
                 teacher_logits = teacher.model(x)
             soft = distill_target(teacher_logits, y, cfg.distill_weight, cfg.distill_temperature)
