@@ -16,13 +16,17 @@ import yaml
 QUICKSTART = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
 
 # What makes the quickstart tiny: two trials at a time on the test machine's two cores, two epochs, quarter-width
-# MLPs, a checkpoint and a sample grid every epoch (so that short trials leave both), no CAS classifier.
+# MLPs, a checkpoint and a sample grid every epoch (so that short trials leave both), no CAS classifier, and the
+# default, untuned GAN trained alongside the classifier (no pretraining, no frozen generator: a test that wants them
+# says so).
 TINY = {
     "experiment": {"num_samples": 4, "max_concurrent": 2, "seed": 0, "resources": {"cpu": 1, "gpu": 0},
                    "max_failures": 1},
     "data": {"name": "digits", "val_fraction": 0.2},
     "scheduler": {"max_epochs": 2, "grace_period": 1, "reduction_factor": 2},
     "fixed": {"classifier": "mlp", "classifier_width": 0.25, "gan_arch": "mlp", "gan_width": 0.25,
+              "gan_lr": 2.0e-4, "acgan_weight": 1.0, "acgan_fake_class_loss": True, "g_ema": 0.0,
+              "gan_pretrain_epochs": 0, "gan_freeze": False,
               "batch_size": 64, "checkpoint_every": 1, "sample_every": 1, "cas_epochs": 0},
 }
 SEARCH = {"classifier_lr": {"loguniform": [3.0e-4, 3.0e-3]}}
