@@ -54,13 +54,15 @@ def derived_space(base: str | Path, folder: str | Path, name: str, **sections: d
     """The space file `base` with keys of its sections replaced, validated by `load_space` like any space.
 
     `sections` maps a section name (experiment, data, scheduler, fixed, search) to the keys that replace
-    those of the file (a value None removes the key). The experiment gets `name` and stores its results
-    under `folder`, where the derived YAML is written too.
+    those of the file (a value None removes the key; a searched key leaves `fixed`). The experiment gets `name`
+    and stores its results under `folder`, where the derived YAML is written too.
     """
     raw = yaml.safe_load(Path(base).read_text())
     for section, changes in sections.items():
         merged = {**(raw.get(section) or {}), **changes}
         raw[section] = {key: value for key, value in merged.items() if value is not None}
+    # A key the derived space searches is no longer fixed (the quickstart fixes its one generator's keys).
+    raw["fixed"] = {key: value for key, value in (raw.get("fixed") or {}).items() if key not in raw.get("search", {})}
     raw["experiment"].update(name=name, storage=str(Path(folder) / "results"))
     path = Path(folder) / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
