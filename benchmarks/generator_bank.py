@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from search_efficiency import QUICKSTART, derived_space, emit, fit, start_ray
 
 
@@ -33,7 +34,8 @@ def trial_rows(results) -> pd.DataFrame:
         params = {key: value for key, value in result.config.items()}
         rows.append({**params, "val_acc": float(history["val_acc"].iloc[-1]),
                      "trial_seconds": float(history["time_total_s"].iloc[-1]),
-                     "generator_key": str(history["generator_key"].iloc[-1]),
+                     # without the bank (experiment.generators: off) a trial reports no generator_key
+                     "generator_key": str(history["generator_key"].iloc[-1]) if "generator_key" in history else "",
                      "generator_reused": int(history["generator_reused"].iloc[-1])
                      if "generator_reused" in history else 0})
     return pd.DataFrame(rows)
@@ -63,12 +65,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     search = {**gan_choices, "classifier_lr": {"loguniform": [3.0e-4, 3.0e-3]},
               "labeling": {"choice": ["pseudo", "lsro"]}}
+    # The benchmark's search replaces the quickstart's whole (derived_space merges: None removes a key).
+    quickstart_search = yaml.safe_load(QUICKSTART.read_text())["search"]
+    search_section = {**{key: None for key in quickstart_search}, **search}
     from ganaug.data import load_data
 
     ray_seconds = start_ray(args.num_cpus)
     figures = {}
     for name, generators in (("with_bank", None), ("without_bank", "off")):
-        space = derived_space(QUICKSTART, folder, name, **sections, search=search)
+        space = derived_space(QUICKSTART, folder, name, **sections, search=search_section)
         space = space.model_copy(update={"experiment": space.experiment.model_copy(update={"generators": generators})})
         data = load_data(space.data)
         results, seconds = fit(space, data, searcher="random", scheduler="fifo")

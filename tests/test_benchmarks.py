@@ -158,6 +158,16 @@ def check_recipe(result: dict) -> None:
             100 * (rows["flip_translate"]["test_acc"] - rows["none"]["test_acc"]), abs=0.01)
 
 
+def check_generator_bank(result: dict) -> None:
+    with_bank, without = result["with_bank"], result["without_bank"]
+    assert result["trials"] == 4 and with_bank["generators_trained"] == 2  # gan: cgan | acgan
+    assert without["generators_trained"] == 4 and without["trials_reusing"] == 0
+    assert with_bank["trials_reusing"] == 4 - 2  # every trial after each generator's first loads it
+    assert result["same_val_acc_per_policy"] and len(result["policies"]) >= 1
+    assert result["trial_seconds_ratio"] == pytest.approx(with_bank["trial_seconds"] / without["trial_seconds"],
+                                                          abs=1e-3)
+
+
 CHECKS = {
     "data_pipeline.py": check_data_pipeline,
     "trial_throughput.py": check_trial_throughput,
@@ -167,10 +177,12 @@ CHECKS = {
     "gpu_path.py": check_gpu_path,
     "gan_quality.py": check_gan_quality,
     "recipe.py": check_recipe,
+    "generator_bank.py": check_generator_bank,
 }
 
 
-RAY_SCRIPTS = {"ray_overhead.py", "search_efficiency.py", "concurrency.py"}  # each starts a local Ray
+# Each starts a local Ray.
+RAY_SCRIPTS = {"ray_overhead.py", "search_efficiency.py", "concurrency.py", "generator_bank.py"}
 
 
 @pytest.mark.parametrize("script", [
