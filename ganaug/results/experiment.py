@@ -297,6 +297,7 @@ def _trial_row(trial_dir: Path, curve: pd.DataFrame, meta: dict, tune_state: str
         status = "running"
     else:
         status = "pruned"
+    # The trial's last report; with no report every figure below reads nan.
     last: pd.Series | dict[str, Any] = curve.iloc[-1] if not curve.empty else {}
     # Scores of classifier epochs only: GAN pretraining rows (epoch 0) hold the untrained classifier's.
     scored = curve[curve["epoch"] >= 1] if not curve.empty and "epoch" in curve else curve
@@ -309,17 +310,17 @@ def _trial_row(trial_dir: Path, curve: pd.DataFrame, meta: dict, tune_state: str
         "epochs": epochs,
         f"best_{metric}": float(best) if len(values) else math.nan,
         f"last_{metric}": float(values.iloc[-1]) if len(values) else math.nan,
-        "test_acc": float(last.get("test_acc", math.nan)) if len(curve) else math.nan,
-        "test_balanced_acc": float(last.get("test_balanced_acc", math.nan)) if len(curve) else math.nan,
-        "cas": float(last.get("cas", math.nan)) if len(curve) else math.nan,
-        "cas_ratio": float(last.get("cas_ratio", math.nan)) if len(curve) else math.nan,
+        "test_acc": float(last.get("test_acc", math.nan)),
+        "test_balanced_acc": float(last.get("test_balanced_acc", math.nan)),
+        "cas": float(last.get("cas", math.nan)),
+        "cas_ratio": float(last.get("cas_ratio", math.nan)),
         # The generator's quality at the trial's last report: ~0 = collapsed, ~1 = as varied as the data.
-        "synthetic_diversity": float(last.get("synthetic_diversity", math.nan)) if len(curve) else math.nan,
-        "frechet_distance": float(last.get("frechet_distance", math.nan)) if len(curve) else math.nan,
+        "synthetic_diversity": float(last.get("synthetic_diversity", math.nan)),
+        "frechet_distance": float(last.get("frechet_distance", math.nan)),
         # Which bank entry the trial's generator is (trial.bank) and whether it was loaded rather than trained here.
-        "generator_key": key if len(curve) and isinstance(key := last.get("generator_key"), str) else "",
-        "generator_reused": float(last.get("generator_reused", math.nan)) if len(curve) else math.nan,
-        "wall_seconds": float(last.get("time_total_s", math.nan)) if len(curve) else math.nan,
+        "generator_key": key if isinstance(key := last.get("generator_key"), str) else "",
+        "generator_reused": float(last.get("generator_reused", math.nan)),
+        "wall_seconds": float(last.get("time_total_s", math.nan)),
         "path": str(trial_dir),
     })
     return row

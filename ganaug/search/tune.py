@@ -48,7 +48,7 @@ from ganaug.results import (
 )
 from ganaug.search.searchers import SEARCHERS, close_orphaned_trials, make_searcher
 from ganaug.search.trackers import tracker_callbacks
-from ganaug.space import SearchSpec, load_space, validate_storage
+from ganaug.space import BASELINE_AXES, SearchSpec, load_space, validate_storage
 from ganaug.trial import CheckpointError, GeneratorBank, TrialReporter, load_checkpoint, run
 
 # The product is "asha" (with the "tpe" searcher); "fifo" (every trial runs all epochs) is one of the baselines
@@ -222,7 +222,7 @@ def search(space: SearchSpec, *, resume: bool = False, address: str | None = Non
     validate_storage(space)
     baselines = space.baseline_points()
     if baselines and not resume:
-        shown = "; ".join(" ".join(f"{key} {point[key]}" for key in ("traditional_aug", "mix", "class_balance")
+        shown = "; ".join(" ".join(f"{key} {point[key]}" for key in BASELINE_AXES
                                    if point.get(key, "none") != "none") or "no augmentation" for point in baselines)
         print(f"Baselines first: {len(baselines)} no-GAN trial(s) (synthetic_ratio 0: {shown}) "
               f"start the search and count toward num_samples={space.experiment.num_samples}", flush=True)

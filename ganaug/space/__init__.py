@@ -17,7 +17,7 @@ from ganaug.space.schema import (
     SpaceError,
     search_order,
 )
-from ganaug.space.spec import SearchSpec, load_space, validate_storage
+from ganaug.space.spec import BASELINE_AXES, SearchSpec, load_space, validate_storage
 
-__all__ = ["Dist", "ExperimentSection", "METRICS", "Metric", "Resources", "Sampler", "Scheduler", "SearchSpec",
-           "SpaceError", "load_space", "search_order", "validate_storage"]
+__all__ = ["BASELINE_AXES", "Dist", "ExperimentSection", "METRICS", "Metric", "Resources", "Sampler", "Scheduler",
+           "SearchSpec", "SpaceError", "load_space", "search_order", "validate_storage"]

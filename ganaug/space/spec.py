@@ -52,6 +52,9 @@ from ganaug.space.schema import (
     search_order,
 )
 
+# The no-GAN baselines a search runs first vary these keys, one trial per value (SearchSpec.baseline_points).
+BASELINE_AXES = ("traditional_aug", "mix", "class_balance")
+
 
 class SearchSpec(SpaceSections):
     """A validated search space (the sections of schema.SpaceSections, and what a search does with them); build it
@@ -110,7 +113,7 @@ class SearchSpec(SpaceSections):
         if not self.experiment.baselines_first or ratio is None or not ratio.can_take(0.0):
             return []
         zero = next((c for c in ratio.values if same(c, 0.0) or same(c, 0)), 0.0) if ratio.kind == "choice" else 0.0
-        choices = {key: dist.values for key in ("traditional_aug", "mix", "class_balance")
+        choices = {key: dist.values for key in BASELINE_AXES
                    if (dist := self.search.get(key)) is not None and dist.kind == "choice" and dist.when is None}
         variants = [{"traditional_aug": choice} for choice in choices.get("traditional_aug", [])] or [{}]
         flips = {"traditional_aug": "flip_translate"} if "flip_translate" in choices.get("traditional_aug", []) else {}
