@@ -46,6 +46,7 @@ from ganaug.results import (
     upload,
     write_outputs,
 )
+from ganaug.search.recovery import recover_lost_trials
 from ganaug.search.searchers import SEARCHERS, close_orphaned_trials, make_searcher
 from ganaug.search.trackers import tracker_callbacks
 from ganaug.space import BASELINE_AXES, SearchSpec, load_space, validate_storage
@@ -155,6 +156,11 @@ def build_tuner(space: SearchSpec, data, *, resume: bool = False, searcher: str 
     )
     experiment_dir = space.experiment_dir()
     if resume:
+        lost = recover_lost_trials(experiment_dir)
+        if lost:
+            print(f"Resuming: {lost} trial(s) the stopped driver had started never reached Tune's saved state; "
+                  f"they start again, so the search still runs num_samples={space.experiment.num_samples}",
+                  flush=True)
         return tune.Tuner.restore(experiment_dir, trainable=trainable, resume_unfinished=True,
                                   resume_errored=True)
     # On remote storage the study lives in the local mirror's journal, uploaded as trials end (JournalUploader).
