@@ -52,9 +52,12 @@ def recover_lost_trials(experiment_dir: str) -> int:
     searches = sorted(name for name in names if name.startswith(SEARCH_STATE))
     if not states or not searches:
         return 0
-    trial_data = json.loads(_read(filesystem, f"{path}/{states[-1]}"))["trial_data"]
-    recorded = {json.loads(trial_json)["trial_id"]: json.loads(trial_json)["relative_logdir"]
-                for trial_json, _ in trial_data}
+    try:
+        trial_data = json.loads(_read(filesystem, f"{path}/{states[-1]}"))["trial_data"]
+        recorded = {json.loads(trial_json)["trial_id"]: json.loads(trial_json)["relative_logdir"]
+                    for trial_json, _ in trial_data}
+    except (ValueError, KeyError, TypeError):  # a state file Tune cannot read either: its own message says so
+        return 0
     listed = set(recorded.values())
     # Trial folders outside the list whose trial reported at least once (result.json holds one line per report).
     reported = [name for name, entry in names.items()
