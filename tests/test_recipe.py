@@ -55,6 +55,31 @@ def test_the_optimizers_are_nesterov_sgd_and_adamw():
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_a_parameter_whose_first_gradient_comes_late_steps_as_in_the_unfused_optimizer(optimizer):
+    """Split BatchNorm's synthetic-row layers get no gradient until synthetic rows start (gan_warmup_epochs): torch's
+    fused SGD refused that step ("expected Tensor ... got NoneType"); ours matches torch's unfused one."""
+    cfg = TrialConfig(optimizer=optimizer, classifier_lr=0.05, weight_decay=5e-4)
+    early, late = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    reference = [torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)]
+    for copy, module in zip(reference, (early, late)):
+        copy.load_state_dict(module.state_dict())
+    ours = build_optimizer(cfg, [*early.parameters(), *late.parameters()])
+    unfused = (torch.optim.SGD if optimizer == "sgd" else torch.optim.AdamW)(
+        [*reference[0].parameters(), *reference[1].parameters()],
+        **{key: value for key, value in ours.defaults.items() if key not in ("decoupled_weight_decay", "fused")}, fused=False)
+    x = torch.randn(4, 3)
+    for step in range(4):
+        for (a, b), opt in (((early, late), ours), (reference, unfused)):
+            opt.zero_grad(set_to_none=True)
+            loss = a(x).square().mean() + (b(x).square().mean() if step >= 2 else 0)  # late's first gradient: step 2
+            loss.backward()
+            opt.step()
+    for module, copy in zip((early, late), reference):
+        for mine, theirs in zip(module.parameters(), copy.parameters()):
+            torch.testing.assert_close(mine, theirs)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_a_resumed_trial_equals_an_uninterrupted_one(digits, optimizer):
     """The optimizer's state (momentum buffers, Adam's moments) and the schedule's position survive a checkpoint."""
     cfg = TrialConfig(optimizer=optimizer, classifier_lr=0.05 if optimizer == "sgd" else 2e-3, lr_schedule="onecycle",

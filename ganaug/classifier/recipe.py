@@ -28,8 +28,25 @@ def _adamw(parameters: Iterable[torch.nn.Parameter], cfg: TrialConfig) -> torch.
 
 
 def _sgd(parameters: Iterable[torch.nn.Parameter], cfg: TrialConfig) -> torch.optim.Optimizer:
-    return torch.optim.SGD(parameters, lr=cfg.classifier_lr, momentum=SGD_MOMENTUM, nesterov=True,
-                           weight_decay=cfg.weight_decay, fused=True)
+    optimizer = torch.optim.SGD(parameters, lr=cfg.classifier_lr, momentum=SGD_MOMENTUM, nesterov=True,
+                                weight_decay=cfg.weight_decay, fused=True)
+    optimizer.register_step_pre_hook(start_late_momentum)
+    return optimizer
+
+
+def start_late_momentum(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+    """Step pre-hook of the fused SGD: a parameter whose first gradient comes after the others' starts from a zero
+    momentum buffer. Some do: split BatchNorm's synthetic-row layers (`synthetic_bn: split`) get none until synthetic
+    rows start at `gan_warmup_epochs`, and torch's fused kernel refuses a step where some buffers exist and others
+    not ("expected Tensor ... but got NoneType"). With dampening 0 a zero buffer's first update is buf = grad, what
+    torch's own first step sets, so the result is the unfused SGD's."""
+    state = optimizer.state
+    if not state:  # the first step: torch starts every buffer itself
+        return
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            if parameter.grad is not None and "momentum_buffer" not in state[parameter]:
+                state[parameter]["momentum_buffer"] = torch.zeros_like(parameter)
 
 
 def build_optimizer(cfg: TrialConfig, parameters: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
