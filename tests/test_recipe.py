@@ -66,7 +66,8 @@ def test_a_parameter_whose_first_gradient_comes_late_steps_as_in_the_unfused_opt
     ours = build_optimizer(cfg, [*early.parameters(), *late.parameters()])
     unfused = (torch.optim.SGD if optimizer == "sgd" else torch.optim.AdamW)(
         [*reference[0].parameters(), *reference[1].parameters()],
-        **{key: value for key, value in ours.defaults.items() if key not in ("decoupled_weight_decay", "fused")}, fused=False)
+        **{key: value for key, value in ours.defaults.items() if key not in ("decoupled_weight_decay", "fused")},
+        fused=False)
     x = torch.randn(4, 3)
     for step in range(4):
         for (a, b), opt in (((early, late), ours), (reference, unfused)):
