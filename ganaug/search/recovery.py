@@ -17,7 +17,7 @@ import os
 import pyarrow.fs
 import ray.cloudpickle as cloudpickle
 
-from ganaug.files import is_remote
+from ganaug.files import is_remote, join, read_bytes, write_bytes
 
 __all__ = ["recover_lost_trials"]
 
@@ -27,14 +27,10 @@ LIMITER = "name:ConcurrencyLimiter"      # the wrapper's state inside SearchGene
 
 
 def _filesystem(location: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    """The filesystem that lists `location`'s folder (ganaug.files reads and writes single files only)."""
     if is_remote(location):
         return pyarrow.fs.FileSystem.from_uri(location)
     return pyarrow.fs.LocalFileSystem(), os.path.abspath(location)
-
-
-def _read(filesystem: pyarrow.fs.FileSystem, path: str) -> bytes:
-    with filesystem.open_input_stream(path) as source:
-        return source.read()
 
 
 def recover_lost_trials(experiment_dir: str) -> int:
@@ -53,9 +49,9 @@ def recover_lost_trials(experiment_dir: str) -> int:
     if not states or not searches:
         return 0
     try:
-        trial_data = json.loads(_read(filesystem, f"{path}/{states[-1]}"))["trial_data"]
-        recorded = {json.loads(trial_json)["trial_id"]: json.loads(trial_json)["relative_logdir"]
-                    for trial_json, _ in trial_data}
+        trials = [json.loads(trial_json) for trial_json, _ in
+                  json.loads(read_bytes(join(experiment_dir, states[-1])) or b"")["trial_data"]]
+        recorded = {trial["trial_id"]: trial["relative_logdir"] for trial in trials}
     except (ValueError, KeyError, TypeError):  # a state file Tune cannot read either: its own message says so
         return 0
     listed = set(recorded.values())
@@ -63,8 +59,8 @@ def recover_lost_trials(experiment_dir: str) -> int:
     reported = [name for name, entry in names.items()
                 if entry.type == pyarrow.fs.FileType.Directory and name not in listed
                 and filesystem.get_file_info(f"{path}/{name}/result.json").size]
-    search_path = f"{path}/{searches[-1]}"
-    search = cloudpickle.loads(_read(filesystem, search_path))
+    search_location = join(experiment_dir, searches[-1])
+    search = cloudpickle.loads(read_bytes(search_location) or b"")
     exist = len(recorded) + len(reported)
     lost = search["counter"] - exist
     if lost <= 0:
@@ -76,6 +72,5 @@ def recover_lost_trials(experiment_dir: str) -> int:
         limiter["live_trials"] = {trial for trial in limiter["live_trials"] if trial in recorded}
         limiter["num_unfinished_live_trials"] = min(limiter["num_unfinished_live_trials"],
                                                     len(limiter["live_trials"]))
-    with filesystem.open_output_stream(search_path) as sink:  # an object store writes it whole; locally it is
-        sink.write(cloudpickle.dumps(search))                 # rewritten before any Tune process reads it
+    write_bytes(search_location, cloudpickle.dumps(search))  # whole: atomic locally, one object on a store
     return lost
