@@ -54,6 +54,8 @@ def test_a_trial_that_loads_its_generator_reports_what_training_it_would(digits,
     info = yaml.safe_load((entry / INFO_FILE).read_text())
     assert info["key"] == entry.name == reused[-1]["generator_key"] and info["trained_by"] == "first"
     assert {"synthetic_diversity", "frechet_distance", "cas", "cas_ratio"} <= set(info["quality"])
+    # digits is balanced: every class is many-shot, so the entry holds that group's CAS and no nan of the others.
+    assert info["quality"]["cas_many"] == pytest.approx(reused[-1]["cas_many"]) and "cas_few" not in info["quality"]
     assert info["inputs"]["keys"]["gan"] == family
 
 

@@ -18,7 +18,7 @@ from ganaug.classifier.accuracy import (
     synthetic_agreement,
     topk_accuracy,
 )
-from ganaug.classifier.cas import classification_accuracy_score, real_accuracy_score
+from ganaug.classifier.cas import cas_report, classification_accuracy_score, real_accuracy_score
 from ganaug.classifier.labeling import LABELERS
 from ganaug.config import TrialConfig
 from ganaug.data.splits import load_data
@@ -169,6 +169,60 @@ def test_cas_is_high_for_class_informative_samples_and_chance_for_label_blind_on
                                           val_x, val_y, torch.device("cpu"), 2, g)
     assert good >= 0.9
     assert blind <= 0.5
+
+
+class HeadOnlyGAN(PatternGAN):
+    """Class prototypes for the classes in `learnt`, class 0's prototype for every other class: a generator that
+    never learnt the tail."""
+
+    def __init__(self, spec, prototypes, learnt):
+        super().__init__(spec, prototypes)
+        self.learnt = torch.tensor(learnt)
+
+    def sample(self, y, generator=None):
+        shown = torch.where(torch.isin(y, self.learnt), y, torch.zeros_like(y))
+        return super().sample(shown, generator)
+
+
+def test_cas_report_by_shot_group_finds_a_generator_that_never_learnt_the_tail():
+    # Training counts 100, 100, 10, 2: many (> 20) = classes 0 and 1, medium = class 2, few (< 4) = class 3.
+    spec = make_spec(num_classes=4)
+    spec.class_counts = (100, 100, 10, 2)
+    prototypes = prototypes_for(spec)
+    g = torch.Generator().manual_seed(3)
+    to_uint8 = lambda x: ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # noqa: E731
+    train_y = torch.cat([torch.full((n,), label) for label, n in enumerate(spec.class_counts)])
+    train_x = to_uint8(prototypes[train_y] + 0.2 * torch.randn(len(train_y), 1, 8, 8, generator=g))
+    val_y = torch.arange(80) % 4  # balanced, as long-tail validation is
+    val_x = to_uint8(prototypes[val_y] + 0.2 * torch.randn(80, 1, 8, 8, generator=g))
+    cfg = TrialConfig(classifier="mlp", classifier_width=0.25, classifier_lr=3e-3, batch_size=32)
+    cpu = torch.device("cpu")
+    gan = HeadOnlyGAN(spec, prototypes, learnt=[0, 1])
+
+    torch.manual_seed(0)
+    report = cas_report(cfg, spec, gan, train_x, train_y, val_x, val_y, cpu, 3,
+                        generator=torch.Generator().manual_seed(1), real_generator=torch.Generator().manual_seed(2))
+    assert len(report["cas_per_class"]) == len(report["real_per_class"]) == 4
+    ours, real = report["cas_per_class"], report["real_per_class"]
+    assert report["cas_many"] == pytest.approx((ours[0] + ours[1]) / 2)
+    assert report["cas_medium"] == pytest.approx(ours[2]) and report["cas_few"] == pytest.approx(ours[3])
+    assert report["cas_ratio_few"] == pytest.approx(ours[3] / real[3])
+    assert report["cas_ratio_many"] == pytest.approx((ours[0] + ours[1]) / (real[0] + real[1]))
+    # The head is taught (class 0 is also what every tail sample shows, so class 1 is the clean figure) ...
+    assert ours[1] >= 0.9 and report["cas_ratio_many"] >= 0.5
+    # ... the tail never: its samples show class 0, so no val image of classes 2 and 3 is classified right.
+    assert report["cas_medium"] == 0.0 and report["cas_few"] == 0.0 and report["cas_ratio_few"] == 0.0
+    # The whole figures are CAS and real_accuracy_score's, on the same seeds.
+    torch.manual_seed(0)
+    cas = classification_accuracy_score(cfg, spec, gan, val_x, val_y, cpu, 3, torch.Generator().manual_seed(1))
+    real_acc = real_accuracy_score(cfg, spec, train_x, train_y, val_x, val_y, cpu, 3, torch.Generator().manual_seed(2))
+    assert report["cas"] == pytest.approx(cas) and report["cas_ratio"] == pytest.approx(cas / real_acc)
+
+    # Balanced data: every class is many-shot; the other groups are nan, not 0.
+    balanced = make_spec(num_classes=4, per_class=20)
+    report = cas_report(cfg, balanced, PatternGAN(balanced, prototypes), train_x, train_y, val_x, val_y, cpu, 1)
+    assert report["cas_many"] == pytest.approx(report["cas"])  # balanced validation: the mean per class = accuracy
+    assert math.isnan(report["cas_medium"]) and math.isnan(report["cas_ratio_few"])
 
 
 def test_metrics_run_on_a_real_gan():

@@ -19,7 +19,7 @@ from ganaug.classifier.accuracy import (
     synthetic_agreement,
     topk_accuracy,
 )
-from ganaug.classifier.cas import classification_accuracy_score, real_accuracy_score
+from ganaug.classifier.cas import cas_report, classification_accuracy_score, real_accuracy_score
 from ganaug.classifier.labeling import (
     LABELERS,
     ClassBalance,
@@ -45,8 +45,8 @@ from ganaug.classifier.recipe import OPTIMIZERS, SCHEDULES, LearningRate, build_
 
 __all__ = ["CLASSIFIERS", "ClassBalance", "ClassifierError", "LABELERS", "Labeler", "LearningRate", "OPTIMIZERS",
            "SCHEDULES", "SHOT_GROUPS", "SplitBatchNorm", "Teacher", "accuracy", "balanced_accuracy",
-           "balanced_cross_entropy", "build_classifier", "build_optimizer", "check_classifier", "class_balance_loss",
-           "classification_accuracy_score", "distill_target", "effective_number_weights", "group_accuracies",
-           "keep_best_candidates", "logit_adjustment", "lr_factor", "per_class_accuracy", "predict",
+           "balanced_cross_entropy", "build_classifier", "build_optimizer", "cas_report", "check_classifier",
+           "class_balance_loss", "classification_accuracy_score", "distill_target", "effective_number_weights",
+           "group_accuracies", "keep_best_candidates", "logit_adjustment", "lr_factor", "per_class_accuracy", "predict",
            "real_accuracy_score", "resolve_classifier", "score", "shot_groups", "synthetic_agreement", "synthetic_rows",
            "topk_accuracy"]

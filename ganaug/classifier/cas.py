@@ -1,5 +1,6 @@
 """The classification accuracy score (CAS, Ravuri & Vinyals 2019): a fresh classifier trained only on a generator's
-samples, tested on real images, beside the same classifier trained on as many real images (cas_ratio)."""
+samples, tested on real images, beside the same classifier trained on as many real images (cas_ratio); per class
+and by shot group (cas_report), which says whether a generator teaches the rare classes of long-tailed data."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from ganaug.classifier.accuracy import score
+from ganaug.classifier.accuracy import balanced_accuracy, score, shot_groups
 from ganaug.classifier.labeling import LABELERS
 from ganaug.classifier.models import build_classifier
 from ganaug.classifier.recipe import LearningRate, build_optimizer
@@ -20,11 +21,10 @@ def classification_accuracy_score(cfg, spec, gan, val_x: torch.Tensor, val_y: to
                                   generator: torch.Generator | None = None) -> float:
     """CAS: accuracy on (val_x, val_y) of a fresh cfg.classifier trained only on GAN samples.
 
-    Each batch is freshly sampled and class-balanced; the budget is _fresh_classifier_accuracy's.
+    Each batch is freshly sampled and class-balanced; the budget is _fresh_classifier_score's.
     Compare it with real_accuracy_score (cas_ratio = CAS / real accuracy, ~1 = as useful as real data).
     """
-    epoch_batches = lambda sizes: (sample_balanced(gan, size, generator) for size in sizes)
-    return _fresh_classifier_accuracy(cfg, spec, val_x, val_y, device, epochs, epoch_batches, synthetic=True)
+    return _synthetic_score(cfg, spec, gan, val_x, val_y, device, epochs, generator)["acc"]
 
 
 def real_accuracy_score(cfg, spec, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
@@ -35,6 +35,39 @@ def real_accuracy_score(cfg, spec, train_x: torch.Tensor, train_y: torch.Tensor,
 
     Each epoch is a shuffled pass over the real images (repeated passes if spec.class_counts sums to more).
     """
+    return _real_score(cfg, spec, train_x, train_y, val_x, val_y, device, epochs, generator)["acc"]
+
+
+def cas_report(cfg, spec, gan, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
+               val_y: torch.Tensor, device: torch.device, epochs: int, generator: torch.Generator | None = None,
+               real_generator: torch.Generator | None = None) -> dict:
+    """CAS and its real reference (real_accuracy_score's, trained on (train_x, train_y)), whole and by class.
+
+    Returns the scalars "cas", "cas_ratio" and, for each shot group of spec.class_counts (accuracy.shot_groups:
+    many / medium / few), "cas_<group>" (the group's mean per-class CAS) and "cas_ratio_<group>" (over the real
+    reference's mean on the same classes; nan for a group without classes), plus the lists "cas_per_class" and
+    "real_per_class". On long-tailed data CAS trains on class-balanced samples and the reference on the tail as it
+    is, so cas_ratio_few > 1 means the generator teaches a rare class more than its few real images do.
+    """
+    synthetic = _synthetic_score(cfg, spec, gan, val_x, val_y, device, epochs, generator)
+    real = _real_score(cfg, spec, train_x, train_y, val_x, val_y, device, epochs, real_generator)
+    report = {"cas": synthetic["acc"], "cas_ratio": synthetic["acc"] / max(real["acc"], 1e-8)}
+    for name, labels in shot_groups(spec.class_counts).items():
+        ours = balanced_accuracy([synthetic["per_class"][label] for label in labels])
+        theirs = balanced_accuracy([real["per_class"][label] for label in labels])
+        report[f"cas_{name}"] = ours
+        report[f"cas_ratio_{name}"] = ours / max(theirs, 1e-8) if labels else math.nan
+    return {**report, "cas_per_class": synthetic["per_class"], "real_per_class": real["per_class"]}
+
+
+def _synthetic_score(cfg, spec, gan, val_x, val_y, device, epochs, generator) -> dict:
+    """score() on (val_x, val_y) of a fresh classifier trained on freshly sampled, class-balanced GAN batches."""
+    epoch_batches = lambda sizes: (sample_balanced(gan, size, generator) for size in sizes)
+    return _fresh_classifier_score(cfg, spec, val_x, val_y, device, epochs, epoch_batches, synthetic=True)
+
+
+def _real_score(cfg, spec, train_x, train_y, val_x, val_y, device, epochs, generator) -> dict:
+    """score() on (val_x, val_y) of the same classifier trained on shuffled passes over the real images."""
     if len(train_x) == 0:
         raise ValueError("real_accuracy_score: train_x holds no images; valid: at least one")
 
@@ -42,10 +75,10 @@ def real_accuracy_score(cfg, spec, train_x: torch.Tensor, train_y: torch.Tensor,
         rows = _shuffled_rows(len(train_x), sum(sizes), generator).to(train_x.device)
         return ((train_x[part], train_y[part]) for part in rows.split(sizes))
 
-    return _fresh_classifier_accuracy(cfg, spec, val_x, val_y, device, epochs, epoch_batches, synthetic=False)
+    return _fresh_classifier_score(cfg, spec, val_x, val_y, device, epochs, epoch_batches, synthetic=False)
 
 
-def _fresh_classifier_accuracy(
+def _fresh_classifier_score(
     cfg,                                # TrialConfig: classifier (+ _width, _kwargs, _dropout), its recipe, batch_size.
     spec,                               # DataSpec: shapes, and class_counts (their sum = images per epoch).
     val_x: torch.Tensor,                # Real images the classifier is scored on, uint8 or float [-1, 1].
@@ -55,7 +88,8 @@ def _fresh_classifier_accuracy(
     epoch_batches: Callable[[list[int]], Iterable[tuple[torch.Tensor, torch.Tensor]]],  # sizes -> (x, y) batches.
     synthetic: bool,                    # Whether the batches are GAN samples (labelled by their conditioning).
 ) -> float:
-    """Accuracy on (val_x, val_y) of a fresh cfg.classifier trained for `epochs` epochs on epoch_batches.
+    """score() (acc, per_class, ...) on (val_x, val_y) of a fresh cfg.classifier trained for `epochs` epochs on
+    epoch_batches.
 
     Each epoch shows as many images as the real train split holds (sum(spec.class_counts)), in batches of
     about cfg.batch_size, with pseudo labels and the trial's recipe (its optimizer, its learning-rate schedule over
@@ -82,7 +116,7 @@ def _fresh_classifier_accuracy(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    return score(model, val_x, val_y, labeler, num_classes)["acc"]
+    return score(model, val_x, val_y, labeler, num_classes)
 
 
 def _even_batch_sizes(total: int, batch_size: int) -> list[int]:

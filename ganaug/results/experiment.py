@@ -409,9 +409,10 @@ def write_best_policy(experiment: Experiment, best: pd.Series, command: str | No
     metric = experiment.metric
     last = experiment.curves[experiment.curves["trial_id"] == best["trial_id"]].iloc[-1]
     reported = ("val_acc", "val_balanced_acc", "val_top5", "val_loss", "train_acc", "test_acc", "test_balanced_acc",
-                "test_many_acc", "test_medium_acc", "test_few_acc", "test_top5", "cas", "cas_ratio",
-                "synthetic_diversity", "frechet_distance", "synthetic_agreement", "d_loss", "g_loss", "cycle_loss",
-                "epoch", "gan_pretrain_seconds", "generator_key", "generator_reused", "generator_train_seconds")
+                "test_many_acc", "test_medium_acc", "test_few_acc", "test_top5", "cas", "cas_ratio", "cas_many",
+                "cas_medium", "cas_few", "cas_ratio_many", "cas_ratio_medium", "cas_ratio_few", "synthetic_diversity",
+                "frechet_distance", "synthetic_agreement", "d_loss", "g_loss", "cycle_loss", "epoch",
+                "gan_pretrain_seconds", "generator_key", "generator_reused", "generator_train_seconds")
     checkpoints = experiment.checkpoints_of(best)
     policy = {
         "experiment": experiment.meta["name"],

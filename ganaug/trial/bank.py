@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -147,8 +148,8 @@ class GeneratorBank:
         write_bytes(join(self.location, key, INFO_FILE), yaml.safe_dump(info, sort_keys=False).encode())
 
     def record_quality(self, key: str, quality: dict[str, float]) -> None:
-        """Add figures measured on the entry's generator unchanged (a frozen trial's cas, cas_ratio) to its info,
-        unless it has them already: the first trial to measure them writes them."""
+        """Add figures measured on the entry's generator unchanged (a frozen trial's cas, cas_ratio and their shot
+        groups') to its info, unless it has them already: the first trial to measure them writes them."""
         raw = read_bytes(join(self.location, key, INFO_FILE))
         info = yaml.safe_load(raw) if raw else None
         if not isinstance(info, dict) or all(name in info.get("quality", {}) for name in quality):
@@ -252,6 +253,8 @@ class BankedPretraining:
                 "generator_train_seconds": info["train_seconds"]}
 
     def after_final(self, metrics: dict[str, Any]) -> None:
-        """A frozen generator is the entry's own at the end: its CAS describes the entry, and joins its info."""
+        """A frozen generator is the entry's own at the end: its CAS (whole and by shot group) describes the entry,
+        and joins its info."""
         if self.cfg.gan_freeze and "cas" in metrics:
-            self.bank.record_quality(self.key, {"cas": metrics["cas"], "cas_ratio": metrics["cas_ratio"]})
+            self.bank.record_quality(self.key, {name: value for name, value in metrics.items()
+                                                if name.startswith("cas") and not math.isnan(value)})

@@ -14,9 +14,8 @@ from torch import nn
 from ganaug.classifier import (
     Labeler,
     Teacher,
-    classification_accuracy_score,
+    cas_report,
     group_accuracies,
-    real_accuracy_score,
     score,
     synthetic_agreement,
 )
@@ -85,22 +84,25 @@ class PassMetrics:
     def final(self) -> tuple[dict[str, float], dict[str, Any]]:
         """After the last epoch: (test_acc, test_top5, test_balanced_acc (mean per-class accuracy) and the
         many / medium / few-shot groups' (test_many_acc, ...: classes by their training count, accuracy.shot_groups;
-        nan for a group without classes), plus cas and cas_ratio for a GAN; the test loss and per-class accuracy,
-        which run returns but does not report). The test runs in fp32 whatever cfg.precision: the score of the final
-        classifier itself, as evaluate reports it."""
+        nan for a group without classes), plus a GAN's cas_report (cas, cas_ratio and their shot groups'); the test
+        loss and the per-class accuracies (test, CAS, its real reference), which run returns but does not report).
+        The test runs in fp32 whatever cfg.precision: the score of the final classifier itself, as evaluate reports
+        it."""
         cfg, data = self.cfg, self.data
         test = score(self.classifier, data.test_x, data.test_y, self.labeler, self.num_classes)
         groups = group_accuracies(test["per_class"], data.spec.class_counts)
         metrics = {"test_acc": test["acc"], "test_top5": test["top5"], "test_balanced_acc": test["balanced"],
                    **{f"test_{name}_acc": value for name, value in groups.items()}}
+        extras = {"test_loss": test["loss"], "test_per_class_acc": test["per_class"]}
         if self.gan is not None and cfg.cas_epochs > 0:
-            metrics["cas"] = classification_accuracy_score(
-                cfg, data.spec, self.gan, data.val_x, data.val_y, self.device, cfg.cas_epochs, generator=self.generator)
-            # The same classifier and budget on real images: cas_ratio 1 = samples teach as much as real data.
-            real = real_accuracy_score(cfg, data.spec, data.train_x, data.train_y, data.val_x, data.val_y, self.device,
-                                       cfg.cas_epochs, generator=torch.Generator(self.device).manual_seed(cfg.seed))
-            metrics["cas_ratio"] = metrics["cas"] / max(real, 1e-8)
-        return metrics, {"test_loss": test["loss"], "test_per_class_acc": test["per_class"]}
+            # Beside the same classifier and budget on real images: cas_ratio 1 = samples teach as much as real data;
+            # by shot group, whether they teach the rare classes (cas_ratio_few > 1: more than their real images).
+            cas = cas_report(cfg, data.spec, self.gan, data.train_x, data.train_y, data.val_x, data.val_y,
+                             self.device, cfg.cas_epochs, generator=self.generator,
+                             real_generator=torch.Generator(self.device).manual_seed(cfg.seed))
+            extras.update(cas_per_class=cas.pop("cas_per_class"), real_per_class=cas.pop("real_per_class"))
+            metrics.update(cas)
+        return metrics, extras
 
     def _score(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         return score(model, x, y, self.labeler, self.num_classes, autocast=self.autocast)
