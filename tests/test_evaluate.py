@@ -26,6 +26,7 @@ from ganaug.results.policies import (
     BEST_GAN,
     BEST_NO_GAN,
     FIXED_ABLATIONS,
+    LONG_TAIL_PREFIX,
     TRADITIONAL_PREFIX,
     VARIANT_PREFIX,
     alias_map,
@@ -283,6 +284,40 @@ def test_ablations_keep_the_best_trials_settings_and_share_the_budget(experiment
     assert policy_configs(experiment)[BEST_GAN]["config"]["epochs"] == experiment.meta["max_epochs"]
 
 
+@pytest.mark.slow
+def test_long_tailed_data_adds_each_long_tail_method_on_the_tuned_baseline(experiment_dir, tmp_path):
+    tuned = with_no_gan_trial(experiment_dir, tmp_path / "tuned")
+    # The tuned baseline used a deferred logit adjustment: its class-balance keys must not leak into the others.
+    params = tuned / f"train_trial_{NO_GAN_TRIAL}" / "params.json"
+    params.write_text(json.dumps({**json.loads(params.read_text()), "class_balance": "logit_adjust",
+                                  "logit_adjust_tau": 2.0, "class_balance_start_epoch": 1}))
+    plain = policy_configs(load_experiment(tuned), epochs=10)
+    assert not any(name.startswith(LONG_TAIL_PREFIX) for name in alias_map(plain))  # balanced data: none
+    copy = copy_experiment(tuned, tmp_path / "lt", data={"long_tail": {"ratio": 10}})
+    policies = policy_configs(load_experiment(copy), epochs=10)
+    by_name = {name: policies[kept] for name, kept in alias_map(policies).items()}
+    methods = {name.removeprefix(LONG_TAIL_PREFIX): by_name[name] for name in by_name
+               if name.startswith(LONG_TAIL_PREFIX)}
+    assert list(methods) == ["cross_entropy", "resample", "reweight_drw", "logit_adjust"]
+    baseline = by_name[BEST_NO_GAN]["config"]
+    assert (baseline["class_balance"], baseline["logit_adjust_tau"]) == ("logit_adjust", 2.0)
+    balance_keys = ("class_balance", "reweight_beta", "logit_adjust_tau", "class_balance_start_epoch")
+    for method, policy in methods.items():
+        config = policy["config"]
+        # best_no_gan's tuned settings (its learning rate, no GAN), only the class-balance keys changed
+        assert {k: v for k, v in config.items() if k not in balance_keys} == \
+            {k: v for k, v in baseline.items() if k not in balance_keys}, method
+        assert policy["trial_id"] == NO_GAN_TRIAL and policy["source"] == "long-tail"
+    configs = {method: policy["config"] for method, policy in methods.items()}
+    assert configs["cross_entropy"]["class_balance"] == "none"
+    assert configs["cross_entropy"]["class_balance_start_epoch"] == 0  # not the baseline's deferral
+    assert (configs["resample"]["class_balance"], configs["resample"]["class_balance_start_epoch"]) == ("resample", 0)
+    drw = configs["reweight_drw"]
+    assert (drw["class_balance"], drw["reweight_beta"], drw["class_balance_start_epoch"]) == ("reweight", 0.9999, 8)
+    assert (configs["logit_adjust"]["logit_adjust_tau"], configs["logit_adjust"]["class_balance_start_epoch"]) == \
+        (1.0, 0)
+
+
 def test_ablation_resets_a_dependent_key_too():
     config = TrialConfig(synthetic_ratio=1.0, gan_pretrain_epochs=2, gan_freeze=True, gan_loss="hinge",
                          traditional_aug="randaugment", epochs=7, seed=3).to_dict()
@@ -398,6 +433,35 @@ def test_long_tailed_report_heads_with_balanced_accuracy_and_groups_its_classes(
     assert "| **medium (1 classes)** |  |  | 0.6000 | 0.7000 | +0.1000 |" in table
     plain = markdown_report(experiment, runs, policies, list("abc"), NOT_ABLATED)  # not long-tailed: as before
     assert "balanced" not in plain.splitlines()[0] and "## Balanced test accuracy" not in plain
+
+
+def test_long_tail_methods_are_each_compared_with_plain_cross_entropy():
+    import types
+
+    from ganaug.results.report import markdown_report
+
+    # balanced test accuracy by seed; logit_adjust is the same config as best_no_gan (an alias: its runs)
+    accuracy = {BEST_NO_GAN: [0.62, 0.60], BEST_GAN: [0.63, 0.61], f"{LONG_TAIL_PREFIX}cross_entropy": [0.56, 0.55],
+                f"{LONG_TAIL_PREFIX}resample": [0.55, 0.57]}
+    runs = pd.DataFrame([{"policy": name, "seed": seed, "test_acc": value, "test_top5": 1.0,
+                          "test_balanced_acc": value, "test_many_acc": value, "test_medium_acc": value,
+                          "test_few_acc": math.nan, "source": "searched", "diverged": 0,
+                          "aliases": f"{LONG_TAIL_PREFIX}logit_adjust" if name == BEST_NO_GAN else "",
+                          "per_class_acc": json.dumps({"a": value, "b": value})}
+                         for name, values in accuracy.items() for seed, value in enumerate(values)])
+    config = TrialConfig(epochs=2).to_dict()
+    policies = {name: {"trial_id": name, "config": config, "source": "searched",
+                       "aliases": [f"{LONG_TAIL_PREFIX}logit_adjust"] if name == BEST_NO_GAN else []}
+                for name in accuracy}
+    experiment = types.SimpleNamespace(meta={"name": "lt", "data": {"name": "digits", "long_tail": {"ratio": 10}}},
+                                       path=Path("lt"))
+    report = markdown_report(experiment, runs, policies, list("ab"), NOT_ABLATED, None, [100, 10])
+    section = report.split("### Long-tail methods - plain cross-entropy")[1].split("##")[0]
+    assert "(test_balanced_acc, points)" in section
+    assert f"| {LONG_TAIL_PREFIX}resample | {LONG_TAIL_PREFIX}cross_entropy | 2 | +0.50 |" in section
+    assert f"| {LONG_TAIL_PREFIX}logit_adjust | {LONG_TAIL_PREFIX}cross_entropy | 2 | +5.50 |" in section  # alias
+    assert "2/2" in section.split("logit_adjust")[1].splitlines()[0]
+    assert f"`{LONG_TAIL_PREFIX}<method>` is {BEST_NO_GAN}" in report
 
 
 # ----------------------------------------------------------------------------------------------

@@ -40,8 +40,11 @@ from ganaug.results.experiment import Experiment, load_experiment, uses_syntheti
 from ganaug.results.policies import (
     BEST_GAN,
     BEST_NO_GAN,
+    CLASS_BALANCE_KEYS,
     DESCRIBING_KEYS,
     FIXED_ABLATIONS,
+    LONG_TAIL_BASELINES,
+    LONG_TAIL_PREFIX,
     NO_GAN,
     TRADITIONAL_PREFIX,
     VARIANT_PREFIX,
@@ -112,9 +115,11 @@ def policy_configs(experiment: Experiment, top: int = 1, epochs: int | None = No
     --ablate variants are best_gan's config with a few keys changed. All share the epoch budget (the search's
     max_epochs unless `epochs`), checkpoint only at the end and skip the CAS score. A policy whose config
     equals an earlier one's is not run twice: it is listed in the earlier one's "aliases".
+    On long-tailed data (data.long_tail or imbalance) best_no_gan with each long-tail method at its paper's
+    settings follows (long_tail+<method>, policies.LONG_TAIL_BASELINES): plain cross-entropy among them.
     `source`: searched (a trial's config as is) | pruned at epoch N (no GAN trial completed) |
     untuned (best_no_gan without a complete no-GAN trial) |
-    ablation (a fixed ablation) | ablate (an --ablate variant).
+    ablation (a fixed ablation) | long-tail (a long-tail method) | ablate (an --ablate variant).
     """
     if top < 1:
         raise EvaluationError(f"--top {top}: valid: an integer >= 1")
@@ -152,6 +157,15 @@ def policy_configs(experiment: Experiment, top: int = 1, epochs: int | None = No
     for choice in CHOICES["traditional_aug"]:
         candidates.append(derived(f"{TRADITIONAL_PREFIX}{choice}", {**NO_GAN, "traditional_aug": choice},
                                   "ablation"))
+    data = experiment.meta["data"]
+    if data.get("long_tail") or data.get("imbalance"):
+        tuned = candidates[0][1]  # best_no_gan: the long-tail methods change only its class-balance keys
+        defaults = TrialConfig().to_dict()
+        plain = {**tuned["config"], **{key: defaults[key] for key in CLASS_BALANCE_KEYS}}
+        for method, changes in LONG_TAIL_BASELINES.items():
+            name = f"{LONG_TAIL_PREFIX}{method}"
+            config = TrialConfig.from_dict({**plain, **changes(epochs)}, where=f"policy {name}").to_dict()
+            candidates.append((name, {"trial_id": tuned["trial_id"], "config": config, "source": "long-tail"}))
     if ablate:
         variants = ablation_variants(best_config)
         if not variants:

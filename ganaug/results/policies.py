@@ -1,5 +1,6 @@
-"""The names of an evaluation's policies (best_gan, best_no_gan, no_gan+<choice>, best_gan-<key>, the fixed
-ablations) and the role each plays in a comparison: shared by evaluate, stats and the report."""
+"""The names of an evaluation's policies (best_gan, best_no_gan, no_gan+<choice>, long_tail+<method>,
+best_gan-<key>, the fixed ablations) and the role each plays in a comparison: shared by evaluate, stats and the
+report."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ BEST_GAN = "best_gan"
 BEST_NO_GAN = "best_no_gan"
 VARIANT_PREFIX = f"{BEST_GAN}-"      # --ablate: best_gan-<key> is best_gan with <key> at its default
 TRADITIONAL_PREFIX = "no_gan+"       # no_gan+<choice>: GAN off, traditional_aug <choice>
+LONG_TAIL_PREFIX = "long_tail+"      # long_tail+<method>: best_no_gan with that long-tail method (LONG_TAIL_BASELINES)
 
 
 # Config keys copied into every evaluation.csv row, so the file says what each policy was.
@@ -37,7 +39,7 @@ def role_of(name: str) -> str:
     """baseline (best_no_gan) | ablation (the fixed no-GAN policies) | variant (--ablate) | gan (best_gan, topK)."""
     if name == BEST_NO_GAN:
         return "baseline"
-    if name in FIXED_ABLATIONS or name.startswith(TRADITIONAL_PREFIX):
+    if name in FIXED_ABLATIONS or name.startswith((TRADITIONAL_PREFIX, LONG_TAIL_PREFIX)):
         return "ablation"
     if name.startswith(VARIANT_PREFIX):
         return "variant"
@@ -53,4 +55,24 @@ NO_GAN = {"synthetic_ratio": 0.0, "labeling": "pseudo"}
 FIXED_ABLATIONS = {
     "no_aug": {**NO_GAN, "traditional_aug": "none", "cutout": 0},  # no synthetic data, no augmentation at all
     "gan_off": NO_GAN,  # the GAN removed, best_gan's traditional augmentation and cutout kept
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry: on long-tailed data (data.long_tail or imbalance), each long-tail method at its paper's settings, applied
+# to best_no_gan's config (its tuned learning rate and augmentation; GAN off either way), so an evaluation says over
+# seeds whether each beats plain cross-entropy, as its paper found, and whether the best GAN policy beats each.
+# A callable takes the run's epoch budget; CLASS_BALANCE_KEYS are reset to their defaults first.
+CLASS_BALANCE_KEYS = ("class_balance", "reweight_beta", "logit_adjust_tau", "class_balance_start_epoch")
+LONG_TAIL_BASELINES = {
+    "cross_entropy": lambda epochs: {"class_balance": "none"},
+    # Class-balanced resampling from the first epoch: every class drawn equally often (Cao et al. 2019's "RS").
+    "resample": lambda epochs: {"class_balance": "resample", "class_balance_start_epoch": 0},
+    # Effective-number weights, deferred (Cao et al. 2019's DRW: plain cross-entropy for 160 of 200 epochs, then
+    # Cui et al. 2019's weights at beta 0.9999); from epoch 0 they hurt the features (Cao et al.'s table 3).
+    "reweight_drw": lambda epochs: {"class_balance": "reweight", "reweight_beta": 0.9999,
+                                    "class_balance_start_epoch": min(epochs - 1, round(0.8 * epochs))},
+    # The logit-adjusted loss from the first epoch, tau 1 (Menon et al. 2021's choice).
+    "logit_adjust": lambda epochs: {"class_balance": "logit_adjust", "logit_adjust_tau": 1.0,
+                                    "class_balance_start_epoch": 0},
 }

@@ -19,6 +19,7 @@ from ganaug.results.policies import (
     BEST_GAN,
     BEST_NO_GAN,
     DESCRIBING_KEYS,
+    LONG_TAIL_PREFIX,
     TRADITIONAL_PREFIX,
     VARIANT_PREFIX,
     alias_map,
@@ -94,6 +95,11 @@ def markdown_report(experiment: Experiment, runs: pd.DataFrame, policies: dict[s
               f"or cutout; `gan_off` the same with best_gan's traditional augmentation kept; "
               f"`{TRADITIONAL_PREFIX}<choice>` without synthetic data, with that traditional_aug. Policies "
               f"with the same config run once, under the first name (\"same config as\").", ""]
+    if f"{LONG_TAIL_PREFIX}cross_entropy" in alias_map(policies):
+        lines += [f"`{LONG_TAIL_PREFIX}<method>` is {BEST_NO_GAN} with its class-balance keys set to one long-tail "
+                  f"method at its paper's settings: `cross_entropy` (none), `resample` (class-balanced sampling), "
+                  f"`reweight_drw` (effective-number weights, beta 0.9999, from 80 % of the epochs: Cao et al. "
+                  f"2019's DRW) and `logit_adjust` (tau 1, Menon et al. 2021).", ""]
 
     metrics = [("test_balanced_acc", "Balanced test accuracy")] * balanced + [("test_acc", "Test accuracy")]
     if len(class_names) > 10:
@@ -109,6 +115,7 @@ def markdown_report(experiment: Experiment, runs: pd.DataFrame, policies: dict[s
         differences["baseline"] = [_with_aliases(name, policies) for name in differences["baseline"]]
         lines += [f"### {title}: GAN policy - baseline, paired by seed (points)", ""]
         lines += _differences_table(differences, ["policy", "baseline"], pct)
+    lines += _long_tail_methods_section(runs, policies, pct, column="test_balanced_acc" if balanced else "test_acc")
     variants = [name for name in alias_map(policies) if role_of(name) == "variant"]
     if variants:
         lines += _ablation_section(runs, policies, variants, not_ablated, pct)
@@ -125,6 +132,20 @@ def markdown_report(experiment: Experiment, runs: pd.DataFrame, policies: dict[s
         lines += [f"{diverged} run(s) diverged (non-finite loss) and have no test score; they are left out.", ""]
     lines += _bank_section(runs)
     return "\n".join(lines)
+
+
+def _long_tail_methods_section(runs: pd.DataFrame, policies: dict[str, dict], pct: str, column: str) -> list[str]:
+    """Each long-tail method minus plain cross-entropy, paired by seed: does it go the way its paper found?"""
+    plain = f"{LONG_TAIL_PREFIX}cross_entropy"
+    names = [name for name in alias_map(policies) if name.startswith(LONG_TAIL_PREFIX) and name != plain]
+    if plain not in alias_map(policies) or not names:
+        return []
+    differences = paired_differences(runs, column, pairs=[(name, plain) for name in names])
+    differences["baseline"] = [_with_aliases(name, policies) for name in differences["baseline"]]
+    differences["policy"] = [_with_aliases(name, policies) for name in differences["policy"]]
+    return [f"### Long-tail methods - plain cross-entropy, paired by seed ({column}, points)", "",
+            "Each should be above 0 on long-tailed data (resampling, re-weighting and logit adjustment each beat "
+            "plain cross-entropy in their papers).", "", *_differences_table(differences, ["policy", "baseline"], pct)]
 
 
 def _bank_section(runs: pd.DataFrame) -> list[str]:
