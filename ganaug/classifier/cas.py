@@ -51,7 +51,7 @@ def cas_report(cfg, spec, gan, train_x: torch.Tensor, train_y: torch.Tensor, val
     """
     synthetic = _synthetic_score(cfg, spec, gan, val_x, val_y, device, epochs, generator)
     real = _real_score(cfg, spec, train_x, train_y, val_x, val_y, device, epochs, real_generator)
-    report = {"cas": synthetic["acc"], "cas_ratio": synthetic["acc"] / max(real["acc"], 1e-8)}
+    report: dict = {"cas": synthetic["acc"], "cas_ratio": synthetic["acc"] / max(real["acc"], 1e-8)}
     for name, labels in shot_groups(spec.class_counts).items():
         ours = balanced_accuracy([synthetic["per_class"][label] for label in labels])
         theirs = balanced_accuracy([real["per_class"][label] for label in labels])
@@ -87,7 +87,7 @@ def _fresh_classifier_score(
     epochs: int,
     epoch_batches: Callable[[list[int]], Iterable[tuple[torch.Tensor, torch.Tensor]]],  # sizes -> (x, y) batches.
     synthetic: bool,                    # Whether the batches are GAN samples (labelled by their conditioning).
-) -> float:
+) -> dict:
     """score() (acc, per_class, ...) on (val_x, val_y) of a fresh cfg.classifier trained for `epochs` epochs on
     epoch_batches.
 

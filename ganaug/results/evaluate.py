@@ -162,10 +162,10 @@ def policy_configs(experiment: Experiment, top: int = 1, epochs: int | None = No
         tuned = candidates[0][1]  # best_no_gan: the long-tail methods change only its class-balance keys
         defaults = TrialConfig().to_dict()
         plain = {**tuned["config"], **{key: defaults[key] for key in CLASS_BALANCE_KEYS}}
-        for method, changes in LONG_TAIL_BASELINES.items():
+        for method, settings in LONG_TAIL_BASELINES.items():
             name = f"{LONG_TAIL_PREFIX}{method}"
-            config = TrialConfig.from_dict({**plain, **changes(epochs)}, where=f"policy {name}").to_dict()
-            candidates.append((name, {"trial_id": tuned["trial_id"], "config": config, "source": "long-tail"}))
+            method_config = TrialConfig.from_dict({**plain, **settings(epochs)}, where=f"policy {name}").to_dict()
+            candidates.append((name, {"trial_id": tuned["trial_id"], "config": method_config, "source": "long-tail"}))
     if ablate:
         variants = ablation_variants(best_config)
         if not variants:

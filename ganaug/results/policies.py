@@ -4,6 +4,9 @@ report."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pandas as pd
 
 BEST_GAN = "best_gan"
@@ -64,7 +67,7 @@ FIXED_ABLATIONS = {
 # seeds whether each beats plain cross-entropy, as its paper found, and whether the best GAN policy beats each.
 # A callable takes the run's epoch budget; CLASS_BALANCE_KEYS are reset to their defaults first.
 CLASS_BALANCE_KEYS = ("class_balance", "reweight_beta", "logit_adjust_tau", "class_balance_start_epoch")
-LONG_TAIL_BASELINES = {
+LONG_TAIL_BASELINES: dict[str, Callable[[int], dict[str, Any]]] = {
     "cross_entropy": lambda epochs: {"class_balance": "none"},
     # Class-balanced resampling from the first epoch: every class drawn equally often (Cao et al. 2019's "RS").
     "resample": lambda epochs: {"class_balance": "resample", "class_balance_start_epoch": 0},
