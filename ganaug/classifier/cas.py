@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from ganaug.classifier.accuracy import balanced_accuracy, score, shot_groups
+from ganaug.classifier.accuracy import group_accuracies, score
 from ganaug.classifier.labeling import LABELERS
 from ganaug.classifier.models import build_classifier
 from ganaug.classifier.recipe import LearningRate, build_optimizer
@@ -52,11 +52,10 @@ def cas_report(cfg, spec, gan, train_x: torch.Tensor, train_y: torch.Tensor, val
     synthetic = _synthetic_score(cfg, spec, gan, val_x, val_y, device, epochs, generator)
     real = _real_score(cfg, spec, train_x, train_y, val_x, val_y, device, epochs, real_generator)
     report: dict = {"cas": synthetic["acc"], "cas_ratio": synthetic["acc"] / max(real["acc"], 1e-8)}
-    for name, labels in shot_groups(spec.class_counts).items():
-        ours = balanced_accuracy([synthetic["per_class"][label] for label in labels])
-        theirs = balanced_accuracy([real["per_class"][label] for label in labels])
+    theirs = group_accuracies(real["per_class"], spec.class_counts)
+    for name, ours in group_accuracies(synthetic["per_class"], spec.class_counts).items():
         report[f"cas_{name}"] = ours
-        report[f"cas_ratio_{name}"] = ours / max(theirs, 1e-8) if labels else math.nan
+        report[f"cas_ratio_{name}"] = ours / max(theirs[name], 1e-8) if not math.isnan(ours) else math.nan
     return {**report, "cas_per_class": synthetic["per_class"], "real_per_class": real["per_class"]}
 
 

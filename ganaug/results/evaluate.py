@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from ganaug.config import CHOICES, ConfigError, TrialConfig
+from ganaug.config import CHOICES, ConfigError, TrialConfig, without_inactive
 from ganaug.errors import EXIT_BAD_INPUT as EXIT_BAD_INPUT  # re-exported: the exit code of this command on bad input
 from ganaug.errors import InputError, exit_code
 from ganaug.files import atomic_write
@@ -40,7 +40,6 @@ from ganaug.results.experiment import Experiment, load_experiment, uses_syntheti
 from ganaug.results.policies import (
     BEST_GAN,
     BEST_NO_GAN,
-    CLASS_BALANCE_KEYS,
     DESCRIBING_KEYS,
     FIXED_ABLATIONS,
     LONG_TAIL_BASELINES,
@@ -160,11 +159,11 @@ def policy_configs(experiment: Experiment, top: int = 1, epochs: int | None = No
     data = experiment.meta["data"]
     if data.get("long_tail") or data.get("imbalance"):
         tuned = candidates[0][1]  # best_no_gan: the long-tail methods change only its class-balance keys
-        defaults = TrialConfig().to_dict()
-        plain = {**tuned["config"], **{key: defaults[key] for key in CLASS_BALANCE_KEYS}}
         for method, settings in LONG_TAIL_BASELINES.items():
             name = f"{LONG_TAIL_PREFIX}{method}"
-            method_config = TrialConfig.from_dict({**plain, **settings(epochs)}, where=f"policy {name}").to_dict()
+            # As a trial does: the keys the method cannot use (the baseline's tau under resample) take defaults.
+            method_config = TrialConfig.from_dict(without_inactive({**tuned["config"], **settings(epochs)}),
+                                                  where=f"policy {name}").to_dict()
             candidates.append((name, {"trial_id": tuned["trial_id"], "config": method_config, "source": "long-tail"}))
     if ablate:
         variants = ablation_variants(best_config)

@@ -65,8 +65,7 @@ FIXED_ABLATIONS = {
 # Registry: on long-tailed data (data.long_tail or imbalance), each long-tail method at its paper's settings, applied
 # to best_no_gan's config (its tuned learning rate and augmentation; GAN off either way), so an evaluation says over
 # seeds whether each beats plain cross-entropy, as its paper found, and whether the best GAN policy beats each.
-# A callable takes the run's epoch budget; CLASS_BALANCE_KEYS are reset to their defaults first.
-CLASS_BALANCE_KEYS = ("class_balance", "reweight_beta", "logit_adjust_tau", "class_balance_start_epoch")
+# A callable takes the run's epoch budget; keys the method cannot use take their defaults (config.without_inactive).
 LONG_TAIL_BASELINES: dict[str, Callable[[int], dict[str, Any]]] = {
     "cross_entropy": lambda epochs: {"class_balance": "none"},
     # Class-balanced resampling from the first epoch: every class drawn equally often (Cao et al. 2019's "RS").

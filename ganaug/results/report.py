@@ -136,9 +136,9 @@ def markdown_report(experiment: Experiment, runs: pd.DataFrame, policies: dict[s
 
 def _long_tail_methods_section(runs: pd.DataFrame, policies: dict[str, dict], pct: str, column: str) -> list[str]:
     """Each long-tail method minus plain cross-entropy, paired by seed: does it go the way its paper found?"""
-    plain = f"{LONG_TAIL_PREFIX}cross_entropy"
-    names = [name for name in alias_map(policies) if name.startswith(LONG_TAIL_PREFIX) and name != plain]
-    if plain not in alias_map(policies) or not names:
+    plain, every = f"{LONG_TAIL_PREFIX}cross_entropy", alias_map(policies)
+    names = [name for name in every if name.startswith(LONG_TAIL_PREFIX) and name != plain]
+    if plain not in every or not names:
         return []
     differences = paired_differences(runs, column, pairs=[(name, plain) for name in names])
     differences["baseline"] = [_with_aliases(name, policies) for name in differences["baseline"]]
