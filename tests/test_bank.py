@@ -177,6 +177,36 @@ def test_a_trial_killed_while_training_an_entry_lets_the_other_train_it(digits, 
     assert coordinator.claim("live", "B")
 
 
+def test_an_entry_stored_while_a_trial_claims_its_key_is_loaded_not_trained_again(digits, tmp_path):
+    """The trainer stores its entry and releases its claim between a waiting trial's look and its claim (the race
+    CI once hit: 1 of 2 waiting trials trained its generator again): the waiter loads the entry and gives the claim
+    back instead of training it a second time."""
+    cfg = TrialConfig(**POLICY)
+    rows_of(cfg, digits, GeneratorBank(tmp_path / "trained"))
+    (entry,) = list((tmp_path / "trained").iterdir())
+    calls = []
+
+    class TrainerFinishesDuringTheClaim:
+        def claim(self, key, owner):
+            calls.append(("claim", key, owner))
+            target = tmp_path / "bank" / key
+            if not target.exists():  # the trainer stores its entry just now, then releases its claim
+                target.mkdir(parents=True)
+                for name in (STATE_FILE, INFO_FILE):
+                    (target / name).write_bytes((entry / name).read_bytes())
+            return True
+
+        def heartbeat(self, key, owner):
+            calls.append(("heartbeat", key, owner))
+
+        def release(self, key, owner):
+            calls.append(("release", key, owner))
+
+    rows = rows_of(cfg, digits, GeneratorBank(tmp_path / "bank", TrainerFinishesDuringTheClaim(), owner="waiter"))
+    assert [row["epoch"] for row in rows] == [1, 2, 3] and {row["generator_reused"] for row in rows} == {1}
+    assert [call[0] for call in calls] == ["claim", "release"] and calls[0][1] == entry.name
+
+
 @pytest.mark.slow
 def test_two_concurrent_trials_train_one_generator_and_evaluate_reuses_it(tmp_path):
     """A real 2-trial search whose trials share every GAN key: one entry, trained once (the other trial waited and

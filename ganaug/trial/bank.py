@@ -167,7 +167,13 @@ class GeneratorBank:
             if entry is not None:
                 return entry
             if self.coordinator.claim(key, self.owner):
-                return None
+                # The trainer stores its entry before it releases the claim, so an entry stored between the look
+                # above and this claim is there now: load it rather than train it a second time.
+                entry = self.load(key)
+                if entry is None:
+                    return None
+                self.coordinator.release(key, self.owner)
+                return entry
             if not waited:
                 print(f"[ganaug] generator bank: waiting for another trial to pretrain generator {key}",
                       file=sys.stderr, flush=True)
