@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
+from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from ganaug.space import SearchSpec
@@ -54,8 +56,36 @@ class HonestOptunaSearch(OptunaSearch):
             return True
         return False
 
+    def _adopt(self, trial_id: str, result: dict | None) -> bool:
+        """Whether this searcher has (now) an Optuna trial for Tune trial `trial_id`.
+
+        The reverse of _told_already's case: Tune's restored experiment state can hold a trial that the restored
+        searcher state never suggested (on remote storage the two are uploaded separately, and a driver killed
+        between the uploads leaves the searcher's copy older; CI saw it). The trial's params are its config, which
+        every result carries: its Optuna trial is the journal's RUNNING trial with exactly those params that no
+        other Tune trial holds, or, where the journal never heard of it, a new RUNNING trial with those params.
+        """
+        if trial_id in self._ot_trials:
+            return True
+        if not result:
+            return False
+        prefix = "config/"  # Tune hands searchers flattened results; suggest returned unflatten_dict(params)
+        params = {key[len(prefix):]: value for key, value in result.items() if key.startswith(prefix)}
+        held = {ot_trial._trial_id for ot_trial in self._ot_trials.values()}
+        running = self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        match = next((t._trial_id for t in running if t.params == params and t._trial_id not in held), None)
+        if match is None:
+            # The distributions the space draws these params from: the define-by-run function replayed on them.
+            replay = optuna.trial.FixedTrial(params)
+            cast(Callable[[Any], Any], self._space)(replay)  # a callable: make_searcher passes define_by_run
+            template = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params=params,
+                                                 distributions=replay.distributions)
+            match = self._study._storage.create_new_trial(self._study._study_id, template_trial=template)
+        self._ot_trials[trial_id] = optuna.trial.Trial(self._study, match)
+        return True
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if result.get("diverged") or self._told_already(trial_id):
+        if result.get("diverged") or not self._adopt(trial_id, result) or self._told_already(trial_id):
             return
         self._last_results[trial_id] = result
         # GAN pretraining passes report with epoch 0 and the untrained classifier's score: Optuna's steps
@@ -64,9 +94,9 @@ class HonestOptunaSearch(OptunaSearch):
             self._ot_trials[trial_id].report(float(result[self.metric]), int(result["epoch"]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id not in self._ot_trials or self._told_already(trial_id):
-            return
         result = result or self._last_results.get(trial_id)
+        if not self._adopt(trial_id, result) or self._told_already(trial_id):
+            return
         ot_trial = self._ot_trials[trial_id]
         states = optuna.trial.TrialState
         if error or not result or result.get("diverged") or self.metric not in result:
@@ -95,6 +125,21 @@ class HonestOptunaSearch(OptunaSearch):
             value = (result or {}).get(key)
             if isinstance(value, (int, float)) and math.isfinite(value):
                 ot_trial.set_user_attr(key, float(value) if key != "diverged" else int(value))
+
+
+class RestoreSafeLimiter(ConcurrencyLimiter):
+    """ConcurrencyLimiter that counts a running trial it never handed out as live.
+
+    After a resume from remote storage Tune can rerun a trial that the restored searcher state never suggested
+    (HonestOptunaSearch._adopt); the stock limiter drops the completion of a trial it does not hold, so its Optuna
+    trial would stay RUNNING, and it would start one trial more than max_concurrent beside it.
+    """
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self._limit_concurrency and trial_id not in self.live_trials:
+            self.live_trials.add(trial_id)
+            self.num_unfinished_live_trials += 1
+        super().on_trial_result(trial_id, result)
 
 
 def make_searcher(space: SearchSpec, journal_path: str | None, searcher: str = "tpe") -> OptunaSearch:
