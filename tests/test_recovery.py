@@ -68,3 +68,38 @@ def test_resume_recreates_a_trial_lost_between_the_state_uploads(tmp_path, capsy
     assert len(summary) == NUM_SAMPLES  # num_samples honoured: the lost trials were replaced by new ones
     assert not {lost, lost_too} & set(summary["trial_id"])
     assert set(summary["status"]) <= {"complete", "pruned"}
+
+
+def test_resume_holds_a_trial_the_search_state_never_counted(tmp_path, capsys):
+    """The reverse kill: the trial list saved after a trial started, the search generator's state before. The trial
+    is counted (no extra trial is created) and the limiter holds it, so its rerun's completion reaches the study."""
+    space = write_tiny_space(tmp_path, "unseen", **SPACE)
+    assert main([str(space), "--num-cpus", "2"]) == 0
+    experiment = tmp_path / "results" / "unseen"
+    state_file = newest(experiment, "experiment_state-")
+    state = json.loads(state_file.read_text())
+    trial_json, metadata = state["trial_data"][-1]
+    trial = json.loads(trial_json)
+    trial["status"] = "RUNNING"  # the list as saved while it ran
+    state["trial_data"][-1] = [json.dumps(trial), metadata]
+    state_file.write_text(json.dumps(state))
+    search_file = newest(experiment, "search_gen_state-")
+    search = cloudpickle.loads(search_file.read_bytes())
+    search["counter"] -= 1  # the search state as saved before the trial was created
+    search["name:ConcurrencyLimiter"]["live_trials"].discard(trial["trial_id"])
+    search_file.write_bytes(cloudpickle.dumps(search))
+
+    assert recover_lost_trials(str(experiment)) == 0  # nothing lost
+    repaired = search_state(experiment)
+    assert repaired["counter"] == NUM_SAMPLES
+    assert repaired["name:ConcurrencyLimiter"]["live_trials"] == {trial["trial_id"]}
+    assert repaired["name:ConcurrencyLimiter"]["num_unfinished_live_trials"] == 1
+    saved = newest(experiment, "search_gen_state-").read_bytes()
+    assert recover_lost_trials(str(experiment)) == 0  # repaired once: left alone after
+    assert newest(experiment, "search_gen_state-").read_bytes() == saved
+
+    capsys.readouterr()
+    assert main([str(space), "--resume", "--num-cpus", "2"]) == 0
+    summary = pd.read_csv(experiment / "summary.csv", dtype={"trial_id": str})
+    assert len(summary) == NUM_SAMPLES and trial["trial_id"] in set(summary["trial_id"])  # not one trial more
+    assert set(summary["status"]) <= {"complete", "pruned"}

@@ -182,34 +182,22 @@ def test_a_rerun_of_a_trial_the_journal_already_closed_is_not_told_twice(tmp_pat
 
 def test_a_restored_trial_the_searcher_never_suggested_is_adopted_and_told(tmp_path):
     """On remote storage Tune's restored trials can be newer than its restored searcher state: the rerun trial's
-    results reach a searcher that never suggested it. Its Optuna trial is the journal's RUNNING one with its
-    params, or a new one where the journal lacks it; the limiter passes its completion on."""
-    from ray.tune.search.concurrency_limiter import ConcurrencyLimiter
+    results reach a searcher that never suggested it (recovery.py has the limiter pass them on). Its Optuna trial
+    is the journal's RUNNING one with its params, or a new one where the journal lacks it."""
     from ray.tune.utils.util import flatten_dict
 
-    from ganaug.search.searchers import RestoreSafeLimiter
-
     spec = load_space(write_space(tmp_path))
+    searcher = make_searcher(spec, str(tmp_path / "study.journal"))
+    searcher.suggest("known")
+    lost_config = searcher.suggest("lost")
+    del searcher._ot_trials["lost"]  # the searcher state saved before "lost" was suggested
+    final = flatten_dict({"config": lost_config, "epoch": 4, "val_acc": 0.6, "diverged": 0})  # as Tune hands it
+    searcher.on_trial_result("lost", final)
+    searcher.on_trial_complete("lost", final)
     states = optuna.trial.TrialState
-    told = {}
-    for limiter_class in (RestoreSafeLimiter, ConcurrencyLimiter):
-        limiter = limiter_class(make_searcher(spec, str(tmp_path / f"{limiter_class.__name__}.journal")),
-                                max_concurrent=2)
-        limiter.suggest("known")
-        lost_config = limiter.suggest("lost")
-        del limiter.searcher._ot_trials["lost"]  # the searcher state saved before "lost" was suggested
-        limiter.live_trials.discard("lost")
-        limiter.num_unfinished_live_trials -= 1
-        final = flatten_dict({"config": lost_config, "epoch": 4, "val_acc": 0.6, "diverged": 0})
-        limiter.on_trial_result("lost", final)
-        limiter.on_trial_complete("lost", final)
-        known, lost = limiter.searcher._ot_study.trials
-        told[limiter_class] = lost
-        assert known.state == states.RUNNING and limiter.live_trials == {"known"}
-    lost = told[RestoreSafeLimiter]
+    known, lost = searcher._ot_study.trials
     assert (lost.state, lost.value, lost.user_attrs["status"]) == (states.COMPLETE, 0.6, "complete")
-    # The stock limiter drops the completion of a trial it did not hand out: its Optuna trial stays RUNNING.
-    assert told[ConcurrencyLimiter].state == states.RUNNING
+    assert known.state == states.RUNNING and lost.params == flatten_dict(lost_config)
 
     # A journal that never heard of the trial (uploaded before it was asked): a new trial, with its params.
     fresh = make_searcher(spec, None)

@@ -7,6 +7,11 @@ trials the list holds: the trials created in that window are in no list, so nobo
 generator, believing them created, never creates replacements — the resumed search ends short of num_samples
 (seen with S3 storage: 3 of 4 trials). `recover_lost_trials` lowers the count to the trials that exist, so the
 resumed search creates the lost ones afresh.
+
+The reverse kill leaves the list ahead of the search generator's state: an unfinished trial in the list that the
+saved concurrency limiter never handed out. Tune reruns it, but the limiter would drop its completion (it passes
+on only the trials it holds), so its Optuna trial would stay open; `recover_lost_trials` makes the limiter hold it,
+and the searcher adopts it at its first result (searchers.HonestOptunaSearch._adopt).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ __all__ = ["recover_lost_trials"]
 EXPERIMENT_STATE = "experiment_state-"   # Tune's TuneController.CKPT_FILE_TMPL
 SEARCH_STATE = "search_gen_state-"       # Tune's SearchGenerator.CKPT_FILE_TMPL (a cloudpickle despite .json)
 LIMITER = "name:ConcurrencyLimiter"      # the wrapper's state inside SearchGenerator's (SearchGenerator.save_to_dir)
+UNFINISHED = ("PENDING", "RUNNING", "PAUSED")  # Tune's Trial statuses that --resume runs again (and ERROR)
 
 
 def _filesystem(location: str) -> tuple[pyarrow.fs.FileSystem, str]:
@@ -35,12 +41,13 @@ def _filesystem(location: str) -> tuple[pyarrow.fs.FileSystem, str]:
 
 def recover_lost_trials(experiment_dir: str) -> int:
     """Repair the newest saved search-generator state of the experiment at `experiment_dir` (a folder or a URI)
-    where it counts more trials than exist; return how many were lost (0: nothing changed).
+    where it counts more trials than exist (or fewer); return how many were lost.
 
     A trial exists when Tune's trial list holds it, or when its folder holds a reported result (Tune syncs a
     trial's folder itself, so a trial can finish, and be summarised, without reaching the saved list): the count
     becomes the number of those, and the concurrency limiter forgets the lost trials, which would otherwise hold
-    their slots for ever."""
+    their slots for ever. After the reverse kill (in the module docstring) the count rises to the trials that exist
+    and the limiter takes on the list's unfinished trials it does not hold; nothing was lost then: it returns 0."""
     filesystem, path = _filesystem(experiment_dir)
     entries = filesystem.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
     names = {entry.base_name: entry for entry in entries}
@@ -52,6 +59,7 @@ def recover_lost_trials(experiment_dir: str) -> int:
         trials = [json.loads(trial_json) for trial_json, _ in
                   json.loads(read_bytes(join(experiment_dir, states[-1])) or b"")["trial_data"]]
         recorded = {trial["trial_id"]: trial["relative_logdir"] for trial in trials}
+        unfinished = {trial["trial_id"] for trial in trials if trial.get("status") in UNFINISHED}
     except (ValueError, KeyError, TypeError):  # a state file Tune cannot read either: its own message says so
         return 0
     listed = set(recorded.values())
@@ -62,15 +70,19 @@ def recover_lost_trials(experiment_dir: str) -> int:
     search_location = join(experiment_dir, searches[-1])
     search = cloudpickle.loads(read_bytes(search_location) or b"")
     exist = len(recorded) + len(reported)
-    lost = search["counter"] - exist
-    if lost <= 0:
-        return 0
-    search["counter"] = exist
-    search["finished"] = False
+    lost = max(0, search["counter"] - exist)
     limiter = search.get(LIMITER)
+    unheld = unfinished - limiter["live_trials"] if limiter is not None else set()
+    if search["counter"] == exist and not unheld:
+        return 0
+    # Lost trials are created again; trials the count missed (the reverse kill) are not created a second time.
+    search["counter"] = exist
+    search["finished"] = search["finished"] and not lost
     if limiter is not None:
-        limiter["live_trials"] = {trial for trial in limiter["live_trials"] if trial in recorded}
-        limiter["num_unfinished_live_trials"] = min(limiter["num_unfinished_live_trials"],
+        live = {trial for trial in limiter["live_trials"] if trial in recorded} if lost else limiter["live_trials"]
+        # A lost trial's slot is freed; an unfinished trial the limiter never handed out takes one.
+        limiter["live_trials"] = live | unheld
+        limiter["num_unfinished_live_trials"] = min(limiter["num_unfinished_live_trials"] + len(unheld),
                                                     len(limiter["live_trials"]))
     write_bytes(search_location, cloudpickle.dumps(search))  # whole: atomic locally, one object on a store
     return lost

@@ -12,7 +12,6 @@ from typing import Any, cast
 import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
-from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from ganaug.space import SearchSpec
@@ -59,11 +58,12 @@ class HonestOptunaSearch(OptunaSearch):
     def _adopt(self, trial_id: str, result: dict | None) -> bool:
         """Whether this searcher has (now) an Optuna trial for Tune trial `trial_id`.
 
-        The reverse of _told_already's case: Tune's restored experiment state can hold a trial that the restored
-        searcher state never suggested (on remote storage the two are uploaded separately, and a driver killed
-        between the uploads leaves the searcher's copy older; CI saw it). The trial's params are its config, which
-        every result carries: its Optuna trial is the journal's RUNNING trial with exactly those params that no
-        other Tune trial holds, or, where the journal never heard of it, a new RUNNING trial with those params.
+        The reverse of _told_already's case: Tune's restored trial list can hold a trial that the restored searcher
+        state never suggested (on remote storage the two are uploaded file by file, and a driver killed between
+        the uploads leaves the searcher's copy older; CI saw it; recovery.py makes the concurrency limiter hold such
+        a trial, so its completion reaches here). The trial's params are its config, which every result carries:
+        its Optuna trial is the journal's RUNNING trial with exactly those params that no other Tune trial holds,
+        or, where the journal never heard of it, a new RUNNING trial with those params.
         """
         if trial_id in self._ot_trials:
             return True
@@ -125,21 +125,6 @@ class HonestOptunaSearch(OptunaSearch):
             value = (result or {}).get(key)
             if isinstance(value, (int, float)) and math.isfinite(value):
                 ot_trial.set_user_attr(key, float(value) if key != "diverged" else int(value))
-
-
-class RestoreSafeLimiter(ConcurrencyLimiter):
-    """ConcurrencyLimiter that counts a running trial it never handed out as live.
-
-    After a resume from remote storage Tune can rerun a trial that the restored searcher state never suggested
-    (HonestOptunaSearch._adopt); the stock limiter drops the completion of a trial it does not hold, so its Optuna
-    trial would stay RUNNING, and it would start one trial more than max_concurrent beside it.
-    """
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if self._limit_concurrency and trial_id not in self.live_trials:
-            self.live_trials.add(trial_id)
-            self.num_unfinished_live_trials += 1
-        super().on_trial_result(trial_id, result)
 
 
 def make_searcher(space: SearchSpec, journal_path: str | None, searcher: str = "tpe") -> OptunaSearch:

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
 
 from ganaug.cluster import RemoteCoordinator, bank_coordinator, ray_session
 from ganaug.config import ConfigError, TrialConfig, without_inactive
@@ -46,7 +47,7 @@ from ganaug.results import (
     write_outputs,
 )
 from ganaug.search.recovery import recover_lost_trials
-from ganaug.search.searchers import SEARCHERS, RestoreSafeLimiter, close_orphaned_trials, make_searcher
+from ganaug.search.searchers import SEARCHERS, close_orphaned_trials, make_searcher
 from ganaug.search.trackers import tracker_callbacks
 from ganaug.space import BASELINE_AXES, SearchSpec, load_space, validate_storage
 from ganaug.trial import CheckpointError, GeneratorBank, TrialReporter, load_checkpoint, run
@@ -168,7 +169,7 @@ def build_tuner(space: SearchSpec, data, *, resume: bool = False, searcher: str 
     os.makedirs(local_dir, exist_ok=True)
     callbacks: list[tune.Callback] = [JournalUploader(experiment_dir, local_dir)] if is_uri(experiment_dir) else []
     callbacks += tracker_callbacks(space)  # experiment.loggers: TensorBoard, MLflow, W&B
-    search_alg = RestoreSafeLimiter(make_searcher(space, journal, searcher),
+    search_alg = ConcurrencyLimiter(make_searcher(space, journal, searcher),
                                     max_concurrent=space.experiment.max_concurrent)
     trial_scheduler = FIFOScheduler() if scheduler == "fifo" else ASHAScheduler(
         time_attr="epoch", max_t=space.scheduler.max_epochs, grace_period=space.scheduler.grace_epochs(),
