@@ -48,9 +48,9 @@ class PilImages(Dataset):
 def load_images(root: str | None, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`count` uint8 [N, 3, 32, 32] images: random, or the first of an image folder's train + val split."""
     if root is None:
-        generator = torch.Generator().manual_seed(seed)
-        images = torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8, generator=generator)
-        return images, torch.randint(0, 10, (count,), generator=generator)
+        rng = torch.Generator().manual_seed(seed)
+        images = torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8, generator=rng)
+        return images, torch.randint(0, 10, (count,), generator=rng)
     data = load_data({"name": "imagefolder", "root": root, "image_size": 32, "grayscale": False})
     data = data.train_and_val()
     return data.train_x[:count], data.train_y[:count]
@@ -98,18 +98,18 @@ def main(argv: list[str] | None = None) -> dict:
     shape = (1, 3, 1, 1)
     # to_float maps [0, 1] -> [-1, 1], so the same normalisation there is (v - (2m - 1)) / (2s).
     ours_mean, ours_std = (2 * mean - 1).view(shape).to(device), (2 * std).view(shape).to(device)
-    generator = torch.Generator(device).manual_seed(args.seed)
+    rng = torch.Generator(device).manual_seed(args.seed)
 
     def ours_epoch(augmentation) -> None:
-        for index in batch_indices(count, args.batch_size, generator, device):
+        for index in batch_indices(count, args.batch_size, rng, device):
             batch = (augmentation(to_float(x[index])) - ours_mean) / ours_std
             batch_labels = y[index]
         if device.type == "cuda":
             torch.cuda.synchronize()
         assert batch.shape[1:] == (3, 32, 32) and len(batch_labels) == len(batch)
 
-    flip = lambda images: flip_translate(images, generator)
-    trivialaugment = lambda images: traditional_augment(images, "trivialaugment", generator)
+    flip = lambda images: flip_translate(images, rng)
+    trivialaugment = lambda images: traditional_augment(images, "trivialaugment", rng)
 
     # Baselines: the standard torchvision pipelines.
     from torchvision import transforms

@@ -70,18 +70,18 @@ SETTINGS = {
 QUICK_SETTINGS = ("mlp-cgan", "dcgan-cgan-hinge")
 
 
-def measure(gan: GANTrainer, data, cfg: TrialConfig, real_accuracy: float, args, generator: torch.Generator) -> dict:
+def measure(gan: GANTrainer, data, cfg: TrialConfig, real_accuracy: float, args, rng: torch.Generator) -> dict:
     """The quality figures of gan's current samples (fixed noise seeds, so points compare)."""
     started = time.perf_counter()
     num_classes = data.spec.num_classes
     noise = lambda offset: torch.Generator().manual_seed(1000 + offset)  # noqa: E731
     figures = {
         "synthetic_diversity": synthetic_diversity(gan, data.train_x, data.train_y, num_classes,
-                                                   per_class=args.per_class, generator=noise(0)),
-        "frechet_distance": synthetic_frechet_distance(gan, data.train_x, args.fd_samples, generator=noise(1)),
+                                                   per_class=args.per_class, rng=noise(0)),
+        "frechet_distance": synthetic_frechet_distance(gan, data.train_x, args.fd_samples, rng=noise(1)),
     }
     cas = classification_accuracy_score(cfg, data.spec, gan, data.val_x, data.val_y, torch.device("cpu"),
-                                        args.cas_epochs, generator=noise(2))
+                                        args.cas_epochs, rng=noise(2))
     figures.update(cas=cas, cas_ratio=cas / real_accuracy)
     figures["measure_seconds"] = time.perf_counter() - started
     return figures
@@ -92,7 +92,7 @@ def train_setting(name: str, keys: dict, data, real_accuracy: float, args) -> di
     cfg = TrialConfig(**{**keys, "batch_size": args.batch_size, "classifier": "mlp", "cas_epochs": args.cas_epochs,
                          "seed": args.seed})
     torch.manual_seed(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
+    rng = torch.Generator().manual_seed(args.seed)
     gan = GANTrainer(cfg, data.spec, torch.device("cpu"))
     budget = args.minutes * 60
     due = [budget * (k + 1) / args.points for k in range(args.points)]
@@ -100,19 +100,19 @@ def train_setting(name: str, keys: dict, data, real_accuracy: float, args) -> di
     print(f"[gan_quality] {name}: {args.minutes} min of GAN training, {args.points} measurements",
           file=sys.stderr, flush=True)
     while due:
-        for index in batch_indices(len(data.train_y), cfg.batch_size, generator, "cpu"):
+        for index in batch_indices(len(data.train_y), cfg.batch_size, rng, "cpu"):
             if len(index) < 2:
                 continue
             started = time.perf_counter()
             losses = gan.train_step(to_float(data.train_x[index]), data.train_y[index], cfg.d_real_fraction,
-                                    generator)
+                                    rng)
             trained += time.perf_counter() - started
             steps += 1
             if trained >= due[0]:
                 due.pop(0)
                 point = {"train_seconds": round(trained, 1), "steps": steps,
                          "d_loss": losses["d_loss"].item(), "g_loss": losses["g_loss"].item(),
-                         **measure(gan, data, cfg, real_accuracy, args, generator)}
+                         **measure(gan, data, cfg, real_accuracy, args, rng)}
                 curve.append(point)
                 print(f"[gan_quality] {name}: {steps} steps, {trained / 60:.1f} min: "
                       f"diversity {point['synthetic_diversity']:.3f}, FD {point['frechet_distance']:.1f}, "
@@ -138,7 +138,7 @@ def reference(data, args) -> dict:
     cfg = TrialConfig(batch_size=args.batch_size, classifier="mlp", seed=args.seed)
     real_accuracy = real_accuracy_score(cfg, data.spec, data.train_x, data.train_y, data.val_x, data.val_y,
                                         torch.device("cpu"), args.cas_epochs,
-                                        generator=torch.Generator().manual_seed(args.seed))
+                                        rng=torch.Generator().manual_seed(args.seed))
     n = min(args.fd_samples, len(data.val_x), len(data.train_x))
     subset = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(0))[:n]
     # Held-out real images against the training images: the distance a perfect generator would reach at this n.

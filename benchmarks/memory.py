@@ -47,10 +47,10 @@ def synthetic_data(train: int, held_out: int, seed: int = 0):
 
     from ganaug.data import DataSpec, ImageData
 
-    generator = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     arrays = {}
     for split, n in {"train": train, "val": held_out, "test": held_out}.items():
-        arrays[f"{split}_x"] = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=generator)
+        arrays[f"{split}_x"] = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=rng)
         arrays[f"{split}_y"] = torch.arange(n) % 10
     spec = DataSpec(channels=3, height=32, width=32, num_classes=10, class_names=tuple(map(str, range(10))),
                     class_counts=tuple(torch.bincount(arrays["train_y"], minlength=10).tolist()))

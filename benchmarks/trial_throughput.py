@@ -30,11 +30,11 @@ def random_image_data(num_train: int, num_classes: int = 10, shape: tuple[int, i
 
     Random pixels learn nothing, but every step costs what it costs on real images of that shape.
     """
-    generator = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
 
     def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images = torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=generator)
-        labels = torch.randint(0, num_classes, (n,), generator=generator)
+        images = torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=rng)
+        labels = torch.randint(0, num_classes, (n,), generator=rng)
         # Every class at least once, so the class counts (minority-first conditioning) have no zero.
         labels[:num_classes] = torch.arange(min(n, num_classes))
         return images, labels

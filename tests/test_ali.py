@@ -158,10 +158,10 @@ def trained_on_digits(digits):
     cfg = TrialConfig(gan="ali", gan_arch="mlp", gan_width=0.25, latent_dim=32, gan_lr=2e-3, batch_size=128,
                       ali_epochs=6, ali_code_noise=0.0)
     gan = build_gan(cfg, digits.spec, "cpu", digits)
-    generator = seeded(0)
+    rng = seeded(0)
     for _ in range(6):
-        for index in batch_indices(len(digits.train_y), 128, generator, "cpu"):
-            gan.train_step(to_float(digits.train_x[index]), digits.train_y[index], 0.5, generator)
+        for index in batch_indices(len(digits.train_y), 128, rng, "cpu"):
+            gan.train_step(to_float(digits.train_x[index]), digits.train_y[index], 0.5, rng)
     return gan
 
 

@@ -31,12 +31,12 @@ UINT8_OPERATIONS = ("Posterize", "Solarize", "Equalize")
 
 def real_looking(n: int, channels: int, size: int, seed: int = 0) -> torch.Tensor:
     """uint8 [n, C, size, size]: sklearn digits (upscaled) in a random tint over a smooth random background."""
-    generator = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     digits = torch.tensor(load_digits().images[:n], dtype=torch.float32)[:, None] / 16
     digits = F.interpolate(digits, size=(size, size), mode="bilinear", align_corners=False)
-    background = torch.rand(n, channels, 4, 4, generator=generator)
+    background = torch.rand(n, channels, 4, 4, generator=rng)
     background = F.interpolate(background, size=(size, size), mode="bicubic", align_corners=False)
-    tint = torch.rand(n, channels, 1, 1, generator=generator)
+    tint = torch.rand(n, channels, 1, 1, generator=rng)
     return ((0.6 * background + 0.8 * digits * tint).clamp(0, 1) * 255).round().to(torch.uint8)
 
 
@@ -164,8 +164,8 @@ def test_whole_batch_path_matches_chosen_images_path(method, monkeypatch):
 
 def test_randaugment_applies_ops_per_image():
     x = to_float(real_looking(1, 3, 32)).expand(64, -1, -1, -1)
-    generator = torch.Generator().manual_seed(0)
-    one = traditional_augment(x, "randaugment", generator, randaugment_ops=1, randaugment_magnitude=30)
+    rng = torch.Generator().manual_seed(0)
+    one = traditional_augment(x, "randaugment", rng, randaugment_ops=1, randaugment_magnitude=30)
     assert len({tuple(image.flatten().tolist()) for image in one}) >= 30
 
 

@@ -119,10 +119,10 @@ def test_generator_output_varies_with_z_after_training(family, arch, digits):
     torch.manual_seed(0)
     cfg = TrialConfig(gan=family, gan_arch=arch, gan_width=0.25, latent_dim=32, gan_lr=1e-3)
     gan = GANTrainer(cfg, digits.spec, torch.device("cpu"))
-    generator = seeded(0)
+    rng = seeded(0)
     for _ in range(4):  # 4 passes of 18 batches
-        for index in batch_indices(len(digits.train_y), 64, generator, "cpu"):
-            gan.train_step(to_float(digits.train_x[index]), digits.train_y[index], 0.5, generator)
+        for index in batch_indices(len(digits.train_y), 64, rng, "cpu"):
+            gan.train_step(to_float(digits.train_x[index]), digits.train_y[index], 0.5, rng)
     assert z_variation(gan, digits) >= 0.45
 
 

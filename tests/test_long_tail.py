@@ -215,8 +215,8 @@ def test_resampled_batches_are_class_balanced_seeded_and_sized_as_the_plain_ones
     assert [len(b) for b in batches] == [len(b) for b in batch_indices(len(labels), 64, None, "cpu")]
     again = balanced_batch_indices(index, 64, torch.Generator().manual_seed(0))
     assert all(torch.equal(a, b) for a, b in zip(batches, again))
-    generator = torch.Generator().manual_seed(1)
-    rows = torch.cat([torch.cat(balanced_batch_indices(index, 64, generator)) for _ in range(40)])
+    rng = torch.Generator().manual_seed(1)
+    rows = torch.cat([torch.cat(balanced_batch_indices(index, 64, rng)) for _ in range(40)])
     frequencies = torch.bincount(labels[rows], minlength=4).double() / len(rows)
     sigma = math.sqrt(1 / 3 * 2 / 3 / len(rows))
     assert frequencies[3] == 0  # a class without images is never drawn
@@ -240,9 +240,9 @@ def test_classifier_step_uses_the_plain_loss_until_the_start_epoch():
                       classifier_lr=1e-9)
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-9)
-    generator = torch.Generator().manual_seed(0)
+    rng = torch.Generator().manual_seed(0)
     step = ClassifierStep(cfg, model, optimizer, LearningRate(optimizer, cfg, 1), LABELERS["pseudo"], None, 3,
-                          generator, contextlib.nullcontext, torch.contiguous_format, COUNTS)
+                          rng, contextlib.nullcontext, torch.contiguous_format, COUNTS)
     x = torch.randn(4, 1, 2, 2)
     losses = []
     for epoch in (1, 2, 3):

@@ -112,9 +112,9 @@ class PatternGAN:
         self.prototypes, self.informative, self.noise = prototypes, informative, noise
         self.requests = []
 
-    def sample(self, y, generator=None):
+    def sample(self, y, rng=None):
         self.requests.append(y.clone())
-        noise = self.noise * torch.randn(len(y), *self.prototypes.shape[1:], generator=generator)
+        noise = self.noise * torch.randn(len(y), *self.prototypes.shape[1:], generator=rng)
         base = self.prototypes[y] if self.informative else self.prototypes[torch.zeros_like(y)]
         return (base + noise).clamp(-1, 1)
 
@@ -143,12 +143,12 @@ def test_synthetic_agreement_counts_samples_assigned_to_their_conditioning_class
     g = torch.Generator().manual_seed(0)
     gan = PatternGAN(spec, prototypes, noise=0.02)
     assert synthetic_agreement(FirstPixelClassifier(prototypes), gan, LABELERS["pseudo"], 3, n=30,
-                               generator=g) == pytest.approx(1.0)
+                               rng=g) == pytest.approx(1.0)
     assert torch.bincount(gan.requests[-1], minlength=3).tolist() == [10, 10, 10]  # class-balanced
     constant = Scripted(torch.tensor([[1.0, 0.0, 0.0]]).expand(256, 3))  # always class 0
     gan = PatternGAN(spec, prototypes)
     gan.sample = lambda y, generator=None: torch.full((len(y), 1, 8, 8), -1.0)  # index 0 -> class 0
-    assert synthetic_agreement(constant, gan, LABELERS["pseudo"], 3, n=30, generator=g) == pytest.approx(1 / 3)
+    assert synthetic_agreement(constant, gan, LABELERS["pseudo"], 3, n=30, rng=g) == pytest.approx(1 / 3)
 
 
 def test_cas_is_high_for_class_informative_samples_and_chance_for_label_blind_ones():
@@ -179,9 +179,9 @@ class HeadOnlyGAN(PatternGAN):
         super().__init__(spec, prototypes)
         self.learnt = torch.tensor(learnt)
 
-    def sample(self, y, generator=None):
+    def sample(self, y, rng=None):
         shown = torch.where(torch.isin(y, self.learnt), y, torch.zeros_like(y))
-        return super().sample(shown, generator)
+        return super().sample(shown, rng)
 
 
 def test_cas_report_by_shot_group_finds_a_generator_that_never_learnt_the_tail():
@@ -201,7 +201,7 @@ def test_cas_report_by_shot_group_finds_a_generator_that_never_learnt_the_tail()
 
     torch.manual_seed(0)
     report = cas_report(cfg, spec, gan, train_x, train_y, val_x, val_y, cpu, 3,
-                        generator=torch.Generator().manual_seed(1), real_generator=torch.Generator().manual_seed(2))
+                        rng=torch.Generator().manual_seed(1), real_rng=torch.Generator().manual_seed(2))
     assert len(report["cas_per_class"]) == len(report["real_per_class"]) == 4
     ours, real = report["cas_per_class"], report["real_per_class"]
     assert report["cas_many"] == pytest.approx((ours[0] + ours[1]) / 2)
@@ -256,9 +256,9 @@ class FixedImageGAN:
         self.num_classes, self.device, self.noise = data.spec.num_classes, torch.device("cpu"), noise
         self.requests = []
 
-    def sample(self, y, generator=None):
+    def sample(self, y, rng=None):
         self.requests.append(y.clone())
-        z = torch.randn(len(y), *self.prototypes.shape[1:], generator=generator)
+        z = torch.randn(len(y), *self.prototypes.shape[1:], generator=rng)
         return (self.prototypes[y] + self.noise * z).clamp(-1, 1)
 
 
@@ -272,8 +272,8 @@ class RealImageGAN:
         self.starts = self.counts.cumsum(0) - self.counts
         self.num_classes, self.device = data.spec.num_classes, torch.device("cpu")
 
-    def sample(self, y, generator=None):
-        offset = (torch.rand(len(y), generator=generator) * self.counts[y]).long()
+    def sample(self, y, rng=None):
+        offset = (torch.rand(len(y), generator=rng) * self.counts[y]).long()
         return self.images[self.starts[y] + offset]
 
 
@@ -297,7 +297,7 @@ def test_image_features_are_float32_fixed_and_independent_of_the_global_rng(shap
 def test_diversity_is_zero_for_a_generator_that_ignores_z(digits):
     gan = FixedImageGAN(digits)
     diversity = synthetic_diversity(gan, digits.train_x, digits.train_y, 10, per_class=20,
-                                    generator=torch.Generator().manual_seed(0))
+                                    rng=torch.Generator().manual_seed(0))
     assert diversity < 0.05
     assert torch.bincount(torch.cat(gan.requests), minlength=10).tolist() == [20] * 10
     assert len(gan.requests) == 1  # one class-mixed batch, as the classifier sees the generator's output
@@ -314,7 +314,7 @@ def test_diversity_of_real_against_real_is_about_one(digits):
 
 def test_diversity_is_lower_for_a_nearly_collapsed_generator_than_for_real_images(digits):
     g = torch.Generator().manual_seed(0)
-    score = lambda gan: synthetic_diversity(gan, digits.train_x, digits.train_y, 10, per_class=40, generator=g)
+    score = lambda gan: synthetic_diversity(gan, digits.train_x, digits.train_y, 10, per_class=40, rng=g)
     nearly_collapsed, real = score(FixedImageGAN(digits, noise=0.05)), score(RealImageGAN(digits))
     assert 0.85 <= real <= 1.15
     assert nearly_collapsed < 0.5 * real

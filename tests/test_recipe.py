@@ -104,9 +104,9 @@ def test_a_resumed_trial_equals_an_uninterrupted_one(digits, optimizer):
 
 
 def test_mixup_targets_are_convex_combinations_that_sum_to_one():
-    generator = torch.Generator().manual_seed(0)
-    x, y = torch.randn(16, 3, 8, 8, generator=generator), torch.arange(16) % 4
-    mixed = mixup(x, 0.4, generator)
+    rng = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 3, 8, 8, generator=rng), torch.arange(16) % 4
+    mixed = mixup(x, 0.4, rng)
     lam = mixed.weight[0]
     assert torch.all(mixed.weight == lam) and 0 <= lam <= 1
     assert torch.allclose(mixed.x, lam * x + (1 - lam) * x[mixed.partner])
@@ -116,11 +116,11 @@ def test_mixup_targets_are_convex_combinations_that_sum_to_one():
 
 
 def test_cutmix_lambda_is_the_kept_area_and_each_image_gets_its_own_box():
-    generator = torch.Generator().manual_seed(3)
+    rng = torch.Generator().manual_seed(3)
     torch.manual_seed(3)
     x = torch.zeros(32, 1, 16, 16)
     x += torch.arange(32).float()[:, None, None, None]  # image i is filled with the value i
-    mixed = cutmix(x, 1.0, generator)
+    mixed = cutmix(x, 1.0, rng)
     own = (mixed.x == x).flatten(1).float().mean(1)
     moved = mixed.partner != torch.arange(32)  # an image drawn as its own partner keeps its pixels under the box
     assert torch.allclose(mixed.weight[moved], own[moved])  # lambda_i = the share of image i's own pixels

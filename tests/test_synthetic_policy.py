@@ -40,11 +40,11 @@ def small(**changes):
 # Filtering.
 
 def test_the_filter_keeps_the_top_scored_candidates_of_each_class_and_the_class_counts():
-    generator = torch.Generator().manual_seed(0)
+    rng = torch.Generator().manual_seed(0)
     wanted = torch.tensor([2, 0, 2, 1, 2, 0])            # 2 x class 0, 1 x class 1, 3 x class 2
     k = 4
     candidate_y = wanted.repeat(k)
-    scores = torch.rand(len(candidate_y), generator=generator)
+    scores = torch.rand(len(candidate_y), generator=rng)
     keep = keep_best_candidates(scores, candidate_y, wanted, num_classes=3)
     assert len(keep) == len(wanted) and len(set(keep.tolist())) == len(keep)
     assert torch.equal(torch.bincount(candidate_y[keep], minlength=3), torch.bincount(wanted, minlength=3))
@@ -58,9 +58,9 @@ def test_filtered_trial_reports_the_kept_samples_confidence_and_keeps_the_batch(
     sizes = []
     sample = GANTrainer.sample
 
-    def recording(self, y, generator=None):
+    def recording(self, y, rng=None):
         sizes.append(len(y))
-        return sample(self, y, generator)
+        return sample(self, y, rng)
 
     monkeypatch.setattr(GANTrainer, "sample", recording)
     final = run(small(filter_candidates=3, epochs=1), digits, Recorder())  # scored by ACGAN's class head
@@ -170,9 +170,9 @@ def test_front_schedule_feeds_no_synthetic_image_in_the_second_half(digits, monk
     drawn = []
     labels = ganaug.trial.synthetic.synthetic_labels
 
-    def recording(n, weights, generator):
+    def recording(n, weights, rng):
         drawn.append(n)
-        return labels(n, weights, generator)
+        return labels(n, weights, rng)
 
     monkeypatch.setattr(ganaug.trial.synthetic, "synthetic_labels", recording)
     run(small(synthetic_schedule="front", epochs=4), digits, Recorder())

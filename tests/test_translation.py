@@ -124,11 +124,11 @@ def test_cycle_loss_goes_down_on_a_two_class_folder(tmp_path):
     assert data.spec.num_classes == 2
     torch.manual_seed(0)
     gan = build_gan(small_config(), data.spec, "cpu", data)
-    generator, cycle = seeded(0), []
+    rng, cycle = seeded(0), []
     for _ in range(6):
-        for index in batch_indices(len(data.train_y), 8, generator, "cpu"):
+        for index in batch_indices(len(data.train_y), 8, rng, "cpu"):
             cycle.append(gan.train_step(to_float(data.train_x[index]), data.train_y[index], 0.5,
-                                        generator)["cycle_loss"].item())
+                                        rng)["cycle_loss"].item())
     assert sum(cycle[-5:]) / 5 < 0.5 * sum(cycle[:5]) / 5, cycle
 
     # Two classes: every cow sampled as a horse is translated from a cow, and the other way round.

@@ -2,7 +2,7 @@
 and DiffAugment of every discriminator input: whole-batch tensor ops on the device, a choice per image.
 
     from ganaug.augment import traditional_augment
-    x = traditional_augment(to_float(images), "trivialaugment", generator, cutout=16)
+    x = traditional_augment(to_float(images), "trivialaugment", rng, cutout=16)
 """
 
 from ganaug.augment.diffaugment import DIFFAUGMENT, diff_augment

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from ganaug.data import DataError
 
 
-def flip_translate(x: torch.Tensor, generator: torch.Generator | None = None, translate: int = 4) -> torch.Tensor:
+def flip_translate(x: torch.Tensor, rng: torch.Generator | None = None, translate: int = 4) -> torch.Tensor:
     """Random horizontal flip (p = 0.5) and translation by up to `translate` px in x and y, per image.
 
     Both are one gather over the whole batch (no per-image Python loop). Uncovered pixels are filled with
@@ -23,8 +23,8 @@ def flip_translate(x: torch.Tensor, generator: torch.Generator | None = None, tr
         raise DataError(f"flip_translate: translate={translate} is out of range; valid: an integer >= 0")
     n, c, h, w = x.shape
     device = x.device
-    flip = torch.rand(n, generator=generator, device=device) < 0.5
-    shift = torch.randint(0, 2 * translate + 1, (2, n), generator=generator, device=device)
+    flip = torch.rand(n, generator=rng, device=device) < 0.5
+    shift = torch.randint(0, 2 * translate + 1, (2, n), generator=rng, device=device)
     # Source pixel of every output pixel in the padded image; a flip just reverses the column order.
     cols = torch.arange(w, device=device)
     cols = torch.where(flip[:, None], cols.flip(0), cols) + shift[1][:, None]        # [n, w]

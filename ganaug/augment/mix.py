@@ -3,7 +3,7 @@ the `mix` axis): each batch draws one lambda ~ Beta(alpha, alpha) and a partner 
 mixup blends each image with its partner, cutmix pastes a box of its partner into it. A Mix says how much of each
 image is its own (`weight`), so its target can be mixed the same way (`mix_targets`).
 
-    mixed = MIXES["cutmix"](x, alpha=1.0, generator=generator)
+    mixed = MIXES["cutmix"](x, alpha=1.0, rng=rng)
     targets = mix_targets(one_hot_targets, mixed)   # rows still sum to 1
 """
 
@@ -32,25 +32,25 @@ def beta_sample(alpha: float, device: torch.device) -> torch.Tensor:
     return torch.distributions.Beta(concentration, concentration).sample()
 
 
-def mixup(x: torch.Tensor, alpha: float, generator: torch.Generator | None = None) -> Mix:
+def mixup(x: torch.Tensor, alpha: float, rng: torch.Generator | None = None) -> Mix:
     """lambda x + (1 - lambda) x[partner], one lambda for the batch (Zhang et al. 2018, the paper's choice)."""
     lam = beta_sample(alpha, x.device)
-    partner = torch.randperm(len(x), generator=generator, device=x.device)
+    partner = torch.randperm(len(x), generator=rng, device=x.device)
     mixed = lam.to(x.dtype) * x + (1 - lam.to(x.dtype)) * x[partner]
     return Mix(mixed, partner, lam.expand(len(x)).float())
 
 
-def cutmix(x: torch.Tensor, alpha: float, generator: torch.Generator | None = None) -> Mix:
+def cutmix(x: torch.Tensor, alpha: float, rng: torch.Generator | None = None) -> Mix:
     """A box of x[partner] pasted into each image: the box's sides are sqrt(1 - lambda) of the image's (one lambda
     for the batch, Yun et al. 2019), its centre drawn per image, and the box clipped to the image; each image's
     weight is the share of its own pixels it keeps (so a clipped box leaves it more of itself)."""
     n, _, height, width = x.shape
     lam = beta_sample(alpha, x.device)
-    partner = torch.randperm(n, generator=generator, device=x.device)
+    partner = torch.randperm(n, generator=rng, device=x.device)
     side = torch.sqrt(1 - lam)
     box_h, box_w = (side * height).round().long(), (side * width).round().long()
-    centre_y = torch.randint(height, (n,), generator=generator, device=x.device)
-    centre_x = torch.randint(width, (n,), generator=generator, device=x.device)
+    centre_y = torch.randint(height, (n,), generator=rng, device=x.device)
+    centre_x = torch.randint(width, (n,), generator=rng, device=x.device)
     top, bottom = (centre_y - box_h // 2).clamp(0, height), (centre_y - box_h // 2 + box_h).clamp(0, height)
     left, right = (centre_x - box_w // 2).clamp(0, width), (centre_x - box_w // 2 + box_w).clamp(0, width)
     rows = torch.arange(height, device=x.device)[None, :, None]

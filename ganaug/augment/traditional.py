@@ -2,7 +2,7 @@
 flip + translate, TrivialAugment Wide and RandAugment with torchvision's operations and magnitudes, and cutout.
 
     from ganaug.augment import traditional_augment
-    x = traditional_augment(to_float(images), "trivialaugment", generator, cutout=16)   # [N, C, H, W] in [-1, 1]
+    x = traditional_augment(to_float(images), "trivialaugment", rng, cutout=16)   # [N, C, H, W] in [-1, 1]
 
 Every image draws its own operation, magnitude bin, sign and cutout centre, in one pass over the batch (no
 loop over images). Not kornia: its `augmentation.auto.TrivialAugment` / `RandAugment` pick one sub-policy per
@@ -27,11 +27,11 @@ RANDAUGMENT_MAGNITUDES = 31  # magnitude bins of TrivialAugmentWide and RandAugm
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale (ITU-R 601-2 luma)
 
 
-def traditional_augment(x: torch.Tensor, method: str, generator: torch.Generator | None = None, *,
+def traditional_augment(x: torch.Tensor, method: str, rng: torch.Generator | None = None, *,
                         cutout: int = 0, randaugment_ops: int = 2, randaugment_magnitude: int = 9) -> torch.Tensor:
     """Apply the named traditional augmentation (then cutout of side `cutout` px if > 0), per image.
 
-    `x` is float [N, C, H, W] in [-1, 1] with C = 1 or 3, on any device; `generator` (on x's device, or None)
+    `x` is float [N, C, H, W] in [-1, 1] with C = 1 or 3, on any device; `rng` (on x's device, or None)
     makes it reproducible. `method` is a key of AUGMENTATIONS; `randaugment_ops` (N >= 1) and
     `randaugment_magnitude` (bin M in 0..30) are read by "randaugment" only. The result has x's shape,
     dtype and device and stays in [-1, 1]; x itself is never modified.
@@ -49,11 +49,11 @@ def traditional_augment(x: torch.Tensor, method: str, generator: torch.Generator
         raise DataError(f"randaugment_magnitude={randaugment_magnitude!r} is out of range; "
                         f"valid: an integer in [0, {RANDAUGMENT_MAGNITUDES - 1}]")
     check_cutout(cutout, *x.shape[-2:], error=DataError)
-    x = AUGMENTATIONS[method](x, generator, randaugment_ops, randaugment_magnitude)
-    return apply_cutout(x, cutout, generator) if cutout else x
+    x = AUGMENTATIONS[method](x, rng, randaugment_ops, randaugment_magnitude)
+    return apply_cutout(x, cutout, rng) if cutout else x
 
 
-def apply_cutout(x: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def apply_cutout(x: torch.Tensor, size: int, rng: torch.Generator | None = None) -> torch.Tensor:
     """Set a size x size square of every image to 0 (mid-grey); its centre is uniform over the image and the
     square is clipped at the borders (DeVries & Taylor 2017), one mask op for the whole batch.
 
@@ -64,7 +64,7 @@ def apply_cutout(x: torch.Tensor, size: int, generator: torch.Generator | None =
     2 * (size // 2) px), an odd size cuts exactly `size` px, the centre pixel's extra one going right / down.
     """
     n, _, height, width = x.shape
-    centre = [torch.randint(0, extent, (n, 1), generator=generator, device=x.device) for extent in (height, width)]
+    centre = [torch.randint(0, extent, (n, 1), generator=rng, device=x.device) for extent in (height, width)]
     rows, cols = (torch.arange(extent, device=x.device) for extent in (height, width))
     start_row, start_col = centre[0] - size // 2, centre[1] - size // 2
     cut_rows = ((rows >= start_row) & (rows < start_row + size)).to(x.dtype)            # [n, h]
@@ -74,32 +74,32 @@ def apply_cutout(x: torch.Tensor, size: int, generator: torch.Generator | None =
 
 
 # ----------------------------------------------------------------------------------------------
-# The methods: each (x, generator, randaugment_ops, randaugment_magnitude) -> x.
+# The methods: each (x, rng, randaugment_ops, randaugment_magnitude) -> x.
 
 
-def _none(x: torch.Tensor, generator, ops: int, magnitude: int) -> torch.Tensor:
+def _none(x: torch.Tensor, rng, ops: int, magnitude: int) -> torch.Tensor:
     return x
 
 
-def _flip_translate(x: torch.Tensor, generator, ops: int, magnitude: int) -> torch.Tensor:
+def _flip_translate(x: torch.Tensor, rng, ops: int, magnitude: int) -> torch.Tensor:
     # 4 px on 32x32, as RandomCrop(32, padding=4); 1 px on 8x8 digits.
-    return flip_translate(x, generator, translate=max(1, x.shape[-2] // 8))
+    return flip_translate(x, rng, translate=max(1, x.shape[-2] // 8))
 
 
-def _trivialaugment(x: torch.Tensor, generator, ops: int, magnitude: int) -> torch.Tensor:
+def _trivialaugment(x: torch.Tensor, rng, ops: int, magnitude: int) -> torch.Tensor:
     # torchvision's CIFAR recipe order: crop (translate) and flip first, then TrivialAugmentWide.
-    x = _flip_translate(x, generator, ops, magnitude)
-    return random_operations(x, "trivialaugment", generator)
+    x = _flip_translate(x, rng, ops, magnitude)
+    return random_operations(x, "trivialaugment", rng)
 
 
-def _randaugment(x: torch.Tensor, generator, ops: int, magnitude: int) -> torch.Tensor:
-    x = _flip_translate(x, generator, ops, magnitude)
+def _randaugment(x: torch.Tensor, rng, ops: int, magnitude: int) -> torch.Tensor:
+    x = _flip_translate(x, rng, ops, magnitude)
     for _ in range(ops):
-        x = random_operations(x, "randaugment", generator, magnitude_bin=magnitude)
+        x = random_operations(x, "randaugment", rng, magnitude_bin=magnitude)
     return x
 
 
-def random_operations(x: torch.Tensor, space: str, generator: torch.Generator | None = None,
+def random_operations(x: torch.Tensor, space: str, rng: torch.Generator | None = None,
                       magnitude_bin: int | None = None) -> torch.Tensor:
     """One operation per image, drawn uniformly from OPERATIONS, at a magnitude of `space`'s table (a key of
     MAGNITUDE_SPACES): bin `magnitude_bin`, or a uniform bin per image if None; signed ops get a random sign.
@@ -108,12 +108,12 @@ def random_operations(x: torch.Tensor, space: str, generator: torch.Generator | 
     """
     n, device = len(x), x.device
     table, signed = _magnitude_table(space, *x.shape[-2:], device)
-    choice = torch.randint(0, len(OPERATIONS), (n,), generator=generator, device=device)
+    choice = torch.randint(0, len(OPERATIONS), (n,), generator=rng, device=device)
     if magnitude_bin is None:
-        bins = torch.randint(0, RANDAUGMENT_MAGNITUDES, (n,), generator=generator, device=device)
+        bins = torch.randint(0, RANDAUGMENT_MAGNITUDES, (n,), generator=rng, device=device)
     else:
         bins = torch.full((n,), magnitude_bin, device=device)
-    negative = torch.randint(0, 2, (n,), generator=generator, device=device).bool() & signed[choice]
+    negative = torch.randint(0, 2, (n,), generator=rng, device=device).bool() & signed[choice]
     magnitude = table[choice, bins]
     return apply_operations(x, choice, torch.where(negative, -magnitude, magnitude))
 
@@ -402,7 +402,7 @@ MAGNITUDE_SPACES: dict[str, Callable[[int, int], dict[str, tuple[torch.Tensor, b
     "randaugment": _randaugment_space,
 }
 
-# (images, generator, randaugment_ops, randaugment_magnitude) -> augmented images
+# (images, rng, randaugment_ops, randaugment_magnitude) -> augmented images
 Augmentation = Callable[[torch.Tensor, torch.Generator | None, int, int], torch.Tensor]
 AUGMENTATIONS: dict[str, Augmentation] = registry("traditional_aug", {
     "none": _none,

@@ -114,11 +114,11 @@ def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, labeler: Labeler, 
 
 @torch.no_grad()
 def synthetic_agreement(model: nn.Module, gan, labeler: Labeler, num_classes: int, n: int,
-                        generator: torch.Generator | None = None) -> float:
+                        rng: torch.Generator | None = None) -> float:
     """Share of n fresh class-balanced samples the model assigns to their conditioning class."""
     if n < 1:
         raise ValueError(f"synthetic_agreement: n={n}; valid: n >= 1")
-    x, y = sample_balanced(gan, n, generator)
+    x, y = sample_balanced(gan, n, rng)
     return accuracy(predict(model, x, labeler, num_classes), y)
 
 

@@ -18,29 +18,29 @@ from ganaug.data import as_float_images, sample_balanced
 
 def classification_accuracy_score(cfg, spec, gan, val_x: torch.Tensor, val_y: torch.Tensor,
                                   device: torch.device, epochs: int,
-                                  generator: torch.Generator | None = None) -> float:
+                                  rng: torch.Generator | None = None) -> float:
     """CAS: accuracy on (val_x, val_y) of a fresh cfg.classifier trained only on GAN samples.
 
     Each batch is freshly sampled and class-balanced; the budget is _fresh_classifier_score's.
     Compare it with real_accuracy_score (cas_ratio = CAS / real accuracy, ~1 = as useful as real data).
     """
-    return _synthetic_score(cfg, spec, gan, val_x, val_y, device, epochs, generator)["acc"]
+    return _synthetic_score(cfg, spec, gan, val_x, val_y, device, epochs, rng)["acc"]
 
 
 def real_accuracy_score(cfg, spec, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
                         val_y: torch.Tensor, device: torch.device, epochs: int,
-                        generator: torch.Generator | None = None) -> float:
+                        rng: torch.Generator | None = None) -> float:
     """The reference for CAS: accuracy on (val_x, val_y) of a fresh cfg.classifier trained on real images
     (train_x, train_y) with exactly CAS's budget; only where each batch's images come from differs.
 
     Each epoch is a shuffled pass over the real images (repeated passes if spec.class_counts sums to more).
     """
-    return _real_score(cfg, spec, train_x, train_y, val_x, val_y, device, epochs, generator)["acc"]
+    return _real_score(cfg, spec, train_x, train_y, val_x, val_y, device, epochs, rng)["acc"]
 
 
 def cas_report(cfg, spec, gan, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
-               val_y: torch.Tensor, device: torch.device, epochs: int, generator: torch.Generator | None = None,
-               real_generator: torch.Generator | None = None) -> dict:
+               val_y: torch.Tensor, device: torch.device, epochs: int, rng: torch.Generator | None = None,
+               real_rng: torch.Generator | None = None) -> dict:
     """CAS and its real reference (real_accuracy_score's, trained on (train_x, train_y)), whole and by class.
 
     Returns the scalars "cas", "cas_ratio" and, for each shot group of spec.class_counts (accuracy.shot_groups:
@@ -49,8 +49,8 @@ def cas_report(cfg, spec, gan, train_x: torch.Tensor, train_y: torch.Tensor, val
     "real_per_class". On long-tailed data CAS trains on class-balanced samples and the reference on the tail as it
     is, so cas_ratio_few > 1 means the generator teaches a rare class more than its few real images do.
     """
-    synthetic = _synthetic_score(cfg, spec, gan, val_x, val_y, device, epochs, generator)
-    real = _real_score(cfg, spec, train_x, train_y, val_x, val_y, device, epochs, real_generator)
+    synthetic = _synthetic_score(cfg, spec, gan, val_x, val_y, device, epochs, rng)
+    real = _real_score(cfg, spec, train_x, train_y, val_x, val_y, device, epochs, real_rng)
     report: dict = {"cas": synthetic["acc"], "cas_ratio": synthetic["acc"] / max(real["acc"], 1e-8)}
     theirs = group_accuracies(real["per_class"], spec.class_counts)
     for name, ours in group_accuracies(synthetic["per_class"], spec.class_counts).items():
@@ -59,19 +59,19 @@ def cas_report(cfg, spec, gan, train_x: torch.Tensor, train_y: torch.Tensor, val
     return {**report, "cas_per_class": synthetic["per_class"], "real_per_class": real["per_class"]}
 
 
-def _synthetic_score(cfg, spec, gan, val_x, val_y, device, epochs, generator) -> dict:
+def _synthetic_score(cfg, spec, gan, val_x, val_y, device, epochs, rng) -> dict:
     """score() on (val_x, val_y) of a fresh classifier trained on freshly sampled, class-balanced GAN batches."""
-    epoch_batches = lambda sizes: (sample_balanced(gan, size, generator) for size in sizes)
+    epoch_batches = lambda sizes: (sample_balanced(gan, size, rng) for size in sizes)
     return _fresh_classifier_score(cfg, spec, val_x, val_y, device, epochs, epoch_batches, synthetic=True)
 
 
-def _real_score(cfg, spec, train_x, train_y, val_x, val_y, device, epochs, generator) -> dict:
+def _real_score(cfg, spec, train_x, train_y, val_x, val_y, device, epochs, rng) -> dict:
     """score() on (val_x, val_y) of the same classifier trained on shuffled passes over the real images."""
     if len(train_x) == 0:
         raise ValueError("real_accuracy_score: train_x holds no images; valid: at least one")
 
     def epoch_batches(sizes: list[int]) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        rows = _shuffled_rows(len(train_x), sum(sizes), generator).to(train_x.device)
+        rows = _shuffled_rows(len(train_x), sum(sizes), rng).to(train_x.device)
         return ((train_x[part], train_y[part]) for part in rows.split(sizes))
 
     return _fresh_classifier_score(cfg, spec, val_x, val_y, device, epochs, epoch_batches, synthetic=False)
@@ -125,8 +125,8 @@ def _even_batch_sizes(total: int, batch_size: int) -> list[int]:
     return [small + 1] * extra + [small] * (num_batches - extra)
 
 
-def _shuffled_rows(available: int, count: int, generator: torch.Generator | None) -> torch.Tensor:
+def _shuffled_rows(available: int, count: int, rng: torch.Generator | None) -> torch.Tensor:
     """count row indices from shuffled passes over `available` rows, so every row is seen equally often."""
-    device = generator.device if generator is not None else torch.device("cpu")
-    passes = [torch.randperm(available, generator=generator, device=device) for _ in range(-(-count // available))]
+    device = rng.device if rng is not None else torch.device("cpu")
+    passes = [torch.randperm(available, generator=rng, device=device) for _ in range(-(-count // available))]
     return torch.cat(passes)[:count]

@@ -160,50 +160,50 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def batch_indices(n: int, batch_size: int, generator: torch.Generator | None, device: torch.device | str,
+def batch_indices(n: int, batch_size: int, rng: torch.Generator | None, device: torch.device | str,
                   drop_last: bool = False) -> list[torch.Tensor]:
     """One epoch of shuffled index batches: a single randperm on the device, split into batch_size pieces."""
     if batch_size < 1:
         raise DataError(f"batch_size={batch_size} is out of range; valid: an integer >= 1")
-    batches = list(torch.randperm(n, generator=generator, device=device).split(batch_size))
+    batches = list(torch.randperm(n, generator=rng, device=device).split(batch_size))
     if drop_last and batches and len(batches[-1]) < batch_size:
         batches.pop()
     return batches
 
 
 def balanced_batch_indices(index: ClassIndex, batch_size: int,
-                           generator: torch.Generator | None) -> list[torch.Tensor]:
+                           rng: torch.Generator | None) -> list[torch.Tensor]:
     """One epoch of class-balanced index batches (class_balance: resample; the class-balanced sampling of Kang et
     al. 2020, the re-sampling of Cao et al. 2019's DRS): as many rows as batch_indices gives, in the same batch
     sizes, each row's class drawn uniformly among the classes that have rows, then one of that class's rows
     uniformly (both with replacement, so tail images repeat within an epoch). On the labels' device, from
-    `generator`, no host sync. `index`: the ClassIndex of the training labels."""
+    `rng`, no host sync. `index`: the ClassIndex of the training labels."""
     if batch_size < 1:
         raise DataError(f"batch_size={batch_size} is out of range; valid: an integer >= 1")
     present = (index.count > 0).to(torch.float32)
-    classes = torch.multinomial(present, len(index.order), replacement=True, generator=generator)
-    return list(index.row_of_class(classes, generator).split(batch_size))
+    classes = torch.multinomial(present, len(index.order), replacement=True, generator=rng)
+    return list(index.row_of_class(classes, rng).split(batch_size))
 
 
-def balanced_labels(n: int, num_classes: int, generator: torch.Generator | None = None,
+def balanced_labels(n: int, num_classes: int, rng: torch.Generator | None = None,
                     device: torch.device | str | None = None) -> torch.Tensor:
     """n class labels with per-class counts differing by at most one, starting at a random class.
 
     The random start spreads the remainder (and the classes of batches smaller than num_classes)
     evenly over successive calls.
     """
-    start = torch.randint(num_classes, (1,), generator=generator, device=device)
+    start = torch.randint(num_classes, (1,), generator=rng, device=device)
     return (start + torch.arange(n, device=device)) % num_classes
 
 
-def sample_balanced(sampler, n: int, generator: torch.Generator | None = None,
+def sample_balanced(sampler, n: int, rng: torch.Generator | None = None,
                     chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """n class-balanced images from `sampler` (a GAN trainer, or anything with num_classes, device and
-    sample(y, generator)) and their conditioning labels, sampled in chunks: what the quality metrics and CAS draw."""
+    sample(y, rng)) and their conditioning labels, sampled in chunks: what the quality metrics and CAS draw."""
     if n < 1:  # no batch to concatenate; every caller asks for at least one image
         raise ValueError(f"sample_balanced: n={n}; valid: n >= 1")
-    y = balanced_labels(n, sampler.num_classes, generator, sampler.device)
-    x = torch.cat([sampler.sample(part, generator) for part in y.split(chunk)])
+    y = balanced_labels(n, sampler.num_classes, rng, sampler.device)
+    x = torch.cat([sampler.sample(part, rng) for part in y.split(chunk)])
     return x, y
 
 
@@ -222,20 +222,20 @@ class ClassIndex:
         self.count = torch.bincount(labels, minlength=num_classes)
         self.start = torch.cumsum(self.count, 0) - self.count
 
-    def row_of_class(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def row_of_class(self, y: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
         """For each label y_i, a row of class y_i drawn uniformly (any row, for a class without rows)."""
         start, count = self.start[y], self.count[y]
         empty = count == 0
         start, count = start.masked_fill(empty, 0), count.masked_fill(empty, len(self.order))
-        u = torch.rand(len(y), generator=generator, device=self.order.device)
+        u = torch.rand(len(y), generator=rng, device=self.order.device)
         # rand < 1, but float rounding could still reach `count`
         return self.order[start + torch.minimum((u * count).long(), count - 1)]
 
-    def row_of_other_class(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def row_of_other_class(self, y: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
         """For each label y_i, a row drawn uniformly among those of every other class (so a class is drawn in
         proportion to its row count). Where no other class has rows: a row of class y_i."""
         others = len(self.order) - self.count[y]
-        rank = (torch.rand(len(y), generator=generator, device=self.order.device) * others).long()
+        rank = (torch.rand(len(y), generator=rng, device=self.order.device) * others).long()
         rank = torch.minimum(rank, others - 1)  # rand < 1, but float rounding could still reach `others`
         # The other classes' rows are order with class y's block cut out: ranks from start[y] on skip the block.
         return self.order[torch.where(rank < self.start[y], rank, rank + self.count[y])]

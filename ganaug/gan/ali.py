@@ -130,11 +130,11 @@ class ALITrainer(GANTrainer):
     # Training: GANTrainer's steps, through the seams the module docstring lists.
 
     def train_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
-                   generator: torch.Generator | None = None,
+                   rng: torch.Generator | None = None,
                    autocast: Callable = contextlib.nullcontext) -> dict[str, torch.Tensor]:
         """GANTrainer.train_step in the current phase, counted. ALI phase: d_loss is the joint D's, g_loss G's and
         E's together. ACGAN phase: as GANTrainer, on mixed codes."""
-        losses = super().train_step(real_x, real_y, real_fraction, generator, autocast)
+        losses = super().train_step(real_x, real_y, real_fraction, rng, autocast)
         self.updates += 1
         return losses
 
@@ -149,36 +149,36 @@ class ALITrainer(GANTrainer):
         """ALI phase: E(x), the codes the joint D pairs with real images; the ACGAN D reads images only."""
         return self.E(real_x) if self.in_ali_phase else None
 
-    def fakes_for(self, dropped_x: torch.Tensor, dropped_y: torch.Tensor, generator: torch.Generator | None = None,
+    def fakes_for(self, dropped_x: torch.Tensor, dropped_y: torch.Tensor, rng: torch.Generator | None = None,
                   rows: torch.Tensor | None = None) -> Fakes:
         """ALI phase: GANTrainer's (G's images from N(0, 1) codes, which the joint D pairs them with). ACGAN phase:
         G's images from mixed codes, the encoded ones from the dropped real images (so each keeps its image's
         label); masked, the encoded ones are not judged real or fake."""
         n = len(dropped_x)
         if self.in_ali_phase or n == 0:
-            return super().fakes_for(dropped_x, dropped_y, generator, rows)
+            return super().fakes_for(dropped_x, dropped_y, rng, rows)
         repeat = 1 if n > 1 else 2  # a single fake would break BatchNorm1d's batch statistics: draw two, keep one
-        codes, encoded = self.mixed_codes(dropped_x.repeat(repeat, 1, 1, 1), generator)
+        codes, encoded = self.mixed_codes(dropped_x.repeat(repeat, 1, 1, 1), rng)
         return Fakes(self.G(codes, dropped_y.repeat(repeat))[:n], dropped_y, judged=self.judged_rows(encoded[:n]))
 
-    def generator_update(self, real_x: torch.Tensor, real_y: torch.Tensor, generator: torch.Generator | None = None,
+    def generator_update(self, real_x: torch.Tensor, real_y: torch.Tensor, rng: torch.Generator | None = None,
                          autocast: Callable = contextlib.nullcontext) -> dict[str, torch.Tensor]:
         """train_step's G side: ALI phase, ali_generator_step. ACGAN phase, GANTrainer.generator_step on the batch's
         labels and mixed codes: the adversarial loss (on the random rows only when masked), the class loss on all
         rows, and ali_reconstruction_weight * L1 to the encoded rows' real images."""
         if self.in_ali_phase:
-            return {"g_loss": self.ali_generator_step(real_x, real_y, generator, autocast)}
-        codes, encoded = self.mixed_codes(real_x, generator)
+            return {"g_loss": self.ali_generator_step(real_x, real_y, rng, autocast)}
+        codes, encoded = self.mixed_codes(real_x, rng)
         weight = self.cfg.ali_reconstruction_weight
 
         def reconstruction(fake: torch.Tensor) -> torch.Tensor:
             return weight * masked_mean((fake.float() - real_x.float()).abs().flatten(1).mean(1), encoded)
 
-        return {"g_loss": self.generator_step(len(real_x), generator, autocast, y=real_y, codes=codes,
+        return {"g_loss": self.generator_step(len(real_x), rng, autocast, y=real_y, codes=codes,
                                               judged=self.judged_rows(encoded),
                                               extra_loss=reconstruction if weight > 0 else None)}
 
-    def ali_generator_step(self, real_x: torch.Tensor, real_y: torch.Tensor, generator: torch.Generator | None = None,
+    def ali_generator_step(self, real_x: torch.Tensor, real_y: torch.Tensor, rng: torch.Generator | None = None,
                            autocast: Callable = contextlib.nullcontext) -> torch.Tensor:
         """One update of G and E: G wants (G(z, y), z) called real, E wants (x, E(x)) called fake (each player's
         non-saturating loss, or hinge's -logit: the generator loss of the negated logit for E's rows), plus
@@ -189,14 +189,14 @@ class ALITrainer(GANTrainer):
         weight = self.cfg.ali_reconstruction_weight
         with frozen(self.D_joint):
             with autocast():
-                fake_z = self.noise(n, generator)
+                fake_z = self.noise(n, rng)
                 real_z = self.E(real_x)
                 if weight > 0:
                     images = self.G(torch.cat([real_z.float(), fake_z]), real_y.repeat(2))
                     reconstruction, fake = images[:n], images[n:]
                 else:
                     fake = self.G(fake_z, real_y)
-                x = diff_augment(torch.cat([real_x, fake]), self.diffaugment, generator)
+                x = diff_augment(torch.cat([real_x, fake]), self.diffaugment, rng)
                 is_real = torch.arange(2 * n, device=real_x.device) < n
                 logit, _ = self.D_joint((x, torch.cat([real_z, fake_z.to(real_z.dtype)])), real_y.repeat(2),
                                         groups=is_real.long())
@@ -206,14 +206,14 @@ class ALITrainer(GANTrainer):
                     loss = loss + weight * (reconstruction.float() - real_x.float()).abs().mean()
             return descend(loss, self.opt_G, self.opt_E)
 
-    def mixed_codes(self, x: torch.Tensor, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def mixed_codes(self, x: torch.Tensor, rng=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Codes for G's rows in the ACGAN phase: the first round(ali_train_encoded_share * n) are E(x) of the
         row's real image x (E frozen), the rest N(0, 1); and the bool mask of the encoded rows. The rows are a
         shuffled batch's, so their position carries no meaning."""
         n = len(x)
         k = round(self.cfg.ali_train_encoded_share * n)
         with torch.no_grad():
-            codes = torch.cat([self.E(x[:k]).float(), self.noise(n - k, generator)])
+            codes = torch.cat([self.E(x[:k]).float(), self.noise(n - k, rng)])
         return codes, torch.arange(n, device=x.device) < k
 
     def judged_rows(self, encoded: torch.Tensor) -> torch.Tensor | None:
@@ -225,20 +225,20 @@ class ALITrainer(GANTrainer):
     # Sampling and metrics.
 
     @torch.no_grad()
-    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, y: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
         """Images in [-1, 1] for labels y: round(ali_encoded_share * n) random rows from E(x) + N(0, noise^2) of a
         random real image x of the row's class (N(0, 1) for a class without images, or without data), the rest
         from N(0, 1) codes; G_ema when enabled, batch statistics as GANTrainer.sample."""
         y = y.to(self.device)
         n = len(y)
-        codes = self.noise(n, generator)
+        codes = self.noise(n, rng)
         k = round(self.cfg.ali_encoded_share * n) if self.train_x is not None else 0
         if k > 0 and self.train_x is not None:  # (k is 0 without data)
-            rows = torch.randperm(n, generator=generator, device=self.device)[:k]
+            rows = torch.randperm(n, generator=rng, device=self.device)[:k]
             labels = y[rows]
-            index = self.train_classes.row_of_class(labels, generator)
+            index = self.train_classes.row_of_class(labels, rng)
             near = self.E(to_float(self.train_x[index])).float()
-            near = near + self.cfg.ali_code_noise * self.noise(k, generator)
+            near = near + self.cfg.ali_code_noise * self.noise(k, rng)
             # A class without training images keeps its N(0, 1) codes (row_of_class drew another class's image).
             codes[rows] = torch.where((self.train_classes.count[labels] > 0)[:, None], near, codes[rows])
         G = self.sampling_generator

@@ -4,8 +4,8 @@ with a predictor head, as in the galaxy report's cGAN.
 
     cfg = TrialConfig(gan="cgan", gan_conditions="distance,mass", synthetic_ratio=0.5)
     gan = build_gan(cfg, data.spec, device, data)       # data.train_attributes: the rows to draw from
-    images = gan.sample(y, generator)                    # attributes drawn from class y's training rows
-    images = gan.sample(y, generator, attributes=a)      # or asked for, [n, k] in the data's units
+    images = gan.sample(y, rng)                    # attributes drawn from class y's training rows
+    images = gan.sample(y, rng, attributes=a)      # or asked for, [n, k] in the data's units
 
 How attributes enter G: like the label, through the conditional BatchNorm layers (never concatenated to z,
 see gans.py "Networks" for why): every ConditionalBatchNorm of the architecture becomes an AttributeBatchNorm,
@@ -124,13 +124,13 @@ class ConditionedTrainer(GANTrainer):
         """[n, k] attributes in the data's units (the gan_conditions columns, in that order) -> standardised."""
         return (attributes.to(self.device, torch.float32) - self.attribute_mean) / self.attribute_std
 
-    def draw_attributes(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def draw_attributes(self, y: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
         """Standardised attributes [n, k] for labels y: a random training row of class y each (any class's row for
         a class without training images)."""
         if len(self.attribute_rows) == 0:
             raise ConfigError("gan_conditions: no attribute rows to draw from; build the GAN with the trial's data "
                               "or load a state_dict saved by one")
-        return self.attribute_rows[self.attribute_classes.row_of_class(y, generator)]
+        return self.attribute_rows[self.attribute_classes.row_of_class(y, rng)]
 
     # ------------------------------------------------------------------------------------------
     # Training: GANTrainer's steps, through its seams: condition (attributes beside the labels) and the predictor
@@ -139,22 +139,22 @@ class ConditionedTrainer(GANTrainer):
     predicts = True
 
     def train_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
-                   generator: torch.Generator | None = None, autocast: Callable = contextlib.nullcontext,
+                   rng: torch.Generator | None = None, autocast: Callable = contextlib.nullcontext,
                    real_attributes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """GANTrainer.train_step; real_attributes: the batch's rows of data.train_attributes (all columns)."""
         if real_attributes is None or len(real_attributes) != len(real_x):
             raise ValueError(f"gan_conditions={self.cfg.gan_conditions!r}: train_step needs real_attributes, the "
                              "batch's rows of data.train_attributes (one per image)")
         with self._batch(self.standardise(real_attributes[:, self.columns])):
-            return super().train_step(real_x, real_y, real_fraction, generator, autocast)
+            return super().train_step(real_x, real_y, real_fraction, rng, autocast)
 
     def discriminator_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
-                           generator: torch.Generator | None = None, autocast: Callable = contextlib.nullcontext,
+                           rng: torch.Generator | None = None, autocast: Callable = contextlib.nullcontext,
                            offset: int = 0, real_attributes: torch.Tensor | None = None) -> torch.Tensor:
         """GANTrainer.discriminator_step, its fakes conditioned on the dropped rows' attributes too, plus
         lambda * max(0, l2(real) - l2(fake)); real_attributes standardised (default: those train_step works on)."""
         with self._batch(real_attributes if real_attributes is not None else self._real_attributes):
-            return super().discriminator_step(real_x, real_y, real_fraction, generator, autocast, offset)
+            return super().discriminator_step(real_x, real_y, real_fraction, rng, autocast, offset)
 
     @contextlib.contextmanager
     def _batch(self, attributes: torch.Tensor | None):
@@ -165,11 +165,11 @@ class ConditionedTrainer(GANTrainer):
         finally:
             self._real_attributes = previous
 
-    def condition(self, y: torch.Tensor, generator: torch.Generator | None = None,
+    def condition(self, y: torch.Tensor, rng: torch.Generator | None = None,
                   rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(labels, standardised attributes): the real batch's attributes of `rows` in a D step (the dropped real
         rows the fakes stand in for), else drawn from class y's training rows."""
-        return y, (self.batch_attributes()[rows] if rows is not None else self.draw_attributes(y, generator))
+        return y, (self.batch_attributes()[rows] if rows is not None else self.draw_attributes(y, rng))
 
     def batch_attributes(self) -> torch.Tensor:
         """The real batch's standardised attributes (set by train_step or discriminator_step)."""
@@ -193,31 +193,31 @@ class ConditionedTrainer(GANTrainer):
     # Sampling and the condition metric.
 
     @torch.no_grad()
-    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None,
+    def sample(self, y: torch.Tensor, rng: torch.Generator | None = None,
                attributes: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [-1, 1] for labels y and attributes [n, k] in the data's units (the gan_conditions columns),
         drawn from class y's training rows when None; G_ema when enabled, batch statistics (GANTrainer.sample)."""
         y = y.to(self.device)
-        standardised = self.draw_attributes(y, generator) if attributes is None else self.standardise(attributes)
+        standardised = self.draw_attributes(y, rng) if attributes is None else self.standardise(attributes)
         G = self.sampling_generator
         with sampling_mode(G, len(y)):
-            return G(self.noise(len(y), generator), (y, standardised))
+            return G(self.noise(len(y), rng), (y, standardised))
 
     def epoch_metrics(self) -> dict[str, float]:
         """condition_error on min(1000, 50 per class) synthetic images, from its own seed: measuring never changes
         what training draws, and epochs compare."""
-        generator = torch.Generator(self.device).manual_seed(self.cfg.seed + 54322)
-        return {"condition_error": self.condition_error(min(1000, 50 * self.num_classes), generator)}
+        rng = torch.Generator(self.device).manual_seed(self.cfg.seed + 54322)
+        return {"condition_error": self.condition_error(min(1000, 50 * self.num_classes), rng)}
 
     @torch.no_grad()
-    def condition_error(self, n: int, generator: torch.Generator | None = None) -> float:
+    def condition_error(self, n: int, rng: torch.Generator | None = None) -> float:
         """The predictor head's mean squared error on n fresh synthetic images against the attributes they were
         conditioned on, in standardised units (0 = G follows the attributes as D reads them; ~1 = ignores them)."""
-        y = balanced_labels(n, self.num_classes, generator, self.device)
-        attributes = self.draw_attributes(y, generator)
+        y = balanced_labels(n, self.num_classes, rng, self.device)
+        attributes = self.draw_attributes(y, rng)
         G = self.sampling_generator
         with sampling_mode(G, len(y)):
-            fake = G(self.noise(n, generator), (y, attributes))
+            fake = G(self.noise(n, rng), (y, attributes))
         was_training = self.D.training
         self.D.eval()  # spectral norm's power iteration must not advance while measuring
         try:

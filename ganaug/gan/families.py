@@ -1,7 +1,7 @@
 """The `gan` axis: one trainer class per GAN family, and `build_gan`, which the joint loop and `generate` call.
 
-Every trainer has the interface of `GANTrainer`: train_step(real_x, real_y, real_fraction, generator, autocast)
--> dict of 0-dim losses, sample(y, generator) -> images in [-1, 1], class_scores(x, y), state_dict() and
+Every trainer has the interface of `GANTrainer`: train_step(real_x, real_y, real_fraction, rng, autocast)
+-> dict of 0-dim losses, sample(y, rng) -> images in [-1, 1], class_scores(x, y), state_dict() and
 load_state_dict(state). Families that need the training data itself (source images, attributes) take it from
 `data`.
 """

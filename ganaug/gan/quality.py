@@ -27,14 +27,14 @@ class RandomFeatures(nn.Module):
     def __init__(self, channels: int, widths: tuple[int, ...] = FEATURE_WIDTHS, seed: int = FEATURE_SEED):
         super().__init__()
         # Its own generator: building the network neither reads nor advances torch's global RNG.
-        generator = torch.Generator().manual_seed(seed)
+        rng = torch.Generator().manual_seed(seed)
         self.convs = nn.ModuleList()
         for width in widths:
             # skip_init: nn.Conv2d's default init would draw from the global RNG.
             conv = nn.utils.skip_init(nn.Conv2d, channels, width, 3, padding=1, bias=False)
             with torch.no_grad():
                 # He-normal weights keep activations at one scale through the ReLUs.
-                conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * math.sqrt(2 / (9 * channels)))
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=rng) * math.sqrt(2 / (9 * channels)))
             self.convs.append(conv)
             channels = width
         self.num_features = sum(widths)
@@ -117,7 +117,7 @@ def feature_diversity(features_a: torch.Tensor, labels_a: torch.Tensor, features
 
 @torch.no_grad()
 def synthetic_diversity(gan: GANTrainer, real_x: torch.Tensor, real_y: torch.Tensor, num_classes: int,
-                        per_class: int = 64, generator: torch.Generator | None = None) -> float:
+                        per_class: int = 64, rng: torch.Generator | None = None) -> float:
     """Per-class diversity of GAN samples relative to the real images (feature_diversity in image_features
     space): ~0 = a collapsed generator (one that ignores z gives exactly 0), ~1 = as varied as the real data.
 
@@ -128,7 +128,7 @@ def synthetic_diversity(gan: GANTrainer, real_x: torch.Tensor, real_y: torch.Ten
     if per_class < 2:
         raise ValueError(f"synthetic_diversity: per_class={per_class}; valid: per_class >= 2")
     rows = torch.cat([(real_y == label).nonzero().squeeze(1)[:per_class] for label in range(num_classes)])
-    fake_x, fake_y = sample_balanced(gan, per_class * num_classes, generator)
+    fake_x, fake_y = sample_balanced(gan, per_class * num_classes, rng)
     return feature_diversity(image_features(fake_x), fake_y, image_features(real_x[rows]), real_y[rows],
                              num_classes)
 
@@ -182,8 +182,8 @@ class SampleQuality:
         self._real_standardised = _standardize(self.real_features, self.real_features)
 
     @torch.no_grad()
-    def __call__(self, gan: GANTrainer, generator: torch.Generator | None = None) -> dict[str, float]:
-        fake_x, fake_y = sample_balanced(gan, self.per_class * self.num_classes, generator)
+    def __call__(self, gan: GANTrainer, rng: torch.Generator | None = None) -> dict[str, float]:
+        fake_x, fake_y = sample_balanced(gan, self.per_class * self.num_classes, rng)
         features = image_features(fake_x)
         return {
             "synthetic_diversity": feature_diversity(features, fake_y, self.real_features, self.real_labels,
@@ -194,7 +194,7 @@ class SampleQuality:
 
 @torch.no_grad()
 def synthetic_frechet_distance(gan: GANTrainer, real_x: torch.Tensor, n: int,
-                               generator: torch.Generator | None = None) -> float:
+                               rng: torch.Generator | None = None) -> float:
     """Fréchet distance between n class-balanced GAN samples and (up to) n real images in image_features space.
 
     Both sets are standardised by the real features' per-dimension mean and std (as in feature_diversity), so the
@@ -209,5 +209,5 @@ def synthetic_frechet_distance(gan: GANTrainer, real_x: torch.Tensor, n: int,
         raise ValueError(f"synthetic_frechet_distance: real_x holds {len(real_x)} image(s); valid: at least 2")
     subset = torch.randperm(len(real_x), generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))[:n]
     real = image_features(real_x[subset.to(real_x.device)])
-    fake = image_features(sample_balanced(gan, n, generator)[0])
+    fake = image_features(sample_balanced(gan, n, rng)[0])
     return frechet_distance(_standardize(fake, real), _standardize(real, real))

@@ -133,11 +133,11 @@ class GANTrainer:
         )
         return G, D
 
-    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, device=self.device, generator=generator)
+    def noise(self, n: int, rng: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, device=self.device, generator=rng)
 
     def train_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
-                   generator: torch.Generator | None = None,
+                   rng: torch.Generator | None = None,
                    autocast: Callable = contextlib.nullcontext) -> dict[str, torch.Tensor]:
         """cfg.d_steps discriminator steps, one generator step, the EMA update.
 
@@ -146,10 +146,10 @@ class GANTrainer:
         """
         self.check_batch(real_x, real_fraction)
         d_losses = [
-            self.discriminator_step(real_x, real_y, real_fraction, generator, autocast, offset=step)
+            self.discriminator_step(real_x, real_y, real_fraction, rng, autocast, offset=step)
             for step in range(self.cfg.d_steps)
         ]
-        losses = self.generator_update(real_x, real_y, generator, autocast)
+        losses = self.generator_update(real_x, real_y, rng, autocast)
         self.update_ema()
         return {"d_loss": torch.stack(d_losses).mean(), **losses}
 
@@ -175,17 +175,17 @@ class GANTrainer:
         if not 0 <= real_fraction <= 1:
             raise ValueError(f"{name}.train_step: real_fraction={real_fraction!r}; valid: 0 <= real_fraction <= 1")
 
-    def generator_update(self, real_x: torch.Tensor, real_y: torch.Tensor, generator: torch.Generator | None = None,
+    def generator_update(self, real_x: torch.Tensor, real_y: torch.Tensor, rng: torch.Generator | None = None,
                          autocast: Callable = contextlib.nullcontext) -> dict[str, torch.Tensor]:
         """train_step's G side: {"g_loss"} of one generator step; a family may return its own losses beside it."""
-        return {"g_loss": self.generator_step(len(real_x), generator, autocast)}
+        return {"g_loss": self.generator_step(len(real_x), rng, autocast)}
 
     def epoch_metrics(self) -> dict[str, float]:
         """A family's own figures, reported once an epoch beside the shared quality metrics; none here."""
         return {}
 
     def discriminator_step(self, real_x: torch.Tensor, real_y: torch.Tensor, real_fraction: float,
-                           generator: torch.Generator | None = None,
+                           rng: torch.Generator | None = None,
                            autocast: Callable = contextlib.nullcontext, offset: int = 0) -> torch.Tensor:
         """One D update on a batch of len(real_x) images, round(real_fraction * n) of them real.
 
@@ -206,11 +206,11 @@ class GANTrainer:
         _, optimizer, family = self.active_discriminator()
         with torch.no_grad(), autocast():
             real_codes = self.real_codes(real_x[:n_real])
-            fake = self.fakes_for(real_x[n_real:], real_y[n_real:], generator,
+            fake = self.fakes_for(real_x[n_real:], real_y[n_real:], rng,
                                   rows[n_real:] if rows is not None else None)
         labels = torch.cat([real_y[:n_real], fake.y])
         with autocast():
-            images = diff_augment(torch.cat([real_x[:n_real], fake.x]), self.diffaugment, generator)
+            images = diff_augment(torch.cat([real_x[:n_real], fake.x]), self.diffaugment, rng)
             d_input: torch.Tensor | tuple[torch.Tensor, torch.Tensor] = images
             if real_codes is not None:  # a joint D judges (image, code) pairs
                 assert fake.codes is not None, "a joint D's fakes carry the codes they were drawn from"
@@ -253,13 +253,13 @@ class GANTrainer:
         """The codes a joint D reads beside discriminator_step's real images (ALI: E(x)); None: D reads images only."""
         return None
 
-    def condition(self, y: torch.Tensor, generator: torch.Generator | None = None,
+    def condition(self, y: torch.Tensor, rng: torch.Generator | None = None,
                   rows: torch.Tensor | None = None):
         """What G is conditioned on for labels y: the labels themselves. (conditions.ConditionedTrainer adds
         attributes: those of the real batch's `rows` in a D step, drawn per class for fresh fakes.)"""
         return y
 
-    def fakes_for(self, dropped_x: torch.Tensor, dropped_y: torch.Tensor, generator: torch.Generator | None = None,
+    def fakes_for(self, dropped_x: torch.Tensor, dropped_y: torch.Tensor, rng: torch.Generator | None = None,
                   rows: torch.Tensor | None = None) -> Fakes:
         """discriminator_step's fakes for the real rows it dropped (`rows` of the batch): G's images from N(0, 1)
         codes, conditioned as those rows were, with their labels and codes (a family that makes fakes otherwise,
@@ -270,10 +270,10 @@ class GANTrainer:
         # A single fake would break BatchNorm1d's batch statistics: draw two, keep one.
         repeat = 1 if n > 1 else 2
         y, rows = dropped_y.repeat(repeat), (rows.repeat(repeat) if rows is not None else None)
-        z = self.noise(len(y), generator)
-        return Fakes(self.G(z, self.condition(y, generator, rows))[:n], dropped_y, codes=z[:n])
+        z = self.noise(len(y), rng)
+        return Fakes(self.G(z, self.condition(y, rng, rows))[:n], dropped_y, codes=z[:n])
 
-    def generator_step(self, n: int, generator: torch.Generator | None = None,
+    def generator_step(self, n: int, rng: torch.Generator | None = None,
                        autocast: Callable = contextlib.nullcontext, y: torch.Tensor | None = None,
                        codes: torch.Tensor | None = None, judged: torch.Tensor | None = None,
                        extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
@@ -281,15 +281,15 @@ class GANTrainer:
         unless y and codes are given (ALI's ACGAN phase: the real batch's labels and mixed codes); the real/fake
         loss on the `judged` rows (bool; None: every row); plus extra_loss(fakes) when given."""
         if y is None:
-            y = balanced_labels(n, self.num_classes, generator, self.device)
-        condition = self.condition(y, generator)
+            y = balanced_labels(n, self.num_classes, rng, self.device)
+        condition = self.condition(y, rng)
         if codes is None:
-            codes = self.noise(n, generator)
+            codes = self.noise(n, rng)
         D, _, family = self.active_discriminator()
         with frozen(D):
             with autocast():
                 fake = self.G(codes, condition)
-                logit, class_logits, *predicted = self.judge(diff_augment(fake, self.diffaugment, generator), y)
+                logit, class_logits, *predicted = self.judge(diff_augment(fake, self.diffaugment, rng), y)
                 loss = family.generator_loss(logit, class_logits, y, adversarial=self.adversarial,
                                              class_weight=self.cfg.acgan_weight, judged=judged)
                 if self.predicts:
@@ -314,15 +314,15 @@ class GANTrainer:
             ema_buffer.copy_(buffer)
 
     @torch.no_grad()
-    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Images in [-1, 1] for labels y, from G_ema when enabled else G; noise from `generator`.
+    def sample(self, y: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
+        """Images in [-1, 1] for labels y, from G_ema when enabled else G; noise from `rng`.
 
         Uses batch statistics (see sampling_mode), so an image depends on its batch; running
         statistics are never updated.
         """
         G = self.sampling_generator
         with sampling_mode(G, len(y)):
-            return G(self.noise(len(y), generator), y.to(self.device))
+            return G(self.noise(len(y), rng), y.to(self.device))
 
     @property
     def sampling_generator(self) -> nn.Module:

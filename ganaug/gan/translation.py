@@ -112,9 +112,9 @@ def build_translator(spec, width: float) -> Conditioned:
     return Conditioned(*layers)
 
 
-def other_classes(y: torch.Tensor, num_classes: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def other_classes(y: torch.Tensor, num_classes: int, rng: torch.Generator | None = None) -> torch.Tensor:
     """For each label, a class drawn uniformly among the other num_classes - 1 (two classes: the other one)."""
-    shift = torch.randint(1, num_classes, y.shape, generator=generator, device=y.device)
+    shift = torch.randint(1, num_classes, y.shape, generator=rng, device=y.device)
     return (y + shift) % num_classes
 
 
@@ -149,11 +149,11 @@ class TranslationTrainer(GANTrainer):
                               f"between; the training split holds only {present}; valid: a dataset whose training "
                               f"split has two or more classes, or gan='acgan'")
 
-    def generator_update(self, real_x: torch.Tensor, real_y: torch.Tensor, generator: torch.Generator | None = None,
+    def generator_update(self, real_x: torch.Tensor, real_y: torch.Tensor, rng: torch.Generator | None = None,
                          autocast: Callable = contextlib.nullcontext) -> dict[str, torch.Tensor]:
         """GANTrainer.train_step's G side: one translation_step on the whole batch as sources. Returns {"g_loss"
         (G's whole loss, cycle term included), "cycle_loss" (the L1 reconstruction error, unweighted)}."""
-        g_loss, cycle_loss = self.translation_step(real_x, real_y, generator, autocast)
+        g_loss, cycle_loss = self.translation_step(real_x, real_y, rng, autocast)
         return {"g_loss": g_loss, "cycle_loss": cycle_loss}
 
     def networks(self, spec, predictions: int = 0) -> tuple[nn.Module, nn.Module]:
@@ -164,22 +164,22 @@ class TranslationTrainer(GANTrainer):
                                 minibatch=self.cfg.d_minibatch)
         return G, D
 
-    def fakes_for(self, dropped_x: torch.Tensor, dropped_y: torch.Tensor, generator: torch.Generator | None = None,
+    def fakes_for(self, dropped_x: torch.Tensor, dropped_y: torch.Tensor, rng: torch.Generator | None = None,
                   rows: torch.Tensor | None = None) -> Fakes:
         """GANTrainer.discriminator_step's fakes: the dropped real images translated to other classes, labelled
         with their targets (no codes: G draws none)."""
-        target = other_classes(dropped_y, self.num_classes, generator)
+        target = other_classes(dropped_y, self.num_classes, rng)
         return Fakes(self.G(dropped_x, target) if len(dropped_x) else dropped_x, target)
 
-    def translation_step(self, real_x: torch.Tensor, real_y: torch.Tensor, generator: torch.Generator | None = None,
+    def translation_step(self, real_x: torch.Tensor, real_y: torch.Tensor, rng: torch.Generator | None = None,
                          autocast: Callable = contextlib.nullcontext) -> tuple[torch.Tensor, torch.Tensor]:
         """One G update translating every image of the batch to another class: adversarial + target-class CE +
         cycle_weight * L1(G(G(x, b), a), x) (+ identity_weight * L1(G(x, a), x)). Returns (loss, cycle L1)."""
-        target = other_classes(real_y, self.num_classes, generator)
+        target = other_classes(real_y, self.num_classes, rng)
         with frozen(self.D):
             with autocast():
                 fake = self.G(real_x, target)
-                logit, class_logits = self.D(diff_augment(fake, self.diffaugment, generator), target)
+                logit, class_logits = self.D(diff_augment(fake, self.diffaugment, rng), target)
                 loss = self.loss.generator_loss(logit, class_logits, target, adversarial=self.adversarial,
                                                 class_weight=self.cfg.acgan_weight)
                 cycle = F.l1_loss(self.G(fake, real_y).float(), real_x.float())
@@ -189,10 +189,10 @@ class TranslationTrainer(GANTrainer):
             return descend(loss, self.opt_G), cycle.detach()
 
     @torch.no_grad()
-    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, y: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
         """For each label y_i, a real training image of another class (drawn uniformly among their images, so a
         source class in proportion to its image count) translated into class y_i, in [-1, 1]; by G_ema when enabled
-        else G. Sources are drawn with `generator`; no batch statistics are involved."""
+        else G. Sources are drawn with `rng`; no batch statistics are involved."""
         y = y.to(self.device)
         G = self.sampling_generator
-        return G(to_float(self.source_x[self.sources.row_of_other_class(y, generator)]), y)
+        return G(to_float(self.source_x[self.sources.row_of_other_class(y, rng)]), y)

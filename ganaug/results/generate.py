@@ -116,12 +116,12 @@ def sample_per_class(gan, num_classes: int, per_class: int, seed: int = 0,
 
     from ganaug.data import to_uint8  # lazy: torch loads only once the input is checked
 
-    generator = torch.Generator(gan.device).manual_seed(seed)
+    rng = torch.Generator(gan.device).manual_seed(seed)
     labels = torch.arange(num_classes, device=gan.device).repeat_interleave(per_class)
-    labels = labels[torch.randperm(len(labels), generator=generator, device=gan.device)]
+    labels = labels[torch.randperm(len(labels), generator=rng, device=gan.device)]
     # Near-equal chunks, so no batch is a lone image (which BatchNorm would normalise differently).
     chunks = labels.tensor_split(max(1, -(-len(labels) // batch_size)))
-    images = torch.cat([gan.sample(chunk, generator) for chunk in chunks])
+    images = torch.cat([gan.sample(chunk, rng) for chunk in chunks])
     images = to_uint8(images)
     order = torch.argsort(labels, stable=True)
     return images[order].cpu().numpy(), labels[order].cpu().numpy().astype(np.int64)

@@ -88,7 +88,7 @@ def run(
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     torch.manual_seed(cfg.seed)
-    generator = torch.Generator(device).manual_seed(cfg.seed)
+    rng = torch.Generator(device).manual_seed(cfg.seed)
     data = data.to(device)
     spec, num_classes, num_train = data.spec, data.spec.num_classes, len(data.train_y)
     check_cutout(cfg.cutout, spec.height, spec.width)
@@ -108,7 +108,7 @@ def run(
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
         gan = build_gan(cfg, spec, device, data) if trains_gan(cfg) else None
-    state = TrialState(cfg, classifier, optimizer, gan, teacher, generator)
+    state = TrialState(cfg, classifier, optimizer, gan, teacher, rng)
     if checkpoint is not None:  # resume: from a classifier epoch, or from the middle of GAN pretraining
         state.load_state_dict(checkpoint)
     # GAN pretraining passes over the search's training split (data.pretraining()); with a generator bank, a GAN
@@ -121,9 +121,9 @@ def run(
     batches_per_epoch = math.ceil(num_train / cfg.batch_size)
     learning_rate = LearningRate(optimizer, cfg, batches_per_epoch)
     classifier_step = ClassifierStep(cfg, classifier, optimizer, learning_rate, labeler, teacher, num_classes,
-                                     generator, autocast, memory_format, spec.class_counts)
-    synthetic = SyntheticImages(cfg, gan, teacher, spec.class_counts, generator, autocast)
-    measure = PassMetrics(cfg, data, labeler, classifier, teacher, gan, generator, autocast)
+                                     rng, autocast, memory_format, spec.class_counts)
+    synthetic = SyntheticImages(cfg, gan, teacher, spec.class_counts, rng, autocast)
+    measure = PassMetrics(cfg, data, labeler, classifier, teacher, gan, rng, autocast)
     untrained = measure.untrained() if state.pretrain_epoch < state.pretrain_epochs else {}
     augmenting = cfg.traditional_aug != "none" or cfg.cutout > 0
     train_classes = ClassIndex(data.train_y, num_classes) if cfg.class_balance == "resample" else None
@@ -140,12 +140,12 @@ def run(
         source = pretrain if current.pretraining else data
         # class_balance resample (after class_balance_start_epoch): class-balanced real batches, as many and as large
         # (the GAN's first update of each batch sees that batch too; its extra updates draw from the whole split).
-        batches = balanced_batch_indices(train_classes, cfg.batch_size, generator) if train_classes is not None and \
-            balancing(cfg, current.epoch) else batch_indices(len(source.train_y), cfg.batch_size, generator, device)
+        batches = balanced_batch_indices(train_classes, cfg.batch_size, rng) if train_classes is not None and \
+            balancing(cfg, current.epoch) else batch_indices(len(source.train_y), cfg.batch_size, rng, device)
         for batch, index in enumerate(batches):
             x, y = to_float(source.train_x[index]), source.train_y[index]
             if train_gan:
-                gan_updates(gan, source, index, x, y, cfg.gan_steps_per_batch, real_fraction, generator, autocast,
+                gan_updates(gan, source, index, x, y, cfg.gan_steps_per_batch, real_fraction, rng, autocast,
                             sums)
             if current.pretraining:
                 if banked is not None:
@@ -153,11 +153,11 @@ def run(
                 continue  # the classifier, its BatchNorm buffers and its optimizer wait for pretraining
             # Classifier step: the real batch (one traditional augmentation drawn per image) and fresh synthetic rows.
             if augmenting:
-                x = augment(x, cfg, generator)
+                x = augment(x, cfg, rng)
             n_synthetic = synthetic.count(current.epoch, len(y))
             fake = synthetic.draw(n_synthetic) if n_synthetic > 0 else None
             if fake is not None and augmenting and cfg.augment_synthetic:
-                fake = fake._replace(x=augment(fake.x, cfg, generator))
+                fake = fake._replace(x=augment(fake.x, cfg, rng))
             classifier_step((current.epoch - 1) * batches_per_epoch + batch, x, y, fake, sums, current.epoch)
 
         # Non-finite losses end the trial here with the objective at its worst value.
@@ -215,10 +215,10 @@ def run(
     return {**state.metrics, **final_test}
 
 
-def augment(images: torch.Tensor, cfg: TrialConfig, generator: torch.Generator) -> torch.Tensor:
+def augment(images: torch.Tensor, cfg: TrialConfig, rng: torch.Generator) -> torch.Tensor:
     """cfg's traditional augmentation of a classifier batch: one op (or N for RandAugment) drawn per image, then
     cutout."""
-    return traditional_augment(images, cfg.traditional_aug, generator, cutout=cfg.cutout,
+    return traditional_augment(images, cfg.traditional_aug, rng, cutout=cfg.cutout,
                                randaugment_ops=cfg.randaugment_ops, randaugment_magnitude=cfg.randaugment_magnitude)
 
 

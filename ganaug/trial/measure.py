@@ -28,10 +28,10 @@ class PassMetrics:
     """The metrics of a trial's passes, for one classifier, teacher and GAN (None = the no-GAN baseline)."""
 
     def __init__(self, cfg: TrialConfig, data: ImageData, labeler: Labeler, classifier: nn.Module,
-                 teacher: Teacher | None, gan, generator: torch.Generator, autocast: Callable):
+                 teacher: Teacher | None, gan, rng: torch.Generator, autocast: Callable):
         self.cfg, self.data, self.labeler, self.classifier, self.teacher, self.gan = \
             cfg, data, labeler, classifier, teacher, gan
-        self.generator, self.autocast = generator, autocast
+        self.generator, self.autocast = rng, autocast
         self.num_classes = data.spec.num_classes
         self.device = data.train_y.device
         # Generator quality against a fixed real reference (~1,000 images at most, so it stays a small share of an
@@ -76,7 +76,7 @@ class PassMetrics:
         if not pretraining:
             metrics["synthetic_agreement"] = synthetic_agreement(
                 self.classifier, self.gan, self.labeler, self.num_classes, n=min(1000, 50 * self.num_classes),
-                generator=self.generator)
+                rng=self.generator)
         metrics.update(self.quality(self.gan, torch.Generator(self.device).manual_seed(self.cfg.seed + 54321)))
         metrics.update(self.gan.epoch_metrics())
         return metrics
@@ -98,8 +98,8 @@ class PassMetrics:
             # Beside the same classifier and budget on real images: cas_ratio 1 = samples teach as much as real data;
             # by shot group, whether they teach the rare classes (cas_ratio_few > 1: more than their real images).
             cas = cas_report(cfg, data.spec, self.gan, data.train_x, data.train_y, data.val_x, data.val_y,
-                             self.device, cfg.cas_epochs, generator=self.generator,
-                             real_generator=torch.Generator(self.device).manual_seed(cfg.seed))
+                             self.device, cfg.cas_epochs, rng=self.generator,
+                             real_rng=torch.Generator(self.device).manual_seed(cfg.seed))
             extras.update(cas_per_class=cas.pop("cas_per_class"), real_per_class=cas.pop("real_per_class"))
             metrics.update(cas)
         return metrics, extras

@@ -73,9 +73,9 @@ class TrialState:
     to); load_state_dict() puts a trial back where that checkpoint left it."""
 
     def __init__(self, cfg: TrialConfig, classifier: nn.Module, optimizer: torch.optim.Optimizer, gan,
-                 teacher, generator: torch.Generator):
+                 teacher, rng: torch.Generator):
         self.cfg, self.classifier, self.optimizer, self.gan, self.teacher = cfg, classifier, optimizer, gan, teacher
-        self.generator = generator
+        self.generator = rng
         # Pretraining trains a GAN; the no-GAN baseline has none to pretrain.
         self.pretrain_epochs = cfg.gan_pretrain_epochs if gan is not None else 0
         self.pretrain_epoch = 0         # GAN pretraining passes done; the classifier starts after all of them

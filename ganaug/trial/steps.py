@@ -38,7 +38,7 @@ class RunningSums:
 
 
 def gan_updates(gan, data: ImageData, index: torch.Tensor, x: torch.Tensor, y: torch.Tensor, updates: int,
-                real_fraction: float, generator: torch.Generator, autocast: Callable, sums: RunningSums) -> None:
+                real_fraction: float, rng: torch.Generator, autocast: Callable, sums: RunningSums) -> None:
     """`updates` GAN updates (each d_steps discriminator steps on mixed real/fake batches and one generator step).
 
     The first uses the classifier's real batch (x, y: rows `index` of the training split); each further one draws
@@ -47,10 +47,10 @@ def gan_updates(gan, data: ImageData, index: torch.Tensor, x: torch.Tensor, y: t
     """
     for update in range(updates):
         if update > 0:
-            index = torch.randint(len(data.train_y), (len(y),), generator=generator, device=y.device)
+            index = torch.randint(len(data.train_y), (len(y),), generator=rng, device=y.device)
             x, y = to_float(data.train_x[index]), data.train_y[index]
         attributes = {"real_attributes": data.train_attributes[index]} if gan.cfg.gan_conditions else {}
-        losses = gan.train_step(x, y, real_fraction, generator, autocast, **attributes)
+        losses = gan.train_step(x, y, real_fraction, rng, autocast, **attributes)
         sums.add(losses)
         sums.gan_keys = tuple(losses)
 
@@ -72,14 +72,14 @@ class ClassifierStep:
 
     def __init__(self, cfg: TrialConfig, classifier: nn.Module, optimizer: torch.optim.Optimizer,
                  learning_rate: LearningRate, labeler: Labeler, teacher: Teacher | None, num_classes: int,
-                 generator: torch.Generator, autocast: Callable, memory_format: torch.memory_format,
+                 rng: torch.Generator, autocast: Callable, memory_format: torch.memory_format,
                  class_counts: tuple[int, ...] | None = None):
         self.cfg, self.classifier, self.optimizer, self.learning_rate = cfg, classifier, optimizer, learning_rate
         self.labeler, self.teacher, self.num_classes = labeler, teacher, num_classes
-        self.generator, self.autocast, self.memory_format = generator, autocast, memory_format
+        self.generator, self.autocast, self.memory_format = rng, autocast, memory_format
         self.mix = MIXES[cfg.mix]
         self.balance = class_balance_loss(cfg.class_balance, class_counts or (1,) * num_classes, cfg.reweight_beta,
-                                          cfg.logit_adjust_tau, generator.device)
+                                          cfg.logit_adjust_tau, rng.device)
 
     def __call__(self, step: int, x: torch.Tensor, y: torch.Tensor, fake: SyntheticBatch | None,
                  sums: RunningSums, epoch: int = 1) -> None:

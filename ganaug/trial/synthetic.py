@@ -28,11 +28,11 @@ class SyntheticImages:
     one, else by the GAN's auxiliary class head."""
 
     def __init__(self, cfg: TrialConfig, gan, teacher: Teacher | None, class_counts: tuple[int, ...],
-                 generator: torch.Generator, autocast: Callable):
+                 rng: torch.Generator, autocast: Callable):
         self.cfg, self.gan, self.teacher = cfg, gan, teacher
-        self.generator, self.autocast = generator, autocast
+        self.generator, self.autocast = rng, autocast
         self.num_classes = len(class_counts)
-        self.weights = synthetic_class_weights(class_counts, generator.device, cfg.synthetic_spread)
+        self.weights = synthetic_class_weights(class_counts, rng.device, cfg.synthetic_spread)
 
     def count(self, epoch: int, real_rows: int) -> int:
         """Synthetic rows beside `real_rows` real ones in classifier epoch `epoch`: none before gan_warmup_epochs,
@@ -46,12 +46,12 @@ class SyntheticImages:
         """n synthetic rows: their labels follow the class weights exactly (synthetic_labels); with
         filter_candidates k > 1, k candidates per row and, class by class, the best-scored kept (same size and class
         counts)."""
-        cfg, gan, teacher, generator = self.cfg, self.gan, self.teacher, self.generator
-        y = synthetic_labels(n, self.weights, generator)
+        cfg, gan, teacher, rng = self.cfg, self.gan, self.teacher, self.generator
+        y = synthetic_labels(n, self.weights, rng)
         kept_score = None
         if cfg.filter_candidates > 1:
             candidates_y = y.repeat(cfg.filter_candidates)
-            candidates = gan.sample(candidates_y, generator)
+            candidates = gan.sample(candidates_y, rng)
             with self.autocast():
                 scores = (teacher.probabilities(candidates).gather(1, candidates_y[:, None]).squeeze(1)
                           if teacher is not None else gan.class_scores(candidates, candidates_y))
@@ -59,7 +59,7 @@ class SyntheticImages:
             x, y = candidates[keep], candidates_y[keep]
             kept_score = scores[keep].float().sum()
         else:
-            x = gan.sample(y, generator)
+            x = gan.sample(y, rng)
         soft = None
         if cfg.labeling == "distill":
             assert teacher is not None, "labeling distill needs teacher_ema > 0 (TrialConfig.validate)"
@@ -99,7 +99,7 @@ def synthetic_class_weights(class_counts, device, spread: str = "minority") -> t
     return weights / weights.sum()
 
 
-def synthetic_labels(n: int, weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def synthetic_labels(n: int, weights: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """n class labels whose counts follow `weights` as closely as integers allow, in random order.
 
     Exact quotas (not i.i.d. draws) keep every classifier batch class-balanced; the remainder goes to
@@ -111,8 +111,8 @@ def synthetic_labels(n: int, weights: torch.Tensor, generator: torch.Generator) 
     # sync per step would stall a GPU. The remainder goes to the top-`remainder` fractional parts.
     remainder = n - counts.sum()
     # Break ties randomly so no class is always first among equals.
-    jitter = torch.rand(len(weights), generator=generator, device=weights.device, dtype=weights.dtype) * 1e-6
+    jitter = torch.rand(len(weights), generator=rng, device=weights.device, dtype=weights.dtype) * 1e-6
     rank = torch.argsort(torch.argsort(quotas - counts + jitter, descending=True))
     counts = counts + (rank < remainder).long()
     labels = torch.repeat_interleave(torch.arange(len(weights), device=weights.device), counts, output_size=n)
-    return labels[torch.randperm(n, generator=generator, device=weights.device)]
+    return labels[torch.randperm(n, generator=rng, device=weights.device)]
