@@ -194,6 +194,25 @@ def storage_under_a_file(tmp: Path) -> list[str]:
     return [str(path)]
 
 
+def bank_at(where: Callable[[Path], Path | str]):
+    """A builder writing SPACE with experiment.generators: where(tmp), which makes what stands there."""
+    def build(tmp: Path) -> list[str]:
+        return space(replace("  max_failures: 1\n", f"  max_failures: 1\n  generators: {where(tmp)}\n"))(tmp)
+    return build
+
+
+def a_file(tmp: Path) -> Path:
+    (tmp / "a_file").write_text("a regular file where the bank's folder should be")
+    return tmp / "a_file"
+
+
+def a_folder_no_one_may_write(tmp: Path) -> Path:
+    folder = tmp / "read_only"
+    folder.mkdir(mode=0o555)
+    # Root writes into any folder whatever its mode: sysfs refuses everyone a new folder.
+    return folder if not os.access(folder, os.W_OK) else Path("/sys/ganaug-bank")
+
+
 def empty_image_folder(tmp: Path) -> list[str]:
     (tmp / "empty_images").mkdir()
     return space(imagefolder_root("{tmp}/empty_images"))(tmp)
@@ -306,6 +325,13 @@ CASES = {
                                                                          "samples_per_class: 5000")),
                                                    "samples_per_class"),
     "storage under a regular file": Case("tune", storage_under_a_file, "a_file"),
+    # The generator bank (experiment.generators): checked before Ray, not by every GAN trial after its pretraining.
+    "generator bank is a file": Case("tune", bank_at(a_file), "a_file is a file, not a folder"),
+    "generator bank in a folder no one may write": Case("tune", bank_at(a_folder_no_one_may_write),
+                                                        "experiment.generators: cannot create or write"),
+    "generator bank of an unknown scheme": Case("tune", bank_at(lambda tmp: "foo://bucket/bank"),
+                                                "experiment.generators: cannot use foo://bucket/bank (Unrecognized "
+                                                "filesystem type"),
     # Long-tailed data (data.long_tail) and the class-balance baselines (class_balance and its keys).
     "long-tail ratio below 1": Case("tune", space(replace("samples_per_class: 30}", "samples_per_class: 30, "
                                                           "long_tail: {ratio: 0.5}}")), "data.long_tail.ratio=0.5"),

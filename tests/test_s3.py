@@ -191,6 +191,18 @@ def test_unusable_s3_storage_exits_2_naming_the_uri(s3, tmp_path, capsys, monkey
     assert storage in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("problem", ["a_file", "no_bucket"])
+def test_an_unusable_s3_generator_bank_exits_2_before_ray(s3, tmp_path, capsys, problem):
+    s3.put_object(Bucket=BUCKET, Key="banks/a_file", Body=b"an object where the bank's folder should be")
+    bank = f"s3://{BUCKET}/banks/a_file" if problem == "a_file" else f"s3://{BUCKET}-missing/bank"
+    space = write_tiny_space(tmp_path, "tiny", **{**SPACE, "experiment": {**SPACE["experiment"], "generators": bank}})
+    assert main([str(space)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and error.startswith(f"error: {space}: experiment.generators: ")
+    assert f"{bank} is a file" in error if problem == "a_file" else f"no bucket '{BUCKET}-missing'" in error
+    assert not (tmp_path / "results").exists()  # the local storage the search would have used: not left behind
+
+
 @pytest.mark.slow
 def test_optuna_dashboard_serves_the_study_from_the_journal(s3, resumed, tmp_path):
     dashboard = Path(sys.executable).with_name("optuna-dashboard")  # the console script of `.[dashboard]`
