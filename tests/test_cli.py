@@ -17,11 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CONSOLE_SCRIPT = Path(sys.executable).with_name("ganaug")  # what `pip install -e .` put beside this Python
 
 
-def run(*command: str, timeout: int = 60) -> subprocess.CompletedProcess:
+def run(*command: str, timeout: int = 60, as_on_a_terminal: bool = False) -> subprocess.CompletedProcess:
+    """`command` run from the repository; as_on_a_terminal: unbuffered, stderr into stdout (in the order a terminal
+    shows them)."""
     assert Path(command[0]).exists() or command[0] == sys.executable, \
         f"{command[0]} is missing: install the project first (pip install -e \".[dev]\")"
-    env = {**os.environ, "RAY_ADDRESS": ""}
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    env = {**os.environ, "RAY_ADDRESS": "", **({"PYTHONUNBUFFERED": "1"} if as_on_a_terminal else {})}
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT} if as_on_a_terminal else \
+        {"capture_output": True}
+    return subprocess.run(command, cwd=ROOT, env=env, text=True, timeout=timeout, **streams)
 
 
 def test_version_is_single_sourced_and_printed_by_both_forms():
@@ -62,14 +66,19 @@ def test_a_command_returns_its_own_exit_code(tmp_path, capsys):
 @pytest.mark.slow
 def test_smoke_search_through_the_console_script_ends_with_next_steps(tmp_path):
     done = run(str(CONSOLE_SCRIPT), "tune", "search_spaces/quickstart.yaml", "--smoke-test",
-               "--storage", str(tmp_path), "--num-cpus", "2", timeout=400)
-    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
+               "--storage", str(tmp_path), "--num-cpus", "2", timeout=400, as_on_a_terminal=True)
+    assert done.returncode == 0, done.stdout[-5000:]
     experiment = tmp_path / "quickstart-smoke"
     assert (experiment / "summary.csv").is_file()
     steps = done.stdout.split("Next steps:\n", 1)[1]
     for command in (f"tensorboard --logdir {experiment}", f"ganaug evaluate {experiment}",
                     f"-p RESULTS {experiment}", f"optuna-dashboard {experiment / 'optuna_study.journal'}"):
         assert command in steps, steps
+    # The next steps are the last lines on the screen (no Ray worker's log line after them), and the one TensorBoard
+    # command is theirs: not Ray's, which names Ray's temporary staging folder.
+    assert steps.rstrip().endswith(f"optuna-dashboard {experiment / 'optuna_study.journal'}"), steps[-3000:]
+    assert done.stdout.count("tensorboard --logdir") == 1, [line for line in done.stdout.splitlines()
+                                                             if "tensorboard" in line.lower()]
     policy = yaml.safe_load((experiment / "best_policy.yaml").read_text())
     assert policy["search_command"].startswith("ganaug tune search_spaces/quickstart.yaml --smoke-test")
 

@@ -120,16 +120,34 @@ def test_mlflow_gets_one_run_per_trial_with_its_policy_metrics_and_sample_grids(
 
 
 @pytest.mark.slow
-def test_wandb_offline_writes_each_trials_run_files_and_no_tensorboard_means_no_events_file(tmp_path, monkeypatch):
+def test_wandb_offline_and_mlflow_unset_write_into_the_experiment_folder_and_no_tensorboard_no_events(tmp_path,
+                                                                                                    monkeypatch):
     needs("wandb")
+    needs("mlflow")
+    from mlflow import MlflowClient
+
     monkeypatch.setenv("WANDB_MODE", "offline")  # no network, no account: runs are written for `wandb sync`
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("WANDB_PROJECT", raising=False)
-    space = write_tracked_space(tmp_path, "offline", loggers=["wandb"])
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # no URI: MLflow's runs go into the experiment folder
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # ... not into the folder the search runs in
+    space = write_tracked_space(tmp_path, "offline", loggers=["wandb", "mlflow"])
     assert main([str(space), "--num-cpus", "2"]) == 0
 
-    trials = sorted((tmp_path / "results" / "offline").glob("train_trial_*"))
+    experiment = tmp_path / "results" / "offline"
+    trials = sorted(experiment.glob("train_trial_*"))
     assert len(trials) == 2
+    assert not list(elsewhere.iterdir()), "MLflow wrote into the working directory"
+    client = MlflowClient(f"sqlite:///{experiment / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("offline").experiment_id])
+    assert len(runs) == 2
+    for run in runs:
+        assert any(folder.name.startswith(run.data.tags["trial_name"]) for folder in trials)
+        assert run.info.status == "FINISHED" and client.get_metric_history(run.info.run_id, "val_acc")
+        assert run.info.artifact_uri.startswith((experiment / "mlartifacts").as_uri())  # the grids beside it
+    assert list((experiment / "mlartifacts").rglob("samples/*.png"))
     for folder in trials:
         runs = list((folder / "wandb").glob("offline-run-*"))
         assert len(runs) == 1, sorted(path.name for path in folder.rglob("*"))
@@ -137,6 +155,32 @@ def test_wandb_offline_writes_each_trials_run_files_and_no_tensorboard_means_no_
         tune_events = [path for path in folder.glob("events.out.tfevents.*") if path.suffix != ".ganaug"]
         assert not tune_events, "Tune's TensorBoard logger is off (the sample grids' own file stays)"
         assert (folder / "progress.csv").is_file() and (folder / "result.json").is_file()  # Tune's own records
+
+
+@pytest.mark.parametrize("given_by", ["space", "environment"])
+@pytest.mark.parametrize("uri, reason", [("file:./mlruns", "is in maintenance mode"),
+                                         ("foo://tracking", "unsupported URI 'foo://tracking'")])
+def test_a_tracking_store_mlflow_refuses_is_refused_before_ray_in_one_line(uri, reason, given_by, tmp_path,
+                                                                           monkeypatch, capsys):
+    """MLflow 3 refuses its file store (the tracking URI most tutorials still show) and unknown schemes: before Ray,
+    not as a traceback from inside Tune's callback setup."""
+    needs("mlflow")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    if given_by == "environment":
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        space = write_tracked_space(tmp_path, "refused", loggers=["mlflow"])
+        where = "$MLFLOW_TRACKING_URI (experiment.mlflow_tracking_uri unset)"
+    else:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        space = write_tracked_space(tmp_path, "refused", loggers=["mlflow"], mlflow_tracking_uri=uri)
+        where = "experiment.mlflow_tracking_uri"
+    assert main([str(space)]) == 2
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1 and "Traceback" not in message
+    assert message.startswith(f"error: {space}: {where}: MLflow cannot open the tracking store {uri!r} (")
+    assert reason in message and "valid: a database such as sqlite:///path/to/mlflow.db" in message
+    assert sorted(path.name for path in tmp_path.iterdir()) == [space.name]  # nothing written: no mlruns, no results
 
 
 @pytest.mark.parametrize("logger", ["mlflow", "wandb"])

@@ -48,7 +48,7 @@ from ganaug.results import (
 )
 from ganaug.search.recovery import recover_lost_trials
 from ganaug.search.searchers import SEARCHERS, close_orphaned_trials, make_searcher
-from ganaug.search.trackers import tracker_callbacks
+from ganaug.search.trackers import check_mlflow, create_mlflow_database, own_loggers, tracker_callbacks
 from ganaug.space import BASELINE_AXES, SearchSpec, load_space, validate_storage
 from ganaug.trial import CheckpointError, GeneratorBank, TrialReporter, load_checkpoint, run
 
@@ -138,7 +138,7 @@ def build_tuner(space: SearchSpec, data, *, resume: bool = False, searcher: str 
     searcher: "tpe" (Optuna TPE, told the truth about pruned trials) | "random" (Optuna's RandomSampler);
     scheduler: "asha" | "fifo" (every trial runs all epochs); stop: Tune's RunConfig(stop=...), e.g. a
     Stopper that ends the experiment at a budget; reuse_actors: None takes `experiment.reuse_actors`. The
-    defaults are the product; the rest serve benchmarks.
+    defaults are the product; the rest serve benchmarks. Fit it inside `trackers.own_loggers()`, as `search` does.
     """
     for key, value, valid in (("searcher", searcher, SEARCHERS), ("scheduler", scheduler, SCHEDULERS)):
         if value not in valid:
@@ -168,7 +168,7 @@ def build_tuner(space: SearchSpec, data, *, resume: bool = False, searcher: str 
     journal = os.path.join(local_dir, JOURNAL_FILE)
     os.makedirs(local_dir, exist_ok=True)
     callbacks: list[tune.Callback] = [JournalUploader(experiment_dir, local_dir)] if is_uri(experiment_dir) else []
-    callbacks += tracker_callbacks(space)  # experiment.loggers: TensorBoard, MLflow, W&B
+    callbacks += tracker_callbacks(space, local_dir)  # Tune's records; experiment.loggers: TensorBoard, MLflow, W&B
     search_alg = ConcurrencyLimiter(make_searcher(space, journal, searcher),
                                     max_concurrent=space.experiment.max_concurrent)
     trial_scheduler = FIFOScheduler() if scheduler == "fifo" else ASHAScheduler(
@@ -225,7 +225,9 @@ def search(space: SearchSpec, *, resume: bool = False, address: str | None = Non
     space.check_image_size(data.spec.height, data.spec.width)
     space.check_classifier(data.spec)
     space.check_conditions(data.spec)
-    validate_storage(space)
+    check_mlflow(space)  # with the mlflow logger: the tracking store of the URI set, opened
+    validate_storage(space)  # and the generator bank's location
+    create_mlflow_database(space, local_view(space).experiment_dir())  # with the mlflow logger and no URI set
     baselines = space.baseline_points()
     if baselines and not resume:
         shown = "; ".join(" ".join(f"{key} {point[key]}" for key in BASELINE_AXES
@@ -244,22 +246,25 @@ def search(space: SearchSpec, *, resume: bool = False, address: str | None = Non
         started = time.time()
         tuner = build_tuner(space, data, resume=resume, searcher=searcher, scheduler=scheduler)
         try:
-            results = tuner.fit()
+            with own_loggers():
+                results = tuner.fit()
             over = results.num_terminated + results.num_errors == len(results)
             if over:
                 close_orphaned_trials(Path(local.experiment_dir(), JOURNAL_FILE), space.experiment.name)
         finally:
             upload_from_mirror(space, local, [JOURNAL_FILE])
-        download_to_mirror(space, local)
-        # How trials ended, as the Tuner knows it: Tune's state file on disk may not have caught up with the last
-        # failure yet. A trial with an error ended in it; once the search is over, every other one terminated.
-        ended = {Path(result.path).name: "ERROR" if result.error else "TERMINATED" for result in results
-                 if result.error or over}
-        summary = write_outputs(local, command=command, tune_states=ended)
-        upload_from_mirror(space, local, [SUMMARY_FILE, BEST_POLICY_FILE])
-        print(f"\nSearch finished in {time.time() - started:.0f} s: {space.experiment_dir()}")
-        print(next_steps(local.experiment_dir(), Path(local.experiment_dir(), JOURNAL_FILE)))
-        return summary
+    # After Ray has shut down, which ends the stream of the workers' log lines to this terminal: the summary and
+    # the next steps are the last lines the search prints.
+    download_to_mirror(space, local)
+    # How trials ended, as the Tuner knows it: Tune's state file on disk may not have caught up with the last
+    # failure yet. A trial with an error ended in it; once the search is over, every other one terminated.
+    ended = {Path(result.path).name: "ERROR" if result.error else "TERMINATED" for result in results
+             if result.error or over}
+    summary = write_outputs(local, command=command, tune_states=ended)
+    upload_from_mirror(space, local, [SUMMARY_FILE, BEST_POLICY_FILE])
+    print(f"\nSearch finished in {time.time() - started:.0f} s: {space.experiment_dir()}")
+    print(next_steps(local.experiment_dir(), Path(local.experiment_dir(), JOURNAL_FILE)))
+    return summary
 
 
 # Remote storage: the experiment in a local mirror.
