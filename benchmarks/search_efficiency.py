@@ -97,10 +97,11 @@ def stdout_to_stderr():
 def fit(spec: SearchSpec, data, **build_kwargs):
     """Build the experiment through tune.build_tuner and run it; return (ResultGrid, seconds of fit())."""
     from ganaug.search import build_tuner
+    from ganaug.search.trackers import own_loggers
 
     tuner = build_tuner(spec, data, **build_kwargs)
     started = time.perf_counter()
-    with stdout_to_stderr():
+    with stdout_to_stderr(), own_loggers():  # the loggers a search has, no more (build_tuner)
         results = tuner.fit()
     return results, time.perf_counter() - started
 
