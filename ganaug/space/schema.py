@@ -78,7 +78,7 @@ class ExperimentSection(StrictModel):
     # bank on the same data); "off" = every trial pretrains its own GAN.
     generators: str | None = None
     loggers: list[str] = Field(default_factory=lambda: ["tensorboard"])
-    mlflow_tracking_uri: str | None = None  # null: $MLFLOW_TRACKING_URI, else MLflow's own default
+    mlflow_tracking_uri: str | None = None  # null: $MLFLOW_TRACKING_URI, else sqlite:///<experiment>/mlflow.db
 
     @field_validator("loggers", mode="before")
     @classmethod
