@@ -21,7 +21,8 @@ from ganaug.space.schema import (
     describe,
     search_order,
 )
-from ganaug.space.spec import SearchSpec, load_space, validate_storage
+from ganaug.space.spec import SearchSpec, load_space
+from ganaug.space.storage import validate_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))

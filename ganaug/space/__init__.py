@@ -17,7 +17,8 @@ from ganaug.space.schema import (
     SpaceError,
     search_order,
 )
-from ganaug.space.spec import BASELINE_AXES, SearchSpec, load_space, validate_storage
+from ganaug.space.spec import BASELINE_AXES, SearchSpec, load_space
+from ganaug.space.storage import validate_generators, validate_storage
 
 __all__ = ["BASELINE_AXES", "Dist", "ExperimentSection", "METRICS", "Metric", "Resources", "Sampler", "Scheduler",
-           "SearchSpec", "SpaceError", "load_space", "search_order", "validate_storage"]
+           "SearchSpec", "SpaceError", "load_space", "search_order", "validate_generators", "validate_storage"]
