@@ -182,8 +182,3 @@ def dependencies(name: str, specs: dict[str, dataclasses.Field]) -> set[str]:
     """Every key whose value decides whether `name` is active, directly or through the keys it needs."""
     direct = set(specs[name].metadata["needs"]) if name in specs else set()
     return direct.union(*(dependencies(key, specs) for key in direct))
-
-
-def needs_text(spec: dataclasses.Field) -> str:
-    """A key's own conditions in words ("synthetic_ratio > 0", "gan is acgan or ali"); "" for a key always used."""
-    return " and ".join(f"{key} {condition}" for key, condition in spec.metadata["needs"].items())

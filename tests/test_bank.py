@@ -233,3 +233,50 @@ def test_two_concurrent_trials_train_one_generator_and_evaluate_reuses_it(tmp_pa
     assert by_seed[0] == 1 and len(list((experiment / "generators").iterdir())) == 2  # seed 1's entry is new
     assert "## Generator bank" in (experiment / "evaluation.md").read_text()
     assert all(math.isfinite(value) for value in gan_runs["test_acc"])
+
+
+def test_a_trial_that_raises_while_pretraining_lets_the_waiting_trial_train_at_once(digits, tmp_path):
+    """A claims the key and raises in its first pretraining pass; B, waiting for A's entry, takes the key over at its
+    next look (every POLL_SECONDS), not after the minute a silent claim takes to go stale, and trains the entry."""
+    from ganaug.trial.bank import POLL_SECONDS, LocalCoordinator
+
+    b_waits = threading.Event()
+
+    class Coordinator(LocalCoordinator):
+        def claim(self, key, owner):
+            granted = super().claim(key, owner)
+            if owner == "B" and not granted:
+                b_waits.set()
+            return granted
+
+    coordinator, cfg, events, rows = Coordinator(stale_seconds=60), TrialConfig(**POLICY), {}, []
+
+    def a_report(metrics, **_):
+        assert b_waits.wait(30)
+        events["a_raised"] = time.monotonic()
+        raise RuntimeError("trial A fails while it pretrains")
+
+    def run_a():
+        with pytest.raises(RuntimeError, match="trial A fails"):
+            run(cfg, digits, a_report, bank=GeneratorBank(tmp_path / "bank", coordinator, owner="A"))
+
+    def b_report(metrics, **_):
+        events.setdefault("b_first_pass", time.monotonic())
+        rows.append(metrics)
+
+    a = threading.Thread(target=run_a)
+    a.start()
+    for _ in range(300):  # B starts once A holds the claim
+        if coordinator.claims:
+            break
+        time.sleep(0.1)
+    b = threading.Thread(target=lambda: run(cfg, digits, b_report,
+                                            bank=GeneratorBank(tmp_path / "bank", coordinator, owner="B")))
+    b.start()
+    a.join(60)
+    b.join(120)
+    assert not a.is_alive() and not b.is_alive()
+    assert [row["epoch"] for row in rows] == [0, 0, 1, 2, 3] and rows[-1]["generator_reused"] == 0  # B trained it
+    assert events["b_first_pass"] - events["a_raised"] < POLL_SECONDS + 20  # not the 60-s staleness timeout
+    assert not coordinator.claims  # B released its claim once it had stored the entry
+    assert (tmp_path / "bank" / rows[-1]["generator_key"] / STATE_FILE).is_file()

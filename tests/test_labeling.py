@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from ganaug.classifier.labeling import LABELERS, get_labeler
-from ganaug.config import ConfigError
+from ganaug.classifier.labeling import LABELERS
+from ganaug.config import ConfigError, TrialConfig
 
 # Logits = log of probabilities, so every log-softmax below is a number written out by hand.
 PROBS_K3 = [[0.5, 0.25, 0.25], [0.2, 0.3, 0.5], [0.1, 0.6, 0.3]]
@@ -83,4 +83,4 @@ def test_predict_logits_never_yield_the_extra_class(name):
 
 def test_unknown_labeler_names_the_valid_ones():
     with pytest.raises(ConfigError, match="labeling='soft' is not one of pseudo, lsro, all_in_one"):
-        get_labeler("soft")
+        TrialConfig(labeling="soft").validate()

@@ -4,9 +4,9 @@ accuracies, and a real run on long-tailed digits."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,7 +15,6 @@ from torch import nn
 
 from ganaug.classifier import (
     LABELERS,
-    LearningRate,
     balanced_cross_entropy,
     class_balance_loss,
     effective_number_weights,
@@ -37,6 +36,7 @@ from ganaug.data import (
 )
 from ganaug.space.spec import load_space
 from ganaug.trial import run
+from ganaug.trial.runtime import Runtime
 from ganaug.trial.steps import ClassifierStep, RunningSums, balancing
 from ganaug.trial.synthetic import synthetic_class_weights
 
@@ -240,14 +240,14 @@ def test_classifier_step_uses_the_plain_loss_until_the_start_epoch():
                       classifier_lr=1e-9)
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-9)
-    rng = torch.Generator().manual_seed(0)
-    step = ClassifierStep(cfg, model, optimizer, LearningRate(optimizer, cfg, 1), LABELERS["pseudo"], None, 3,
-                          rng, contextlib.nullcontext, torch.contiguous_format, COUNTS)
+    runtime = Runtime(torch.device("cpu"), torch.Generator().manual_seed(0), False, torch.contiguous_format)
+    state = SimpleNamespace(classifier=model, optimizer=optimizer, teacher=None)
+    step = ClassifierStep(cfg, state, SimpleNamespace(num_classes=3, class_counts=COUNTS), runtime, 1)
     x = torch.randn(4, 1, 2, 2)
     losses = []
     for epoch in (1, 2, 3):
         sums = RunningSums(torch.device("cpu"))
-        step(epoch - 1, x, Y, None, sums, epoch)
+        step(epoch, 0, x, Y, None, sums)
         losses.append(sums.totals()["loss"])
     with torch.no_grad():
         logits = model(x)
@@ -258,11 +258,11 @@ def test_classifier_step_uses_the_plain_loss_until_the_start_epoch():
 
 
 def test_run_resamples_only_after_the_start_epoch(monkeypatch):
-    import ganaug.trial.loop as loop
+    import ganaug.trial.training as training
 
     calls = []
-    original = loop.balanced_batch_indices
-    monkeypatch.setattr(loop, "balanced_batch_indices", lambda *args: calls.append(1) or original(*args))
+    original = training.balanced_batch_indices
+    monkeypatch.setattr(training, "balanced_batch_indices", lambda *args: calls.append(1) or original(*args))
     data = digits(samples_per_class=40, long_tail={"ratio": 10})
     epochs = []
     cfg = TrialConfig(class_balance="resample", class_balance_start_epoch=1, epochs=3, classifier_width=0.25,

@@ -339,16 +339,16 @@ def test_trial_config_rejects_bad_values_naming_the_key(values, message):
 def test_strong_traditional_augmentation_trains_real_and_synthetic_images(digits, monkeypatch, choice):
     """The classifier sees augmented real images (and, with augment_synthetic, augmented fakes) and still
     learns digits well above chance."""
-    import ganaug.trial.loop
+    import ganaug.trial.training
 
     calls = []
-    augment = ganaug.trial.loop.traditional_augment
+    augment = ganaug.trial.training.traditional_augment
 
     def recording(x, method, *args, **kwargs):
         calls.append((method, len(x), kwargs["cutout"]))
         return augment(x, method, *args, **kwargs)
 
-    monkeypatch.setattr(ganaug.trial.loop, "traditional_augment", recording)
+    monkeypatch.setattr(ganaug.trial.training, "traditional_augment", recording)
     cfg = TrialConfig(synthetic_ratio=0.5, traditional_aug=choice, cutout=2, augment_synthetic=True, epochs=3,
                       batch_size=64, classifier_lr=2e-3, cas_epochs=0, gan_width=0.25, classifier_width=0.5)
     final = run(cfg, digits, Recorder())

@@ -21,6 +21,7 @@ from ganaug.classifier.accuracy import (
 )
 from ganaug.classifier.cas import cas_report, classification_accuracy_score, real_accuracy_score
 from ganaug.classifier.labeling import (
+    CLASS_BALANCES,
     LABELERS,
     ClassBalance,
     Labeler,
@@ -34,6 +35,7 @@ from ganaug.classifier.labeling import (
 )
 from ganaug.classifier.models import (
     CLASSIFIERS,
+    SYNTHETIC_BN,
     ClassifierError,
     SplitBatchNorm,
     build_classifier,
@@ -43,10 +45,10 @@ from ganaug.classifier.models import (
 )
 from ganaug.classifier.recipe import OPTIMIZERS, SCHEDULES, LearningRate, build_optimizer, lr_factor
 
-__all__ = ["CLASSIFIERS", "ClassBalance", "ClassifierError", "LABELERS", "Labeler", "LearningRate", "OPTIMIZERS",
-           "SCHEDULES", "SHOT_GROUPS", "SplitBatchNorm", "Teacher", "accuracy", "balanced_accuracy",
-           "balanced_cross_entropy", "build_classifier", "build_optimizer", "cas_report", "check_classifier",
-           "class_balance_loss", "classification_accuracy_score", "distill_target", "effective_number_weights",
-           "group_accuracies", "keep_best_candidates", "logit_adjustment", "lr_factor", "per_class_accuracy", "predict",
-           "real_accuracy_score", "resolve_classifier", "score", "shot_groups", "synthetic_agreement", "synthetic_rows",
-           "topk_accuracy"]
+__all__ = ["CLASSIFIERS", "CLASS_BALANCES", "ClassBalance", "ClassifierError", "LABELERS", "Labeler", "LearningRate",
+           "OPTIMIZERS", "SCHEDULES", "SHOT_GROUPS", "SYNTHETIC_BN", "SplitBatchNorm", "Teacher", "accuracy",
+           "balanced_accuracy", "balanced_cross_entropy", "build_classifier", "build_optimizer", "cas_report",
+           "check_classifier", "class_balance_loss", "classification_accuracy_score", "distill_target",
+           "effective_number_weights", "group_accuracies", "keep_best_candidates", "logit_adjustment", "lr_factor",
+           "per_class_accuracy", "predict", "real_accuracy_score", "resolve_classifier", "score", "shot_groups",
+           "synthetic_agreement", "synthetic_rows", "topk_accuracy"]

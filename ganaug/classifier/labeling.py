@@ -16,13 +16,15 @@ logit offset from the training split's class counts (balanced_cross_entropy).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganaug.config import ConfigError, registry
+from ganaug.config import registry
 
 SYNTHETIC_TARGETS = ("conditioning", "uniform", "extra_class", "teacher")
 
@@ -114,12 +116,18 @@ def logit_adjustment(class_counts, tau: float, device=None) -> torch.Tensor:
 
 
 def class_balance_loss(method: str, class_counts, beta: float, tau: float, device=None) -> ClassBalance | None:
-    """The ClassBalance of a class_balance value (None for none and resample, which leave the loss alone)."""
-    if method == "reweight":
-        return ClassBalance(weights=effective_number_weights(class_counts, beta, device))
-    if method == "logit_adjust":
-        return ClassBalance(offset=logit_adjustment(class_counts, tau, device))
-    return None
+    """The ClassBalance of a class_balance value (CLASS_BALANCES; None for none and resample, which leave the loss
+    alone)."""
+    loss = CLASS_BALANCES[method].loss
+    return None if loss is None else loss(class_counts, beta, tau, device)
+
+
+class BalanceMethod(NamedTuple):
+    """What a class_balance choice changes: the real batches (`resample`: class-balanced) and the real rows' loss
+    (`loss`: (class counts, reweight_beta, logit_adjust_tau, device) -> its ClassBalance; None = plain)."""
+
+    resample: bool
+    loss: Callable[..., ClassBalance] | None
 
 
 def balanced_cross_entropy(logits: torch.Tensor, target: torch.Tensor, synthetic: torch.Tensor,
@@ -200,15 +208,19 @@ def keep_best_candidates(scores: torch.Tensor, candidate_y: torch.Tensor, wanted
     return order[rank < wanted[sorted_y]]
 
 
-def get_labeler(name: str) -> Labeler:
-    if name not in LABELERS:
-        raise ConfigError(f"labeling={name!r} is not one of {', '.join(LABELERS)}")
-    return LABELERS[name]
-
-
 LABELERS = registry("labeling", {
     "pseudo": Labeler("pseudo", "conditioning"),
     "lsro": Labeler("lsro", "uniform"),
     "all_in_one": Labeler("all_in_one", "extra_class"),
     "distill": Labeler("distill", "teacher"),
+})
+
+
+CLASS_BALANCES = registry("class_balance", {
+    "none": BalanceMethod(resample=False, loss=None),
+    "resample": BalanceMethod(resample=True, loss=None),
+    "reweight": BalanceMethod(resample=False, loss=lambda counts, beta, tau, device: ClassBalance(
+        weights=effective_number_weights(counts, beta, device))),
+    "logit_adjust": BalanceMethod(resample=False, loss=lambda counts, beta, tau, device: ClassBalance(
+        offset=logit_adjustment(counts, tau, device))),
 })

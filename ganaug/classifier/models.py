@@ -442,3 +442,5 @@ CLASSIFIERS = registry("classifier", {
     "resnet": resnet_classifier,
     "airbench": airbench_classifier,
 })
+# synthetic_bn -> whether build_classifier gives synthetic rows their own BatchNorm (split_bn: SplitBatchNorm).
+SYNTHETIC_BN = registry("synthetic_bn", {"shared": False, "split": True})

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganaug.config import registry
 from ganaug.data.config import DataError, long_tail_counts
 
 # ----------------------------------------------------------------------------------------------
@@ -37,10 +38,6 @@ class DataSpec:
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.channels, self.height, self.width)
-
-    def minority_first(self) -> tuple[int, ...]:
-        """Class indices from fewest to most training images (ties keep class order)."""
-        return tuple(sorted(range(self.num_classes), key=self.class_counts.__getitem__))
 
 
 @dataclass
@@ -153,11 +150,9 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def pick_device(name: str) -> torch.device:
-    """The device a `device` setting names: "auto" is CUDA when available, else the CPU; "cpu" and "cuda" are
-    themselves."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """The device a `device` setting names (DEVICES): "auto" is CUDA when available, else the CPU; "cpu" and "cuda"
+    are themselves."""
+    return DEVICES[name]()
 
 
 def batch_indices(n: int, batch_size: int, rng: torch.Generator | None, device: torch.device | str,
@@ -239,3 +234,12 @@ class ClassIndex:
         rank = torch.minimum(rank, others - 1)  # rand < 1, but float rounding could still reach `others`
         # The other classes' rows are order with class y's block cut out: ranks from start[y] on skip the block.
         return self.order[torch.where(rank < self.start[y], rank, rank + self.count[y])]
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry: the `device` choices -> the torch device a trial runs on.
+DEVICES = registry("device", {
+    "auto": lambda: torch.device("cuda" if torch.cuda.is_available() else "cpu"),
+    "cpu": lambda: torch.device("cpu"),
+    "cuda": lambda: torch.device("cuda"),
+})

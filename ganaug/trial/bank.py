@@ -3,7 +3,7 @@
 A trial that pretrains its GAN (gan_pretrain_epochs >= 1) looks its generator up by a content key, a hash of
 everything that decides the GAN at the end of pretraining: the GAN's keys (GENERATOR_KEYS, those the policy uses),
 the seed, the batches (batch_size), the device type and precision, a fingerprint of the images it pretrains on and
-the entry format. Found: the trial loads the entry (the GAN's state and the noise generator's state at the end of
+the entry format. Found: the trial loads the entry (the GAN's state and the trial RNG's state at the end of
 pretraining) and skips pretraining; it then reports exactly what it would have reported had it trained the GAN
 itself. Not found: it claims the key, pretrains, and stores the entry under `<bank>/<key>/`:
 
@@ -13,24 +13,30 @@ itself. Not found: it claims the key, pretrains, and stores the entry under `<ba
                      measured them), which trial trained it
 
 Two trials that need one missing key train it once: a coordinator (cluster.BankCoordinator, a Ray actor shared by
-every node, or LocalCoordinator in one process) grants the key to one trial; the others poll until its entry
-appears. The trainer beats a heartbeat every HEARTBEAT_SECONDS while it pretrains; a claim with no beat for a
-minute is stale, so a trial that dies while training an entry lets the next one train it.
+every node, or LocalCoordinator in one process; both cluster.Claims) grants the key to one trial; the others poll
+until its entry appears. `GeneratorBank.pretraining` is that whole exchange as one block: it loads or claims, beats
+the trainer's heartbeat every HEARTBEAT_SECONDS on a timer, and releases the claim however the block ends; a claim
+with no beat for a minute is stale, so even a trial that dies outright while training an entry lets the next one
+train it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import math
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 import yaml
 
+from ganaug.cluster import Claims
 from ganaug.config import TrialConfig
 from ganaug.data import ImageData
 from ganaug.files import join, read_bytes, write_bytes
@@ -59,26 +65,18 @@ class Coordinator(Protocol):
     def release(self, key: str, owner: str) -> None: ...
 
 
-class LocalCoordinator:
-    """A coordinator for one process (a direct run, a test): every claim is granted."""
-
-    def claim(self, key: str, owner: str) -> bool:
-        return True
-
-    def heartbeat(self, key: str, owner: str) -> None:
-        pass
-
-    def release(self, key: str, owner: str) -> None:
-        pass
+class LocalCoordinator(Claims):
+    """A coordinator within one process (a direct run, evaluate without a bank actor, threads): Claims' rules, every
+    trial of the process sharing the one object."""
 
 
 @dataclass
 class Entry:
-    """A bank entry: the GAN's state and the noise generator's state at the end of pretraining, and its info."""
+    """A bank entry: the GAN's state and the trial RNG's state at the end of pretraining, and its info."""
 
     key: str
     gan: dict
-    generator_rng: torch.Tensor
+    rng: torch.Tensor
     info: dict
 
 
@@ -133,12 +131,12 @@ class GeneratorBank:
             return None
         return Entry(key, state["gan"], state["generator_rng"], info)
 
-    def store(self, key: str, inputs: dict, gan_state: dict, generator_rng: torch.Tensor, train_seconds: float,
+    def store(self, key: str, inputs: dict, gan_state: dict, rng_state: torch.Tensor, train_seconds: float,
               quality: dict[str, float]) -> None:
         """Write the entry of `key`: generator.pt first, then generator.yaml with its checksum (a reader trusts a
         state only once its info names it)."""
         buffer = io.BytesIO()
-        torch.save({"gan": gan_state, "generator_rng": generator_rng.cpu()}, buffer)
+        torch.save({"gan": gan_state, "generator_rng": rng_state.cpu()}, buffer)  # the key predates the rng's name
         state_bytes = buffer.getvalue()
         write_bytes(join(self.location, key, STATE_FILE), state_bytes)
         info = {"format": FORMAT, "key": key, "sha256": hashlib.sha256(state_bytes).hexdigest(),
@@ -180,11 +178,38 @@ class GeneratorBank:
                 waited = True
             time.sleep(POLL_SECONDS)
 
-    def heartbeat(self, key: str) -> None:
-        self.coordinator.heartbeat(key, self.owner)
+    @contextlib.contextmanager
+    def pretraining(self, key: str) -> Iterator[Entry | None]:
+        """The block in which a trial gets the generator of `key`: yields its entry (acquire: possibly after waiting
+        for the trial that trains it), or None when this trial holds the claim and must train and `store` it. While
+        the block runs, a timer thread beats the claim's heartbeat every HEARTBEAT_SECONDS; however the block ends
+        (stored, diverged, an exception), the claim is released, so a waiting trial takes the key over at its next
+        look rather than after the staleness timeout."""
+        entry = self.acquire(key)
+        if entry is not None:
+            yield entry
+            return
+        stop = threading.Event()
+        beating = threading.Thread(target=self._beat, args=(key, stop), daemon=True, name=f"bank-heartbeat-{key}")
+        beating.start()
+        try:
+            yield None
+        finally:
+            stop.set()
+            beating.join()
+            self.coordinator.release(key, self.owner)
 
-    def release(self, key: str) -> None:
-        self.coordinator.release(key, self.owner)
+    def _beat(self, key: str, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            self.coordinator.heartbeat(key, self.owner)
+
+    def record_final(self, key: str, metrics: dict[str, Any]) -> None:
+        """A frozen generator is the entry's own at the end of a trial: its CAS (whole and by shot group) describes
+        the entry, and joins its info (record_quality)."""
+        cas = {name: value for name, value in metrics.items()
+               if name.startswith("cas") and isinstance(value, float) and not math.isnan(value)}
+        if cas:
+            self.record_quality(key, cas)
 
 
 def fingerprint(data: ImageData) -> str:
@@ -195,72 +220,3 @@ def fingerprint(data: ImageData) -> str:
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     digest.update("\n".join(data.spec.class_names).encode())
     return digest.hexdigest()[:24]
-
-
-class BankedPretraining:
-    """One trial's side of the bank. `start` (before the passes) loads the trial's entry, when there is one, into
-    its GAN and noise generator and marks pretraining done, or claims the key; `after_pass` beats the heartbeat and,
-    after the last pretraining pass, stores the entry; `row` is what every classifier epoch reports of it."""
-
-    def __init__(self, bank: GeneratorBank, cfg: TrialConfig, gan, state, pretrain: ImageData, device: torch.device,
-                 bf16: bool):
-        self.bank, self.cfg, self.gan, self.state = bank, cfg, gan, state
-        self.inputs = bank.key_inputs(cfg, pretrain, device, bf16)
-        self.key = bank.key_of(self.inputs)
-        self.claimed = False
-        self.last_beat = time.monotonic()
-
-    def start(self) -> None:
-        state = self.state
-        if state.generator_bank.get("key") == self.key and state.pretrain_epoch >= state.pretrain_epochs:
-            return  # resumed after pretraining: the GAN in the checkpoint is the entry's (or trained it)
-        if state.pretrain_epoch >= state.pretrain_epochs:  # a checkpoint from before the bank: it trained its GAN
-            state.generator_bank = {"key": self.key, "reused": 0, "train_seconds": state.pretrain_seconds}
-            return
-        entry = self.bank.acquire(self.key)
-        if entry is None:  # this trial trains the entry (from its checkpoint, if it resumed mid-pretraining)
-            self.claimed = True
-            state.generator_bank = {"key": self.key, "reused": 0, "train_seconds": 0.0}
-            return
-        self.gan.load_state_dict(entry.gan)
-        state.generator.set_state(entry.generator_rng.to(state.generator.get_state().device))
-        state.pretrain_epoch, state.pretrain_seconds = state.pretrain_epochs, 0.0
-        state.generator_bank = {"key": self.key, "reused": 1, "train_seconds": entry.info.get("train_seconds", 0.0)}
-
-    def tick(self) -> None:
-        """During pretraining: the heartbeat, at most every HEARTBEAT_SECONDS."""
-        if self.claimed and time.monotonic() - self.last_beat > HEARTBEAT_SECONDS:
-            self.bank.heartbeat(self.key)
-            self.last_beat = time.monotonic()
-
-    def after_pass(self, last: bool, metrics: dict[str, Any]) -> None:
-        """After a pretraining pass: the heartbeat, and after the last one the entry."""
-        if not self.claimed:
-            return
-        self.bank.heartbeat(self.key)
-        if last:
-            quality: dict[str, float] = {name: metrics[name] for name in ("synthetic_diversity", "frechet_distance")
-                                         if name in metrics}
-            self.bank.store(self.key, self.inputs, self.gan.state_dict(), self.state.generator.get_state(),
-                            self.state.pretrain_seconds, quality)
-            self.state.generator_bank["train_seconds"] = self.state.pretrain_seconds
-            self.release()
-
-    def release(self) -> None:
-        if self.claimed:
-            self.bank.release(self.key)
-            self.claimed = False
-
-    def row(self) -> dict[str, Any]:
-        """generator_key, generator_reused (1: loaded from the bank, so this trial's gan_pretrain_seconds is 0) and
-        generator_train_seconds (the entry's own pretraining time)."""
-        info = self.state.generator_bank
-        return {"generator_key": info["key"], "generator_reused": info["reused"],
-                "generator_train_seconds": info["train_seconds"]}
-
-    def after_final(self, metrics: dict[str, Any]) -> None:
-        """A frozen generator is the entry's own at the end: its CAS (whole and by shot group) describes the entry,
-        and joins its info."""
-        if self.cfg.gan_freeze and "cas" in metrics:
-            self.bank.record_quality(self.key, {name: value for name, value in metrics.items()
-                                                if name.startswith("cas") and not math.isnan(value)})

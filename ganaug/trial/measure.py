@@ -5,15 +5,13 @@ after the last epoch the test split (reported, never optimised) and the classifi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
 from ganaug.classifier import (
-    Labeler,
-    Teacher,
+    LABELERS,
     cas_report,
     group_accuracies,
     score,
@@ -22,22 +20,23 @@ from ganaug.classifier import (
 from ganaug.config import TrialConfig
 from ganaug.data import ImageData
 from ganaug.gan import SampleQuality
+from ganaug.trial.runtime import Runtime
+from ganaug.trial.state import TrialState
 
 
 class PassMetrics:
     """The metrics of a trial's passes, for one classifier, teacher and GAN (None = the no-GAN baseline)."""
 
-    def __init__(self, cfg: TrialConfig, data: ImageData, labeler: Labeler, classifier: nn.Module,
-                 teacher: Teacher | None, gan, rng: torch.Generator, autocast: Callable):
-        self.cfg, self.data, self.labeler, self.classifier, self.teacher, self.gan = \
-            cfg, data, labeler, classifier, teacher, gan
-        self.generator, self.autocast = rng, autocast
-        self.num_classes = data.spec.num_classes
+    def __init__(self, cfg: TrialConfig, data: ImageData, state: TrialState, runtime: Runtime):
+        self.cfg, self.data, self.runtime = cfg, data, runtime
+        self.classifier, self.teacher, self.gan = state.classifier, state.teacher, state.gan
+        self.labeler, self.num_classes = LABELERS[cfg.labeling], data.spec.num_classes
         self.device = data.train_y.device
         # Generator quality against a fixed real reference (~1,000 images at most, so it stays a small share of an
         # epoch); its own noise seed, so measuring never changes what the trial draws and epochs compare.
         self.quality = SampleQuality(data.train_x, data.train_y, self.num_classes,
-                                     per_class=max(8, min(64, 1000 // self.num_classes))) if gan is not None else None
+                                     per_class=max(8, min(64, 1000 // self.num_classes))) \
+            if self.gan is not None else None
 
     def untrained(self) -> dict[str, float]:
         """The untrained classifier's scores, which every GAN pretraining pass repeats (it does not change then, and
@@ -76,7 +75,7 @@ class PassMetrics:
         if not pretraining:
             metrics["synthetic_agreement"] = synthetic_agreement(
                 self.classifier, self.gan, self.labeler, self.num_classes, n=min(1000, 50 * self.num_classes),
-                rng=self.generator)
+                rng=self.runtime.rng)
         metrics.update(self.quality(self.gan, torch.Generator(self.device).manual_seed(self.cfg.seed + 54321)))
         metrics.update(self.gan.epoch_metrics())
         return metrics
@@ -98,14 +97,22 @@ class PassMetrics:
             # Beside the same classifier and budget on real images: cas_ratio 1 = samples teach as much as real data;
             # by shot group, whether they teach the rare classes (cas_ratio_few > 1: more than their real images).
             cas = cas_report(cfg, data.spec, self.gan, data.train_x, data.train_y, data.val_x, data.val_y,
-                             self.device, cfg.cas_epochs, rng=self.generator,
+                             self.device, cfg.cas_epochs, rng=self.runtime.rng,
                              real_rng=torch.Generator(self.device).manual_seed(cfg.seed))
             extras.update(cas_per_class=cas.pop("cas_per_class"), real_per_class=cas.pop("real_per_class"))
             metrics.update(cas)
         return metrics, extras
 
     def _score(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-        return score(model, x, y, self.labeler, self.num_classes, autocast=self.autocast)
+        return score(model, x, y, self.labeler, self.num_classes, autocast=self.runtime.autocast)
+
+
+class Diverged(Exception):
+    """A pass's losses were not finite: the trial ends at once with `metrics` (diverged's) as its last report."""
+
+    def __init__(self, metrics: dict[str, float]):
+        super().__init__(f"losses not finite at epoch {metrics['epoch']}")
+        self.metrics = metrics
 
 
 def diverged(epoch: int, phase: dict[str, float], seconds: float, images: int) -> dict[str, float]:
@@ -117,3 +124,13 @@ def diverged(epoch: int, phase: dict[str, float], seconds: float, images: int) -
 
 def finite(totals: dict[str, float]) -> bool:
     return all(math.isfinite(value) for value in totals.values())
+
+
+def timing(seconds: float, images: int) -> dict[str, float]:
+    """A pass's wall time and throughput over the `images` of its split, and `diverged` 0: every finite pass's."""
+    return {"epoch_seconds": seconds, "images_per_second": images / seconds, "diverged": 0}
+
+
+def gan_losses(totals: dict[str, float], keys: tuple[str, ...], updates: int) -> dict[str, float]:
+    """The GAN's losses of a pass (`keys`: those its train_step returns), averaged over its `updates`."""
+    return {key: totals[key] / max(updates, 1) for key in keys}

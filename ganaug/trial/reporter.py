@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 
 from ganaug.data import to_uint8
 from ganaug.files import atomic_write
+from ganaug.trial.state import CHECKPOINT_FILE, TrialState, save_checkpoint
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -81,6 +83,23 @@ class TrialReporter:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+
+
+def report_pass(report: Callable[..., None], state: TrialState, metrics: dict, number: int, last: bool) -> None:
+    """Report a finished pass's metrics (state.metrics), with a sample grid (rows = classes, when the trial has a GAN)
+    every cfg.sample_every passes and a checkpoint every cfg.checkpoint_every passes. `number` counts the pass within
+    its phase (GAN pretraining passes count on their own); `last`, the phase's last pass, always writes both: the last
+    pretraining pass holds the GAN the classifier starts with."""
+    cfg, gan = state.cfg, state.gan
+    state.metrics = metrics
+    images = {"samples": sample_grid(gan, gan.num_classes, cfg.seed + 12345)} \
+        if gan is not None and (last or number % cfg.sample_every == 0) else None
+    if last or number % cfg.checkpoint_every == 0:
+        with tempfile.TemporaryDirectory(prefix="ganaug_ckpt_") as directory:
+            save_checkpoint(Path(directory) / CHECKPOINT_FILE, state.state_dict())
+            report(metrics, checkpoint=directory, images=images)
+    else:
+        report(metrics, images=images)
 
 
 def save_png(grid: torch.Tensor, path: str | Path) -> None:

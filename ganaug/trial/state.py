@@ -75,7 +75,7 @@ class TrialState:
     def __init__(self, cfg: TrialConfig, classifier: nn.Module, optimizer: torch.optim.Optimizer, gan,
                  teacher, rng: torch.Generator):
         self.cfg, self.classifier, self.optimizer, self.gan, self.teacher = cfg, classifier, optimizer, gan, teacher
-        self.generator = rng
+        self.rng = rng
         # Pretraining trains a GAN; the no-GAN baseline has none to pretrain.
         self.pretrain_epochs = cfg.gan_pretrain_epochs if gan is not None else 0
         self.pretrain_epoch = 0         # GAN pretraining passes done; the classifier starts after all of them
@@ -96,10 +96,10 @@ class TrialState:
             "gan": self.gan.state_dict() if self.gan is not None else {},
             "teacher": self.teacher.state_dict() if self.teacher is not None else {},
             "torch_rng": torch.get_rng_state(),
-            "generator_rng": self.generator.get_state(),
+            "generator_rng": self.rng.get_state(),  # the trial's RNG (the key predates its name)
             "generator_bank": self.generator_bank,
         }
-        if self.generator.device.type == "cuda":
+        if self.rng.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state()
         return state
 
@@ -111,8 +111,8 @@ class TrialState:
         if self.teacher is not None:
             self.teacher.load_state_dict(state["teacher"])
         torch.set_rng_state(state["torch_rng"])
-        self.generator.set_state(state["generator_rng"].to(self.generator.get_state().device))
-        if self.generator.device.type == "cuda" and "cuda_rng" in state:
+        self.rng.set_state(state["generator_rng"].to(self.rng.get_state().device))
+        if self.rng.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"])
         self.epoch, self.metrics = state["epoch"], state["metrics"]
         # Checkpoints from before GAN pretraining existed lack these keys: their classifier had already started.

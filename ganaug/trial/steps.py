@@ -7,12 +7,13 @@ from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ganaug.augment import MIXES, mix_targets
-from ganaug.classifier import Labeler, LearningRate, Teacher, balanced_cross_entropy, class_balance_loss, synthetic_rows
-from ganaug.config import TrialConfig
-from ganaug.data import ImageData, to_float
+from ganaug.classifier import LABELERS, LearningRate, balanced_cross_entropy, class_balance_loss, synthetic_rows
+from ganaug.config import TrialConfig, registry
+from ganaug.data import DataSpec, ImageData, to_float
+from ganaug.trial.runtime import Runtime
+from ganaug.trial.state import TrialState
 from ganaug.trial.synthetic import SyntheticBatch
 
 # What every pass sums: the GAN's two losses and the classifier's loss, correct predictions and rows on real
@@ -37,22 +38,28 @@ class RunningSums:
         return {key: value.item() for key, value in self.sums.items()}
 
 
-def gan_updates(gan, data: ImageData, index: torch.Tensor, x: torch.Tensor, y: torch.Tensor, updates: int,
-                real_fraction: float, rng: torch.Generator, autocast: Callable, sums: RunningSums) -> None:
-    """`updates` GAN updates (each d_steps discriminator steps on mixed real/fake batches and one generator step).
+def gan_updates(gan, data: ImageData, index: torch.Tensor, x: torch.Tensor, y: torch.Tensor, real_fraction: float,
+                runtime: Runtime, sums: RunningSums) -> None:
+    """gan_steps_per_batch GAN updates (each d_steps discriminator steps on mixed real/fake batches and one generator
+    step).
 
     The first uses the classifier's real batch (x, y: rows `index` of the training split); each further one draws
     its own real batch of the same size, so a larger GAN budget sees more data instead of fitting one batch
     several times. gan_conditions: the GAN also gets each batch's continuous attributes.
     """
-    for update in range(updates):
+    for update in range(gan.cfg.gan_steps_per_batch):
         if update > 0:
-            index = torch.randint(len(data.train_y), (len(y),), generator=rng, device=y.device)
+            index = torch.randint(len(data.train_y), (len(y),), generator=runtime.rng, device=y.device)
             x, y = to_float(data.train_x[index]), data.train_y[index]
         attributes = {"real_attributes": data.train_attributes[index]} if gan.cfg.gan_conditions else {}
-        losses = gan.train_step(x, y, real_fraction, rng, autocast, **attributes)
+        losses = gan.train_step(x, y, real_fraction, runtime.rng, runtime.autocast, **attributes)
         sums.add(losses)
         sums.gan_keys = tuple(losses)
+
+
+def real_fraction(cfg: TrialConfig, number: int) -> float:
+    """The share of real rows in the discriminator's batches in pass `number` (d_mix_schedule)."""
+    return D_MIX_SCHEDULES[cfg.d_mix_schedule](cfg.d_real_fraction, number)
 
 
 def balancing(cfg: TrialConfig, epoch: int) -> bool:
@@ -70,26 +77,24 @@ class ClassifierStep:
     among themselves, with augment_synthetic), label smoothing; and class_balance's reweight or logit_adjust on the
     real rows' loss from the training split's `class_counts` once it starts (balancing)."""
 
-    def __init__(self, cfg: TrialConfig, classifier: nn.Module, optimizer: torch.optim.Optimizer,
-                 learning_rate: LearningRate, labeler: Labeler, teacher: Teacher | None, num_classes: int,
-                 rng: torch.Generator, autocast: Callable, memory_format: torch.memory_format,
-                 class_counts: tuple[int, ...] | None = None):
-        self.cfg, self.classifier, self.optimizer, self.learning_rate = cfg, classifier, optimizer, learning_rate
-        self.labeler, self.teacher, self.num_classes = labeler, teacher, num_classes
-        self.generator, self.autocast, self.memory_format = rng, autocast, memory_format
+    def __init__(self, cfg: TrialConfig, state: TrialState, spec: DataSpec, runtime: Runtime, batches_per_epoch: int):
+        self.cfg, self.runtime, self.batches_per_epoch = cfg, runtime, batches_per_epoch
+        self.classifier, self.optimizer, self.teacher = state.classifier, state.optimizer, state.teacher
+        self.learning_rate = LearningRate(state.optimizer, cfg, batches_per_epoch)
+        self.labeler, self.num_classes = LABELERS[cfg.labeling], spec.num_classes
         self.mix = MIXES[cfg.mix]
-        self.balance = class_balance_loss(cfg.class_balance, class_counts or (1,) * num_classes, cfg.reweight_beta,
-                                          cfg.logit_adjust_tau, rng.device)
+        self.balance = class_balance_loss(cfg.class_balance, spec.class_counts, cfg.reweight_beta, cfg.logit_adjust_tau,
+                                          runtime.device)
 
-    def __call__(self, step: int, x: torch.Tensor, y: torch.Tensor, fake: SyntheticBatch | None,
-                 sums: RunningSums, epoch: int = 1) -> None:
-        """Classifier step `step` (from 0, over the trial) in classifier epoch `epoch`; x, y: the (augmented) real
-        batch; fake: its synthetic rows, or None."""
+    def __call__(self, epoch: int, batch: int, x: torch.Tensor, y: torch.Tensor, fake: SyntheticBatch | None,
+                 sums: RunningSums) -> None:
+        """The step of batch `batch` (from 0) of classifier epoch `epoch` (from 1); x, y: the (augmented) real batch;
+        fake: its synthetic rows, or None."""
         balance = self.balance if balancing(self.cfg, epoch) else None
         n_real, device = len(y), y.device
         mixes = []  # (rows, Mix) of each group of rows mixed among themselves
         if self.mix is not None:
-            mixed = self.mix(x, self.cfg.mix_alpha, self.generator)
+            mixed = self.mix(x, self.cfg.mix_alpha, self.runtime.rng)
             x, mixes = mixed.x, [(slice(0, n_real), mixed)]
         images, targets = x, y
         synthetic = torch.zeros(n_real, dtype=torch.bool, device=device)
@@ -98,7 +103,7 @@ class ClassifierStep:
         if fake is not None:
             fake_x = fake.x
             if self.mix is not None and self.cfg.augment_synthetic:
-                mixed = self.mix(fake_x, self.cfg.mix_alpha, self.generator)
+                mixed = self.mix(fake_x, self.cfg.mix_alpha, self.runtime.rng)
                 fake_x, mixes = mixed.x, [*mixes, (slice(n_real, None), mixed)]
             images, targets = torch.cat([x, fake_x]), torch.cat([y, fake.y])
             synthetic = torch.cat([synthetic, torch.ones(len(fake.y), dtype=torch.bool, device=device)])
@@ -108,8 +113,8 @@ class ClassifierStep:
             if fake.kept_score is not None:
                 sums.add({"kept_score": fake.kept_score, "kept": len(fake.y)})
         # synthetic_bn: split normalises rows from n_real on with their own BatchNorm (a no-op when shared).
-        with self.autocast(), synthetic_rows(self.classifier, n_real):
-            logits = self.classifier(images.contiguous(memory_format=self.memory_format))
+        with self.runtime.autocast(), synthetic_rows(self.classifier, n_real):
+            logits = self.classifier(images.contiguous(memory_format=self.runtime.memory_format))
         if mixes:  # each row's target mixed as its image was
             target = self.labeler.targets(targets, synthetic, logits.shape[1], soft)
             for rows, mixed in mixes:
@@ -119,7 +124,7 @@ class ClassifierStep:
                                                                self.cfg.label_smoothing)
         else:
             loss = self.labeler.loss(logits.float(), targets, synthetic, soft, self.cfg.label_smoothing, balance)
-        self.learning_rate.set(step)
+        self.learning_rate.set((epoch - 1) * self.batches_per_epoch + batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -128,3 +133,11 @@ class ClassifierStep:
         with torch.no_grad():
             real_logits = self.labeler.predict_logits(logits[:n_real].float(), self.num_classes)
             sums.add({"correct": (real_logits.argmax(1) == y).sum(), "seen": n_real, "loss": loss.detach()})
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry: d_mix_schedule -> (d_real_fraction, pass number) -> the discriminator batches' real share in that pass.
+D_MIX_SCHEDULES: dict[str, Callable[[float, int], float]] = registry("d_mix_schedule", {
+    "fixed": lambda fraction, number: fraction,
+    "hybrid": lambda fraction, number: 0.5 if number % 3 == 0 else fraction,  # balanced every third pass
+})

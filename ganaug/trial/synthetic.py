@@ -10,7 +10,8 @@ from typing import NamedTuple
 import torch
 
 from ganaug.classifier import Teacher, distill_target, keep_best_candidates
-from ganaug.config import TrialConfig
+from ganaug.config import TrialConfig, registry
+from ganaug.trial.runtime import Runtime
 
 
 class SyntheticBatch(NamedTuple):
@@ -28,11 +29,10 @@ class SyntheticImages:
     one, else by the GAN's auxiliary class head."""
 
     def __init__(self, cfg: TrialConfig, gan, teacher: Teacher | None, class_counts: tuple[int, ...],
-                 rng: torch.Generator, autocast: Callable):
-        self.cfg, self.gan, self.teacher = cfg, gan, teacher
-        self.generator, self.autocast = rng, autocast
+                 runtime: Runtime):
+        self.cfg, self.gan, self.teacher, self.runtime = cfg, gan, teacher, runtime
         self.num_classes = len(class_counts)
-        self.weights = synthetic_class_weights(class_counts, rng.device, cfg.synthetic_spread)
+        self.weights = synthetic_class_weights(class_counts, runtime.device, cfg.synthetic_spread)
 
     def count(self, epoch: int, real_rows: int) -> int:
         """Synthetic rows beside `real_rows` real ones in classifier epoch `epoch`: none before gan_warmup_epochs,
@@ -46,13 +46,13 @@ class SyntheticImages:
         """n synthetic rows: their labels follow the class weights exactly (synthetic_labels); with
         filter_candidates k > 1, k candidates per row and, class by class, the best-scored kept (same size and class
         counts)."""
-        cfg, gan, teacher, rng = self.cfg, self.gan, self.teacher, self.generator
+        cfg, gan, teacher, rng = self.cfg, self.gan, self.teacher, self.runtime.rng
         y = synthetic_labels(n, self.weights, rng)
         kept_score = None
         if cfg.filter_candidates > 1:
             candidates_y = y.repeat(cfg.filter_candidates)
             candidates = gan.sample(candidates_y, rng)
-            with self.autocast():
+            with self.runtime.autocast():
                 scores = (teacher.probabilities(candidates).gather(1, candidates_y[:, None]).squeeze(1)
                           if teacher is not None else gan.class_scores(candidates, candidates_y))
             keep = keep_best_candidates(scores.float(), candidates_y, y, self.num_classes)
@@ -63,40 +63,31 @@ class SyntheticImages:
         soft = None
         if cfg.labeling == "distill":
             assert teacher is not None, "labeling distill needs teacher_ema > 0 (TrialConfig.validate)"
-            with self.autocast():
+            with self.runtime.autocast():
                 teacher_logits = teacher.model(x)
             soft = distill_target(teacher_logits, y, cfg.distill_weight, cfg.distill_temperature)
         return SyntheticBatch(x, y, soft, kept_score)
 
 
 def synthetic_share(schedule: str, epoch: int, epochs: int) -> float:
-    """The share of synthetic_ratio used in `epoch` of `epochs` (synthetic_schedule).
-
-    constant: 1 throughout; front: 1 in the first half, 0 after (first GAN images, then real ones); anneal:
-    1 in the first half, then linearly down to 0 at the last epoch (the classifier ends on real data).
-    """
+    """The share of synthetic_ratio used in `epoch` of `epochs` (synthetic_schedule, SYNTHETIC_SCHEDULES): 1 in the
+    first half of training in every schedule; after it, constant 1, anneal linearly down to 0 at the last epoch (the
+    classifier ends on real data), front 0 (first GAN images, then real ones)."""
     half = epochs // 2
-    if schedule == "constant" or epoch <= half:
-        return 1.0
-    if schedule == "front":
-        return 0.0
-    return (epochs - epoch) / (epochs - half)
+    return 1.0 if epoch <= half else SYNTHETIC_SCHEDULES[schedule](epoch, epochs, half)
 
 
 def synthetic_class_weights(class_counts, device, spread: str = "minority") -> torch.Tensor:
-    """Conditioning weights (synthetic_spread), uniform for balanced data in every spread: minority, weights
-    n_max / n_c (inverse frequency, minority classes first); balance, weights n_max - n_c (SYNAuG, Ye-Bin et al.
-    2023: each class topped up toward the head's count, which gets none; uniform when all counts are equal);
-    uniform."""
+    """The conditioning weights of synthetic_spread (SYNTHETIC_SPREADS) for the training counts, summing to 1;
+    uniform for balanced data in every spread."""
     counts = torch.tensor(class_counts, dtype=torch.float64, device=device).clamp(min=1)
-    if spread == "uniform":
-        weights = torch.ones_like(counts)
-    elif spread == "balance":
-        gap = counts.max() - counts
-        weights = gap if gap.sum() > 0 else torch.ones_like(counts)
-    else:
-        weights = counts.max() / counts
+    weights = SYNTHETIC_SPREADS[spread](counts)
     return weights / weights.sum()
+
+
+def _balance(counts: torch.Tensor) -> torch.Tensor:
+    gap = counts.max() - counts
+    return gap if gap.sum() > 0 else torch.ones_like(counts)  # all counts equal: every class alike
 
 
 def synthetic_labels(n: int, weights: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
@@ -116,3 +107,18 @@ def synthetic_labels(n: int, weights: torch.Tensor, rng: torch.Generator) -> tor
     counts = counts + (rank < remainder).long()
     labels = torch.repeat_interleave(torch.arange(len(weights), device=weights.device), counts, output_size=n)
     return labels[torch.randperm(n, generator=rng, device=weights.device)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Registries. synthetic_schedule: (epoch, epochs, half) -> the share of synthetic_ratio in an epoch of the second half.
+SYNTHETIC_SCHEDULES: dict[str, Callable[[int, int, int], float]] = registry("synthetic_schedule", {
+    "constant": lambda epoch, epochs, half: 1.0,
+    "anneal": lambda epoch, epochs, half: (epochs - epoch) / (epochs - half),
+    "front": lambda epoch, epochs, half: 0.0,
+})
+# synthetic_spread: training counts n_c (at least 1) -> unnormalised conditioning weights.
+SYNTHETIC_SPREADS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = registry("synthetic_spread", {
+    "minority": lambda counts: counts.max() / counts,  # inverse frequency: minority classes first
+    "balance": _balance,  # n_max - n_c: each class topped up toward the head's count, which gets none (SYNAuG, 2023)
+    "uniform": torch.ones_like,
+})
