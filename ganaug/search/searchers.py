@@ -32,6 +32,9 @@ class HonestOptunaSearch(OptunaSearch):
     ones; FAIL for diverged or errored trials, so they never look like a result.
     """
 
+    # The states of the journal trial an adopted Tune trial may take (_adopt).
+    ADOPTABLE: tuple[optuna.trial.TrialState, ...] = (optuna.trial.TrialState.RUNNING,)
+
     def __init__(self, *args, max_epochs: int, **kwargs):
         super().__init__(*args, **kwargs)
         self._max_epochs = max_epochs
@@ -70,10 +73,16 @@ class HonestOptunaSearch(OptunaSearch):
         if not result:
             return False
         prefix = "config/"  # Tune hands searchers flattened results; suggest returned unflatten_dict(params)
-        params = {key[len(prefix):]: value for key, value in result.items() if key.startswith(prefix)}
+        self._hold(trial_id, {key[len(prefix):]: value for key, value in result.items() if key.startswith(prefix)},
+                   self.ADOPTABLE)
+        return True
+
+    def _hold(self, trial_id: str, params: dict, states: tuple) -> None:
+        """Give Tune trial `trial_id` the journal's first trial in one of `states` with exactly `params` that no other
+        Tune trial holds, or a new RUNNING trial with those params (_adopt)."""
         held = {ot_trial._trial_id for ot_trial in self._ot_trials.values()}
-        running = self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        match = next((t._trial_id for t in running if t.params == params and t._trial_id not in held), None)
+        candidates = self._study.get_trials(deepcopy=False, states=states)
+        match = next((t._trial_id for t in candidates if t.params == params and t._trial_id not in held), None)
         if match is None:
             # The distributions the space draws these params from: the define-by-run function replayed on them.
             replay = optuna.trial.FixedTrial(params)
@@ -82,7 +91,6 @@ class HonestOptunaSearch(OptunaSearch):
                                                  distributions=replay.distributions)
             match = self._study._storage.create_new_trial(self._study._study_id, template_trial=template)
         self._ot_trials[trial_id] = optuna.trial.Trial(self._study, match)
-        return True
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if result.get("diverged") or not self._adopt(trial_id, result) or self._told_already(trial_id):
@@ -130,21 +138,27 @@ class HonestOptunaSearch(OptunaSearch):
 def make_searcher(space: SearchSpec, journal_path: str | None, searcher: str = "tpe") -> OptunaSearch:
     """The Tune search algorithm `searcher` (one of SEARCHERS) for `space`, its study kept in `journal_path` (None:
     in memory)."""
-    storage = None if journal_path is None else _journal_storage(journal_path)
     sampler = make_sampler(space) if searcher != "random" else optuna.samplers.RandomSampler(seed=space.experiment.seed)
-    kwargs: dict[str, Any] = dict(
-        space=space.define_by_run, metric=space.metric.name, mode=space.metric.mode, sampler=sampler,
-        storage=storage, study_name=space.experiment.name,
-        # The no-GAN baselines run first (enqueued in the study), so the search always tunes them too.
-        points_to_evaluate=space.baseline_points() or None,
-    )
+    kwargs = searcher_kwargs(space, journal_path, sampler)
     if searcher == "stock_tpe":
         return OptunaSearch(**kwargs)
     return HonestOptunaSearch(**kwargs, max_epochs=space.scheduler.max_epochs)
 
 
-def make_sampler(space: SearchSpec) -> optuna.samplers.TPESampler:
-    """Optuna's TPESampler with the experiment's `sampler:` settings (docs/searcher.md)."""
+def searcher_kwargs(space: SearchSpec, journal_path: str | None, sampler: optuna.samplers.BaseSampler) -> dict:
+    """OptunaSearch's arguments for `space`: its define-by-run space, metric, `sampler`, the study in `journal_path`
+    (None: in memory) and the baselines to run first."""
+    return dict(
+        space=space.define_by_run, metric=space.metric.name, mode=space.metric.mode, sampler=sampler,
+        storage=None if journal_path is None else _journal_storage(journal_path), study_name=space.experiment.name,
+        # The no-GAN baselines run first (enqueued in the study), so the search always tunes them too.
+        points_to_evaluate=space.baseline_points() or None,
+    )
+
+
+def make_sampler(space: SearchSpec, seed: int | None = None) -> optuna.samplers.TPESampler:
+    """Optuna's TPESampler with the experiment's `sampler:` settings (docs/searcher.md), seeded with `seed` (None: the
+    experiment's seed)."""
     settings = space.experiment.sampler
     startup = settings.n_startup_trials
     if startup is None:  # a quarter of the budget explores at random, but never fewer than 2 or more than 10
@@ -153,8 +167,8 @@ def make_sampler(space: SearchSpec) -> optuna.samplers.TPESampler:
         # multivariate and group are marked experimental in Optuna 5; the warning would print once per search.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
-            seed=space.experiment.seed, n_startup_trials=startup, multivariate=settings.multivariate,
-            group=settings.grouped(), constant_liar=settings.constant_liar)
+            seed=space.experiment.seed if seed is None else seed, n_startup_trials=startup,
+            multivariate=settings.multivariate, group=settings.grouped(), constant_liar=settings.constant_liar)
 
 
 def close_orphaned_trials(journal: Path, study_name: str) -> int:

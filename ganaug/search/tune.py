@@ -46,7 +46,8 @@ from ganaug.results import (
     upload,
     write_outputs,
 )
-from ganaug.search.recovery import recover_lost_trials
+from ganaug.search.ordered import OrderedASHA, horizon, make_ordered_searcher
+from ganaug.search.recovery import SUPERSEDED, recover_lost_trials, set_aside_unlisted_trials
 from ganaug.search.searchers import SEARCHERS, close_orphaned_trials, make_searcher
 from ganaug.search.trackers import check_mlflow, create_mlflow_database, own_loggers, tracker_callbacks
 from ganaug.space import BASELINE_AXES, SearchSpec, load_space, validate_storage
@@ -67,11 +68,17 @@ class ExperimentError(InputError):
 # The trainable: a thin adapter from Tune to trial.run.
 
 def train_trial(config: dict, *, data: dict, base: dict, cpus: float = 1, generators: str | None = None,
-                coordinator: RemoteCoordinator | None = None) -> None:
+                coordinator: RemoteCoordinator | None = None, deterministic: bool = False) -> None:
     """Ray Tune function trainable: build the TrialConfig, restore, run, report once per epoch; `generators`: the
-    generator bank's folder (None: off), shared through `coordinator`."""
-    # Each trial uses only its CPU share, so k trials on k cores don't oversubscribe them.
+    generator bank's folder (None: off), shared through `coordinator`; `deterministic`: experiment.deterministic."""
+    # Each trial uses only its CPU share, so k trials on k cores don't oversubscribe them (and a deterministic
+    # search's trials always split their sums the same way).
     torch.set_num_threads(max(1, math.floor(cpus)))
+    if deterministic:
+        # Every op with a deterministic kernel uses it, and cuBLAS the fixed workspace that makes it one (set before
+        # this process first uses CUDA); an op with none warns and runs (docs/searcher.md: GPUs).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
     cfg = TrialConfig.from_dict(without_inactive({**base, **config}), where="trial config")
     images = ImageData.unpack(data)
     reporter = TrialReporter(
@@ -143,6 +150,10 @@ def build_tuner(space: SearchSpec, data, *, resume: bool = False, searcher: str 
     for key, value, valid in (("searcher", searcher, SEARCHERS), ("scheduler", scheduler, SCHEDULERS)):
         if value not in valid:
             raise ConfigError(f"build_tuner: {key}={value!r} is not one of {', '.join(valid)}")
+    deterministic = space.experiment.deterministic
+    if deterministic and (searcher, scheduler) != ("tpe", "asha"):
+        raise ConfigError(f"build_tuner: experiment.deterministic orders the tpe searcher and asha scheduler; got "
+                          f"searcher={searcher!r}, scheduler={scheduler!r}")
 
     resources = space.experiment.resources
     space.trial_config({})  # the fixed keys and the defaults make a valid trial
@@ -151,11 +162,16 @@ def build_tuner(space: SearchSpec, data, *, resume: bool = False, searcher: str 
     coordinator = bank_coordinator(space.experiment_dir()) if generators else None
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, data=data.pack(), base=base, cpus=resources.cpu, generators=generators,
-                             coordinator=coordinator),
+                             coordinator=coordinator, deterministic=deterministic),
         {"cpu": resources.cpu, "gpu": resources.gpu},
     )
     experiment_dir = space.experiment_dir()
     if resume:
+        if deterministic:
+            rerun = set_aside_unlisted_trials(experiment_dir)
+            if rerun:
+                print(f"Resuming deterministically: {len(rerun)} trial(s) started after Tune last saved its state; "
+                      f"they are proposed and run again (their first runs: {SUPERSEDED}/)", flush=True)
         lost = recover_lost_trials(experiment_dir)
         if lost:
             print(f"Resuming: {lost} trial(s) the stopped driver had started never reached Tune's saved state; "
@@ -169,9 +185,10 @@ def build_tuner(space: SearchSpec, data, *, resume: bool = False, searcher: str 
     os.makedirs(local_dir, exist_ok=True)
     callbacks: list[tune.Callback] = [JournalUploader(experiment_dir, local_dir)] if is_uri(experiment_dir) else []
     callbacks += tracker_callbacks(space, local_dir)  # Tune's records; experiment.loggers: TensorBoard, MLflow, W&B
-    search_alg = ConcurrencyLimiter(make_searcher(space, journal, searcher),
-                                    max_concurrent=space.experiment.max_concurrent)
-    trial_scheduler = FIFOScheduler() if scheduler == "fifo" else ASHAScheduler(
+    search_alg = ConcurrencyLimiter(
+        make_ordered_searcher(space, journal) if deterministic else make_searcher(space, journal, searcher),
+        max_concurrent=space.experiment.max_concurrent)
+    trial_scheduler = FIFOScheduler() if scheduler == "fifo" else (OrderedASHA if deterministic else ASHAScheduler)(
         time_attr="epoch", max_t=space.scheduler.max_epochs, grace_period=space.scheduler.grace_epochs(),
         reduction_factor=space.scheduler.reduction_factor,
     )
@@ -234,6 +251,10 @@ def search(space: SearchSpec, *, resume: bool = False, address: str | None = Non
                                    if point.get(key, "none") != "none") or "no augmentation" for point in baselines)
         print(f"Baselines first: {len(baselines)} no-GAN trial(s) (synthetic_ratio 0: {shown}) "
               f"start the search and count toward num_samples={space.experiment.num_samples}", flush=True)
+    if space.experiment.deterministic and not resume:
+        back = horizon(space.experiment.max_concurrent)
+        print(f"Deterministic: trial k is proposed from, and judged at ASHA's rungs against, trials 0 .. k-{back} "
+              f"only, and waits for them to finish (docs/searcher.md)", flush=True)
     local = local_view(space)  # ganaug.results works on local folders: a mirror when storage is s3:// etc.
     if not resume:
         if local is not space:  # a mirror left by an earlier experiment at this URI must not lend the study its trials
@@ -255,6 +276,8 @@ def search(space: SearchSpec, *, resume: bool = False, address: str | None = Non
             upload_from_mirror(space, local, [JOURNAL_FILE])
     # After Ray has shut down, which ends the stream of the workers' log lines to this terminal: the summary and
     # the next steps are the last lines the search prints.
+    if resume and space.experiment.deterministic:  # the trials it ran again, if Tune synced a stale copy back up
+        set_aside_unlisted_trials(space.experiment_dir())
     download_to_mirror(space, local)
     # How trials ended, as the Tuner knows it: Tune's state file on disk may not have caught up with the last
     # failure yet. A trial with an error ended in it; once the search is over, every other one terminated.

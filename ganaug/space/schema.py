@@ -73,6 +73,9 @@ class ExperimentSection(StrictModel):
     max_failures: int = Field(1, ge=-1, description="-1 = retry forever")
     reuse_actors: bool = True
     baselines_first: bool = True
+    # The same trials, ASHA decisions and summary.csv at any max_concurrent, whatever order trials finish in
+    # (ganaug.search.ordered; docs/searcher.md says what it costs).
+    deterministic: bool = False
     sampler: Sampler = Field(default_factory=Sampler)
     # The generator bank (trial.bank): null = <experiment>/generators; a folder or s3:// URI (e.g. another search's
     # bank on the same data); "off" = every trial pretrains its own GAN.

@@ -1,0 +1,203 @@
+"""The deterministic search (`experiment.deterministic: true`): the same space, seed and code give the same trials, the
+same ASHA decisions and the same summary.csv at a given max_concurrent, whatever order the trials finish in.
+
+Trials are numbered in the order they are proposed (their Optuna trial number). Trial k is proposed from trials
+0 .. k - horizon (`horizon`: 2 * max_concurrent - 1), and ASHA judges it at each rung against those same trials
+only. They have all finished before k is proposed (k waits for them, and the progress output says so), so neither
+TPE nor ASHA ever sees a result whose arrival depends on timing. Ray's OptunaSearch and ASHA see results in
+completion order instead (ray-project/ray#13616).
+
+    experiment:
+      deterministic: true   # docs/searcher.md: what is deterministic, on what hardware, at what cost
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any, cast
+
+import numpy as np
+import optuna
+from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+from ray.tune.utils.util import unflatten_dict
+
+from ganaug.search.searchers import HonestOptunaSearch, make_sampler, searcher_kwargs
+from ganaug.space import SearchSpec
+
+__all__ = ["OrderedASHA", "OrderedOptunaSearch", "horizon", "make_ordered_searcher"]
+
+RUNNING = optuna.trial.TrialState.RUNNING
+
+
+def horizon(max_concurrent: int) -> int:
+    """How far back trial k looks: its proposal and its rung decisions see trials 0 .. k - horizon. At one trial at a
+    time that is every earlier trial, as in any sequential search; at more, the trials k - horizon + 1 .. k - 1 count
+    as still running (the constant liar's view), so that a slot rarely waits for one slow trial (docs/searcher.md)."""
+    return 2 * max_concurrent - 1
+
+
+class OrderedOptunaSearch(HonestOptunaSearch):
+    """HonestOptunaSearch whose proposals and rung values depend on trial numbers only, never on timing.
+
+    Trial k waits until trials 0 .. k - horizon have finished; it is then drawn by a TPESampler seeded with (seed, k)
+    from a copy of the study that holds those trials with their results and trials k - horizon + 1 .. k - 1 as
+    RUNNING. The journal's study is told each result live, as HonestOptunaSearch tells it; only the copy is sampled.
+
+    After --resume, a proposal the stopped driver made that no Tune trial holds any more (Tune's saved state is older
+    than the journal, which is written at once) is made again: the journal's trial goes to the next Tune trial that
+    asks, and a trial that finished already is not told twice (_told_already).
+    """
+
+    # A Tune trial that Tune restored but this searcher's saved state never proposed takes the journal's trial with its
+    # params, whatever its state: after a kill the journal is ahead of Tune's saved state (HonestOptunaSearch._adopt).
+    ADOPTABLE = tuple(optuna.trial.TrialState)
+
+    def __init__(self, *args, spec: SearchSpec, horizon: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._spec, self._horizon = spec, horizon
+        self._baselines = spec.baseline_points()
+        self._tune_trials: set[str] = set()  # the Tune trials Tune added since the start (OrderedASHA.on_trial_add)
+        self._restored = False  # restored by --resume, proposals of trials Tune lost not yet freed
+        self._announced = -1  # the last trial number whose wait was printed
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self._restored, self._tune_trials = True, set()
+
+    def on_trial_added(self, trial_id: str, params: dict) -> None:
+        """Tune added trial `trial_id` with `params` (a new one, or one --resume restored); OrderedASHA passes it on."""
+        self._tune_trials.add(trial_id)
+        if trial_id not in self._ot_trials:
+            self._hold(trial_id, params, states=self.ADOPTABLE)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if trial_id in self._ot_trials:
+            return super().suggest(trial_id)
+        self._free_lost_proposals()
+        trials = self._study.get_trials(deepcopy=False)
+        held = {ot_trial._trial_id for ot_trial in self._ot_trials.values()}
+        number = next((trial.number for trial in trials if trial._trial_id not in held), len(trials))
+        unfinished = [trial for trial in trials[:max(0, number - self._horizon + 1)] if not trial.state.is_finished()]
+        if unfinished:
+            self._say_waits(number, unfinished[0])
+            return None
+        proposal = trials[number] if number < len(trials) else self._propose(trials)
+        self._ot_trials[trial_id] = optuna.trial.Trial(self._study, proposal._trial_id)
+        return unflatten_dict(proposal.params)
+
+    def rung_values(self, trial_id: str, milestone: float) -> list[float]:
+        """ASHA's record at `milestone` of each of trials 0 .. k - horizon (k: Tune trial `trial_id`'s number) that got
+        there: its metric at its first classifier epoch >= milestone."""
+        number = self._ot_trials[trial_id].number
+        values = []
+        for trial in self._study.get_trials(deepcopy=False)[:max(0, number - self._horizon + 1)]:
+            reached = [epoch for epoch in trial.intermediate_values if epoch >= milestone]
+            if reached:
+                values.append(trial.intermediate_values[min(reached)])
+        return values
+
+    def _propose(self, trials: list[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial:
+        """Draw trial k = len(trials) and record it in the journal as RUNNING."""
+        number = len(trials)
+        told = max(0, number - self._horizon + 1)
+        seed = int(np.random.SeedSequence([self._spec.experiment.seed, number]).generate_state(1)[0])
+        with _quiet_optuna():
+            view = optuna.create_study(direction=self._study.direction, sampler=make_sampler(self._spec, seed))
+            view.add_trials(trials[:told])
+            view.add_trials(optuna.trial.create_trial(state=RUNNING, params=trial.params,
+                                                      distributions=trial.distributions) for trial in trials[told:])
+            if number < len(self._baselines):  # the no-GAN baselines come first (searchers.searcher_kwargs)
+                view.enqueue_trial(self._baselines[number])
+            drawn = view.ask()
+            self._suggest_from_define_by_run_func(cast(Callable[[Any], Any], self._space), drawn)
+        template = optuna.trial.create_trial(state=RUNNING, params=drawn.params, distributions=drawn.distributions)
+        storage = self._study._storage
+        return storage.get_trial(storage.create_new_trial(self._study._study_id, template_trial=template))
+
+    def _free_lost_proposals(self) -> None:
+        """Once after --resume: a proposal held by a Tune trial that Tune no longer has (its saved trial list is older
+        than this searcher's saved state: recovery.py) is free again, to be handed to the next trial that asks."""
+        if not (self._restored and self._tune_trials):  # nothing restored, or no OrderedASHA told us Tune's trials
+            return
+        for trial_id in set(self._ot_trials) - self._tune_trials:
+            del self._ot_trials[trial_id]
+            self._completed_trials.discard(trial_id)
+        self._restored = False
+
+    def _say_waits(self, number: int, awaited: optuna.trial.FrozenTrial) -> None:
+        """Print once per trial number that a free slot waits for a lower-numbered trial to finish."""
+        if number > self._announced:
+            self._announced = number
+            tune_id = next((tid for tid, ot_trial in self._ot_trials.items()
+                            if ot_trial._trial_id == awaited._trial_id), "?")
+            print(f"[ganaug] deterministic: trial {number} waits for trial {awaited.number} (Tune trial {tune_id}) to "
+                  f"finish before it is proposed", flush=True)
+
+
+class OrderedASHA(AsyncHyperBandScheduler):
+    """Ray's ASHA (one bracket, its rungs and its cutoff) deciding trial k at a rung against trials 0 .. k - horizon
+    only, as the study holds them (OrderedOptunaSearch.rung_values): they finished before k was proposed, so no
+    decision waits, and none depends on which trial reached the rung first. Needs an OrderedOptunaSearch."""
+
+    def __init__(self, *, time_attr: str, max_t: int, grace_period: int, reduction_factor: float):
+        super().__init__(time_attr=time_attr, max_t=max_t, grace_period=grace_period,
+                         reduction_factor=reduction_factor)
+        rungs = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)  # as Ray's _Bracket counts them
+        self._milestones = [grace_period * reduction_factor ** k for k in range(rungs)]
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        ordered_searcher(tune_controller).on_trial_added(trial.trial_id, trial.config)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if self._time_attr not in result or self._metric not in result:
+            return TrialScheduler.CONTINUE
+        epoch = result[self._time_attr]
+        if epoch >= self._max_t:
+            return TrialScheduler.STOP
+        # Every classifier epoch reports, so a rung's record is the first epoch at or past its milestone.
+        milestone = next((m for m in self._milestones if int(np.ceil(m)) == epoch), None)
+        if milestone is None:
+            return TrialScheduler.CONTINUE
+        sign = 1.0 if self._mode == "max" else -1.0  # Ray's _metric_op: ASHA keeps the larger values
+        values = [sign * value for value in ordered_searcher(tune_controller).rung_values(trial.trial_id, milestone)]
+        if values and sign * result[self._metric] < np.nanpercentile(values, 100 * (1 - 1 / self._reduction_factor)):
+            self._num_stopped += 1
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        pass  # nothing to record: the study holds every trial's rung values
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        pass
+
+
+def ordered_searcher(tune_controller) -> OrderedOptunaSearch:
+    """The OrderedOptunaSearch inside the experiment's search algorithm (Tune's SearchGenerator, the limiter)."""
+    searcher = tune_controller.search_alg
+    while not isinstance(searcher, OrderedOptunaSearch):
+        searcher = getattr(searcher, "searcher", None)
+        if searcher is None:
+            raise RuntimeError("OrderedASHA needs an OrderedOptunaSearch (ganaug.search.ordered.make_ordered_searcher)")
+    return searcher
+
+
+def make_ordered_searcher(space: SearchSpec, journal_path: str | None) -> OrderedOptunaSearch:
+    """The deterministic searcher for `space` (to be limited to experiment.max_concurrent), its study kept in
+    `journal_path` (None: in memory)."""
+    # The baselines are proposed in the study's copy (_propose), so the journal enqueues none.
+    kwargs = {**searcher_kwargs(space, journal_path, make_sampler(space)), "points_to_evaluate": None}
+    return OrderedOptunaSearch(**kwargs, max_epochs=space.scheduler.max_epochs, spec=space,
+                               horizon=horizon(space.experiment.max_concurrent))
+
+
+@contextlib.contextmanager
+def _quiet_optuna():
+    """Optuna's INFO lines ("A new study created in memory ...") left out while the study's copy is built."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
