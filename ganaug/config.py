@@ -10,13 +10,11 @@ checkpoint (the whole config is snapshotted into each one). docs/search-space.md
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ganaug.errors import InputError, did_you_mean
+from ganaug.errors import did_you_mean
 from ganaug.options import (
     KWARGS_PREFIX,
     Above,
@@ -50,6 +48,8 @@ SCORING_FAMILIES = ("acgan", "ali", "translation")  # gan families whose D has a
 BUILT_IN_CLASSIFIERS = ("mlp", "cnn", "resnet", "airbench")  # ganaug.classifier.CLASSIFIERS
 # What a GAN key needs to have an effect: a GAN, i.e. synthetic data (config.trains_gan); see options.active.
 GAN = {"synthetic_ratio": Above(0)}
+# Roles of keys (options.ROLES) that many share: a GAN key decides the generator; a run key says where and how long.
+GENERATOR, RUN = ("generator",), ("run",)
 RANDAUGMENT_MAX_OPS = 14  # RandAugment draws from 14 operations
 RANDAUGMENT_MAX_MAGNITUDE = 30  # 31 magnitude bins, as torchvision's RandAugment
 
@@ -92,87 +92,99 @@ class TrialConfig:
     gan: str = option("acgan", 'GAN family: {choices}; docs/generators.md says more.', choices={
         "cgan": "label-conditioned D", "acgan": "D with an auxiliary class head",
         "ali": "ACGAN started by ALI: an encoder, synthetic images near real images' codes",
-        "translation": "real images of one class translated into another, StarGAN / CycleGAN"}, needs=GAN)
+        "translation": "real images of one class translated into another, StarGAN / CycleGAN"}, needs=GAN,
+        roles=GENERATOR)
     gan_arch: str = option("mlp", "G and D: {choices}. In every architecture the label enters G through "
                            "conditional BatchNorm.", choices={
                                "mlp": "512-1024-2048", "dcgan": "conv / transposed conv",
-                               "resnet": "SNGAN's residual G and D, spectral norm in D"}, needs=GAN)
+                               "resnet": "SNGAN's residual G and D, spectral norm in D"}, needs=GAN, roles=GENERATOR)
     gan_loss: str = option("bce", "Adversarial loss: {choices}.",
-                           choices={"bce": "non-saturating", "hinge": "SNGAN / BigGAN"}, needs=GAN)
-    gan_lr: float = option(2e-4, "Adam learning rate of G and D.", gt=0, needs=GAN)
-    gan_beta1: float = option(0.5, "Adam beta1 of G and D (0.5 is the DCGAN choice).", ge=0, lt=1, needs=GAN)
-    latent_dim: int = option(100, "Size of the noise vector z.", ge=1, needs={"gan": NoneOf(("translation",))})
-    gan_width: float = option(1.0, "Multiplies every hidden width / channel count of G and D.", gt=0, needs=GAN)
+                           choices={"bce": "non-saturating", "hinge": "SNGAN / BigGAN"}, needs=GAN, roles=GENERATOR)
+    gan_lr: float = option(2e-4, "Adam learning rate of G and D.", gt=0, needs=GAN, roles=GENERATOR)
+    gan_beta1: float = option(0.5, "Adam beta1 of G and D (0.5 is the DCGAN choice).", ge=0, lt=1, needs=GAN,
+                              roles=GENERATOR)
+    latent_dim: int = option(100, "Size of the noise vector z.", ge=1, needs={"gan": NoneOf(("translation",))},
+                             roles=GENERATOR)
+    gan_width: float = option(1.0, "Multiplies every hidden width / channel count of G and D.", gt=0, needs=GAN,
+                              roles=GENERATOR)
     acgan_weight: float = option(1.0, f"{', '.join(SCORING_FAMILIES)}: weight of the class cross-entropy in both "
-                                 "players' losses.", gt=0, le=10, needs={"gan": OneOf(SCORING_FAMILIES)})
+                                 "players' losses.", gt=0, le=10, needs={"gan": OneOf(SCORING_FAMILIES)},
+                                 roles=GENERATOR)
     acgan_fake_class_loss: bool = option(True, "acgan: D also learns classes on fakes (Odena 2017); False = real "
-                                         "only.", needs={"gan": OneOf(("acgan", "ali"))})
-    d_steps: int = option(1, "Discriminator steps per generator step.", ge=1, needs=GAN)
+                                         "only.", needs={"gan": OneOf(("acgan", "ali"))}, roles=GENERATOR)
+    d_steps: int = option(1, "Discriminator steps per generator step.", ge=1, needs=GAN, roles=GENERATOR)
     d_label_smoothing: float = option(0.0, "One-sided label smoothing: D's target for real images is 1 - s "
                                       "(gan_loss bce only: hinge has margins, not targets).", ge=0, lt=0.5,
-                                      needs={"gan_loss": OneOf(("bce",))})
+                                      needs={"gan_loss": OneOf(("bce",))}, roles=GENERATOR)
     diffaugment: str = option("", 'DiffAugment on every D input, e.g. "color,translation,cutout".', off="",
-                              valid=f"a comma-separated subset of {', '.join(DIFFAUGMENT_POLICIES)}", needs=GAN)
+                              valid=f"a comma-separated subset of {', '.join(DIFFAUGMENT_POLICIES)}", needs=GAN,
+                              roles=GENERATOR)
     g_ema: float = option(0.0, "Decay of an exponential moving average of G used for sampling.", ge=0, lt=1, off=0,
-                          needs=GAN)
+                          needs=GAN, roles=GENERATOR)
     d_real_fraction: float = option(0.5, "Share of real images in each discriminator batch (the rest are fakes).",
-                                    gt=0, lt=1, needs=GAN)
+                                    gt=0, lt=1, needs=GAN, roles=GENERATOR)
     d_mix_schedule: str = option("fixed", "Discriminator batches over training: {choices}.", choices={
         "fixed": "d_real_fraction every epoch", "hybrid": "0.5 every third epoch, d_real_fraction otherwise"},
-                                 needs=GAN)
+                                 needs=GAN, roles=GENERATOR)
     d_spectral_norm: bool = option(False, "Spectral normalisation of every D layer (always on for gan_arch=resnet).",
-                                   needs={"gan_arch": NoneOf(("resnet",))})
+                                   needs={"gan_arch": NoneOf(("resnet",))}, roles=GENERATOR)
     d_minibatch: str = option("none", "Features over the batch in D against collapse: {choices}, computed over "
                               "real rows and fake rows separately.", choices={
                                   "none": "", "stddev": "minibatch standard deviation, Karras 2018",
-                                  "discrimination": "minibatch discrimination, Salimans 2016"}, needs=GAN)
+                                  "discrimination": "minibatch discrimination, Salimans 2016"}, needs=GAN,
+                                  roles=GENERATOR)
     gan_conditions: str = option(
         "", "Columns of the dataset's `attributes.csv` that condition G besides the class (YAML may list them: "
         "`[distance, mass]`); D regresses them with a predictor head; samples draw the values from their class's "
         f"training rows. {' / '.join(CONDITIONED_FAMILIES)} only. Reports `condition_error`.", off="",
         valid="distinct attribute column names separated by commas, e.g. 'mass,distance'",
-        needs={"gan": OneOf(CONDITIONED_FAMILIES)})
+        needs={"gan": OneOf(CONDITIONED_FAMILIES)}, roles=GENERATOR)
     predictor_weight: float = option(1.0, "`gan_conditions`: lambda of the predictor losses (D: lambda x "
                                      "max(0, l2(real) - l2(fake)); G: lambda x l2(fake)).", gt=0, le=100,
-                                     needs={"gan_conditions": NoneOf(("",))})
+                                     needs={"gan_conditions": NoneOf(("",))}, roles=GENERATOR)
 
     # gan=ali (ganaug/gan/ali.py): ALI (encoder E, G and a joint D on (image, code)), then ACGAN on mixed codes.
     ali_epochs: int = option(2, "`gan: ali`: GAN passes over the training split spent in the ALI phase before the "
-                             "ACGAN phase; 0: no ALI phase (E stays untrained).", ge=0, needs={"gan": OneOf(("ali",))})
+                             "ACGAN phase; 0: no ALI phase (E stays untrained).", ge=0,
+                             needs={"gan": OneOf(("ali",))}, roles=GENERATOR)
     ali_train_encoded_share: float = option(0.5, "`gan: ali`, ACGAN phase: share of G's codes that are E(x) of the "
                                             "batch's real images, the rest N(0, 1).", ge=0, le=1,
-                                            needs={"gan": OneOf(("ali",))})
+                                            needs={"gan": OneOf(("ali",))}, roles=GENERATOR)
     ali_mask_encoded: bool = option(True, "`gan: ali`, ACGAN phase: no real/fake loss on images from encoded codes "
-                                    "(the report's masked variant); False = unmasked.", needs={"gan": OneOf(("ali",))})
+                                    "(the report's masked variant); False = unmasked.",
+                                    needs={"gan": OneOf(("ali",))}, roles=GENERATOR)
     ali_reconstruction_weight: float = option(3.0, "`gan: ali`: weight of L1(G(E(x), y), x) (ALICE's term) on G and "
                                               "E in the ALI phase and on encoded rows after; 0 = plain ALI.",
-                                              ge=0, le=100, off=0, needs={"gan": OneOf(("ali",))})
+                                              ge=0, le=100, off=0, needs={"gan": OneOf(("ali",))}, roles=GENERATOR)
     ali_encoded_share: float = option(0.5, "`gan: ali`, sampling: share of synthetic images drawn near the code of "
-                                      "a real image of their class.", ge=0, le=1, needs={"gan": OneOf(("ali",))})
+                                      "a real image of their class.", ge=0, le=1, needs={"gan": OneOf(("ali",))},
+                                      roles=GENERATOR)
     ali_code_noise: float = option(0.5, "`gan: ali`, sampling: std of the Gaussian noise added to those codes.",
-                                   ge=0, le=10, needs={"gan": OneOf(("ali",))})
+                                   ge=0, le=10, needs={"gan": OneOf(("ali",))}, roles=GENERATOR)
 
     # gan=translation (ganaug/gan/translation.py): StarGAN / CycleGAN class-to-class translation.
     cycle_weight: float = option(10.0, "`gan: translation`: weight of the cycle loss L1(G(G(x, b), a), x) "
-                                 "(StarGAN's lambda_rec: 10).", ge=0, le=100, needs={"gan": OneOf(("translation",))})
+                                 "(StarGAN's lambda_rec: 10).", ge=0, le=100, needs={"gan": OneOf(("translation",))},
+                                 roles=GENERATOR)
     identity_weight: float = option(0.0, "`gan: translation`: weight of CycleGAN's identity loss L1(G(x, a), x).",
-                                    ge=0, le=100, off=0, needs={"gan": OneOf(("translation",))})
+                                    ge=0, le=100, off=0, needs={"gan": OneOf(("translation",))}, roles=GENERATOR)
 
     # GAN training budget.
     gan_steps_per_batch: int = option(1, "GAN updates (d_steps D steps + one G step) per classifier step; each "
-                                      "extra one on its own real batch.", ge=1, needs=GAN)
+                                      "extra one on its own real batch.", ge=1, needs=GAN, roles=GENERATOR)
     gan_pretrain_epochs: int = option(0, "GAN-only passes over the training split before the classifier's first "
-                                      "epoch (reported as epoch 0, with `gan_pretrain_epoch`).", ge=0, needs=GAN)
+                                      "epoch (reported as epoch 0, with `gan_pretrain_epoch`).", ge=0, needs=GAN,
+                                      roles=GENERATOR)
     gan_freeze: bool = option(False, "The GAN stops training when the classifier starts and only samples from then "
                               "on (needs gan_pretrain_epochs >= 1).", needs={"gan_pretrain_epochs": Above(0)})
 
     # Augmentation policy.
     synthetic_ratio: float = option(0.0, "Synthetic images per real image in each classifier batch; 0 = no GAN "
-                                    "data.", ge=0, le=20)
+                                    "data.", ge=0, le=20, roles=("unablated", "describes"))
     labeling: str = option("pseudo", "Targets for synthetic images: {choices}.", choices={
         "pseudo": "the class G was conditioned on", "lsro": "uniform over the classes, Zheng 2017",
         "all_in_one": "an extra class: the classifier has K + 1 outputs", "distill": "the teacher's soft label, below"},
-                           needs=GAN)
+                           needs=GAN, roles=("describes",))
     synthetic_spread: str = option("minority", "Classes of synthetic images, by the training counts n_c (n_max the "
                                    "largest): {choices}; all uniform on balanced data.", choices={
                                        "minority": "weights n_max / n_c, inverse frequency", "balance": "weights n_max "
@@ -183,14 +195,15 @@ class TrialConfig:
     traditional_aug: str = option("none", "Real images: {choices}.", choices={
         "none": "", "flip_translate": "flip + up to 4 px on 32x32",
         "trivialaugment": "flip_translate, then TrivialAugmentWide: one of 14 ops per image at a random magnitude",
-        "randaugment": "flip_translate, then `randaugment_ops` ops per image at `randaugment_magnitude`"})
+        "randaugment": "flip_translate, then `randaugment_ops` ops per image at `randaugment_magnitude`"},
+        roles=("describes",))
     randaugment_ops: int = option(2, "randaugment: operations per image (N).", ge=1, le=RANDAUGMENT_MAX_OPS,
                                   needs={"traditional_aug": OneOf(("randaugment",))})
     randaugment_magnitude: int = option(9, "randaugment: magnitude bin M (torchvision's scale).", ge=0,
                                         le=RANDAUGMENT_MAX_MAGNITUDE,
                                         needs={"traditional_aug": OneOf(("randaugment",))})
     cutout: int = option(0, "Side in px of a square set to grey in every augmented image (after traditional_aug); at "
-                         "most the image side (checked once the data is loaded).", ge=0, off=0)
+                         "most the image side (checked once the data is loaded).", ge=0, off=0, roles=("describes",))
     mix: str = option("none", "Whole-batch mixing of classifier batches, after traditional_aug: {choices}; a fresh "
                       "lambda ~ Beta(mix_alpha, mix_alpha) and partner per batch; real rows are mixed with real rows "
                       "(synthetic rows with synthetic rows, with augment_synthetic), targets as the images.", choices={
@@ -233,7 +246,8 @@ class TrialConfig:
         {}, "Arguments of a torchvision:/import-path classifier's factory besides "
         f"{', '.join(DATASET_ARGUMENTS)}; scalars only. `classifier_kwargs: {{depth: 3}}` under fixed, or one key "
         "per argument (`classifier_kwargs.depth`), fixed or searched. `small_input: false` keeps a torchvision "
-        "ResNet's ImageNet stem.", valid="a mapping of argument names to scalars, e.g. {depth: 3}")
+        "ResNet's ImageNet stem.", valid="a mapping of argument names to scalars, e.g. {depth: 3}",
+        roles=("unablated",))
     classifier_lr: float = option(1e-3, "Peak learning rate of the classifier (the schedule's 1).", gt=0)
     classifier_width: float = option(1.0, "Multiplies every hidden width / channel count of a built-in classifier.",
                                      gt=0, needs={"classifier": OneOf(BUILT_IN_CLASSIFIERS)})
@@ -252,7 +266,8 @@ class TrialConfig:
     label_smoothing: float = option(0.0, "Label smoothing of the classifier's targets: (1 - s) x target + s / outputs, "
                                     "as F.cross_entropy(label_smoothing=s).", ge=0, lt=1, off=0)
     weight_decay: float = option(0.0, "Weight decay of the classifier (decoupled for adamw, L2 for sgd).", ge=0)
-    batch_size: int = option(128, "Real images per classifier batch (and per discriminator batch).", ge=1)
+    batch_size: int = option(128, "Real images per classifier batch (and per discriminator batch).", ge=1,
+                             roles=GENERATOR)
 
     # Long-tailed data (data.long_tail): the no-GAN baselines of long-tail work, each combinable with synthetic data.
     class_balance: str = option("none", "Against class imbalance (counts n_c of the training split), on real rows only "
@@ -261,7 +276,8 @@ class TrialConfig:
                                     "none": "", "resample": "class-balanced real batches: a uniform class per row, "
                                     "then one of its images (Kang 2020)", "reweight": "each real row's loss times its "
                                     "class's effective-number weight (Cui 2019)", "logit_adjust": "the loss of logits "
-                                    "+ logit_adjust_tau x log(n_c / n) (Menon 2021); plain logits at test"})
+                                    "+ logit_adjust_tau x log(n_c / n) (Menon 2021); plain logits at test"},
+                                    roles=("describes",))
     reweight_beta: float = option(0.9999, "reweight: w_c = (1 - beta) / (1 - beta^n_c), scaled to mean 1 over the "
                                   "classes; 0 = uniform, towards 1 inverse frequency, 1 = 1 / n_c (the limit).",
                                   ge=0, le=1, needs={"class_balance": OneOf(("reweight",))})
@@ -273,15 +289,19 @@ class TrialConfig:
                                             needs={"class_balance": NoneOf(("none",))})
 
     # Run.
-    epochs: int = option(20, "Passes over the real training split (in a search: scheduler.max_epochs).", ge=1)
-    seed: int = option(0, "Seeds torch, the batch order and the generator's noise.", ge=0)
-    checkpoint_every: int = option(5, "Epochs between checkpoints (one is always written at the end).", ge=1)
-    sample_every: int = option(5, "Epochs between generator sample grids (one is always written at the end).", ge=1)
-    cas_epochs: int = option(3, "Epochs of the train-on-synthetic classifier behind the final `cas`; 0 = skip.", ge=0)
+    epochs: int = option(20, "Passes over the real training split (in a search: scheduler.max_epochs).", ge=1,
+                         roles=RUN)
+    seed: int = option(0, "Seeds torch, the batch order and the generator's noise.", ge=0,
+                       roles=("generator", "unablated"))
+    checkpoint_every: int = option(5, "Epochs between checkpoints (one is always written at the end).", ge=1, roles=RUN)
+    sample_every: int = option(5, "Epochs between generator sample grids (one is always written at the end).", ge=1,
+                               roles=RUN)
+    cas_epochs: int = option(3, "Epochs of the train-on-synthetic classifier behind the final `cas`; 0 = skip.", ge=0,
+                             roles=RUN)
     device: str = option("auto", "Where the trial runs: {choices}.",
-                         choices={"auto": "CUDA when available", "cpu": "", "cuda": ""})
+                         choices={"auto": "CUDA when available", "cpu": "", "cuda": ""}, roles=RUN)
     precision: str = option("auto", "Arithmetic of the forward passes: {choices}.",
-                            choices={"auto": "bf16 autocast on CUDA, fp32 on CPU", "fp32": "", "bf16": ""})
+                            choices={"auto": "bf16 autocast on CUDA, fp32 on CPU", "fp32": "", "bf16": ""}, roles=RUN)
 
     # ------------------------------------------------------------------------------------------
     @classmethod
@@ -403,6 +423,11 @@ _FIELDS = {spec.name: spec for spec in fields(TrialConfig)}
 CHOICES = {name: tuple(spec.metadata["choices"]) for name, spec in _FIELDS.items() if spec.metadata["choices"]}
 
 
+def keys_with(role: str) -> tuple[str, ...]:
+    """The keys that play `role` (options.ROLES), in field order, read from each field's declaration."""
+    return tuple(name for name, spec in _FIELDS.items() if role in spec.metadata["roles"])
+
+
 def inactive_keys(config: TrialConfig | dict[str, Any]) -> list[str]:
     """The keys a policy cannot use (each field's `needs`, options.active), in field order: every GAN key when
     synthetic_ratio is 0, a family's own keys under another family, randaugment_* without RandAugment, ... A search
@@ -426,26 +451,3 @@ def is_active(key: str, values: dict[str, Any]) -> bool:
 def depends_on(key: str) -> set[str]:
     """The keys whose values decide whether `key` is active (a search draws them first)."""
     return dependencies(key, _FIELDS)
-
-
-def check_cutout(cutout: Any, height: int, width: int, *, where: str = "",
-                 error: type[InputError] = ConfigError) -> None:
-    """Raise `error` (its message prefixed by `where`) unless `cutout` fits height x width images: an integer within
-    the field's limits and at most the shorter side. TrialConfig checks it without the images, this with them."""
-    limits = {**_FIELDS["cutout"].metadata["limits"], "le": min(height, width)}
-    if isinstance(cutout, bool) or not (isinstance(cutout, numbers.Integral) and within(cutout, limits)):
-        raise error(f"{where}{': ' if where else ''}cutout={cutout!r} is out of range for {height}x{width} images; "
-                    f"valid: {valid_values(_FIELDS['cutout'], limits)}")
-
-
-def check_attribute_columns(conditions: str, available: Sequence[str], *, where: str = "",
-                            error: type[InputError] = ConfigError) -> None:
-    """Raise `error` (its message prefixed by `where`) unless every column of a gan_conditions value is one of the
-    dataset's attribute columns, `available` (attributes.csv's): the message names the missing and the valid ones."""
-    missing = [name for name in condition_names(conditions) if name not in available]
-    if missing:
-        valid = ", ".join(available) or "none: the dataset has no attributes (an imagefolder split folder's " \
-            "attributes.csv holds them)"
-        named = f"{', '.join(map(repr, missing))} {'is' if len(missing) == 1 else 'are'}"
-        raise error(f"{where}{': ' if where else ''}{named} not an attribute column of the dataset; valid columns: "
-                    f"{valid}")

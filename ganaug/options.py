@@ -67,17 +67,32 @@ class Above:
 Condition = OneOf | Above
 
 
+# The roles a key plays besides its value in a policy (option's `roles`); the parts that treat keys by role read them
+# from the fields (config.keys_with), never from a list of their own.
+ROLES = {
+    "generator": "decides the generator at the end of pretraining: part of the generator bank's key",
+    "run": "where or how long a trial runs and what it records, not what it learns: a resume may change it, and "
+           "evaluate's --ablate never resets it",
+    "unablated": "evaluate's --ablate never resets it (the run keys besides)",
+    "describes": "evaluation.csv and its report show it beside every policy",
+}
+
+
 def option(default: Any, doc: str, *, choices: dict[str, str] | tuple[str, ...] | None = None, valid: str = "",
            off: Any = None, ge: float | None = None, gt: float | None = None, le: float | None = None,
-           lt: float | None = None, needs: Mapping[str, Condition] | None = None) -> Any:
+           lt: float | None = None, needs: Mapping[str, Condition] | None = None, roles: tuple[str, ...] = ()) -> Any:
     """One TrialConfig key, declared once: its default; its documentation (one line of docs/search-space.md's key
     table, where "{choices}" stands for a choice key's choices with their meanings); a number's limits (ge, gt, le,
     lt) and the value that turns it `off`; a choice key's choices (name -> meaning, or names; CHOICES is read from
-    them); what is `valid` where neither says (a choice key: besides its choices); and what it `needs` to have an
-    effect: conditions on other keys (see `active`)."""
+    them); what is `valid` where neither says (a choice key: besides its choices); what it `needs` to have an
+    effect: conditions on other keys (see `active`); and its `roles` (ROLES)."""
+    unknown = [role for role in roles if role not in ROLES]
+    if unknown:
+        raise AssertionError(f"option roles {unknown} are not among {', '.join(ROLES)}")
     limits = {bound: value for bound, value in zip(LIMIT_SIGNS, (ge, gt, le, lt)) if value is not None}
     choices = dict.fromkeys(choices, "") if isinstance(choices, tuple) else choices
-    metadata = {"doc": doc, "choices": choices, "valid": valid, "off": off, "limits": limits, "needs": needs or {}}
+    metadata = {"doc": doc, "choices": choices, "valid": valid, "off": off, "limits": limits, "needs": needs or {},
+                "roles": tuple(roles)}
     if isinstance(default, dict):  # a mutable default: each config gets its own
         return field(default_factory=dict, hash=False, metadata=metadata)
     return field(default=default, metadata=metadata)

@@ -15,7 +15,7 @@ import torch
 import yaml
 from spaces import write_tiny_space
 
-from ganaug.config import TrialConfig
+from ganaug.config import TrialConfig, keys_with
 from ganaug.data import load_data
 from ganaug.trial import GeneratorBank, run
 from ganaug.trial.bank import GENERATOR_KEYS, INFO_FILE, STATE_FILE
@@ -280,3 +280,66 @@ def test_a_trial_that_raises_while_pretraining_lets_the_waiting_trial_train_at_o
     assert events["b_first_pass"] - events["a_raised"] < POLL_SECONDS + 20  # not the 60-s staleness timeout
     assert not coordinator.claims  # B released its claim once it had stored the entry
     assert (tmp_path / "bank" / rows[-1]["generator_key"] / STATE_FILE).is_file()
+
+
+class RecordingConfig(TrialConfig):
+    """A TrialConfig that notes every key read while `recording` is on."""
+
+    recording = False
+    touched: set[str] = set()
+
+    def __getattribute__(self, name):
+        if RecordingConfig.recording and name in KEYS:
+            RecordingConfig.touched.add(name)
+        return object.__getattribute__(self, name)
+
+    def to_dict(self):
+        """A snapshot of every key (a checkpoint's config, the bank key's inputs) acts on none of them."""
+        recording, RecordingConfig.recording = RecordingConfig.recording, False
+        try:
+            return super().to_dict()
+        finally:
+            RecordingConfig.recording = recording
+
+
+KEYS = set(TrialConfig.keys())
+GENERATORS = {  # every family, and the GAN keys that take another code path
+    "acgan": dict(gan="acgan", g_ema=0.99, diffaugment="color,translation,cutout", d_minibatch="stddev", d_steps=2,
+                  d_mix_schedule="hybrid", d_label_smoothing=0.1, gan_steps_per_batch=2, acgan_fake_class_loss=False),
+    "cgan": dict(gan="cgan", gan_arch="dcgan", gan_loss="hinge", d_spectral_norm=True, d_minibatch="discrimination"),
+    "ali": dict(gan="ali", ali_epochs=1, ali_mask_encoded=False),
+    "translation": dict(gan="translation", gan_arch="dcgan", identity_weight=1.0),
+    "conditions": dict(gan="acgan", gan_conditions="level"),
+}
+
+
+@pytest.mark.parametrize("family", GENERATORS)
+def test_generator_pretraining_reads_only_keys_of_the_bank_key(digits, tmp_path, family):
+    """Build and pretrain a GAN the way a trial does, noting every config key the code reads: each is one that
+    decides the generator (part of the bank's key), or one of the run keys that change where and how long a trial runs
+    and what it records, not what it learns. A key read here but in neither would let the bank hand a trial a
+    generator trained with another value of it."""
+    from test_conditions import write_attribute_folder
+
+    from ganaug.trial.loop import build_state
+    from ganaug.trial.measure import PassMetrics
+    from ganaug.trial.pretraining import pretrain_generator, seeded_gan
+    from ganaug.trial.runtime import Runtime
+
+    data = load_data({"name": "imagefolder", "root": str(write_attribute_folder(tmp_path / "images")),
+                      "val_fraction": 0.2}) if family == "conditions" else digits
+    cfg = RecordingConfig(**{**POLICY, "gan_pretrain_epochs": 2, **GENERATORS[family]})
+    runtime = Runtime.of(cfg)
+    state = build_state(cfg, data, runtime)  # the classifier: read here, outside the generator's code path
+    measure = PassMetrics(cfg, data, state, runtime)
+    RecordingConfig.touched = set()
+    RecordingConfig.recording = True
+    try:
+        state.gan = seeded_gan(cfg, data.spec, data, runtime)
+        pretrain_generator(cfg, state, data.pretraining(), runtime, measure, lambda metrics, **_: None,
+                           GeneratorBank(tmp_path / "bank"))
+    finally:
+        RecordingConfig.recording = False
+    allowed = set(GENERATOR_KEYS) | set(keys_with("run"))
+    assert RecordingConfig.touched - allowed == set()
+    assert {"gan", "gan_lr", "batch_size", "seed"} <= RecordingConfig.touched  # the recording sees the reads

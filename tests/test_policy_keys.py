@@ -12,14 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ganaug.config import (
-    CHOICES,
-    ConfigError,
-    TrialConfig,
-    check_attribute_columns,
-    check_cutout,
-)
-from ganaug.data import DataConfig
+from ganaug.config import CHOICES, ConfigError, TrialConfig
+from ganaug.data import DataConfig, check_attribute_columns, check_cutout
 from ganaug.errors import InputError
 from ganaug.options import limits_hint, valid_values
 from ganaug.space.keys import data_key_table, key_table

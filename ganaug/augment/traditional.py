@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from ganaug.augment.flip import flip_translate
-from ganaug.config import check_cutout, registry
-from ganaug.data import DataError
+from ganaug.config import registry
+from ganaug.data import DataError, check_cutout
 
 RANDAUGMENT_MAGNITUDES = 31  # magnitude bins of TrivialAugmentWide and RandAugment (torchvision's default)
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale (ITU-R 601-2 luma)

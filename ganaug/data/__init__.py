@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ganaug.data.config import DataConfig, DataError, long_tail_counts
+from ganaug.data.config import DataConfig, DataError, check_attribute_columns, check_cutout, long_tail_counts
 from ganaug.data.readers import DATASETS
 
 if TYPE_CHECKING:  # what type checkers see of the names __getattr__ loads
@@ -39,6 +39,7 @@ _TORCH_NAMES = {"load_data": "splits", **{name: "tensors" for name in (
     "batch_indices", "pick_device", "sample_balanced", "to_float", "to_uint8")}}
 
 __all__ = ["ClassIndex", "DATASETS", "DataConfig", "DataError", "DataSpec", "ImageData", "as_float_images",
+           "check_attribute_columns", "check_cutout",
            "balanced_batch_indices", "balanced_labels", "batch_indices", "load_data", "long_tail_counts", "pick_device",
            "sample_balanced", "to_float", "to_uint8"]
 

@@ -4,15 +4,19 @@ load; and DataError, the error of every bad data input."""
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ganaug.config import DATASET_NAMES
+from ganaug.config import DATASET_NAMES, TrialConfig, condition_names
 from ganaug.errors import InputError, did_you_mean
-from ganaug.options import option
+from ganaug.options import ConfigError, option, valid_values, within
+
+TRIAL_FIELDS = {spec.name: spec for spec in dataclasses.fields(TrialConfig)}
 
 
 class DataError(InputError):
@@ -149,3 +153,28 @@ def is_int(value: Any) -> bool:
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
+
+# ----------------------------------------------------------------------------------------------
+# What a policy's keys ask of the dataset, checked once the data is known (TrialConfig checks what it can alone).
+
+def check_cutout(cutout: Any, height: int, width: int, *, where: str = "",
+                 error: type[InputError] = ConfigError) -> None:
+    """Raise `error` (its message prefixed by `where`) unless `cutout` fits height x width images: an integer within
+    the field's limits and at most the shorter side. TrialConfig checks it without the images, this with them."""
+    limits = {**TRIAL_FIELDS["cutout"].metadata["limits"], "le": min(height, width)}
+    if isinstance(cutout, bool) or not (isinstance(cutout, numbers.Integral) and within(cutout, limits)):
+        raise error(f"{where}{': ' if where else ''}cutout={cutout!r} is out of range for {height}x{width} images; "
+                    f"valid: {valid_values(TRIAL_FIELDS['cutout'], limits)}")
+
+
+def check_attribute_columns(conditions: str, available: Sequence[str], *, where: str = "",
+                            error: type[InputError] = ConfigError) -> None:
+    """Raise `error` (its message prefixed by `where`) unless every column of a gan_conditions value is one of the
+    dataset's attribute columns, `available` (attributes.csv's): the message names the missing and the valid ones."""
+    missing = [name for name in condition_names(conditions) if name not in available]
+    if missing:
+        valid = ", ".join(available) or "none: the dataset has no attributes (an imagefolder split folder's " \
+            "attributes.csv holds them)"
+        named = f"{', '.join(map(repr, missing))} {'is' if len(missing) == 1 else 'are'}"
+        raise error(f"{where}{': ' if where else ''}{named} not an attribute column of the dataset; valid columns: "
+                    f"{valid}")

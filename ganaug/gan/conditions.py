@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganaug.config import ConfigError, TrialConfig, check_attribute_columns, condition_names
-from ganaug.data import ClassIndex, balanced_labels
+from ganaug.config import ConfigError, TrialConfig, condition_names
+from ganaug.data import ClassIndex, balanced_labels, check_attribute_columns
 from ganaug.gan.losses import masked_mean
 from ganaug.gan.networks import ConditionalBatchNorm
 from ganaug.gan.trainer import GANTrainer, StateDictError, sampling_mode

@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from ganaug.config import CHOICES, ConfigError, TrialConfig, without_inactive
+from ganaug.config import CHOICES, ConfigError, TrialConfig, keys_with, without_inactive
 from ganaug.errors import EXIT_BAD_INPUT as EXIT_BAD_INPUT  # re-exported: the exit code of this command on bad input
 from ganaug.errors import InputError, exit_code
 from ganaug.files import atomic_write
@@ -438,13 +438,11 @@ def _evaluate(args: argparse.Namespace, argv: list[str] | None, prog: str) -> in
 
 
 # ----------------------------------------------------------------------------------------------
-# Registry: the keys --ablate never resets (the fixed ablations, FIXED_ABLATIONS, live in ganaug.results.policies,
-# whose role_of reads them): the run budget and hardware (the same for every policy of an evaluation), and
-# synthetic_ratio, whose default 0 removes the GANTrainer, which gan_off and no_aug already measure, and
-# classifier_kwargs, an external model's own arguments (configs hold them as flat classifier_kwargs.NAME keys;
-# `classifier` is ablated).
-NOT_ABLATED = ("epochs", "seed", "checkpoint_every", "sample_every", "cas_epochs", "device", "precision",
-               "synthetic_ratio", "classifier_kwargs")
+# The keys --ablate never resets (the fixed ablations, FIXED_ABLATIONS, live in ganaug.results.policies, whose
+# role_of reads them), as each declares (config.TrialConfig): the run budget and hardware (the same for every policy
+# of an evaluation), the seed, and synthetic_ratio, whose default 0 removes the GANTrainer, which gan_off and no_aug
+# already measure, and classifier_kwargs, an external model's own arguments (`classifier` is ablated).
+NOT_ABLATED = tuple(sorted({*keys_with("run"), *keys_with("unablated")}, key=TrialConfig.keys().index))
 ABLATION_KEYS = tuple(field.name for field in fields(TrialConfig) if field.name not in NOT_ABLATED)
 
 

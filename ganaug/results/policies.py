@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from ganaug.config import keys_with
+
 BEST_GAN = "best_gan"
 BEST_NO_GAN = "best_no_gan"
 VARIANT_PREFIX = f"{BEST_GAN}-"      # --ablate: best_gan-<key> is best_gan with <key> at its default
@@ -16,8 +18,8 @@ TRADITIONAL_PREFIX = "no_gan+"       # no_gan+<choice>: GAN off, traditional_aug
 LONG_TAIL_PREFIX = "long_tail+"      # long_tail+<method>: best_no_gan with that long-tail method (LONG_TAIL_BASELINES)
 
 
-# Config keys copied into every evaluation.csv row, so the file says what each policy was.
-DESCRIBING_KEYS = ("synthetic_ratio", "labeling", "traditional_aug", "cutout", "class_balance")
+# Config keys copied into every evaluation.csv row, so the file says what each policy was (config.TrialConfig).
+DESCRIBING_KEYS = keys_with("describes")
 
 
 def alias_map(policies_or_runs: dict[str, dict] | pd.DataFrame) -> dict[str, str]:

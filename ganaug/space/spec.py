@@ -23,12 +23,11 @@ from ganaug.config import (
     KWARGS_PREFIX,
     ConfigError,
     TrialConfig,
-    check_attribute_columns,
-    check_cutout,
     is_active,
     is_import_path,
     without_inactive,
 )
+from ganaug.data import check_attribute_columns, check_cutout
 from ganaug.space.checks import check, unknown_hint
 from ganaug.space.schema import (
     METRICS,

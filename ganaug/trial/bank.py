@@ -37,22 +37,16 @@ import torch
 import yaml
 
 from ganaug.cluster import Claims
-from ganaug.config import TrialConfig
+from ganaug.config import TrialConfig, keys_with
 from ganaug.data import ImageData
 from ganaug.files import join, read_bytes, write_bytes
 
 FORMAT = 1  # of an entry's state; a bank entry of another format is retrained, never loaded
 STATE_FILE, INFO_FILE = "generator.pt", "generator.yaml"
 # The keys that decide a GAN at the end of pretraining, besides the data: the family and every GAN key, its budget,
-# the batches and the seed. Inactive ones (another family's) are left out of the key (TrialConfig.identity).
-GENERATOR_KEYS = (
-    "gan", "gan_arch", "gan_loss", "gan_lr", "gan_beta1", "latent_dim", "gan_width", "acgan_weight",
-    "acgan_fake_class_loss", "d_steps", "d_label_smoothing", "diffaugment", "g_ema", "d_real_fraction",
-    "d_mix_schedule", "d_spectral_norm", "d_minibatch", "gan_conditions", "predictor_weight", "ali_epochs",
-    "ali_train_encoded_share", "ali_mask_encoded", "ali_reconstruction_weight", "ali_encoded_share",
-    "ali_code_noise", "cycle_weight", "identity_weight", "gan_steps_per_batch", "gan_pretrain_epochs",
-    "batch_size", "seed",
-)
+# the batches and the seed (each declares the role, config.TrialConfig). Inactive ones (another family's) are left out
+# of the key (TrialConfig.identity).
+GENERATOR_KEYS = keys_with("generator")
 POLL_SECONDS = 2.0  # how often a trial waiting for another's entry looks again
 HEARTBEAT_SECONDS = 10.0  # how often the trial pretraining an entry says it is alive
 

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 
 from ganaug.classifier import LABELERS, SYNTHETIC_BN, Teacher, build_classifier, build_optimizer
-from ganaug.config import TrialConfig, check_cutout, trains_gan
-from ganaug.data import ImageData
+from ganaug.config import TrialConfig, trains_gan
+from ganaug.data import ImageData, check_cutout
 from ganaug.trial.bank import GeneratorBank
 from ganaug.trial.measure import Diverged, PassMetrics
 from ganaug.trial.pretraining import pretrain_generator, seeded_gan
@@ -58,20 +58,10 @@ def run(
     runtime = Runtime.of(cfg)
     torch.manual_seed(cfg.seed)
     data = data.to(runtime.device)
-    spec = data.spec
-    check_cutout(cfg.cutout, spec.height, spec.width)
+    check_cutout(cfg.cutout, data.spec.height, data.spec.width)
 
-    # Construct networks: the GAN first, on its own stream (synthetic_ratio 0 is the no-GAN baseline inside the
-    # search space: no GAN is built or trained), then the classifier with its outputs as its labeling needs, its
-    # optimizer and EMA teacher.
-    gan = seeded_gan(cfg, spec, data, runtime) if trains_gan(cfg) else None
-    classifier = build_classifier(cfg.classifier, spec, LABELERS[cfg.labeling].num_outputs(spec.num_classes),
-                                  cfg.classifier_width, split_bn=SYNTHETIC_BN[cfg.synthetic_bn],
-                                  kwargs=cfg.classifier_kwargs, dropout=cfg.classifier_dropout)
-    # ignore: torch's overloads of Module.to lack (device, memory_format) together, which it takes (_parse_to).
-    classifier = classifier.to(runtime.device, memory_format=runtime.memory_format)  # type: ignore[call-overload]
-    teacher = Teacher(classifier, cfg.teacher_ema) if cfg.teacher_ema > 0 else None
-    state = TrialState(cfg, classifier, build_optimizer(cfg, classifier.parameters()), gan, teacher, runtime.rng)
+    # Construct networks, and put them back where a checkpoint left them.
+    state = build_state(cfg, data, runtime)
     if checkpoint is not None:  # resume: from a classifier epoch, or from the middle of GAN pretraining
         state.load_state_dict(checkpoint)
     measure = PassMetrics(cfg, data, state, runtime)
@@ -87,6 +77,21 @@ def run(
     if bank is not None and generator_row and cfg.gan_freeze:  # a frozen generator is still the entry's own
         bank.record_final(generator_row["generator_key"], final)
     return final
+
+
+def build_state(cfg: TrialConfig, data: ImageData, runtime: Runtime) -> TrialState:
+    """A new trial's networks, as cfg and the dataset's shape say: the GAN first, on its own stream (synthetic_ratio 0
+    is the no-GAN baseline inside the search space: no GAN is built or trained), then the classifier with its outputs
+    as its labeling needs, its optimizer and EMA teacher."""
+    spec = data.spec
+    gan = seeded_gan(cfg, spec, data, runtime) if trains_gan(cfg) else None
+    classifier = build_classifier(cfg.classifier, spec, LABELERS[cfg.labeling].num_outputs(spec.num_classes),
+                                  cfg.classifier_width, split_bn=SYNTHETIC_BN[cfg.synthetic_bn],
+                                  kwargs=cfg.classifier_kwargs, dropout=cfg.classifier_dropout)
+    # ignore: torch's overloads of Module.to lack (device, memory_format) together, which it takes (_parse_to).
+    classifier = classifier.to(runtime.device, memory_format=runtime.memory_format)  # type: ignore[call-overload]
+    teacher = Teacher(classifier, cfg.teacher_ema) if cfg.teacher_ema > 0 else None
+    return TrialState(cfg, classifier, build_optimizer(cfg, classifier.parameters()), gan, teacher, runtime.rng)
 
 
 def _print_report(metrics: dict, checkpoint: str | None = None, images: dict | None = None) -> None:

@@ -9,14 +9,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ganaug.config import KWARGS_PREFIX, TrialConfig
+from ganaug.config import KWARGS_PREFIX, TrialConfig, keys_with
 from ganaug.errors import InputError
 from ganaug.files import atomic_write
 
 CHECKPOINT_FILE = "trial_state.pt"
-# Keys that may differ between a checkpoint and the run resuming from it: they change where or how long
-# the trial runs, not what it learns.
-RESUMABLE_DIFFERENCES = {"epochs", "device", "precision", "checkpoint_every", "sample_every", "cas_epochs"}
+# Keys that may differ between a checkpoint and the run resuming from it: they change where or how long the trial
+# runs, not what it learns (the run keys, config.TrialConfig).
+RESUMABLE_DIFFERENCES = set(keys_with("run"))
 
 
 class CheckpointError(InputError):
