@@ -17,6 +17,7 @@ from spaces import write_tiny_space
 
 from ganaug.config import TrialConfig, keys_with
 from ganaug.data import load_data
+from ganaug.metrics import BY_NAME
 from ganaug.trial import GeneratorBank, run
 from ganaug.trial.bank import GENERATOR_KEYS, INFO_FILE, STATE_FILE
 
@@ -46,6 +47,7 @@ def test_a_trial_that_loads_its_generator_reports_what_training_it_would(digits,
     trained = rows_of(cfg, digits, GeneratorBank(tmp_path / "bank", owner="first"))
     reused = rows_of(cfg, digits, GeneratorBank(tmp_path / "bank", owner="second"))
     assert [row["epoch"] for row in trained] == [0, 0, 1, 2, 3] and [row["epoch"] for row in reused] == [1, 2, 3]
+    assert {key for row in trained for key in row} <= set(BY_NAME)  # every metric reported is declared (METRICS)
     assert classifier_epochs(trained) == classifier_epochs(reused)  # epoch by epoch, every metric
     assert {row["generator_reused"] for row in trained[2:]} == {0}
     assert {row["generator_reused"] for row in reused} == {1}

@@ -21,6 +21,7 @@ from ganaug.gan.families import build_gan
 from ganaug.gan.losses import FAMILY_LOSSES
 from ganaug.gan.networks import ARCHITECTURES
 from ganaug.gan.trainer import GANTrainer, StateDictError
+from ganaug.metrics import BY_NAME
 from ganaug.space.schema import SpaceError
 from ganaug.space.spec import load_space
 from ganaug.trial.loop import run
@@ -276,6 +277,7 @@ def test_joint_trial_reports_condition_error_and_resumes_exactly(data, tmp_path)
 
     run(cfg, data, record)
     assert all(0 <= m["condition_error"] < 10 for m in full)
+    assert {key for m in full for key in m} <= set(BY_NAME)  # every metric reported is declared (ganaug.metrics)
     resumed = []
     run(cfg, data, lambda metrics, checkpoint=None, images=None: resumed.append(dict(metrics)), checkpoint=tmp_path)
     strip = lambda m: {k: v for k, v in m.items() if k not in ("epoch_seconds", "images_per_second")}

@@ -21,7 +21,7 @@ LAYERS = (
     ("gan", "classifier"),
     ("augment",),
     ("data",),
-    ("cluster", "config", "options", "files", "errors", "__init__"),
+    ("cluster", "config", "options", "metrics", "files", "errors", "__init__"),
 )
 SUBPACKAGES = ("space", "data", "augment", "gan", "classifier", "trial", "search", "results")
 # "ganaug.gan.networks:ARCHITECTURES", importlib.import_module("ganaug.gan"): as real a dependency as an import.
@@ -199,3 +199,58 @@ def test_function_level_imports_of_ganaug_say_why():
 def test_no_module_is_several_things():
     sizes = {str(path.relative_to(PACKAGE)): len(path.read_text().splitlines()) for path in PACKAGE.rglob("*.py")}
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+DOTTED_NAME = re.compile(r"\bganaug(?:\.[A-Za-z_]\w*)+")
+FILE_PATH = re.compile(r"\bganaug/[\w/]+\.py\b")
+
+
+def resolves(dotted: str) -> bool:
+    """Whether `dotted` (ganaug.gan.networks, ganaug.classifier.check_classifier, ...) names a module or an
+    attribute of one."""
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attribute in parts[split:]:
+            if not hasattr(target, attribute):
+                return False
+            target = getattr(target, attribute)
+        return True
+    return False
+
+
+def test_every_ganaug_name_in_a_docstring_resolves_and_every_path_exists():
+    """A docstring that points a reader at ganaug.X names something that exists (modules get renamed: a stale name
+    sends a newcomer looking for code that is gone); a docstring or comment's ganaug/....py path names a file."""
+    stale = []
+    for name, path in modules().items():
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                docstring = ast.get_docstring(node) or ""
+                stale += [f"{name}: {found}" for found in DOTTED_NAME.findall(docstring)
+                          if not resolves(found.rstrip("."))]
+        stale += [f"{name}: {found}" for found in FILE_PATH.findall(text) if not (ROOT / found).is_file()]
+    assert stale == []
+
+
+def test_no_module_but_the_declarations_lists_keys():
+    """Which keys play a role (decide the generator, may change on resume, are never ablated, describe a policy) is
+    declared on each TrialConfig field; a literal list of five or more key names elsewhere is such a role kept by
+    hand, and drifts from the fields."""
+    from ganaug.config import TrialConfig
+
+    keys, lists = set(TrialConfig.keys()), []
+    for name, path in modules().items():
+        if name in ("ganaug.config", "ganaug.options"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else \
+                [key for key in node.keys if key is not None] if isinstance(node, ast.Dict) else []
+            named = [item.value for item in items if isinstance(item, ast.Constant) and item.value in keys]
+            if len(named) >= 5:
+                lists.append(f"{name}:{node.lineno} {named}")
+    assert lists == []

@@ -16,33 +16,35 @@ from ganaug.config import CHOICES, ConfigError, TrialConfig
 from ganaug.data import DataConfig, check_attribute_columns, check_cutout
 from ganaug.errors import InputError
 from ganaug.options import limits_hint, valid_values
-from ganaug.space.keys import data_key_table, key_table
+from ganaug.space.keys import data_key_table, key_table, metric_table
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = {spec.name: spec for spec in dataclasses.fields(TrialConfig)}
 LIMITED = [(name, bound, limit) for name, spec in FIELDS.items() for bound, limit in spec.metadata["limits"].items()]
-PAGE = ROOT / "docs" / "search-space.md"
-REGENERATE = ("docs/search-space.md's {what} table is not the one {source}'s fields give: regenerate it with "
+REGENERATE = ("{page}'s {what} table is not the one {source} gives: regenerate it with "
               "`python -m ganaug.space.keys{argument}` and paste the output over the table under \"{heading}\"")
-TABLES = {  # heading on the page -> (the renderer, what REGENERATE says)
-    "## Policy keys (`fixed:` and `search:`)": (key_table, ("policy-key", "TrialConfig", "")),
-    "## Data keys": (data_key_table, ("data-key", "DataConfig", " data")),
+TABLES = {  # heading on a docs page -> (the page, the renderer, what REGENERATE says)
+    "## Policy keys (`fixed:` and `search:`)": ("search-space.md", key_table,
+                                                ("policy-key", "TrialConfig's fields", "")),
+    "## Data keys": ("search-space.md", data_key_table, ("data-key", "DataConfig's fields", " data")),
+    "## Every reported metric": ("outputs.md", metric_table, ("metric", "ganaug.metrics", " metrics")),
 }
 
 
 @pytest.mark.parametrize("heading", list(TABLES))
 def test_the_docs_tables_are_the_generated_ones(heading):
-    render, (what, source, argument) = TABLES[heading]
-    section = PAGE.read_text().split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
-    rows = section[section.index("\n| key |") + 1:].split("\n\n", 1)[0]
+    page, render, (what, source, argument) = TABLES[heading]
+    section = (ROOT / "docs" / page).read_text().split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows = section[section.index("\n| ") + 1:].split("\n\n", 1)[0].rstrip("\n")
     generated = render()
-    diff = "\n".join(difflib.unified_diff(rows.splitlines(), generated.splitlines(), "docs/search-space.md",
+    diff = "\n".join(difflib.unified_diff(rows.splitlines(), generated.splitlines(), f"docs/{page}",
                                           f"{render.__name__}()", lineterm="", n=0))
-    message = REGENERATE.format(what=what, source=source, argument=argument, heading=heading)
+    message = REGENERATE.format(page=f"docs/{page}", what=what, source=source, argument=argument, heading=heading)
     assert rows == generated, f"{message}.\n{diff}"
 
 
-@pytest.mark.parametrize(("argument", "render"), [([], key_table), (["data"], data_key_table)])
+@pytest.mark.parametrize(("argument", "render"), [([], key_table), (["data"], data_key_table),
+                                                   (["metrics"], metric_table)])
 def test_python_m_prints_the_tables(argument, render):
     done = subprocess.run([sys.executable, "-m", "ganaug.space.keys", *argument], capture_output=True, text=True,
                           timeout=120, check=True, cwd=ROOT)

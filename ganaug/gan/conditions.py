@@ -4,11 +4,11 @@ with a predictor head, as in the galaxy report's cGAN.
 
     cfg = TrialConfig(gan="cgan", gan_conditions="distance,mass", synthetic_ratio=0.5)
     gan = build_gan(cfg, data.spec, device, data)       # data.train_attributes: the rows to draw from
-    images = gan.sample(y, rng)                    # attributes drawn from class y's training rows
-    images = gan.sample(y, rng, attributes=a)      # or asked for, [n, k] in the data's units
+    images = gan.sample(y, rng)                         # attributes drawn from class y's training rows
+    images = gan.sample(y, rng, attributes=a)           # or asked for, [n, k] in the data's units
 
 How attributes enter G: like the label, through the conditional BatchNorm layers (never concatenated to z,
-see gans.py "Networks" for why): every ConditionalBatchNorm of the architecture becomes an AttributeBatchNorm,
+see ganaug.gan.networks for why): every ConditionalBatchNorm of the architecture becomes an AttributeBatchNorm,
 whose per-class gain and bias get a linear map of the attributes added. The maps start at zero, so an untrained
 conditioned G is the unconditioned one. Attributes are standardised with the training split's mean and std.
 

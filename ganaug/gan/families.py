@@ -29,6 +29,6 @@ def build_gan(cfg: TrialConfig, spec, device: torch.device | str, data=None):
 FAMILIES = registry("gan", {
     "cgan": GANTrainer,
     "acgan": GANTrainer,
-    "ali": ALITrainer,     # ALI (encoder + joint D), then ACGAN on random and encoded codes: ganaug/ali.py
+    "ali": ALITrainer,     # ALI (encoder + joint D), then ACGAN on random and encoded codes: ganaug/gan/ali.py
     "translation": TranslationTrainer,  # StarGAN / CycleGAN: real images of one class translated into another
 })

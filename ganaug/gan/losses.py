@@ -1,6 +1,6 @@
 """The GAN losses: the real/fake part (ADVERSARIAL_LOSSES: bce, non-saturating; hinge, SNGAN / BigGAN) and the
-family part (FAMILY_LOSSES: CGAN's none, ACGAN's auxiliary class cross-entropy), one FamilyLoss per family of gans.py's
-networks; and masked_mean, the mean over the rows a loss judges.
+family part (FAMILY_LOSSES: CGAN's none, ACGAN's auxiliary class cross-entropy), one FamilyLoss per family of
+ganaug.gan.networks' discriminators; and masked_mean, the mean over the rows a loss judges.
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ class Discriminator(nn.Module):
     (ACGAN). Classic ACGAN's D is not label-conditioned, and neither is ours (FAMILY_LOSSES['acgan']).
     minibatch: a MINIBATCH_FEATURES entry; its statistics are taken within each `groups` value (None: the
     whole batch is one group). predictions > 0: a head regressing that many continuous attributes
-    (gan_conditions, ganaug.conditions), returned third when forward is called with_predictions.
+    (gan_conditions, ganaug.gan.conditions), returned third when forward is called with_predictions.
     """
 
     def __init__(self, body: nn.Module, feature_dim: int, num_classes: int, conditional: bool,

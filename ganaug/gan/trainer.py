@@ -1,5 +1,5 @@
 """The trainer of the cgan and acgan families: `GANTrainer` bundles G, D, an optional EMA of G and both Adam optimizers
-(networks and losses from gans.py, DiffAugment on every D input), and takes the joint loop's steps:
+(networks and losses from networks.py and losses.py, DiffAugment on every D input), and takes the joint loop's steps:
 
     gan = GANTrainer(TrialConfig(gan="acgan", gan_arch="dcgan"), data.spec, device)
     losses = gan.train_step(real_x, real_y, real_fraction=0.5)      # d_steps D steps + one G step
@@ -118,7 +118,7 @@ class GANTrainer:
 
     def optimizer_for(self, network: nn.Module) -> torch.optim.Adam:
         """Adam(lr=cfg.gan_lr, betas=(cfg.gan_beta1, 0.999)) over the network's parameters: every player's optimizer."""
-        # fused: one kernel updates every parameter (see pipeline.run's optimizer).
+        # fused: one kernel updates every parameter (see classifier.recipe.build_optimizer).
         return torch.optim.Adam(network.parameters(), lr=self.cfg.gan_lr, betas=(self.cfg.gan_beta1, 0.999), fused=True)
 
     def networks(self, spec, predictions: int = 0) -> tuple[nn.Module, nn.Module]:

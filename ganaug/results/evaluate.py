@@ -36,6 +36,7 @@ from ganaug.config import CHOICES, ConfigError, TrialConfig, keys_with, without_
 from ganaug.errors import EXIT_BAD_INPUT as EXIT_BAD_INPUT  # re-exported: the exit code of this command on bad input
 from ganaug.errors import InputError, exit_code
 from ganaug.files import atomic_write
+from ganaug.metrics import names
 from ganaug.results.experiment import Experiment, load_experiment, uses_synthetic
 from ganaug.results.policies import (
     BEST_GAN,
@@ -54,7 +55,7 @@ from ganaug.results.report import markdown_report, save_ablation_plot, save_plot
 
 EVALUATION_CSV = "evaluation.csv"
 # The test scores of a run, as trial.run reports them at the last epoch (evaluation.csv's columns).
-TEST_COLUMNS = ("test_acc", "test_top5", "test_balanced_acc", "test_many_acc", "test_medium_acc", "test_few_acc")
+TEST_COLUMNS = names("evaluation")
 EVALUATION_MD = "evaluation.md"
 EVALUATION_PNG = "evaluation.png"
 ABLATION_PNG = "evaluation_ablation.png"
@@ -266,7 +267,7 @@ def _describe(name: str, policy: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# One run (the body of a Ray task): train on train + val with pipeline.run, test the final classifier.
+# One run (the body of a Ray task): train on train + val with trial.run, test the final classifier.
 
 def train_and_test(packed_data: dict, config: dict, cpus: float = 1, generators: str | None = None,
                    coordinator=None, owner: str = "evaluate") -> dict[str, Any]:

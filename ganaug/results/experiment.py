@@ -28,6 +28,7 @@ import yaml
 from ganaug.config import trains_gan, without_inactive
 from ganaug.errors import InputError
 from ganaug.files import atomic_write
+from ganaug.metrics import names
 from ganaug.results.storage import StorageError, check_reachable, download, is_uri, mirror_of_experiment, upload
 
 EXPERIMENT_FILE = "ganaug_experiment.yaml"
@@ -310,16 +311,10 @@ def _trial_row(trial_dir: Path, curve: pd.DataFrame, meta: dict, tune_state: str
         "epochs": epochs,
         f"best_{metric}": float(best) if len(values) else math.nan,
         f"last_{metric}": float(values.iloc[-1]) if len(values) else math.nan,
-        "test_acc": float(last.get("test_acc", math.nan)),
-        "test_balanced_acc": float(last.get("test_balanced_acc", math.nan)),
-        "cas": float(last.get("cas", math.nan)),
-        "cas_ratio": float(last.get("cas_ratio", math.nan)),
-        # The generator's quality at the trial's last report: ~0 = collapsed, ~1 = as varied as the data.
-        "synthetic_diversity": float(last.get("synthetic_diversity", math.nan)),
-        "frechet_distance": float(last.get("frechet_distance", math.nan)),
-        # Which bank entry the trial's generator is (trial.bank) and whether it was loaded rather than trained here.
-        "generator_key": key if isinstance(key := last.get("generator_key"), str) else "",
-        "generator_reused": float(last.get("generator_reused", math.nan)),
+        # The test split's scores, the generator's quality (synthetic_diversity ~0 = collapsed, ~1 = as varied as the
+        # data) and its bank entry (generator_key: which one; generator_reused: loaded rather than trained here), at
+        # the trial's last report (ganaug.metrics: summary).
+        **{name: _summary_value(last, name) for name in names("summary")},
         "wall_seconds": float(last.get("time_total_s", math.nan)),
         "path": str(trial_dir),
     })
@@ -408,18 +403,13 @@ def next_steps(experiment_dir: str | Path, journal: str | Path | None = None) ->
 def write_best_policy(experiment: Experiment, best: pd.Series, command: str | None) -> None:
     metric = experiment.metric
     last = experiment.curves[experiment.curves["trial_id"] == best["trial_id"]].iloc[-1]
-    reported = ("val_acc", "val_balanced_acc", "val_top5", "val_loss", "train_acc", "test_acc", "test_balanced_acc",
-                "test_many_acc", "test_medium_acc", "test_few_acc", "test_top5", "cas", "cas_ratio", "cas_many",
-                "cas_medium", "cas_few", "cas_ratio_many", "cas_ratio_medium", "cas_ratio_few", "synthetic_diversity",
-                "frechet_distance", "synthetic_agreement", "d_loss", "g_loss", "cycle_loss", "epoch",
-                "gan_pretrain_seconds", "generator_key", "generator_reused", "generator_train_seconds")
     checkpoints = experiment.checkpoints_of(best)
     policy = {
         "experiment": experiment.meta["name"],
         "trial_id": str(best["trial_id"]),
         "status": str(best["status"]),
         "metric": {"name": metric, "mode": experiment.mode},
-        "metrics": {k: _plain(last[k]) for k in reported if k in last and not _missing(last[k])},
+        "metrics": {k: _plain(last[k]) for k in names("policy") if k in last and not _missing(last[k])},
         "config": experiment.config_of(best),
         "data": experiment.meta["data"],
         "checkpoint": str(checkpoints[0]) if checkpoints else None,
@@ -427,6 +417,15 @@ def write_best_policy(experiment: Experiment, best: pd.Series, command: str | No
         "search_command": command or experiment.meta.get("command"),
     }
     atomic_write(experiment.path / BEST_POLICY_FILE, yaml.safe_dump(policy, sort_keys=False))
+
+
+def _summary_value(last: pd.Series | dict[str, Any], name: str) -> Any:
+    """A summary.csv cell: the last report's value of metric `name`; a bank key as text ("" when none), else a float
+    (nan when none)."""
+    value = last.get(name)
+    if name == "generator_key":
+        return value if isinstance(value, str) else ""
+    return float(value) if value is not None else math.nan
 
 
 def _plain(value):

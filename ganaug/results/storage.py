@@ -1,7 +1,7 @@
 """Experiment folders on remote storage (s3://bucket/prefix, gs://..., any pyarrow URI): a local mirror of
 each, files copied between the two, and a quick check that the storage answers before a search starts.
 
-The search, results.py, evaluate and generate work on local folders; for a URI they work on its mirror,
+The search, results.experiment, evaluate and generate work on local folders; for a URI they work on its mirror,
 `~/.ganaug/results/<storage URI, sanitised>/<name>`, and copy what they write back up.
 """
 

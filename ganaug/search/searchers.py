@@ -14,13 +14,14 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from ray.tune.search.optuna import OptunaSearch
 
+from ganaug.metrics import names
 from ganaug.space import SearchSpec
 
 # The product is "tpe". benchmarks/search_efficiency.py measures it against "random" (Optuna's RandomSampler) and
 # "stock_tpe": Ray's own OptunaSearch, which tells Optuna an ASHA-stopped trial is COMPLETE with its early score.
 SEARCHERS = ("tpe", "random", "stock_tpe")
 # Result keys each finished Optuna trial carries as user_attrs (besides `status`, summary.csv's status).
-USER_ATTRS = ("test_acc", "cas", "cas_ratio", "diverged")
+USER_ATTRS = names("study")
 
 
 class HonestOptunaSearch(OptunaSearch):

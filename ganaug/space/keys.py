@@ -1,8 +1,10 @@
-"""The docs' tables of the policy keys (`fixed:` and `search:`, from TrialConfig's fields) and of the data keys
-(`data:`, from DataConfig's), so that no table restates a default, a limit or a choice by hand. Regenerate them with:
+"""The docs' tables of the policy keys (`fixed:` and `search:`, from TrialConfig's fields), of the data keys
+(`data:`, from DataConfig's) and of the reported metrics (ganaug.metrics), so that no table restates a default, a
+limit, a choice or a metric by hand. Regenerate them with:
 
-    python -m ganaug.space.keys        # the policy keys: paste over docs/search-space.md's under "## Policy keys"
-    python -m ganaug.space.keys data   # the data keys: paste over docs/search-space.md's under "## Data keys"
+    python -m ganaug.space.keys          # the policy keys: paste over docs/search-space.md's under "## Policy keys"
+    python -m ganaug.space.keys data     # the data keys: paste over docs/search-space.md's under "## Data keys"
+    python -m ganaug.space.keys metrics  # the metrics: paste over docs/outputs.md's under "## Every reported metric"
 
 tests/test_policy_keys.py fails while the page holds another table.
 """
@@ -15,6 +17,7 @@ import sys
 from typing import Any
 
 from ganaug.config import LEGACY_VALUES, TrialConfig
+from ganaug.metrics import METRICS, WHEN
 from ganaug.options import valid_values
 
 
@@ -34,6 +37,17 @@ def data_key_table() -> str:
     rows = ["| key | default | meaning |", "|---|---|---|"]
     rows += [f"| `{spec.name}` | `{_shown(spec.default)}` | {spec.metadata['doc']} |"
              for spec in dataclasses.fields(DataConfig)]
+    return "\n".join(rows)
+
+
+def metric_table() -> str:
+    """The markdown table of every metric a trial reports (ganaug.metrics.METRICS): name, better direction, when,
+    which part measures it, what it means, where else it goes."""
+    places = {"objective": "`metric.name`", "study": "Optuna study", "summary": "`summary.csv`",
+              "policy": "`best_policy.yaml`", "evaluation": "`evaluation.csv`"}
+    rows = ["| metric | better | reported | measures | meaning | also in |", "|---|---|---|---|---|---|"]
+    rows += [f"| `{metric.name}` | {metric.mode or ''} | {WHEN[metric.when]} | {metric.part} | {metric.doc} | "
+             f"{', '.join(places[place] for place in metric.goes)} |" for metric in METRICS]
     return "\n".join(rows)
 
 
@@ -60,5 +74,7 @@ def _shown(value: Any) -> str:
     return repr(value)
 
 
+TABLES = {"data": data_key_table, "metrics": metric_table}
+
 if __name__ == "__main__":
-    print(data_key_table() if sys.argv[1:] == ["data"] else key_table())
+    print(TABLES.get(sys.argv[1] if sys.argv[1:] else "", key_table)())

@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from ganaug.config import TrialConfig, depends_on
 from ganaug.errors import InputError
+from ganaug.metrics import OBJECTIVES, Mode
 from ganaug.options import KIND_WORDS, LIMIT_SIGNS, limits_hint
 
 
@@ -25,7 +26,6 @@ class SpaceError(InputError):
 SECTIONS = ("experiment", "data", "metric", "scheduler", "fixed", "search")
 OVERRIDES = ("name", "storage", "num_samples", "max_concurrent")  # experiment keys the CLI may override
 SCALARS = (str, int, float, bool, type(None))  # what Optuna's suggest_categorical stores
-Mode = Literal["max", "min"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -319,10 +319,4 @@ DISTRIBUTIONS = {
     "int": _suggest_int,
 }
 
-METRICS: dict[str, Mode] = {  # name reported every epoch -> the direction that is better
-    "val_acc": "max",
-    "val_balanced_acc": "max",  # mean per-class accuracy: the objective on long-tailed data (data.long_tail)
-    "val_top5": "max",
-    "val_loss": "min",
-    "train_acc": "max",
-}
+METRICS: dict[str, Mode] = OBJECTIVES  # the metrics a search may optimise -> the better direction (ganaug.metrics)

@@ -148,7 +148,7 @@ class SearchSpec(SpaceSections):
 
     def check_classifier(self, data_spec) -> None:
         """Build every torchvision:/import-path classifier the space can draw and run it on two blank images of the
-        dataset's shape (ganaug.classifiers.check_classifier), before Ray starts; SpaceError names the key.
+        dataset's shape (ganaug.classifier.check_classifier), before Ray starts; SpaceError names the key.
 
         Once with each searched classifier_kwargs entry at its first value (a range: its low end) and once more per
         other value (a range: its high end), for each number of outputs the labelings need (all_in_one: K + 1),

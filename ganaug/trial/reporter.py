@@ -30,7 +30,7 @@ LOG_FILE = "metrics.jsonl"
 
 
 class TrialReporter:
-    """Callable with pipeline.run's report signature: logs locally, then hands metrics to `sink`."""
+    """Callable with trial.run's report signature: logs locally, then hands metrics to `sink`."""
 
     def __init__(self, log_dir: str | Path, sink: Callable[..., None] | None = None):
         self.log_dir = Path(log_dir)
