@@ -61,12 +61,17 @@ def condition_names(conditions: str) -> tuple[str, ...]:
 
 def registry(key: str, entries: dict[str, Any]) -> dict[str, Any]:
     """`entries`, the registry dict of choice key `key` (or of diffaugment's parts), once its names are checked
-    against CHOICES: a registry and the names config validates against never drift apart."""
+    against CHOICES: a registry and the names config validates against never drift apart. Every choice key has one
+    (REGISTRIES, tests/test_layout.py): no `else` stands for a choice."""
     names = {"diffaugment": DIFFAUGMENT_POLICIES, "dataset": DATASET_NAMES}.get(key) or CHOICES[key]
     if tuple(entries) != names:
         raise AssertionError(f"the {key} registry has {tuple(entries)}, but ganaug.config says {names}: add the "
                              "name there too (a TrialConfig field's choices: what a YAML is validated against)")
+    REGISTRIES.add(key)
     return entries
+
+
+REGISTRIES: set[str] = set()  # the keys whose registry has been built (by the modules imported so far)
 
 
 def policy_parts(policy: str) -> tuple[str, ...]:

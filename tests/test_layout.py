@@ -254,3 +254,13 @@ def test_no_module_but_the_declarations_lists_keys():
             if len(named) >= 5:
                 lists.append(f"{name}:{node.lineno} {named}")
     assert lists == []
+
+
+def test_every_choice_key_dispatches_through_a_registry():
+    """Each choice key's values are the names of one registry dict (config.registry checks them at import), so a
+    new choice added to config.py cannot pass validation and silently run another one through an `else`."""
+    from ganaug.config import CHOICES, REGISTRIES
+
+    for name in modules():
+        importlib.import_module(name)
+    assert set(CHOICES) - REGISTRIES == set()
