@@ -193,3 +193,29 @@ def test_a_logger_whose_package_is_missing_is_refused_before_ray_with_its_instal
     assert message == (f"error: {space}: experiment.loggers: {logger} needs the {logger} package, which is not "
                        f'installed; install it with pip install -e ".[{logger}]" (or pip install {logger})')
     assert not (tmp_path / "results").exists()
+
+
+def test_an_experiment_begun_before_ganaug_chose_its_own_loggers_resumes_with_tune_s():
+    """Experiments saved before the search passed its own CSV and JSON loggers hold NoTensorBoard (or nothing) in
+    their saved callbacks: the class still unpickles, and such a restored Tuner keeps Tune's default loggers, so its
+    resumed trials still write result.json; a Tuner of today's (CSV logger saved) fits without them."""
+    import pickle
+    from types import SimpleNamespace
+
+    from ray.tune.logger import CSVLoggerCallback
+
+    from ganaug.search.trackers import NO_DEFAULT_LOGGERS, NoTensorBoard, own_loggers
+
+    assert isinstance(pickle.loads(pickle.dumps(NoTensorBoard())), NoTensorBoard)
+
+    def restored(callbacks):
+        config = SimpleNamespace(callbacks=callbacks)
+        return SimpleNamespace(_local_tuner=SimpleNamespace(get_run_config=lambda: config))
+
+    with own_loggers(restored([NoTensorBoard()])):
+        assert os.environ.get(NO_DEFAULT_LOGGERS) is None
+    with own_loggers(restored([CSVLoggerCallback()])):
+        assert os.environ.get(NO_DEFAULT_LOGGERS) == "1"
+    with own_loggers():
+        assert os.environ.get(NO_DEFAULT_LOGGERS) == "1"
+    assert os.environ.get(NO_DEFAULT_LOGGERS) is None

@@ -47,10 +47,18 @@ def tracker_callbacks(space: SearchSpec, folder: str) -> list:
 
 
 @contextlib.contextmanager
-def own_loggers():
+def own_loggers(tuner: Any = None):
     """Tune adds none of its default loggers to a Tuner fitted in this block, so the experiment has only those of
     tracker_callbacks (a Tune TensorBoard logger would write events without `tensorboard` in loggers, and brings a
-    misleading line: TensorBoard's docstring)."""
+    misleading line: TensorBoard's docstring). A `tuner` restored from an experiment begun before ganaug passed its
+    own CSV and JSON loggers (its saved callbacks hold none) keeps Tune's defaults, so its resumed trials still write
+    result.json and progress.csv."""
+    # Tuner keeps its run config on its private _local_tuner (Ray 2.x); without one, ganaug's own loggers are assumed.
+    local = getattr(tuner, "_local_tuner", None)
+    saved_callbacks = local.get_run_config().callbacks if local is not None else None
+    if saved_callbacks is not None and not any(isinstance(c, CSVLoggerCallback) for c in saved_callbacks):
+        yield
+        return
     saved = os.environ.get(NO_DEFAULT_LOGGERS)
     os.environ[NO_DEFAULT_LOGGERS] = "1"
     try:
@@ -60,6 +68,23 @@ def own_loggers():
             del os.environ[NO_DEFAULT_LOGGERS]
         else:
             os.environ[NO_DEFAULT_LOGGERS] = saved
+
+
+class NoTensorBoard(TBXLoggerCallback):
+    """What the saved callbacks of an experiment begun before TensorBoard (below) hold when its loggers left
+    TensorBoard out: kept so that such an experiment resumes. It writes nothing, as it always did."""
+
+    def __init__(self):  # no SummaryWriter
+        pass
+
+    def log_trial_start(self, trial) -> None:
+        pass
+
+    def log_trial_result(self, iteration, trial, result) -> None:
+        pass
+
+    def log_trial_end(self, trial, failed: bool = False) -> None:
+        pass
 
 
 class TensorBoard(LoggerCallback):

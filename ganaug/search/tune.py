@@ -267,7 +267,7 @@ def search(space: SearchSpec, *, resume: bool = False, address: str | None = Non
         started = time.time()
         tuner = build_tuner(space, data, resume=resume, searcher=searcher, scheduler=scheduler)
         try:
-            with own_loggers():
+            with own_loggers(tuner):
                 results = tuner.fit()
             over = results.num_terminated + results.num_errors == len(results)
             if over:
