@@ -168,6 +168,15 @@ def check_generator_bank(result: dict) -> None:
                                                           abs=1e-3)
 
 
+def check_deterministic(result: dict) -> None:
+    default, deterministic = result["default"], result["deterministic"]
+    # Both ways ran every trial of each run, as often; the ratio is the deterministic runs' seconds over the others'.
+    assert default["trials"] == deterministic["trials"] == [result["trials_per_run"]] * result["repeats"]
+    assert result["ratio"] == pytest.approx(sum(deterministic["fit_seconds"]) / sum(default["fit_seconds"]),
+                                            rel=0.02)
+    assert result["horizon"] == 2 * result["max_concurrent"] - 1 and isinstance(result["meets_target"], bool)
+
+
 CHECKS = {
     "data_pipeline.py": check_data_pipeline,
     "trial_throughput.py": check_trial_throughput,
@@ -178,11 +187,12 @@ CHECKS = {
     "gan_quality.py": check_gan_quality,
     "recipe.py": check_recipe,
     "generator_bank.py": check_generator_bank,
+    "deterministic.py": check_deterministic,
 }
 
 
 # Each starts a local Ray.
-RAY_SCRIPTS = {"ray_overhead.py", "search_efficiency.py", "concurrency.py", "generator_bank.py"}
+RAY_SCRIPTS = {"ray_overhead.py", "search_efficiency.py", "concurrency.py", "generator_bank.py", "deterministic.py"}
 
 
 @pytest.mark.parametrize("script", [

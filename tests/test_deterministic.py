@@ -101,14 +101,21 @@ def test_trial_k_waits_for_trial_k_minus_3_and_sees_nothing_later(tmp_path, caps
     assert proposals[0] == proposals[1] and proposals[0][0][0]["synthetic_ratio"] == 0.0  # the baseline first
 
 
+def fake_tune(searcher, trials: list) -> SimpleNamespace:
+    """What a scheduler sees of Tune's controller: its search algorithm (SearchGenerator(ConcurrencyLimiter(...))),
+    its trials, and stop_trial (recording the trials stopped)."""
+    stopped: list = []
+    return SimpleNamespace(search_alg=SimpleNamespace(searcher=searcher), get_trials=lambda: trials,
+                           stop_trial=stopped.append, stopped=stopped)
+
+
 def test_asha_judges_trial_k_against_trials_0_to_k_minus_3_only(tmp_path):
     """Ray's rung rule (below the (1 - 1/rf) quantile of the rung's records stops), on trials 0 .. k-3's records."""
-    spec = load_space(write_space(tmp_path, num_samples=8))
-    searcher = make_ordered_searcher(spec, None)
+    searcher = make_ordered_searcher(load_space(write_space(tmp_path, num_samples=4)), None)
     asha = OrderedASHA(time_attr="epoch", max_t=4, grace_period=1, reduction_factor=2)
     asha.set_search_properties("val_acc", "max")
-    tune = SimpleNamespace(search_alg=SimpleNamespace(searcher=searcher))  # SearchGenerator(ConcurrencyLimiter(...))
-    trials = [SimpleNamespace(trial_id=f"t{k}", config=searcher.suggest(f"t{k}")) for k in range(3)]
+    trials = [SimpleNamespace(trial_id=f"t{k}", config=searcher.suggest(f"t{k}"), status="RUNNING") for k in range(3)]
+    tune = fake_tune(searcher, trials)
     for trial in trials:
         asha.on_trial_add(tune, trial)
     told(searcher, "t0", 2, 0.6)  # rungs at epochs 1 and 2: 0.6 at both
@@ -120,3 +127,23 @@ def test_asha_judges_trial_k_against_trials_0_to_k_minus_3_only(tmp_path):
     assert decide(1, 0.5) == "STOP" and decide(1, 0.6) == "CONTINUE"
     assert decide(2, 0.55) == "STOP" and decide(3, 0.0) == "CONTINUE"  # no rung at epoch 3
     assert decide(4, 0.0) == "STOP"  # max_t
+
+
+def test_a_trial_that_ends_while_the_next_proposal_waits_keeps_its_worker(tmp_path):
+    """Tune keeps one idle worker process: a trial that ends while the slot it frees would wait stays in its last
+    report (NOOP) until the next proposal can be made, so the next trial reuses its process."""
+    searcher = make_ordered_searcher(load_space(write_space(tmp_path, num_samples=8)), None)
+    asha = OrderedASHA(time_attr="epoch", max_t=2, grace_period=1, reduction_factor=2)
+    asha.set_search_properties("val_acc", "max")
+    trials = [SimpleNamespace(trial_id=f"t{k}", config=searcher.suggest(f"t{k}"), status="RUNNING") for k in range(3)]
+    told(searcher, "t0", 2, 0.6)
+    trials.append(SimpleNamespace(trial_id="t3", config=searcher.suggest("t3"), status="RUNNING"))
+    tune = fake_tune(searcher, trials)
+    # t3 ends; trial 4 would wait for t1, still running: t3 keeps its worker.
+    assert asha.on_trial_result(tune, trials[3], {"epoch": 2, "val_acc": 0.7}) == "NOOP"
+    assert asha.choose_trial_to_run(tune) is None and tune.stopped == []
+    told(searcher, "t1", 2, 0.5)  # trial 4 can be proposed now: t3 is stopped, its worker free for trial 4
+    asha.choose_trial_to_run(tune)
+    assert tune.stopped == [trials[3]]
+    # t2 ends while trial 4 can be proposed: it stops at once.
+    assert asha.on_trial_result(tune, trials[2], {"epoch": 2, "val_acc": 0.7}) == "STOP"

@@ -14,11 +14,12 @@ completion order instead (ray-project/ray#13616).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, cast
 
 import numpy as np
 import optuna
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 from ray.tune.utils.util import unflatten_dict
 
@@ -76,15 +77,22 @@ class OrderedOptunaSearch(HonestOptunaSearch):
             return super().suggest(trial_id)
         self._free_lost_proposals()
         trials = self._study.get_trials(deepcopy=False)
-        held = {ot_trial._trial_id for ot_trial in self._ot_trials.values()}
-        number = next((trial.number for trial in trials if trial._trial_id not in held), len(trials))
-        unfinished = [trial for trial in trials[:max(0, number - self._horizon + 1)] if not trial.state.is_finished()]
-        if unfinished:
-            self._say_waits(number, unfinished[0])
+        number = self._next_number(trials)
+        awaited = self._awaited(trials, number)
+        if awaited is not None:
+            self._say_waits(number, awaited)
             return None
         proposal = trials[number] if number < len(trials) else self._propose(trials)
         self._ot_trials[trial_id] = optuna.trial.Trial(self._study, proposal._trial_id)
         return unflatten_dict(proposal.params)
+
+    def blocked(self, ended: Collection[str] = ()) -> bool:
+        """Whether the next proposal would wait for a lower-numbered trial, with the Tune trials `ended` counted as
+        finished (OrderedASHA keeps such trials' workers until it need not)."""
+        trials = self._study.get_trials(deepcopy=False)
+        number = self._next_number(trials)
+        done = {self._ot_trials[trial_id]._trial_id for trial_id in ended if trial_id in self._ot_trials}
+        return number < self._spec.experiment.num_samples and self._awaited(trials, number, done) is not None
 
     def rung_values(self, trial_id: str, milestone: float) -> list[float]:
         """ASHA's record at `milestone` of each of trials 0 .. k - horizon (k: Tune trial `trial_id`'s number) that got
@@ -96,6 +104,19 @@ class OrderedOptunaSearch(HonestOptunaSearch):
             if reached:
                 values.append(trial.intermediate_values[min(reached)])
         return values
+
+    def _next_number(self, trials: list[optuna.trial.FrozenTrial]) -> int:
+        """The number of the next proposal: the first journal trial no Tune trial holds (one the stopped driver made,
+        after --resume), else a new one."""
+        held = {ot_trial._trial_id for ot_trial in self._ot_trials.values()}
+        return next((trial.number for trial in trials if trial._trial_id not in held), len(trials))
+
+    def _awaited(self, trials: list[optuna.trial.FrozenTrial], number: int,
+                 done: Collection[int] = ()) -> optuna.trial.FrozenTrial | None:
+        """The first of trials 0 .. number - horizon that has not finished (nor is among the journal ids `done`), if
+        any: what proposal `number` waits for."""
+        return next((trial for trial in trials[:max(0, number - self._horizon + 1)]
+                     if not trial.state.is_finished() and trial._trial_id not in done), None)
 
     def _propose(self, trials: list[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial:
         """Draw trial k = len(trials) and record it in the journal as RUNNING."""
@@ -138,18 +159,51 @@ class OrderedOptunaSearch(HonestOptunaSearch):
 class OrderedASHA(AsyncHyperBandScheduler):
     """Ray's ASHA (one bracket, its rungs and its cutoff) deciding trial k at a rung against trials 0 .. k - horizon
     only, as the study holds them (OrderedOptunaSearch.rung_values): they finished before k was proposed, so no
-    decision waits, and none depends on which trial reached the rung first. Needs an OrderedOptunaSearch."""
+    decision waits, and none depends on which trial reached the rung first. Needs an OrderedOptunaSearch.
+
+    A trial that ends while the next proposal must wait keeps its worker until the proposal can be made: Tune keeps
+    one idle worker process at most, so a second trial ending meanwhile would lose its own, and the next trial would
+    start a new process (~4 s of imports) instead of reusing it (experiment.reuse_actors).
+    """
 
     def __init__(self, *, time_attr: str, max_t: int, grace_period: int, reduction_factor: float):
         super().__init__(time_attr=time_attr, max_t=max_t, grace_period=grace_period,
                          reduction_factor=reduction_factor)
         rungs = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)  # as Ray's _Bracket counts them
         self._milestones = [grace_period * reduction_factor ** k for k in range(rungs)]
+        self._kept: dict[str, Trial] = {}  # trials that ended and keep their workers, by Tune trial id
+        self._pending: set[str] = set()  # the trials PENDING at the last step
 
-    def on_trial_add(self, tune_controller, trial) -> None:
+    def on_trial_add(self, tune_controller, trial: Trial) -> None:
         ordered_searcher(tune_controller).on_trial_added(trial.trial_id, trial.config)
 
-    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+    def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        decision = self._decide(tune_controller, trial, result)
+        self._kept.pop(trial.trial_id, None)  # reports again: it was retried from a checkpoint
+        if decision == TrialScheduler.STOP and ordered_searcher(tune_controller).blocked({*self._kept,
+                                                                                          trial.trial_id}):
+            self._kept[trial.trial_id] = trial  # NOOP: it stays in its last report (stopped in choose_trial_to_run)
+            return TrialScheduler.NOOP
+        return decision
+
+    def choose_trial_to_run(self, tune_controller) -> Trial | None:
+        # Called once a step: stop one kept trial once the next proposal need not wait and every new trial has its
+        # worker (else Tune would stop this one's), or once a trial waits for a worker (it takes this one's).
+        pending = {trial.trial_id for trial in tune_controller.get_trials() if trial.status == Trial.PENDING}
+        if self._kept and (pending & self._pending or not (pending or
+                                                            ordered_searcher(tune_controller).blocked(self._kept))):
+            tune_controller.stop_trial(self._kept.pop(next(iter(self._kept))))
+        self._pending = pending
+        return super().choose_trial_to_run(tune_controller)
+
+    def on_trial_complete(self, tune_controller, trial: Trial, result: dict) -> None:
+        pass  # nothing to record: the study holds every trial's rung values
+
+    def on_trial_remove(self, tune_controller, trial: Trial) -> None:
+        pass
+
+    def _decide(self, tune_controller, trial: Trial, result: dict) -> str:
+        """Ray's decision on `result`, against trials 0 .. k - horizon."""
         if self._time_attr not in result or self._metric not in result:
             return TrialScheduler.CONTINUE
         epoch = result[self._time_attr]
@@ -165,12 +219,6 @@ class OrderedASHA(AsyncHyperBandScheduler):
             self._num_stopped += 1
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE
-
-    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
-        pass  # nothing to record: the study holds every trial's rung values
-
-    def on_trial_remove(self, tune_controller, trial) -> None:
-        pass
 
 
 def ordered_searcher(tune_controller) -> OrderedOptunaSearch:
