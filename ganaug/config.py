@@ -37,17 +37,22 @@ DATASET_NAMES = ("cifar10", "cifar100", "fashion_mnist", "mnist", "imagefolder",
 DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
 # `classifier` also takes a model from outside the registry: torchvision:NAME (a torchvision.models builder) or
 # package.module:factory (any callable returning an nn.Module); ganaug.classifier resolves and builds them.
+# `synthetic_source` takes package.module:factory too (an object with sample(labels, rng)): ganaug.trial.sources.
 IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 # Factory arguments that come from the dataset (DataSpec), never from classifier_kwargs.
 DATASET_ARGUMENTS = ("num_classes", "in_channels", "image_size")
+IMPORTABLE = ("classifier", "synthetic_source")  # the keys that take package.module:factory besides their choices
 KWARG_SCALARS = (str, int, float, bool, type(None))
 # Values of older files that still load: traditional_aug was a bool before it became a choice.
 LEGACY_VALUES = {"traditional_aug": {True: "flip_translate", False: "none"}}
 CONDITIONED_FAMILIES = ("cgan", "acgan")  # gan families that take gan_conditions (ganaug.gan.conditions)
 SCORING_FAMILIES = ("acgan", "ali", "translation")  # gan families whose D has a class head that can score fakes
 BUILT_IN_CLASSIFIERS = ("mlp", "cnn", "resnet", "airbench")  # ganaug.classifier.CLASSIFIERS
-# What a GAN key needs to have an effect: a GAN, i.e. synthetic data (config.trains_gan); see options.active.
-GAN = {"synthetic_ratio": Above(0)}
+# What a synthetic-data key needs to have an effect: synthetic data (config.adds_synthetic); and a GAN key: a GAN, i.e.
+# synthetic data from a source a GAN makes (config.trains_gan); see options.active.
+SYNTHETIC = {"synthetic_ratio": Above(0)}
+GAN_SOURCES = ("gan", "pool")
+GAN = {"synthetic_source": OneOf(GAN_SOURCES)}
 # Roles of keys (options.ROLES) that many share: a GAN key decides the generator; a run key says where and how long.
 GENERATOR, RUN = ("generator",), ("run",)
 RANDAUGMENT_MAX_OPS = 14  # RandAugment draws from 14 operations
@@ -79,16 +84,23 @@ def policy_parts(policy: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in policy.split(",") if part.strip())
 
 
-def trains_gan(config: TrialConfig | dict[str, Any]) -> bool:
-    """Whether a policy adds synthetic images, and so trains a GAN: synthetic_ratio > 0. The one rule the joint
-    loop, the results (best GAN vs best no-GAN policy), evaluate and generate use."""
+def adds_synthetic(config: TrialConfig | dict[str, Any]) -> bool:
+    """Whether a policy adds synthetic images: synthetic_ratio > 0. The one rule the results (best GAN vs best no-GAN
+    policy) and evaluate use, whatever the images' source."""
     ratio = config.synthetic_ratio if isinstance(config, TrialConfig) else config["synthetic_ratio"]
     return float(ratio) > 0
 
 
-def is_import_path(classifier: str) -> bool:
-    """Whether a classifier value names a model outside the registry (torchvision:NAME, package.module:factory)."""
-    return isinstance(classifier, str) and IMPORT_PATH.fullmatch(classifier) is not None
+def trains_gan(config: TrialConfig | dict[str, Any]) -> bool:
+    """Whether a policy trains a GAN: it adds synthetic images from a source a GAN makes (GAN_SOURCES)."""
+    source = config.synthetic_source if isinstance(config, TrialConfig) else config.get("synthetic_source", "gan")
+    return adds_synthetic(config) and source in GAN_SOURCES
+
+
+def is_import_path(value: str) -> bool:
+    """Whether a classifier or synthetic_source value names one outside the registry (torchvision:NAME,
+    package.module:factory)."""
+    return isinstance(value, str) and IMPORT_PATH.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -186,17 +198,33 @@ class TrialConfig:
     # Augmentation policy.
     synthetic_ratio: float = option(0.0, "Synthetic images per real image in each classifier batch; 0 = no GAN "
                                     "data.", ge=0, le=20, roles=("unablated", "describes"))
+    synthetic_source: str = option("gan", "Where synthetic images come from: {choices}; or package.module:factory, "
+                                   "your own generator (docs/sources.md).", choices={
+                                       "gan": "the trial's GAN, trained jointly or pretrained and frozen",
+                                       "pool": "`synthetic_pool` images per class drawn once from the frozen GAN and "
+                                       "kept in its bank entry: no generator pass per batch",
+                                       "folder": "images you already have, `synthetic_folder`",
+                                       "real": "held-out real training images (data.real_pool): the positive control"},
+                                   valid="package.module:factory (sample(labels, rng) -> images in [-1, 1])",
+                                   needs=SYNTHETIC, roles=("describes",))
+    synthetic_pool: int = option(500, "`synthetic_source: pool`: images per class drawn once from the frozen GAN (with "
+                                 "the generator and the seed, the pool's key).", ge=1, le=100_000,
+                                 needs={"synthetic_source": OneOf(("pool",))})
+    synthetic_folder: str = option("", "`synthetic_source: folder`: a folder of images of the dataset's size and "
+                                   "channels, in class subfolders named as the dataset's classes, or directly in it "
+                                   "(unlabelled: the labeling gives their targets).", valid="a folder path",
+                                   needs={"synthetic_source": OneOf(("folder",))})
     labeling: str = option("pseudo", "Targets for synthetic images: {choices}.", choices={
         "pseudo": "the class G was conditioned on", "lsro": "uniform over the classes, Zheng 2017",
         "all_in_one": "an extra class: the classifier has K + 1 outputs", "distill": "the teacher's soft label, below"},
-                           needs=GAN, roles=("describes",))
+                           needs=SYNTHETIC, roles=("describes",))
     synthetic_spread: str = option("minority", "Classes of synthetic images, by the training counts n_c (n_max the "
                                    "largest): {choices}; all uniform on balanced data.", choices={
                                        "minority": "weights n_max / n_c, inverse frequency", "balance": "weights n_max "
                                        "- n_c: each class topped up toward the head's count (SYNAuG, Ye-Bin 2023)",
-                                       "uniform": "every class alike"}, needs=GAN)
+                                       "uniform": "every class alike"}, needs=SYNTHETIC)
     gan_warmup_epochs: int = option(0, "Epochs of real-only classifier training before synthetic data starts.", ge=0,
-                                    needs=GAN)
+                                    needs=SYNTHETIC)
     traditional_aug: str = option("none", "Real images: {choices}.", choices={
         "none": "", "flip_translate": "flip + up to 4 px on 32x32",
         "trivialaugment": "flip_translate, then TrivialAugmentWide: one of 14 ops per image at a random magnitude",
@@ -217,17 +245,17 @@ class TrialConfig:
     mix_alpha: float = option(1.0, "mix: alpha of the Beta distribution lambda is drawn from.", gt=0, le=10,
                               needs={"mix": NoneOf(("none",))})
     augment_synthetic: bool = option(False, "Synthetic images get the same traditional augmentation, cutout and mix "
-                                     "as real ones.", needs=GAN)
+                                     "as real ones.", needs=SYNTHETIC)
 
     # Making synthetic data count.
     teacher_ema: float = option(0.0, "Decay of an exponential moving average of the classifier, the teacher of the "
                                 "two keys below. Reports `val_acc_teacher` (the objective stays the classifier's "
-                                "`val_acc`).", ge=0, lt=1, off=0, needs=GAN)
+                                "`val_acc`).", ge=0, lt=1, off=0, needs=SYNTHETIC)
     filter_candidates: int = option(
         1, "Candidates drawn per synthetic image; per class the best-scored are kept (same batch size and class "
         "counts). Scored by the teacher, else by D's auxiliary class head "
         f"({', '.join(SCORING_FAMILIES)}); reports `filter_confidence`. > 1 needs `teacher_ema` > 0 or one of "
-        "those families.", ge=1, le=32, off=1, needs=GAN)
+        "those families.", ge=1, le=32, off=1, needs=SYNTHETIC)
     distill_weight: float = option(0.5, "`labeling: distill`: target = w x softmax(teacher(x) / T) + (1 - w) x "
                                    "one-hot(conditioning class); needs `teacher_ema` > 0.", ge=0, le=1,
                                    needs={"labeling": OneOf(("distill",))})
@@ -236,10 +264,10 @@ class TrialConfig:
     synthetic_bn: str = option("shared", "BatchNorm of synthetic rows: {choices}; evaluation uses the real rows' "
                                "statistics.", choices={"shared": "the real rows' statistics", "split": (
                                    "their own statistics and affine parameters in the same forward pass, AdvProp")},
-                               needs=GAN)
+                               needs=SYNTHETIC)
     synthetic_schedule: str = option("constant", "Synthetic images over training: {choices}.", choices={
         "constant": "", "anneal": "the ratio falls linearly to 0 over the second half of training",
-        "front": 'synthetic images in the first half only: "first GAN images, then real"'}, needs=GAN)
+        "front": 'synthetic images in the first half only: "first GAN images, then real"'}, needs=SYNTHETIC)
 
     # Classifier.
     classifier: str = option(
@@ -364,7 +392,7 @@ class TrialConfig:
             if not within(value, spec.metadata["limits"]):
                 raise ConfigError(f"{where}: {spec.name}={value!r} is out of range; valid: {valid_values(spec)}")
             # An import-path classifier is resolved and built once the dataset's shape is known (space.spec).
-            if choices and value not in choices and not (spec.name == "classifier" and is_import_path(value)):
+            if choices and value not in choices and not (spec.name in IMPORTABLE and is_import_path(value)):
                 besides = f"; valid: those, or {spec.metadata['valid']}" if spec.metadata["valid"] else ""
                 raise ConfigError(f"{where}: {spec.name}={value!r} is not one of {', '.join(choices)}{besides}")
         names = condition_names(self.gan_conditions)
@@ -399,11 +427,20 @@ class TrialConfig:
         if self.labeling == "distill" and self.teacher_ema == 0:
             raise ConfigError(f"{where}: labeling='distill' needs a teacher but teacher_ema=0 (off); valid: "
                               "teacher_ema > 0 (e.g. 0.999) with labeling='distill', or another labeling")
-        if self.filter_candidates > 1 and self.teacher_ema == 0 and self.gan not in SCORING_FAMILIES:
+        scored_by_gan = self.synthetic_source in GAN_SOURCES and self.gan in SCORING_FAMILIES
+        if self.filter_candidates > 1 and self.teacher_ema == 0 and not scored_by_gan:
             raise ConfigError(f"{where}: filter_candidates={self.filter_candidates} needs a scorer, but teacher_ema=0 "
-                              f"and gan={self.gan!r} has no auxiliary class head; valid: teacher_ema > 0 or gan="
-                              f"{' or '.join(map(repr, SCORING_FAMILIES))} with filter_candidates > 1, or "
+                              f"and synthetic_source={self.synthetic_source!r} with gan={self.gan!r} has no auxiliary "
+                              f"class head; valid: teacher_ema > 0, or synthetic_source gan or pool with gan="
+                              f"{' or '.join(map(repr, SCORING_FAMILIES))}, with filter_candidates > 1; or "
                               "filter_candidates=1")
+        if self.synthetic_source == "pool" and not (self.gan_freeze and self.gan_pretrain_epochs >= 1):
+            raise ConfigError(f"{where}: synthetic_source='pool' draws its images once from a frozen generator, but "
+                              f"gan_freeze={self.gan_freeze} with gan_pretrain_epochs={self.gan_pretrain_epochs}; "
+                              "valid: gan_freeze=True with gan_pretrain_epochs >= 1, or synthetic_source='gan'")
+        if self.synthetic_source == "folder" and not self.synthetic_folder:
+            raise ConfigError(f"{where}: synthetic_source='folder' needs synthetic_folder; valid: synthetic_folder: "
+                              "a folder of images (class subfolders, or images directly in it)")
         if self.classifier_kwargs and not is_import_path(self.classifier):
             names = ", ".join(self.classifier_kwargs)
             raise ConfigError(f"{where}: classifier_kwargs ({names}) are a factory's arguments, but classifier="

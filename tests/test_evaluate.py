@@ -20,7 +20,7 @@ from scipy import stats
 
 from ganaug.config import CHOICES, TrialConfig
 from ganaug.errors import EXIT_BAD_INPUT
-from ganaug.results.evaluate import ABLATION_KEYS, NOT_ABLATED, ablation_variants, main, policy_configs, run_id
+from ganaug.results.evaluate import main, run_id
 from ganaug.results.experiment import load_experiment
 from ganaug.results.policies import (
     BEST_GAN,
@@ -32,6 +32,7 @@ from ganaug.results.policies import (
     alias_map,
 )
 from ganaug.results.report import headline
+from ganaug.results.selection import ABLATION_KEYS, NOT_ABLATED, ablation_variants, policy_configs
 from ganaug.results.stats import paired_differences, per_class_deltas, summarize, t_interval
 
 ROOT = Path(__file__).resolve().parents[1]

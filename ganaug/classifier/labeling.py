@@ -46,11 +46,17 @@ class Labeler:
         return num_classes + (self.synthetic_target == "extra_class")
 
     def targets(self, y: torch.Tensor, synthetic: torch.Tensor, num_outputs: int,
-                soft: torch.Tensor | None = None) -> torch.Tensor:
+                soft: torch.Tensor | None = None, logits: torch.Tensor | None = None) -> torch.Tensor:
         """Target distribution [B, num_outputs]: one-hot of y for real rows, the method's target otherwise.
 
         soft: [B, num_outputs] target rows for the synthetic rows of the `teacher` method (distill_target).
+        A synthetic row of an unlabelled source has y = -1: `conditioning` then takes the class the classifier's own
+        `logits` predict for it (pseudo-labelling, Lee 2013); the other methods' targets need no class.
         """
+        if logits is not None:
+            classes = num_outputs - (self.synthetic_target == "extra_class")
+            y = torch.where(y < 0, logits.detach()[:, :classes].argmax(1), y)
+        y = y.clamp(min=0)  # unlabelled rows without logits: their target is the method's, whatever y says
         if self.synthetic_target == "extra_class":
             y = torch.where(synthetic, num_outputs - 1, y)
         target = F.one_hot(y, num_outputs).to(torch.float32)
@@ -74,7 +80,7 @@ class Labeler:
         For lsro this is, per row, -(1 - Z) log p(y) - Z / K sum_k log p(k) with Z = synthetic.
         balance: class_balance's change to the real rows' loss (balanced_cross_entropy); None = plain.
         """
-        target = self.targets(y, synthetic.to(torch.bool), logits.shape[1], soft)
+        target = self.targets(y, synthetic.to(torch.bool), logits.shape[1], soft, logits)
         if balance is not None:
             return balanced_cross_entropy(logits.float(), target, synthetic.to(torch.bool), balance, label_smoothing)
         return F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)

@@ -18,7 +18,7 @@ from ganaug.data.config import DataConfig, DataError, check_attribute_columns, c
 from ganaug.data.readers import DATASETS
 
 if TYPE_CHECKING:  # what type checkers see of the names __getattr__ loads
-    from ganaug.data.splits import load_data
+    from ganaug.data.splits import attach_folders, folder_source, load_data
     from ganaug.data.tensors import (
         ClassIndex,
         DataSpec,
@@ -34,12 +34,13 @@ if TYPE_CHECKING:  # what type checkers see of the names __getattr__ loads
     )
 
 # Name -> the submodule (which imports torch) that defines it.
-_TORCH_NAMES = {"load_data": "splits", **{name: "tensors" for name in (
+_TORCH_NAMES = {"load_data": "splits", "attach_folders": "splits", "folder_source": "splits",
+                **{name: "tensors" for name in (
     "ClassIndex", "DataSpec", "ImageData", "as_float_images", "balanced_batch_indices", "balanced_labels",
     "batch_indices", "pick_device", "sample_balanced", "to_float", "to_uint8")}}
 
 __all__ = ["ClassIndex", "DATASETS", "DataConfig", "DataError", "DataSpec", "ImageData", "as_float_images",
-           "check_attribute_columns", "check_cutout",
+           "attach_folders", "check_attribute_columns", "check_cutout", "folder_source",
            "balanced_batch_indices", "balanced_labels", "batch_indices", "load_data", "long_tail_counts", "pick_device",
            "sample_balanced", "to_float", "to_uint8"]
 

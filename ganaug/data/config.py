@@ -47,6 +47,10 @@ class DataConfig:
     long_tail: dict | None = option(None, "{ratio: R >= 1, order: [class names or indices, head first]}: the train "
                                           "split cut to Cui et al.'s exponential profile (long_tail_counts).")
     seed: int = option(0, "Seeds subsampling, the validation split and imbalance (not the test split).")
+    real_pool: dict | None = option(None, "{per_class: N}: real training images held out as the positive control's "
+                                          "source (synthetic_source: real), never in train, validation or test: N "
+                                          "per class drawn before subsampling; on long-tailed data up to N per class "
+                                          "of the images the tail's cut removed.")
     classes: list | None = option(None, "Keep only these classes (names, e.g. [cat, dog], or [3, 8] for digits), "
                                         "relabelled 0..k-1 in this order before every other step (unknown names are "
                                         "refused with the valid ones); None = every class.")
@@ -90,6 +94,13 @@ class DataConfig:
                     raise DataError(f"data.imbalance[{key!r}]={fraction!r} is out of range; "
                                     "valid: a kept fraction in (0, 1]")
 
+        if self.real_pool is not None:
+            valid = "a mapping {per_class: N} with N an integer >= 1, or null"
+            if not isinstance(self.real_pool, dict) or set(self.real_pool) != {"per_class"}:
+                raise DataError(f"data.real_pool={self.real_pool!r} is not valid; valid: {valid}")
+            if not (is_int(self.real_pool["per_class"]) and self.real_pool["per_class"] >= 1):
+                raise DataError(f"data.real_pool.per_class={self.real_pool['per_class']!r} is out of range; "
+                                f"valid: {valid}")
         if self.long_tail is not None:
             _check_long_tail(self.long_tail)
             if self.imbalance is not None:

@@ -1,16 +1,11 @@
 """The datasets on disk: one reader per format (scikit-learn's digits, CIFAR pickles, MNIST idx files, a folder
-of images, its decodes cached by data.cache), each DataConfig -> RawSplits of uint8 arrays, and DATASETS,
-their registry by YAML `data.name`. data.splits turns RawSplits into the splits a trial sees.
-
-Continuous attributes (the conditions `gan_conditions` names): an imagefolder split folder may hold an
-`attributes.csv` whose rows are `path relative to the split folder, value, value, ...`, e.g.
-`cat/0001.jpg,12.5,0.3`; an optional first row naming the columns (`file,distance,mass`), else the
-columns are called col1, col2, ... Every image needs one row; rows naming no image are ignored.
+of images with its attributes.csv (data.attributes), its decodes cached by data.cache), each DataConfig -> RawSplits
+of uint8 arrays, and DATASETS, their registry by YAML `data.name`; and read_image_folder, a folder of images a
+synthetic source draws from. data.splits turns RawSplits into the splits a trial sees.
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
 import os
 import pickle
@@ -25,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ganaug.config import registry
+from ganaug.data.attributes import read_attributes
 from ganaug.data.cache import cached_arrays
 from ganaug.data.config import DataConfig, DataError
 
@@ -35,7 +31,6 @@ DIGITS_TEST_FRACTION = 0.2
 DEFAULT_IMAGE_SIZE = 32  # imagefolder with mixed image sizes and no image_size
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
-ATTRIBUTES_FILE = "attributes.csv"  # per split folder of an imagefolder dataset
 
 
 @dataclass
@@ -177,7 +172,7 @@ def _load_imagefolder(cfg: DataConfig) -> RawSplits:
                                     "y": np.array([label for _, label, _ in files], dtype=np.int64),
                                     "split": np.array([split for _, _, split in files], dtype=np.int8)})
     x, y, split = arrays["x"], arrays["y"], arrays["split"]
-    attribute_names, attributes = _read_attributes(root, files)
+    attribute_names, attributes = read_attributes(root, files)
 
     if (split < 0).all():  # flat layout: hold out a fixed stratified test share
         train, test = stratified_split(y, np.arange(len(y)), cfg.test_fraction,
@@ -186,96 +181,6 @@ def _load_imagefolder(cfg: DataConfig) -> RawSplits:
         train, test = np.flatnonzero(split == 0), np.flatnonzero(split == 1)
     pick = lambda rows: attributes[rows] if attributes is not None else None
     return RawSplits(x[train], y[train], x[test], y[test], class_names, pick(train), pick(test), attribute_names)
-
-
-def _read_attributes(root: Path, files: list[tuple[Path, int, int]]
-                     ) -> tuple[tuple[str, ...], np.ndarray | None]:
-    """Column names and float32 [len(files), k] attributes from the attributes.csv of every split folder, in the
-    order of `files`; ((), None) when no split folder has one. Every bad row ends in one DataError naming the
-    file and the row."""
-    folders = {split: root / ("train", "test")[split] if split >= 0 else root for _, _, split in files}
-    tables = {split: folder / ATTRIBUTES_FILE for split, folder in folders.items()}
-    present = [split for split, path in tables.items() if path.is_file()]
-    if not present:
-        return (), None
-    if len(present) < len(tables):
-        absent = next(path for split, path in tables.items() if split not in present)
-        raise DataError(f"{absent}: missing, but {tables[present[0]]} exists; every split folder needs its "
-                        f"{ATTRIBUTES_FILE} (rows: file relative to the split folder, then the values)")
-    columns, rows = {}, {}
-    for split, path in tables.items():
-        columns[split], rows[split] = _read_attribute_table(path)
-    names = columns[present[0]]
-    for split, path in tables.items():
-        if columns[split] != names:
-            raise DataError(f"{path}: columns {', '.join(columns[split])} differ from those of "
-                            f"{tables[present[0]]} ({', '.join(names)}); every split needs the same columns")
-    values: list[list[float] | None] = []
-    missing: list[str] = []
-    for path, _, split in files:
-        key = path.relative_to(folders[split]).as_posix()
-        if key not in rows[split]:
-            missing.append(key)
-        values.append(rows[split].get(key))
-    if missing:
-        table = tables[next(split for path, _, split in files
-                            if path.relative_to(folders[split]).as_posix() == missing[0])]
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise DataError(f"{table}: no row for image {missing[0]}{more}; every image needs a row "
-                        f"'{missing[0]},{','.join('<' + n + '>' for n in names)}'")
-    return names, np.asarray(values, dtype=np.float32).reshape(len(files), len(names))
-
-
-def _read_attribute_table(path: Path) -> tuple[tuple[str, ...], dict[str, list[float]]]:
-    """(column names, {file key: values}) of one attributes.csv; the first row is a header when none of its
-    values is a number."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as file:
-            lines = [(reader.line_num, row) for reader in [csv.reader(file)] for row in reader
-                     if any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise DataError(f"{path}: cannot be read as CSV ({error})") from None
-    if not lines:
-        raise DataError(f"{path}: is empty; expected rows 'file,value,...' (optionally a header 'file,name,...')")
-    first = [cell.strip() for cell in lines[0][1]]
-    if len(first) > 1 and not any(_parse_number(cell) is not None for cell in first[1:]):
-        names, lines = tuple(first[1:]), lines[1:]
-        empty = [str(k + 2) for k, name in enumerate(names) if not name]
-        if empty or len(set(names)) != len(names) or any("," in name for name in names):
-            problem = f"column {', '.join(empty)} has no name" if empty else "a column name repeats" \
-                if len(set(names)) != len(names) else "a column name holds a comma (gan_conditions separates by commas)"
-            raise DataError(f"{path}: row 1 (the header): {problem}; valid: distinct names such as file,distance,mass")
-    else:
-        names = tuple(f"col{k}" for k in range(1, len(first)))
-    if not names:
-        raise DataError(f"{path}: row {lines[0][0]}: no values after the file name; expected 'file,value,...'")
-    table: dict[str, list[float]] = {}
-    where: dict[str, int] = {}
-    for line, row in lines:
-        cells = [cell.strip() for cell in row]
-        key = cells[0].replace("\\", "/")
-        if len(cells) - 1 != len(names):
-            raise DataError(f"{path}: row {line} ({key}): {len(cells) - 1} value(s), expected {len(names)} "
-                            f"({', '.join(names)})")
-        values = []
-        for name, cell in zip(names, cells[1:]):
-            value = _parse_number(cell)
-            if value is None:
-                raise DataError(f"{path}: row {line} ({key}): {name}={cell!r} is not a number; valid: a finite "
-                                "number such as 0.5 or 1e3")
-            values.append(value)
-        if key in table:
-            raise DataError(f"{path}: row {line}: {key} already has row {where[key]}; valid: one row per image")
-        table[key], where[key] = values, line
-    return names, table
-
-
-def _parse_number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if np.isfinite(value) else None
 
 
 def _scan_imagefolder(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int, int]]]:
@@ -310,16 +215,20 @@ def _scan_imagefolder(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int
     return class_names, files
 
 
+def _probe(path: Path) -> tuple[str, tuple[int, int]] | None:
+    """An image file's (mode, (width, height)) from its header, or None when it cannot be read as an image."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:  # reads the header only
+            return image.mode, image.size
+    except Exception:  # PIL raises many types for corrupt files; the caller reports the file by name
+        return None
+
+
 def _decode_images(cfg: DataConfig, root: Path, paths: list[Path]) -> np.ndarray:
     """Decode every image to one mode and size (PIL, antialiased resize); name all unreadable files."""
     from PIL import Image
-
-    def probe(path: Path) -> tuple[str, tuple[int, int]] | None:
-        try:
-            with Image.open(path) as image:  # reads the header only
-                return image.mode, image.size
-        except Exception:  # PIL raises many types for corrupt files; we report the file by name below
-            return None
 
     def decode(path: Path) -> np.ndarray | None:
         try:
@@ -334,7 +243,7 @@ def _decode_images(cfg: DataConfig, root: Path, paths: list[Path]) -> np.ndarray
 
     # Decoding is mostly C code that releases the GIL, so threads use every core.
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        headers = _raise_unreadable(root, paths, list(pool.map(probe, paths)))
+        headers = _raise_unreadable(root, paths, list(pool.map(_probe, paths)))
         if cfg.grayscale is None:
             mode = "L" if all(m in GRAYSCALE_MODES for m, _ in headers) else "RGB"
         else:
@@ -347,6 +256,48 @@ def _decode_images(cfg: DataConfig, root: Path, paths: list[Path]) -> np.ndarray
         images = _raise_unreadable(root, paths, list(pool.map(decode, paths)))
     x = np.stack(images)
     return x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)
+
+
+def read_image_folder(root: str | Path, class_names: tuple[str, ...], shape: tuple[int, int, int],
+                      where: str = "synthetic_folder") -> tuple[np.ndarray, np.ndarray]:
+    """A folder of images a synthetic source draws from (synthetic_source: folder), as (uint8 [N, C, H, W], int64 [N]
+    labels): class subfolders named as the dataset's classes give the labels; images directly in the folder are
+    unlabelled (label -1). Read like an imagefolder dataset (decodes cached, data.cache), and checked against the
+    dataset's `shape` (C, H, W) and `class_names`: another size or channel count, an unknown class subfolder or no
+    image at all raise DataError naming the folder and what is valid."""
+    root = Path(root).expanduser()
+    layout = f"a folder of {shape[1]}x{shape[2]} images, in subfolders named as the dataset's classes " \
+             f"({', '.join(class_names)}) or directly in it"
+    if not root.is_dir():
+        raise DataError(f"{where}={str(root)!r} is not an existing folder; valid: {layout}")
+    visible = lambda path: not path.name.startswith(".")  # skips .ganaug_cache, .DS_Store, ...
+    images = lambda folder: sorted(p for p in folder.iterdir()
+                                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and visible(p))
+    subfolders = sorted(p.name for p in root.iterdir() if p.is_dir() and visible(p))
+    unknown = [name for name in subfolders if name not in class_names]
+    if unknown:
+        raise DataError(f"{where}={str(root)!r}: subfolder(s) {', '.join(map(repr, unknown))} are not classes of "
+                        f"the dataset; valid: {layout}")
+    files = [(path, class_names.index(name)) for name in subfolders for path in images(root / name)] \
+        if subfolders else [(path, -1) for path in images(root)]
+    if not files:
+        raise DataError(f"{where}={str(root)!r} holds no image (looked for {', '.join(IMAGE_EXTENSIONS)}); "
+                        f"valid: {layout}")
+    paths = [path for path, _ in files]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        headers = _raise_unreadable(root, paths, list(pool.map(_probe, paths)))
+    channels = 1 if shape[0] == 1 else 3
+    for path, (mode, size) in zip(paths, headers):
+        found = 1 if mode in GRAYSCALE_MODES else 3
+        if size != (shape[2], shape[1]) or found != channels:
+            raise DataError(f"{where}={str(root)!r}: {path.relative_to(root)} is {size[0]}x{size[1]} with {found} "
+                            f"channel(s); valid: {shape[2]}x{shape[1]} images with {channels} channel(s), as the "
+                            "dataset's")
+    decoding = DataConfig(name="imagefolder", root=str(root), grayscale=channels == 1)
+    arrays = cached_arrays(root, paths, {"synthetic": True, "grayscale": channels == 1},
+                           lambda: {"x": _decode_images(decoding, root, paths),
+                                    "y": np.array([label for _, label in files], dtype=np.int64)})
+    return arrays["x"], arrays["y"]
 
 
 _Result = TypeVar("_Result")

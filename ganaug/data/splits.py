@@ -20,7 +20,10 @@ Order of the train-side steps (the test split is never touched by any of them):
    class's training count, which is what every class can supply (digits: 139 - 14 = 125). A ratio that leaves a
    class no image (R > n_max) is refused. `long_tail` together with `imbalance` is refused (data.config).
 Before all three, `classes` keeps only the named classes of every split (labels re-indexed 0..k-1 in the
-listed order).
+listed order), and `real_pool` (the positive control's source: real images the trial draws as if a generator had
+made them) holds out a seeded N per class of the train split before the subsample, refused when a class cannot spare
+them; on long-tailed data the pool is instead up to N per class of the images the tail's cut removed (the head
+spares none). The pool is in no split: ImageData.sources["real"].
 
 Continuous attributes (imagefolder's attributes.csv, see data.readers) follow their images through every
 step above (ImageData.train_attributes etc., float32 [N, k]).
@@ -28,13 +31,14 @@ step above (ImageData.train_attributes etc., float32 [N, k]).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import torch
 
 from ganaug.data.config import DataConfig, DataError, is_int, long_tail_counts
-from ganaug.data.readers import DATASETS, RawSplits, stratified_split
+from ganaug.data.readers import DATASETS, RawSplits, read_image_folder, stratified_split
 from ganaug.data.tensors import DataSpec, ImageData
 from ganaug.errors import did_you_mean
 
@@ -48,12 +52,18 @@ def load_data(config: DataConfig | dict) -> ImageData:
     names, num_classes = raw.class_names, len(raw.class_names)
     rng = np.random.default_rng(cfg.seed)
 
-    # Subsample: a seeded N per class of the train split (train + val hold N per class).
+    # The positive control's real pool, held out first (long-tailed data: from the tail's cut, below).
     pool = np.arange(len(raw.train_y))
+    real_pool = np.zeros(0, dtype=np.int64)
+    if cfg.real_pool and not cfg.long_tail:
+        pool, real_pool = _hold_out_real_pool(raw.train_y, cfg.real_pool["per_class"], cfg.samples_per_class,
+                                              names, rng)
+
+    # Subsample: a seeded N per class of the train split (train + val hold N per class).
     if cfg.samples_per_class is not None:
-        counts, kept = _class_counts(raw.train_y, num_classes), []
+        counts, kept = _class_counts(raw.train_y[pool], num_classes), []
         for label in range(num_classes):
-            members = pool[raw.train_y == label]
+            members = pool[raw.train_y[pool] == label]
             if len(members) < cfg.samples_per_class:
                 raise DataError(f"data.samples_per_class={cfg.samples_per_class} is more than class "
                                 f"{names[label]!r} has in the {cfg.name} train split ({len(members)}); "
@@ -63,7 +73,9 @@ def load_data(config: DataConfig | dict) -> ImageData:
 
     # Validation split, stratified (long_tail: the same count of every class, before the tail is cut).
     if cfg.long_tail:
-        train_idx, val_idx, tail = _long_tail(raw.train_y, pool, cfg.long_tail, cfg.val_fraction, names, rng)
+        train_idx, val_idx, tail, cut = _long_tail(raw.train_y, pool, cfg.long_tail, cfg.val_fraction, names, rng)
+        if cfg.real_pool:
+            real_pool = np.sort(np.concatenate([rows[:cfg.real_pool["per_class"]] for rows in cut]))
     else:
         train_idx, val_idx = stratified_split(raw.train_y, pool, cfg.val_fraction, rng)
 
@@ -96,7 +108,27 @@ def load_data(config: DataConfig | dict) -> ImageData:
         train_attributes=tensor(train_attributes[train_idx], np.float32),
         val_attributes=tensor(train_attributes[val_idx], np.float32),
         test_attributes=tensor(test_attributes, np.float32),
+        sources={"real": (tensor(raw.train_x[real_pool], np.uint8), tensor(raw.train_y[real_pool], np.int64))}
+        if cfg.real_pool else {},
     )
+
+
+def _hold_out_real_pool(y: np.ndarray, per_class: int, samples_per_class: int | None, names: tuple[str, ...],
+                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(the rows left for train + val, the real pool's rows): a seeded `per_class` of every class held out, each
+    class keeping samples_per_class (or 2: one to train on, one to validate) for the splits."""
+    keep = samples_per_class or 2
+    left, held = [], []
+    for label, name in enumerate(names):
+        members = rng.permutation(np.flatnonzero(y == label))
+        if len(members) < per_class + keep:
+            spare = max(len(members) - keep, 0)
+            raise DataError(f"data.real_pool.per_class={per_class} is more than class {name!r} can spare: it has "
+                            f"{len(members)} training images and keeps {keep} for train + val"
+                            f"{' (samples_per_class)' if samples_per_class else ''}; valid: per_class <= {spare}")
+        held.append(members[:per_class])
+        left.append(members[per_class:])
+    return np.sort(np.concatenate(left)), np.sort(np.concatenate(held))
 
 
 def _keep_classes(raw: RawSplits, classes: list, dataset: str) -> RawSplits:
@@ -118,9 +150,10 @@ def _keep_classes(raw: RawSplits, classes: list, dataset: str) -> RawSplits:
 
 
 def _long_tail(y: np.ndarray, pool: np.ndarray, long_tail: dict, val_fraction: float, names: tuple[str, ...],
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """(train rows, balanced validation rows, the DataSpec fields of the tail) of data.long_tail (with
-    data.val_fraction): see the module's docstring for the order of the steps and the counts."""
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list[np.ndarray]]:
+    """(train rows, balanced validation rows, the DataSpec fields of the tail, each class's rows the cut removed, in
+    a seeded order) of data.long_tail (with data.val_fraction): see the module's docstring for the order of the steps
+    and the counts."""
     ratio, order = float(long_tail["ratio"]), long_tail.get("order")
     positions = list(range(len(names))) if order is None else \
         [_class_index(key, names, "data.long_tail.order") for key in order]
@@ -137,9 +170,11 @@ def _long_tail(y: np.ndarray, pool: np.ndarray, long_tail: dict, val_fraction: f
                         f"with {n_max} / {ratio:g} < 1 training image (n_max = {n_max}: the head's training images "
                         f"after {held} per class for validation); valid: 1 <= ratio <= {n_max}")
     kept = {label: members[label][held:][:counts[position]] for position, label in enumerate(positions)}
+    cut = {label: members[label][held + counts[position]:] for position, label in enumerate(positions)}
     val_idx = np.sort(np.concatenate([rows[:held] for rows in members]))
     train_idx = np.sort(np.concatenate([kept[label] for label in range(len(names))]))
-    return train_idx, val_idx, {"long_tail_ratio": ratio, "long_tail_order": tuple(positions)}
+    return (train_idx, val_idx, {"long_tail_ratio": ratio, "long_tail_order": tuple(positions)},
+            [cut[label] for label in range(len(names))])
 
 
 def _class_index(key: Any, names: tuple[str, ...], where: str = "data.imbalance") -> int:
@@ -154,3 +189,19 @@ def _class_index(key: Any, names: tuple[str, ...], where: str = "data.imbalance"
 
 def _class_counts(y: np.ndarray, num_classes: int) -> tuple[int, ...]:
     return tuple(int(c) for c in np.bincount(y, minlength=num_classes))
+
+
+def folder_source(path: str) -> str:
+    """The name a folder's images have among ImageData.sources (synthetic_source: folder)."""
+    return f"folder:{path}"
+
+
+def attach_folders(data: ImageData, folders: list[str] | tuple[str, ...]) -> ImageData:
+    """`data` with the images of each synthetic_folder in `folders` among its sources (read_image_folder: checked
+    against the dataset's shape and classes), so that a trial on any node draws them from the object store."""
+    if not folders:
+        return data
+    spec = data.spec
+    read = {folder_source(path): read_image_folder(path, spec.class_names, spec.shape) for path in folders}
+    tensors = {name: (torch.from_numpy(x), torch.from_numpy(y)) for name, (x, y) in read.items()}
+    return dataclasses.replace(data, sources={**data.sources, **tensors})

@@ -60,6 +60,9 @@ class ImageData:
     # The first rows of the training split that GAN pretraining passes over (the search's own training split inside
     # evaluate's train + val, so that both pretrain the same generator); None = all of them.
     pretrain_rows: int | None = None
+    # Images a synthetic source draws from (trial.sources), in no split: name -> (uint8 [N, C, H, W], int64 [N]
+    # labels, -1 = unlabelled). "real": data.real_pool's held-out real images; "folder:<path>": a folder of images.
+    sources: dict[str, tuple[torch.Tensor, torch.Tensor]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for split in ("train", "val", "test"):
@@ -69,15 +72,17 @@ class ImageData:
 
     def to(self, device: torch.device | str) -> ImageData:
         """All tensors on `device` (uint8 stays uint8: a whole dataset is small on the device)."""
-        tensors = [f.name for f in dataclasses.fields(self) if f.name not in ("spec", "pretrain_rows")]
+        tensors = [f.name for f in dataclasses.fields(self) if f.name not in ("spec", "pretrain_rows", "sources")]
         moved: dict[str, Any] = {name: getattr(self, name).to(device) for name in tensors}
-        return ImageData(**moved, spec=self.spec, pretrain_rows=self.pretrain_rows)
+        sources = {name: (x.to(device), y.to(device)) for name, (x, y) in self.sources.items()}
+        return ImageData(**moved, spec=self.spec, pretrain_rows=self.pretrain_rows, sources=sources)
 
     def pack(self) -> dict[str, Any]:
         """A dict of numpy arrays (and the spec): Ray stores numpy zero-copy, so the trials of a node share one
         copy of the dataset (tune.with_parameters, evaluate's ray.put)."""
-        return {f.name: (value.numpy() if isinstance(value := getattr(self, f.name), torch.Tensor) else value)
-                for f in dataclasses.fields(self)}
+        packed = {f.name: (value.numpy() if isinstance(value := getattr(self, f.name), torch.Tensor) else value)
+                  for f in dataclasses.fields(self) if f.name != "sources"}
+        return {**packed, "sources": {name: (x.numpy(), y.numpy()) for name, (x, y) in self.sources.items()}}
 
     @classmethod
     def unpack(cls, packed: dict[str, Any]) -> ImageData:
@@ -86,8 +91,10 @@ class ImageData:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             values: dict[str, Any] = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
-                                      for k, v in packed.items()}
-            return cls(**values)
+                                      for k, v in packed.items() if k != "sources"}
+            sources = {name: (torch.from_numpy(x), torch.from_numpy(y))
+                       for name, (x, y) in packed.get("sources", {}).items()}
+            return cls(**values, sources=sources)
 
     def train_and_val(self) -> ImageData:
         """Train on train + val (for final evaluation); val is kept as is so code reading it still runs.

@@ -97,6 +97,8 @@ class GANTrainer:
     `device` must hold the batches and any torch.Generator passed to the methods.
     """
 
+    labelled = True  # a synthetic source (trial.sources) whose images are of the classes they were asked for
+
     def __init__(self, cfg: TrialConfig, spec, device: torch.device, data=None):
         # data: the trial's ImageData, which families.build_gan hands every trainer; cgan and acgan need none.
         family = self.family_loss or cfg.gan
@@ -330,6 +332,14 @@ class GANTrainer:
         return self.G_ema if self.G_ema is not None else self.G
 
     @torch.no_grad()
+    def scored(self, y: torch.Tensor, rng: torch.Generator | None = None,
+               autocast: Callable = contextlib.nullcontext) -> tuple[torch.Tensor, torch.Tensor]:
+        """sample(y, rng) and, under `autocast`, class_scores of those images: filter_candidates' draw when the trial
+        has no teacher (trial.sources' interface)."""
+        x = self.sample(y, rng)
+        with autocast():
+            return x, self.class_scores(x, y)
+
     def class_scores(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """ACGAN: D's auxiliary-head probability of class y for each image (filter_candidates' scorer when the
         trial has no teacher); CGAN has no class head."""

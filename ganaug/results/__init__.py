@@ -6,7 +6,7 @@
     experiment.trials, experiment.curves, experiment.best()
 """
 
-from ganaug.results.evaluate import EVALUATION_CSV, EvaluationError, policy_configs
+from ganaug.results.evaluate import EVALUATION_CSV
 from ganaug.results.experiment import (
     BEST_POLICY_FILE,
     EXPERIMENT_FILE,
@@ -23,6 +23,7 @@ from ganaug.results.experiment import (
 from ganaug.results.generate import GenerateError
 from ganaug.results.policies import BEST_GAN, BEST_NO_GAN
 from ganaug.results.report import headline, markdown_report, plot_differences, plot_means
+from ganaug.results.selection import EvaluationError, policy_configs
 from ganaug.results.stats import ablation_differences, paired_differences, per_class_deltas, summarize, t_interval
 from ganaug.results.storage import StorageError, check_reachable, download, is_uri, mirror_of, upload
 

@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ganaug.config import trains_gan, without_inactive
+from ganaug.config import adds_synthetic, without_inactive
 from ganaug.errors import InputError
 from ganaug.files import atomic_write
 from ganaug.metrics import names
@@ -362,7 +362,7 @@ def uses_synthetic(experiment: Experiment, trials: pd.DataFrame) -> pd.Series:
     """Per trial: whether its policy adds synthetic images (synthetic_ratio > 0), i.e. trains a GAN."""
     if trials.empty:
         return pd.Series(dtype=bool, index=trials.index)
-    return trials.apply(lambda row: trains_gan(experiment.config_of(row)), axis=1)
+    return trials.apply(lambda row: adds_synthetic(experiment.config_of(row)), axis=1)
 
 
 def gan_versus_baseline(experiment: Experiment) -> str:

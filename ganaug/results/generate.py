@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ganaug.config import TrialConfig, trains_gan
+from ganaug.config import TrialConfig, adds_synthetic, trains_gan
 from ganaug.errors import EXIT_BAD_INPUT as EXIT_BAD_INPUT  # re-exported: the exit code of this command on bad input
 from ganaug.errors import InputError, exit_code
-from ganaug.results.experiment import Experiment, ResultsError, load_experiment, uses_synthetic
+from ganaug.results.experiment import Experiment, ResultsError, load_experiment
 
 NPZ_NAME = "synthetic.npz"
 
@@ -40,24 +40,27 @@ def select_trial(experiment: Experiment, trial_id: str | None = None) -> pd.Seri
     """The trial to export from: `trial_id` (its id or folder name), else the best trial with a generator
     (Experiment.best_gan)."""
     trials = experiment.trials
+    with_gan = trials[[trains_gan(experiment.config_of(row)) for _, row in trials.iterrows()]]
     if trial_id is None:
         try:
-            return experiment.best_gan()
+            trial = experiment.best_gan()
         except ResultsError as error:
             # A GAN trial that errored or still runs may have left a checkpoint to export all the same.
-            with_gan = trials[uses_synthetic(experiment, trials)]
             hint = f"; pass --trial with one that did: {_trial_list(experiment, with_gan)}" if len(with_gan) else ""
             raise GenerateError(f"{error}{hint}") from None
-    match = trials[(trials["trial_id"] == trial_id) | (trials["path"].map(lambda p: Path(p).name) == trial_id)]
-    if match.empty:
-        raise GenerateError(f"--trial {trial_id}: no such trial in {experiment.path}; valid: "
-                            f"{_trial_list(experiment, trials)}")
-    trial = match.iloc[0]
-    if not trains_gan(experiment.config_of(trial)):
-        with_gan = trials[uses_synthetic(experiment, trials)]
+    else:
+        match = trials[(trials["trial_id"] == trial_id) | (trials["path"].map(lambda p: Path(p).name) == trial_id)]
+        if match.empty:
+            raise GenerateError(f"--trial {trial_id}: no such trial in {experiment.path}; valid: "
+                                f"{_trial_list(experiment, trials)}")
+        trial = match.iloc[0]
+    config = experiment.config_of(trial)
+    if not trains_gan(config):
+        why = f"synthetic_source {config['synthetic_source']!r} (images it did not generate)" \
+            if adds_synthetic(config) else "synthetic_ratio 0"
         hint = (f"pass --trial with one that trained a GAN: {_trial_list(experiment, with_gan)}" if len(with_gan)
                 else "no trial of this experiment trained a GAN")
-        raise GenerateError(f"trial {trial['trial_id']} has synthetic_ratio 0: it trained no generator; {hint}")
+        raise GenerateError(f"trial {trial['trial_id']} has {why}: it trained no generator; {hint}")
     return trial
 
 

@@ -1,4 +1,4 @@
-"""The names of an evaluation's policies (best_gan, best_no_gan, no_gan+<choice>, long_tail+<method>,
+"""The names of an evaluation's policies (best_gan, best_no_gan, oracle, no_gan+<choice>, long_tail+<method>,
 best_gan-<key>, the fixed ablations) and the role each plays in a comparison: shared by evaluate, stats and the
 report."""
 
@@ -13,6 +13,7 @@ from ganaug.config import keys_with
 
 BEST_GAN = "best_gan"
 BEST_NO_GAN = "best_no_gan"
+ORACLE = "oracle"                    # best_gan's settings drawing held-out real images (data.real_pool): the control
 VARIANT_PREFIX = f"{BEST_GAN}-"      # --ablate: best_gan-<key> is best_gan with <key> at its default
 TRADITIONAL_PREFIX = "no_gan+"       # no_gan+<choice>: GAN off, traditional_aug <choice>
 LONG_TAIL_PREFIX = "long_tail+"      # long_tail+<method>: best_no_gan with that long-tail method (LONG_TAIL_BASELINES)
@@ -41,9 +42,12 @@ def alias_map(policies_or_runs: dict[str, dict] | pd.DataFrame) -> dict[str, str
 
 
 def role_of(name: str) -> str:
-    """baseline (best_no_gan) | ablation (the fixed no-GAN policies) | variant (--ablate) | gan (best_gan, topK)."""
+    """baseline (best_no_gan) | control (oracle) | ablation (the fixed no-GAN policies) | variant (--ablate) | gan
+    (best_gan, topK)."""
     if name == BEST_NO_GAN:
         return "baseline"
+    if name == ORACLE:
+        return "control"
     if name in FIXED_ABLATIONS or name.startswith((TRADITIONAL_PREFIX, LONG_TAIL_PREFIX)):
         return "ablation"
     if name.startswith(VARIANT_PREFIX):

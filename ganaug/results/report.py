@@ -1,6 +1,6 @@
 """The outputs of an evaluation: evaluation.md (its first line is the headline) and the plots.
 
-Reads the runs of evaluation.csv and the policies of evaluate.policy_configs; every number it shows comes
+Reads the runs of evaluation.csv and the policies of selection.policy_configs; every number it shows comes
 from ganaug.results.stats.
 """
 
@@ -20,6 +20,7 @@ from ganaug.results.policies import (
     BEST_NO_GAN,
     DESCRIBING_KEYS,
     LONG_TAIL_PREFIX,
+    ORACLE,
     TRADITIONAL_PREFIX,
     VARIANT_PREFIX,
     alias_map,
@@ -29,6 +30,7 @@ from ganaug.results.stats import (
     CONFIDENCE,
     ablation_differences,
     comparisons,
+    gain_recovery,
     paired_differences,
     per_class_deltas,
     summarize,
@@ -56,6 +58,24 @@ def headline(runs: pd.DataFrame, untuned: bool | None = None, column: str = "tes
     return line
 
 
+def control_line(runs: pd.DataFrame, column: str = "test_acc") -> str:
+    """The positive control under the headline (runs with an `oracle`): oracle - best_no_gan with its interval, which
+    shows the search and this test can see a gain when there is one, and the gain recovery, the share of it that
+    best_gan's generator delivers (stats.gain_recovery). "" without an oracle."""
+    if ORACLE not in alias_map(runs):
+        return ""
+    row = paired_differences(runs, column, pairs=[(ORACLE, BEST_NO_GAN)]).iloc[0]
+    share = gain_recovery(runs, column)
+    points = [100 * row[k] for k in ("mean_diff", "ci_low", "ci_high")]
+    interval = lambda low, high, form: f"[{format(low, form)}, {format(high, form)}]" if math.isfinite(low) and \
+        math.isfinite(high) else "[unbounded: the oracle's own gain is not clear of 0]"
+    return (f"positive control (oracle: best_gan's settings drawing held-out real images): oracle - best_no_gan "
+            f"{points[0]:+.1f} points {interval(points[1], points[2], '+.1f')}; gain recovery (best_gan - "
+            f"best_no_gan) / (oracle - best_no_gan) {share['recovery']:.2f} "
+            f"{interval(share['ci_low'], share['ci_high'], '.2f')} ({100 * CONFIDENCE:.0f} % Fieller interval, "
+            f"paired over {share['pairs']} seeds): the share of real images' value the generator delivers")
+
+
 def markdown_report(experiment: Experiment, runs: pd.DataFrame, policies: dict[str, dict],
                     class_names: list[str], not_ablated: tuple[str, ...], command: str | None = None,
                     class_counts: list[int] | None = None) -> str:
@@ -69,7 +89,9 @@ def markdown_report(experiment: Experiment, runs: pd.DataFrame, policies: dict[s
     untuned = policies[BEST_NO_GAN]["source"] == "untuned"
     best_id = policies[BEST_GAN]["trial_id"]
     balanced = class_counts is not None
-    lines = [headline(runs, untuned, "test_balanced_acc" if balanced else "test_acc"), "",
+    column = "test_balanced_acc" if balanced else "test_acc"
+    control = control_line(runs, column)
+    lines = [headline(runs, untuned, column), *([control] if control else []), "",
              f"# Evaluation: {experiment.meta.get('name', experiment.path.name)}", "",
              f"{len(seeds)} seeds ({seeds[0]}..{seeds[-1]}) per policy, {epochs} epochs each, trained on train + "
              f"val and tested on the test split of `{experiment.meta['data'].get('name')}` "
@@ -95,6 +117,11 @@ def markdown_report(experiment: Experiment, runs: pd.DataFrame, policies: dict[s
               f"or cutout; `gan_off` the same with best_gan's traditional augmentation kept; "
               f"`{TRADITIONAL_PREFIX}<choice>` without synthetic data, with that traditional_aug. Policies "
               f"with the same config run once, under the first name (\"same config as\").", ""]
+    if ORACLE in alias_map(policies):
+        lines += [f"`{ORACLE}` is the positive control: {BEST_GAN}'s settings with held-out real training images "
+                  f"(data.real_pool, in no split) as its synthetic source, a perfect generator. {ORACLE} - "
+                  f"{BEST_NO_GAN} shows that this evaluation sees a gain when real-quality images are added; the gain "
+                  f"recovery says what share of it {BEST_GAN}'s generator delivers.", ""]
     if f"{LONG_TAIL_PREFIX}cross_entropy" in alias_map(policies):
         lines += [f"`{LONG_TAIL_PREFIX}<method>` is {BEST_NO_GAN} with its class-balance keys set to one long-tail "
                   f"method at its paper's settings: `cross_entropy` (none), `resample` (class-balanced sampling), "
@@ -230,7 +257,8 @@ def plot_means(ax, runs: pd.DataFrame, column: str = "test_acc") -> None:
     summary = summarize(runs, column)
     x = np.arange(len(summary))
     errors = np.vstack([summary["mean"] - summary["ci_low"], summary["ci_high"] - summary["mean"]])
-    colors = ["tab:gray" if role_of(p) in ("baseline", "ablation") else "tab:blue" for p in summary["policy"]]
+    colors = ["tab:gray" if role_of(p) in ("baseline", "ablation") else "tab:green" if role_of(p) == "control"
+              else "tab:blue" for p in summary["policy"]]
     for i, (_, row) in enumerate(summary.iterrows()):  # i: the row's position, as colors and errors count
         values = runs.loc[runs["policy"] == row["policy"], column]
         ax.scatter(np.full(len(values), i) + 0.15, values, s=12, color=colors[i], alpha=0.5)

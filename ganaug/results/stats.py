@@ -14,7 +14,7 @@ import pandas as pd
 from scipy.stats import t as student_t
 from scipy.stats import ttest_rel
 
-from ganaug.results.policies import BEST_GAN, BEST_NO_GAN, alias_map, role_of
+from ganaug.results.policies import BEST_GAN, BEST_NO_GAN, ORACLE, alias_map, role_of
 
 CONFIDENCE = 0.95
 
@@ -50,10 +50,12 @@ def summarize(runs: pd.DataFrame, column: str = "test_acc") -> pd.DataFrame:
 
 def comparisons(runs: pd.DataFrame) -> list[tuple[str, str]]:
     """The (policy, baseline) pairs the report shows, by policy name: best_gan - best_no_gan first, then best_gan
-    - every fixed ablation, every other GAN policy - best_no_gan, and every --ablate variant - best_gan."""
+    - every fixed ablation, oracle - best_no_gan (the positive control), every other GAN policy - best_no_gan, and
+    every --ablate variant - best_gan."""
     names = list(runs["policy"].unique())
     no_gan = [n for n in names if role_of(n) in ("baseline", "ablation")]
     pairs = [(BEST_GAN, baseline) for baseline in no_gan if BEST_GAN in names]
+    pairs += [(n, BEST_NO_GAN) for n in names if role_of(n) == "control" and BEST_NO_GAN in names]
     pairs += [(n, BEST_NO_GAN) for n in names if role_of(n) == "gan" and n != BEST_GAN and BEST_NO_GAN in names]
     pairs += [(n, BEST_GAN) for n in names if role_of(n) == "variant" and BEST_GAN in names]
     return pairs
@@ -108,3 +110,37 @@ def per_class_deltas(runs: pd.DataFrame, policy: str = BEST_GAN, baseline: str =
     return pd.DataFrame({"class": list(ours.columns), baseline: theirs.loc[seeds].mean().to_numpy(),
                          policy: ours.loc[seeds].mean().to_numpy(), "delta": delta.to_numpy()})
 
+
+
+def gain_recovery(runs: pd.DataFrame, column: str = "test_acc", confidence: float = CONFIDENCE) -> dict[str, float]:
+    """The share of real data's value a generator delivers: R = mean(best_gan - best_no_gan) / mean(oracle -
+    best_no_gan), paired by seed (1: as much as the held-out real images, 0: nothing, < 0: it hurts), with Fieller's
+    interval: the values of R for which the paired differences (best_gan - best_no_gan) - R (oracle - best_no_gan)
+    have a t-interval around their mean that holds 0. It is bounded only when the oracle's own gain is clear of 0 at
+    that confidence (else low and high are -inf and inf: the data cannot say what share is recovered)."""
+    resolve = alias_map(runs)
+    names = [resolve.get(name, name) for name in (BEST_GAN, BEST_NO_GAN, ORACLE)]
+    table = runs.pivot_table(index="seed", columns="policy", values=column, aggfunc="first", dropna=False)
+    nan = {"recovery": math.nan, "ci_low": math.nan, "ci_high": math.nan, "pairs": 0}
+    if not set(names) <= set(table):
+        return nan
+    both = table[names].dropna()
+    gan_gain = (both.iloc[:, 0] - both.iloc[:, 1]).to_numpy()
+    oracle_gain = (both.iloc[:, 2] - both.iloc[:, 1]).to_numpy()
+    n = len(both)
+    if n < 2 or oracle_gain.mean() == 0:
+        return {**nan, "pairs": n}
+    a, b = gan_gain.mean(), oracle_gain.mean()
+    covariance = np.cov(np.stack([gan_gain, oracle_gain])) / n  # of the two means
+    t2 = float(student_t.ppf((1 + confidence) / 2, n - 1)) ** 2
+    # (a - R b)^2 = t^2 var(a - R b): quadratic * R^2 - 2 linear * R + constant = 0
+    quadratic = b * b - t2 * covariance[1, 1]
+    linear = a * b - t2 * covariance[0, 1]
+    constant = a * a - t2 * covariance[0, 0]
+    discriminant = linear * linear - quadratic * constant
+    if quadratic <= 0 or discriminant < 0:
+        low, high = -math.inf, math.inf
+    else:
+        root = math.sqrt(discriminant)
+        low, high = (linear - root) / quadratic, (linear + root) / quadratic
+    return {"recovery": float(a / b), "ci_low": float(low), "ci_high": float(high), "pairs": n}

@@ -238,7 +238,7 @@ def search(space: SearchSpec, *, resume: bool = False, address: str | None = Non
     # Every input is checked before anything is written: nothing to resume, a missing dataset or an
     # unwritable storage folder must not leave an empty storage or experiment folder behind.
     check_experiment_folder(space, resume)
-    data = load_data(space.data)
+    data = space.with_sources(load_data(space.data))  # the images of its synthetic folders travel with the data
     space.check_image_size(data.spec.height, data.spec.width)
     space.check_classifier(data.spec)
     space.check_conditions(data.spec)

@@ -180,6 +180,40 @@ class SearchSpec(SpaceSections):
                         raise SpaceError(f"{self.path}: {self._place(key, name)}: {error.problem}{context}{debug}; "
                                          f"valid: {error.valid}") from error
 
+    def with_sources(self, data):
+        """`data` with the images of every synthetic_folder the space can draw (ganaug.data.attach_folders: read and
+        checked against the dataset's size, channels and classes), once every synthetic source it can draw is known
+        to be usable: the held-out real pool (data.real_pool) for `real`, and each package.module:factory built and
+        asked for one image of two classes. Before Ray starts; SpaceError names the key."""
+        import torch  # lazy, as the two below: `import ganaug.space` loads no torch
+
+        from ganaug.data import DataError, attach_folders  # lazy: it imports torch
+        from ganaug.trial import SourceError, build_imported, check_images  # lazy: it imports torch
+
+        if not self.draws_synthetic():
+            return data
+        sources = self._reachable("synthetic_source")
+        place = lambda key: f"{self.path}: {'fixed' if key in self.fixed else 'search'}.{key}"
+        if "real" in sources and "real" not in data.sources:
+            raise SpaceError(f"{place('synthetic_source')}: 'real' draws held-out real images, but the data section "
+                             "holds none; valid: data.real_pool: {per_class: N}, or another source")
+        for path in filter(is_import_path, sources):
+            try:
+                labels = torch.arange(2) % data.spec.num_classes
+                check_images(torch.as_tensor(build_imported(path, data.spec).sample(labels, torch.Generator()))
+                             .float(), 2, data.spec, f"synthetic_source={path!r}")
+            except SourceError as error:
+                raise SpaceError(f"{place('synthetic_source')}: {error}") from None
+        folders = [path for path in self._reachable("synthetic_folder") if path] if "folder" in sources else []
+        try:
+            return attach_folders(data, folders)
+        except DataError as error:
+            raise SpaceError(f"{place('synthetic_folder')}: {error}") from None
+
+    def draws_synthetic(self) -> bool:
+        """Whether a trial of this space can add synthetic images (synthetic_ratio above 0 in reach)."""
+        return any(float(value) > 0 for value in self._reachable("synthetic_ratio"))
+
     def _reachable(self, key: str) -> list[Any]:
         """Every value `key` can take in a trial: fixed, searched (choices or range ends, plus the default where
         a `when` fails) or the default."""

@@ -105,15 +105,41 @@ class GeneratorBank:
         """The entry of `key`, or None when there is none or it cannot be trusted: a file whose checksum does not
         match (truncated, corrupt) or of another format is reported once, with its path, and treated as missing
         (the trial retrains it and replaces it)."""
-        info_bytes = read_bytes(join(self.location, key, INFO_FILE))
-        state_bytes = read_bytes(join(self.location, key, STATE_FILE))
+        found = self._read(key, STATE_FILE, INFO_FILE)
+        return Entry(key, found[0]["gan"], found[0]["generator_rng"], found[1]) if found is not None else None
+
+    def store(self, key: str, inputs: dict, gan_state: dict, rng_state: torch.Tensor, train_seconds: float,
+              quality: dict[str, float]) -> None:
+        """Write the entry of `key`: generator.pt, then generator.yaml (_write)."""
+        # "generator_rng": the file's name for the trial RNG's state, older than the rng's name in the code.
+        self._write(key, STATE_FILE, INFO_FILE, {"gan": gan_state, "generator_rng": rng_state.cpu()},
+                    {"train_seconds": round(float(train_seconds), 1), "trained_by": self.owner, "inputs": inputs,
+                     "quality": {name: float(value) for name, value in quality.items()}})
+
+    def load_pool(self, key: str, per_class: int) -> dict[str, Any] | None:
+        """The pool of `per_class` images per class drawn from the generator of entry `key` (trial.sources.draw_pool),
+        or None when there is none or it cannot be trusted (as load)."""
+        found = self._read(key, *pool_files(per_class))
+        return found[0] if found is not None else None
+
+    def store_pool(self, key: str, per_class: int, pool: dict[str, Any]) -> None:
+        """Keep a pool beside the generator it was drawn from. Two trials that draw it at once write the same images
+        (a pool has its own noise seed), so no claim is needed."""
+        self._write(key, *pool_files(per_class), pool, {"per_class": per_class, "images": len(pool["y"]),
+                                                        "bytes": int(pool["x"].numel()), "drawn_by": self.owner})
+
+    def _read(self, key: str, state_name: str, info_name: str) -> tuple[dict, dict] | None:
+        """(state, info) of the files `state_name` and `info_name` of entry `key` once info's checksum and format
+        vouch for the state; None when either is missing or untrusted (reported once, with its path)."""
+        info_bytes = read_bytes(join(self.location, key, info_name))
+        state_bytes = read_bytes(join(self.location, key, state_name))
         if info_bytes is None or state_bytes is None:
             return None
-        where = join(self.location, key, STATE_FILE)
+        where = join(self.location, key, state_name)
         try:
             info = yaml.safe_load(info_bytes)
             if not isinstance(info, dict) or info.get("sha256") != hashlib.sha256(state_bytes).hexdigest():
-                raise ValueError("its checksum does not match generator.yaml's (truncated or corrupt)")
+                raise ValueError(f"its checksum does not match {info_name}'s (truncated or corrupt)")
             if info.get("format") != FORMAT:
                 raise ValueError(f"format {info.get('format')!r}, this ganaug reads {FORMAT}")
             state = torch.load(io.BytesIO(state_bytes), map_location="cpu", weights_only=True)
@@ -121,23 +147,21 @@ class GeneratorBank:
             if where not in self._reported:
                 self._reported.add(where)
                 print(f"[ganaug] generator bank: {where}: not used ({str(error).splitlines()[0][:200]}); it is "
-                      "retrained and replaced", file=sys.stderr, flush=True)
+                      f"{'retrained' if state_name == STATE_FILE else 'drawn again'} and replaced", file=sys.stderr,
+                      flush=True)
             return None
-        return Entry(key, state["gan"], state["generator_rng"], info)
+        return state, info
 
-    def store(self, key: str, inputs: dict, gan_state: dict, rng_state: torch.Tensor, train_seconds: float,
-              quality: dict[str, float]) -> None:
-        """Write the entry of `key`: generator.pt first, then generator.yaml with its checksum (a reader trusts a
-        state only once its info names it)."""
+    def _write(self, key: str, state_name: str, info_name: str, state: dict, info: dict[str, Any]) -> None:
+        """Write `state` (torch.save) to `state_name` first, then `info` with its checksum to `info_name`: a reader
+        trusts a state only once its info names it."""
         buffer = io.BytesIO()
-        torch.save({"gan": gan_state, "generator_rng": rng_state.cpu()}, buffer)  # the key predates the rng's name
+        torch.save(state, buffer)
         state_bytes = buffer.getvalue()
-        write_bytes(join(self.location, key, STATE_FILE), state_bytes)
+        write_bytes(join(self.location, key, state_name), state_bytes)
         info = {"format": FORMAT, "key": key, "sha256": hashlib.sha256(state_bytes).hexdigest(),
-                "train_seconds": round(float(train_seconds), 1), "trained_by": self.owner,
-                "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "inputs": inputs,
-                "quality": {name: float(value) for name, value in quality.items()}}
-        write_bytes(join(self.location, key, INFO_FILE), yaml.safe_dump(info, sort_keys=False).encode())
+                "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), **info}
+        write_bytes(join(self.location, key, info_name), yaml.safe_dump(info, sort_keys=False).encode())
 
     def record_quality(self, key: str, quality: dict[str, float]) -> None:
         """Add figures measured on the entry's generator unchanged (a frozen trial's cas, cas_ratio and their shot
@@ -204,6 +228,11 @@ class GeneratorBank:
                if name.startswith("cas") and isinstance(value, float) and not math.isnan(value)}
         if cas:
             self.record_quality(key, cas)
+
+
+def pool_files(per_class: int) -> tuple[str, str]:
+    """The files of a pool of `per_class` images per class, in its generator's entry folder."""
+    return f"pool_{per_class}.pt", f"pool_{per_class}.yaml"
 
 
 def fingerprint(data: ImageData) -> str:

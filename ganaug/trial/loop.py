@@ -31,6 +31,7 @@ from ganaug.trial.bank import GeneratorBank
 from ganaug.trial.measure import Diverged, PassMetrics
 from ganaug.trial.pretraining import pretrain_generator, seeded_gan
 from ganaug.trial.runtime import Runtime
+from ganaug.trial.sources import build_source
 from ganaug.trial.state import TrialState, load_checkpoint
 from ganaug.trial.training import train_classifier
 
@@ -66,11 +67,13 @@ def run(
         state.load_state_dict(checkpoint)
     measure = PassMetrics(cfg, data, state, runtime)
 
-    # The two phases: the generator (over the search's training split, data.pretraining()), then the classifier.
+    # The two phases: the generator (over the search's training split, data.pretraining()), then the classifier,
+    # which draws its synthetic rows from the policy's source (the GAN, a pool drawn once from it, a folder, ...).
     try:
         generator_row = pretrain_generator(cfg, state, data.pretraining(), runtime, measure, report, bank) \
             if state.pretrain_epochs > 0 else {}
-        final = train_classifier(cfg, state, data, runtime, measure, report, generator_row)
+        source = build_source(cfg, state.gan, data, runtime, bank, generator_row.get("generator_key", ""))
+        final = train_classifier(cfg, state, data, runtime, measure, report, source, generator_row)
     except Diverged as ended:
         report(ended.metrics)
         return ended.metrics

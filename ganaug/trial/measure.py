@@ -17,7 +17,7 @@ from ganaug.classifier import (
     score,
     synthetic_agreement,
 )
-from ganaug.config import TrialConfig
+from ganaug.config import TrialConfig, adds_synthetic
 from ganaug.data import ImageData
 from ganaug.gan import SampleQuality
 from ganaug.trial.runtime import Runtime
@@ -25,7 +25,8 @@ from ganaug.trial.state import TrialState
 
 
 class PassMetrics:
-    """The metrics of a trial's passes, for one classifier, teacher and GAN (None = the no-GAN baseline)."""
+    """The metrics of a trial's passes, for one classifier and teacher, and the sources of its synthetic images (its
+    GAN while it pretrains, then whatever source its classifier draws from; none for the no-GAN baseline)."""
 
     def __init__(self, cfg: TrialConfig, data: ImageData, state: TrialState, runtime: Runtime):
         self.cfg, self.data, self.runtime = cfg, data, runtime
@@ -36,7 +37,8 @@ class PassMetrics:
         # epoch); its own noise seed, so measuring never changes what the trial draws and epochs compare.
         self.quality = SampleQuality(data.train_x, data.train_y, self.num_classes,
                                      per_class=max(8, min(64, 1000 // self.num_classes))) \
-            if self.gan is not None else None
+            if adds_synthetic(cfg) else None
+        self._unchanging: dict[str, float] | None = None  # the figures of a source that does not change
 
     def untrained(self) -> dict[str, float]:
         """The untrained classifier's scores, which every GAN pretraining pass repeats (it does not change then, and
@@ -64,26 +66,37 @@ class PassMetrics:
             metrics["filter_confidence"] = totals["kept_score"] / totals["kept"]
         return metrics
 
-    def sample_quality(self, pretraining: bool) -> dict[str, float]:
-        """The generator's share of a pass's metrics: how often the classifier assigns fresh samples to their
+    def sample_quality(self, source, pretraining: bool = False, changing: bool = True) -> dict[str, float]:
+        """The source's share of a pass's metrics: how often the classifier assigns fresh samples to their
         conditioning class (classifier epochs), diversity and Frechet distance (collapse shows here, not in the
-        objective: synthetic_diversity ~0 = one image per class), and a family's own figures (ali's reconstruction
-        error, conditions' condition_error), which draw no training randomness."""
-        if self.gan is None or self.quality is None:  # both None together: the no-GAN baseline
+        objective: synthetic_diversity ~0 = one image per class), and a GAN family's own figures (ali's
+        reconstruction error, conditions' condition_error), which draw no training randomness. A source that is not
+        `changing` (a frozen GAN, a pool, a folder, the real pool, the user's generator) is measured once and its
+        figures repeated; an unlabelled one (a flat folder) has classes for neither agreement nor diversity."""
+        if source is None or self.quality is None:  # the no-GAN baseline
             return {}
         metrics = {}
-        if not pretraining:
+        if not pretraining and source.labelled:
             metrics["synthetic_agreement"] = synthetic_agreement(
-                self.classifier, self.gan, self.labeler, self.num_classes, n=min(1000, 50 * self.num_classes),
+                self.classifier, source, self.labeler, self.num_classes, n=min(1000, 50 * self.num_classes),
                 rng=self.runtime.rng)
-        metrics.update(self.quality(self.gan, torch.Generator(self.device).manual_seed(self.cfg.seed + 54321)))
-        metrics.update(self.gan.epoch_metrics())
+        if changing or self._unchanging is None:
+            figures = self.quality(source, torch.Generator(self.device).manual_seed(self.cfg.seed + 54321))
+            if not source.labelled:
+                figures.pop("synthetic_diversity")
+            if source is self.gan:
+                figures.update(self.gan.epoch_metrics())
+            if not changing:
+                self._unchanging = figures
+        else:
+            figures = self._unchanging
+        metrics.update(figures)
         return metrics
 
-    def final(self) -> tuple[dict[str, float], dict[str, Any]]:
+    def final(self, source) -> tuple[dict[str, float], dict[str, Any]]:
         """After the last epoch: (test_acc, test_top5, test_balanced_acc (mean per-class accuracy) and the
         many / medium / few-shot groups' (test_many_acc, ...: classes by their training count, accuracy.shot_groups;
-        nan for a group without classes), plus a GAN's cas_report (cas, cas_ratio and their shot groups'); the test
+        nan for a group without classes), plus the source's cas_report (cas, cas_ratio and their shot groups'); the test
         loss and the per-class accuracies (test, CAS, its real reference), which run returns but does not report).
         The test runs in fp32 whatever cfg.precision: the score of the final classifier itself, as evaluate reports
         it."""
@@ -93,10 +106,10 @@ class PassMetrics:
         metrics = {"test_acc": test["acc"], "test_top5": test["top5"], "test_balanced_acc": test["balanced"],
                    **{f"test_{name}_acc": value for name, value in groups.items()}}
         extras = {"test_loss": test["loss"], "test_per_class_acc": test["per_class"]}
-        if self.gan is not None and cfg.cas_epochs > 0:
+        if source is not None and source.labelled and cfg.cas_epochs > 0:
             # Beside the same classifier and budget on real images: cas_ratio 1 = samples teach as much as real data;
             # by shot group, whether they teach the rare classes (cas_ratio_few > 1: more than their real images).
-            cas = cas_report(cfg, data.spec, self.gan, data.train_x, data.train_y, data.val_x, data.val_y,
+            cas = cas_report(cfg, data.spec, source, data.train_x, data.train_y, data.val_x, data.val_y,
                              self.device, cfg.cas_epochs, rng=self.runtime.rng,
                              real_rng=torch.Generator(self.device).manual_seed(cfg.seed))
             extras.update(cas_per_class=cas.pop("cas_per_class"), real_per_class=cas.pop("real_per_class"))

@@ -77,7 +77,7 @@ def pretrain_generator(
             state.pretrain_seconds += seconds
             metrics = {"epoch": 0, "gan_pretrain_epoch": number, **untrained, **timing(seconds, len(data.train_y)),
                        **gan_losses(totals, sums.gan_keys, len(batches) * cfg.gan_steps_per_batch),
-                       **measure.sample_quality(pretraining=True)}
+                       **measure.sample_quality(gan, pretraining=True)}
             last = number == state.pretrain_epochs
             if last and bank is not None:  # the entry, before the report that ends the phase
                 quality: dict[str, float] = {name: metrics[name] for name in ("synthetic_diversity", "frechet_distance")
@@ -85,7 +85,7 @@ def pretrain_generator(
                 bank.store(key, inputs, gan.state_dict(), runtime.rng.get_state(), state.pretrain_seconds, quality)
                 state.generator_bank["train_seconds"] = state.pretrain_seconds
             state.pretrain_epoch = number
-            report_pass(report, state, metrics, number, last)
+            report_pass(report, state, metrics, number, last, source=gan)
     return bank_row(state) if bank is not None else {}
 
 

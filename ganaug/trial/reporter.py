@@ -85,15 +85,17 @@ class TrialReporter:
             self._writer.close()
 
 
-def report_pass(report: Callable[..., None], state: TrialState, metrics: dict, number: int, last: bool) -> None:
-    """Report a finished pass's metrics (state.metrics), with a sample grid (rows = classes, when the trial has a GAN)
-    every cfg.sample_every passes and a checkpoint every cfg.checkpoint_every passes. `number` counts the pass within
-    its phase (GAN pretraining passes count on their own); `last`, the phase's last pass, always writes both: the last
-    pretraining pass holds the GAN the classifier starts with."""
-    cfg, gan = state.cfg, state.gan
+def report_pass(report: Callable[..., None], state: TrialState, metrics: dict, number: int, last: bool,
+                source=None) -> None:
+    """Report a finished pass's metrics (state.metrics), with a sample grid of `source` (rows = classes; the trial's
+    synthetic source, or its GAN while it pretrains) every cfg.sample_every passes and a checkpoint every
+    cfg.checkpoint_every passes. `number` counts the pass within its phase (GAN pretraining passes count on their
+    own); `last`, the phase's last pass, always writes both: the last pretraining pass holds the GAN the classifier
+    starts with."""
+    cfg = state.cfg
     state.metrics = metrics
-    images = {"samples": sample_grid(gan, gan.num_classes, cfg.seed + 12345)} \
-        if gan is not None and (last or number % cfg.sample_every == 0) else None
+    images = {"samples": sample_grid(source, source.num_classes, cfg.seed + 12345)} \
+        if source is not None and (last or number % cfg.sample_every == 0) else None
     if last or number % cfg.checkpoint_every == 0:
         with tempfile.TemporaryDirectory(prefix="ganaug_ckpt_") as directory:
             save_checkpoint(Path(directory) / CHECKPOINT_FILE, state.state_dict())
@@ -119,11 +121,12 @@ def _jsonable(value):
 
 
 @torch.no_grad()
-def sample_grid(gan, num_classes: int, seed: int) -> torch.Tensor:
-    """The generator's sample grid as uint8 [3, H, W] on the CPU: one row per class (10 images each, 8 with more than
-    20 classes), from fixed noise (`seed`), so that a trial's grids compare from pass to pass."""
-    labels = torch.arange(num_classes, device=gan.device).repeat_interleave(8 if num_classes > 20 else 10)
-    samples = gan.sample(labels, torch.Generator(gan.device).manual_seed(seed))
+def sample_grid(source, num_classes: int, seed: int) -> torch.Tensor:
+    """A synthetic source's sample grid (a generator's, a pool's, ...) as uint8 [3, H, W] on the CPU: one row per
+    class (10 images each, 8 with more than 20 classes), from fixed noise (`seed`), so that a trial's grids compare
+    from pass to pass."""
+    labels = torch.arange(num_classes, device=source.device).repeat_interleave(8 if num_classes > 20 else 10)
+    samples = source.sample(labels, torch.Generator(source.device).manual_seed(seed))
     return to_uint8(make_grid(samples.float(), nrow=len(labels) // num_classes, padding=1)).cpu()
 
 

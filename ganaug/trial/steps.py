@@ -116,7 +116,7 @@ class ClassifierStep:
         with self.runtime.autocast(), synthetic_rows(self.classifier, n_real):
             logits = self.classifier(images.contiguous(memory_format=self.runtime.memory_format))
         if mixes:  # each row's target mixed as its image was
-            target = self.labeler.targets(targets, synthetic, logits.shape[1], soft)
+            target = self.labeler.targets(targets, synthetic, logits.shape[1], soft, logits)
             for rows, mixed in mixes:
                 target[rows] = mix_targets(target[rows], mixed)
             loss = F.cross_entropy(logits.float(), target, label_smoothing=self.cfg.label_smoothing) \

@@ -1,5 +1,5 @@
 """The synthetic rows of a classifier batch: how many (synthetic_ratio, its schedule, the warm-up), their conditioning
-labels (synthetic_spread: class-balanced, or minority classes first on imbalanced data), the generator's images (with
+labels (synthetic_spread: class-balanced, or minority classes first on imbalanced data), the source's images (with
 filter_candidates, the best-scored of k candidates per image) and distill's soft targets."""
 
 from __future__ import annotations
@@ -25,19 +25,28 @@ class SyntheticBatch(NamedTuple):
 
 
 class SyntheticImages:
-    """Draws the synthetic rows of each classifier batch from a trial's GAN (`draw`), scored by its teacher when it has
-    one, else by the GAN's auxiliary class head."""
+    """Draws the synthetic rows of each classifier batch from a trial's source (trial.sources: its GAN, a pool, a
+    folder, the real pool, the user's generator), scored for filtering by the teacher when there is one, else by the
+    source itself (a GAN's auxiliary class head, or a pool's scores computed once).
 
-    def __init__(self, cfg: TrialConfig, gan, teacher: Teacher | None, class_counts: tuple[int, ...],
+    An unlabelled source (a flat folder) has no classes to spread over: its rows are drawn uniformly from it, carry
+    label -1 and get their targets from the labeling (pseudo: the classifier's own prediction, lsro: uniform, distill:
+    the teacher's soft label alone, all_in_one: the extra class); filtering keeps the candidates the teacher is most
+    confident about, in any class."""
+
+    def __init__(self, cfg: TrialConfig, source, teacher: Teacher | None, class_counts: tuple[int, ...],
                  runtime: Runtime):
-        self.cfg, self.gan, self.teacher, self.runtime = cfg, gan, teacher, runtime
+        self.cfg, self.source, self.teacher, self.runtime = cfg, source, teacher, runtime
         self.num_classes = len(class_counts)
-        self.weights = synthetic_class_weights(class_counts, runtime.device, cfg.synthetic_spread)
+        weights = synthetic_class_weights(class_counts, runtime.device, cfg.synthetic_spread)
+        # A pool without images of some class (the real pool of a long tail's head) is never asked for that class.
+        present = getattr(source, "present", None)
+        self.weights = weights if present is None else weights * present / (weights * present).sum()
 
     def count(self, epoch: int, real_rows: int) -> int:
         """Synthetic rows beside `real_rows` real ones in classifier epoch `epoch`: none before gan_warmup_epochs,
         then round(ratio x real_rows) with the ratio of synthetic_schedule."""
-        if self.gan is None or epoch <= self.cfg.gan_warmup_epochs:
+        if self.source is None or epoch <= self.cfg.gan_warmup_epochs:
             return 0
         ratio = self.cfg.synthetic_ratio * synthetic_share(self.cfg.synthetic_schedule, epoch, self.cfg.epochs)
         return round(ratio * real_rows)
@@ -46,26 +55,35 @@ class SyntheticImages:
         """n synthetic rows: their labels follow the class weights exactly (synthetic_labels); with
         filter_candidates k > 1, k candidates per row and, class by class, the best-scored kept (same size and class
         counts)."""
-        cfg, gan, teacher, rng = self.cfg, self.gan, self.teacher, self.runtime.rng
-        y = synthetic_labels(n, self.weights, rng)
+        cfg, source, teacher, rng = self.cfg, self.source, self.teacher, self.runtime.rng
+        labelled = source.labelled
+        y = synthetic_labels(n, self.weights, rng) if labelled else \
+            torch.full((n,), -1, dtype=torch.long, device=self.runtime.device)
         kept_score = None
         if cfg.filter_candidates > 1:
             candidates_y = y.repeat(cfg.filter_candidates)
-            candidates = gan.sample(candidates_y, rng)
-            with self.runtime.autocast():
-                scores = (teacher.probabilities(candidates).gather(1, candidates_y[:, None]).squeeze(1)
-                          if teacher is not None else gan.class_scores(candidates, candidates_y))
-            keep = keep_best_candidates(scores.float(), candidates_y, y, self.num_classes)
+            if teacher is not None:
+                candidates = source.sample(candidates_y, rng)
+                with self.runtime.autocast():
+                    probabilities = teacher.probabilities(candidates)
+                scores = probabilities.gather(1, candidates_y[:, None]).squeeze(1) if labelled else \
+                    probabilities[:, :self.num_classes].max(1).values
+            else:
+                candidates, scores = source.scored(candidates_y, rng, self.runtime.autocast)
+            keep = keep_best_candidates(scores.float(), candidates_y, y, self.num_classes) if labelled else \
+                scores.float().topk(n).indices
             x, y = candidates[keep], candidates_y[keep]
             kept_score = scores[keep].float().sum()
         else:
-            x = gan.sample(y, rng)
+            x = source.sample(y, rng)
         soft = None
         if cfg.labeling == "distill":
             assert teacher is not None, "labeling distill needs teacher_ema > 0 (TrialConfig.validate)"
             with self.runtime.autocast():
                 teacher_logits = teacher.model(x)
-            soft = distill_target(teacher_logits, y, cfg.distill_weight, cfg.distill_temperature)
+            # An unlabelled row has no conditioning class to mix in: the teacher's label alone.
+            soft = distill_target(teacher_logits, y.clamp(min=0), cfg.distill_weight if labelled else 1.0,
+                                  cfg.distill_temperature)
         return SyntheticBatch(x, y, soft, kept_score)
 
 

@@ -1,7 +1,7 @@
 """Phase two of a trial: the classifier. cfg.epochs passes over the training split; per real batch, the GAN's updates
 when it trains jointly (a frozen one only samples), then one classifier step on the real batch, augmented, and its
-fresh synthetic rows in one forward pass; per epoch, validation (the objective), the generator's quality, a report;
-after the last, the test split and CAS.
+fresh synthetic rows from the trial's source (trial.sources) in one forward pass; per epoch, validation (the
+objective), the source's quality, a report; after the last, the test split and CAS.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from ganaug.data import ClassIndex, ImageData, balanced_batch_indices, batch_ind
 from ganaug.trial.measure import Diverged, PassMetrics, diverged, finite, gan_losses, timing
 from ganaug.trial.reporter import report_pass
 from ganaug.trial.runtime import Runtime
+from ganaug.trial.sources import Source
 from ganaug.trial.state import TrialState
 from ganaug.trial.steps import ClassifierStep, RunningSums, balancing, gan_updates, real_fraction
 from ganaug.trial.synthetic import SyntheticImages
@@ -29,8 +30,9 @@ def train_classifier(
     state: TrialState,                  # The trial's networks and progress (its GAN pretrained, if it has one).
     data: ImageData,                    # The splits, on the trial's device.
     runtime: Runtime,                   # Device, RNG, autocast, memory format.
-    measure: PassMetrics,               # Validation, the generator's quality, the final test split and CAS.
+    measure: PassMetrics,               # Validation, the source's quality, the final test split and CAS.
     report: Callable[..., None],        # report(metrics, checkpoint=dir | None, images=dict | None) once per epoch.
+    source: Source | None,              # Where synthetic rows come from (trial.sources); None = the no-GAN baseline.
     generator_row: dict[str, Any],      # What each epoch reports of the generator's bank entry ({} without one).
 ) -> dict[str, Any]:
     """Train the classifier from epoch state.epoch + 1 to cfg.epochs and return the last epoch's metrics with the
@@ -39,7 +41,7 @@ def train_classifier(
     classifier, gan, num_train = state.classifier, state.gan, len(data.train_y)
     batches_per_epoch = -(-num_train // cfg.batch_size)
     classifier_step = ClassifierStep(cfg, state, data.spec, runtime, batches_per_epoch)
-    synthetic = SyntheticImages(cfg, gan, state.teacher, data.spec.class_counts, runtime)
+    synthetic = SyntheticImages(cfg, source, state.teacher, data.spec.class_counts, runtime)
     train_gan = gan is not None and not cfg.gan_freeze  # a frozen GAN stopped training with pretraining
     augmenting = cfg.traditional_aug != "none" or cfg.cutout > 0
     # class_balance resample (after class_balance_start_epoch): class-balanced real batches, as many and as large (the
@@ -78,13 +80,13 @@ def train_classifier(
                    "lr": state.optimizer.param_groups[0]["lr"]}
         if train_gan:
             metrics.update(gan_losses(totals, sums.gan_keys, len(batches) * cfg.gan_steps_per_batch))
-        metrics.update(measure.sample_quality(pretraining=False))
+        metrics.update(measure.sample_quality(source, changing=train_gan and source is gan))
         if epoch == cfg.epochs:
-            final, final_test = measure.final()
+            final, final_test = measure.final(source)
             metrics.update(final)
         metrics.update(generator_row)
         state.epoch = epoch
-        report_pass(report, state, metrics, epoch, epoch == cfg.epochs)
+        report_pass(report, state, metrics, epoch, epoch == cfg.epochs, source=source)
     return {**state.metrics, **final_test}
 
 
