@@ -156,6 +156,29 @@ def checkpoint(state_change: Callable[[dict, Path], object] | None = None, *, ma
     return build
 
 
+def synthetic_images(tmp: Path, size: int = 8, mode: str = "L", classes: tuple[str, ...] = ("0", "1"),
+                     count: int = 2) -> Path:
+    """tmp/synth: `count` images per class subfolder (classes: () = none, () with count = flat), size x size."""
+    from PIL import Image
+
+    root = tmp / "synth"
+    root.mkdir()
+    for name in classes:
+        (root / name).mkdir()
+        for k in range(count):
+            Image.new(mode, (size, size)).save(root / name / f"{k}.png")
+    return root
+
+
+def synthetic_folder(**images) -> Callable[[Path], list[str]]:
+    """A builder writing SPACE drawing synthetic rows from tmp/synth, made by synthetic_images(**images)."""
+    def build(tmp: Path) -> list[str]:
+        root = synthetic_images(tmp, **images)
+        return space(fixed("synthetic_ratio: 0.5"), fixed("synthetic_source: folder"),
+                     fixed(f"synthetic_folder: {root}"))(tmp)
+    return build
+
+
 def logger(line: str) -> Callable[[str], str]:
     """Add `line` (experiment.loggers or its settings) to the experiment section."""
     return replace("  max_failures: 1\n", f"  max_failures: 1\n  {line}\n")
@@ -384,6 +407,23 @@ CASES = {
     "missing checkpoint file": Case("api", checkpoint(mangle="missing"), "trial_state.pt", "CheckpointError"),
     "run resumed from another config's checkpoint": Case("api", checkpoint(
         lambda s, tmp: s["config"].update(classifier="cnn"), load="run"), "classifier", "CheckpointError"),
+    "synthetic folder of another image size": Case("tune", synthetic_folder(size=16), "16x16"),
+    "synthetic folder of another channel count": Case("tune", synthetic_folder(mode="RGB"), "3 channel"),
+    "synthetic folder with a class subfolder the dataset lacks": Case(
+        "tune", synthetic_folder(classes=("0", "cat")), "'cat' are not classes"),
+    "empty synthetic folder": Case("tune", synthetic_folder(classes=()), "holds no image"),
+    "generator factory that cannot be imported": Case("tune", space(
+        fixed("synthetic_ratio: 0.5"), fixed("synthetic_source: no_such_module:make")), "cannot be imported"),
+    "generator factory without sample": Case("tune", space(
+        fixed("synthetic_ratio: 0.5"), fixed("synthetic_source: sources_module:no_sample")), "no sample method"),
+    "real pool larger than a class can spare": Case("tune", space(replace(
+        "{name: digits, samples_per_class: 30}", "{name: digits, samples_per_class: 30, real_pool: {per_class: 170}}")),
+        "real_pool.per_class=170"),
+    "real source without a real pool": Case("tune", space(fixed("synthetic_ratio: 0.5"), fixed(
+        "synthetic_source: real")), "data.real_pool"),
+    "pool from a generator that is not frozen": Case("tune", space(
+        fixed("synthetic_ratio: 0.5"), fixed("synthetic_source: pool"), fixed("gan_pretrain_epochs: 2")),
+        "gan_freeze"),
     "unknown registry value through the API": Case("api", lambda tmp: lambda: __import__(
         "ganaug.config").config.TrialConfig.from_dict({"gan": "stylegan"}), "gan", "ConfigError"),
 }
@@ -445,7 +485,7 @@ def test_the_unedited_inputs_are_valid(tmp_path):
 USER_FACING_ERRORS = ["ganaug.config:ConfigError", "ganaug.classifier:ClassifierError", "ganaug.data:DataError",
                       "ganaug.space:SpaceError", "ganaug.results:StorageError", "ganaug.search:ExperimentError",
                       "ganaug.results:EvaluationError", "ganaug.results:GenerateError", "ganaug.results:ResultsError",
-                      "ganaug.gan:StateDictError", "ganaug.trial:CheckpointError"]
+                      "ganaug.gan:StateDictError", "ganaug.trial:CheckpointError", "ganaug.trial:SourceError"]
 
 
 @pytest.mark.parametrize("name", USER_FACING_ERRORS)

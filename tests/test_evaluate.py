@@ -27,6 +27,7 @@ from ganaug.results.policies import (
     BEST_NO_GAN,
     FIXED_ABLATIONS,
     LONG_TAIL_PREFIX,
+    ORACLE,
     TRADITIONAL_PREFIX,
     VARIANT_PREFIX,
     alias_map,
@@ -317,6 +318,21 @@ def test_long_tailed_data_adds_each_long_tail_method_on_the_tuned_baseline(exper
     assert (drw["class_balance"], drw["reweight_beta"], drw["class_balance_start_epoch"]) == ("reweight", 0.9999, 8)
     assert (configs["logit_adjust"]["logit_adjust_tau"], configs["logit_adjust"]["class_balance_start_epoch"]) == \
         (1.0, 0)
+
+
+def test_the_oracle_runs_only_where_the_data_holds_a_real_pool(experiment_dir, tmp_path):
+    """evaluate's positive control: best_gan with the held-out real images as its source, everything else as
+    searched, added only when the space's data section has data.real_pool (on a long tail, spread to top it up)."""
+    assert ORACLE not in alias_map(policy_configs(load_experiment(experiment_dir)))
+    copy = copy_experiment(experiment_dir, tmp_path / "pool", data={"real_pool": {"per_class": 5}})
+    policies = policy_configs(load_experiment(copy))
+    oracle, best = policies[ORACLE]["config"], policies[BEST_GAN]["config"]
+    assert oracle["synthetic_source"] == "real" and policies[ORACLE]["source"] == "control"
+    assert {k: v for k, v in oracle.items() if k != "synthetic_source"} == \
+        {k: v for k, v in best.items() if k != "synthetic_source"}
+    long_tail = copy_experiment(experiment_dir, tmp_path / "lt", data={"real_pool": {"per_class": 5},
+                                                                      "long_tail": {"ratio": 4}})
+    assert policy_configs(load_experiment(long_tail))[ORACLE]["config"]["synthetic_spread"] == "balance"
 
 
 def test_ablation_resets_a_dependent_key_too():
