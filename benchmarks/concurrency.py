@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import resource
 import shutil
 import statistics
@@ -26,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from search_efficiency import QUICKSTART, derived_space, emit, fit, start_ray
+from search_efficiency import QUICKSTART, derived_space, emit, fit, machine, start_ray
 
 
 def _direct_trial(config: dict, data_config: dict, threads: int, barrier, results) -> None:
@@ -149,10 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
         "trials": args.trials,
         "epochs": spec.scheduler.max_epochs,
         "reuse_actors": args.reuse_actors,
-        "num_cpus": args.num_cpus,
-        "machine_cpus": os.cpu_count(),
-        "ray_start_seconds": round(ray_seconds, 1),
-        "space": os.path.relpath(args.space, Path(QUICKSTART).parents[1]),
+        **machine(args.num_cpus, ray_seconds, args.space),
     })
 
 

@@ -4,8 +4,8 @@ The quickstart space (TPE + ASHA, the product), 2 trials at a time with one CPU 
 --repeats times each way, alternating (default, deterministic, default, ...) in one Ray so that the machine's drift
 reaches both alike; each run is `Tuner.fit` of a fresh experiment built by `tune.build_tuner`, timed. Ratio = the
 deterministic runs' seconds over the default runs' (target <= 1.25). Also reported: whether the deterministic runs
-ended with the same trials (every searched key, status, epochs reached, val_acc, test_acc), and whether the default
-runs did. Prints one JSON object.
+ended with the same trials (every searched key, status, epochs reached, val_acc, test_acc), whether the default
+runs did, and how many worker processes each run started. Prints one JSON object.
 
     python benchmarks/deterministic.py           # 24 quickstart trials, 2 runs each way (~6 min, 2 cores)
     python benchmarks/deterministic.py --quick   # 4 trials of 2 epochs on 30 images per class, 1 run each way
@@ -14,12 +14,11 @@ runs did. Prints one JSON object.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from search_efficiency import QUICKSTART, derived_space, emit, fit, start_ray
+from search_efficiency import QUICKSTART, derived_space, emit, fit, machine, start_ray
 
 TARGET = 1.25
 
@@ -62,7 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
                 spec = derived_space(args.space, folder, f"{mode}{repeat}", scheduler=scheduler, data=data_changes,
                                      experiment={**experiment, "deterministic": mode == "deterministic"})
                 results, seconds = fit(spec, load_data(spec.data))
-                runs[mode].append((round(seconds, 1), outcome(results, spec.scheduler.max_epochs)))
+                processes = len({result.metrics.get("pid") for result in results})  # Tune's trial workers
+                runs[mode].append((round(seconds, 1), outcome(results, spec.scheduler.max_epochs), processes))
     finally:
         import ray
 
@@ -70,13 +70,14 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
 
     def figures(mode: str) -> dict:
-        return {"fit_seconds": [seconds for seconds, _ in runs[mode]],
-                "trials": [len(trials) for _, trials in runs[mode]],
-                "pruned": [sum(row[1] == "pruned" for row in trials) for _, trials in runs[mode]],
+        return {"fit_seconds": [seconds for seconds, _, _ in runs[mode]],
+                "trials": [len(trials) for _, trials, _ in runs[mode]],
+                "pruned": [sum(row[1] == "pruned" for row in trials) for _, trials, _ in runs[mode]],
                 "best_val_acc": [max((row[3] for row in trials if row[1] == "complete"), default=None)
-                                 for _, trials in runs[mode]],
+                                 for _, trials, _ in runs[mode]],
+                "worker_processes": [processes for _, _, processes in runs[mode]],
                 # None with one run: nothing to compare
-                "runs_same": all(trials == runs[mode][0][1] for _, trials in runs[mode]) if args.repeats > 1 else None}
+                "runs_same": all(run[1] == runs[mode][0][1] for run in runs[mode]) if args.repeats > 1 else None}
 
     default, deterministic = figures("default"), figures("deterministic")
     ratio = round(sum(deterministic["fit_seconds"]) / sum(default["fit_seconds"]), 3)
@@ -93,10 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
         "repeats": args.repeats,
         "trials_per_run": spec.experiment.num_samples,
         "epochs": spec.scheduler.max_epochs,
-        "num_cpus": args.num_cpus,
-        "machine_cpus": os.cpu_count(),
-        "ray_start_seconds": round(ray_seconds, 1),
-        "space": os.path.relpath(args.space, Path(QUICKSTART).parents[1]),
+        **machine(args.num_cpus, ray_seconds, args.space),
     })
 
 

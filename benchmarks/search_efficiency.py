@@ -106,6 +106,12 @@ def fit(spec: SearchSpec, data, **build_kwargs):
     return results, time.perf_counter() - started
 
 
+def machine(num_cpus: int, ray_seconds: float, space: str | Path) -> dict:
+    """Where a Ray benchmark ran: its local Ray's CPUs, the machine's, Ray's start, the space (from the repository)."""
+    return {"num_cpus": num_cpus, "machine_cpus": os.cpu_count(), "ray_start_seconds": round(ray_seconds, 1),
+            "space": os.path.relpath(space, ROOT)}
+
+
 def emit(result: dict) -> dict:
     print(json.dumps(result), flush=True)
     return result
