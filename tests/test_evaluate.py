@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -561,3 +562,24 @@ def test_command_line_exit_code(tmp_path):
     assert process.returncode == EXIT_BAD_INPUT
     assert process.stderr.strip().startswith("error: ") and "nowhere" in process.stderr
     assert "Traceback" not in process.stderr
+
+
+def test_the_strongest_no_gan_policy_evaluated_is_named_under_the_headline():
+    """best_no_gan is chosen on validation; when another no-GAN policy the evaluation ran scores higher on test, the
+    report says which, and best_gan's paired difference to it (the figures' question policies include it)."""
+    from ganaug.results.report import markdown_report, question_policies, strongest_line
+
+    means = {BEST_NO_GAN: 0.60, BEST_GAN: 0.61, "no_gan+randaugment": 0.62, "no_aug": 0.55}
+    rows = [{"policy": name, "seed": seed, "test_acc": mean + 0.01 * seed, "source": "searched", "aliases": "",
+             "diverged": 0, "per_class_acc": json.dumps({"a": mean, "b": mean})}
+            for name, mean in means.items() for seed in range(3)]
+    runs = pd.DataFrame(rows)
+    line = strongest_line(runs)
+    assert "no_gan+randaugment, not best_no_gan" in line and "best_gan - no_gan+randaugment -1.0 points" in line
+    assert question_policies(runs) == [BEST_NO_GAN, "no_gan+randaugment", BEST_GAN]
+    config = TrialConfig(epochs=2).to_dict()
+    policies = {name: {"trial_id": name, "config": config, "source": "searched", "aliases": []} for name in means}
+    experiment = types.SimpleNamespace(meta={"name": "x", "data": {"name": "digits"}}, path=Path("x"))
+    assert markdown_report(experiment, runs, policies, ["a", "b"], NOT_ABLATED).splitlines()[1] == line
+    plain = runs[runs["policy"] != "no_gan+randaugment"]
+    assert strongest_line(plain).startswith("best_no_gan (chosen on validation by the search) is also")

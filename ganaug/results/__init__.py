@@ -21,15 +21,33 @@ from ganaug.results.experiment import (
     write_outputs,
 )
 from ganaug.results.generate import GenerateError
-from ganaug.results.policies import BEST_GAN, BEST_NO_GAN
-from ganaug.results.report import headline, markdown_report, plot_differences, plot_means
+from ganaug.results.policies import BEST_GAN, BEST_NO_GAN, ORACLE
+from ganaug.results.report import (
+    control_line,
+    headline,
+    markdown_report,
+    plot_differences,
+    plot_means,
+    plot_question,
+    question_policies,
+    strongest_line,
+    strongest_no_gan,
+)
 from ganaug.results.selection import EvaluationError, policy_configs
-from ganaug.results.stats import ablation_differences, paired_differences, per_class_deltas, summarize, t_interval
+from ganaug.results.stats import (
+    ablation_differences,
+    gain_recovery,
+    paired_differences,
+    per_class_deltas,
+    summarize,
+    t_interval,
+)
 from ganaug.results.storage import StorageError, check_reachable, download, is_uri, mirror_of, upload
 
 __all__ = ["BEST_GAN", "BEST_NO_GAN", "BEST_POLICY_FILE", "EVALUATION_CSV", "EXPERIMENT_FILE", "EvaluationError",
-           "Experiment", "GenerateError", "JOURNAL_FILE", "ResultsError", "SUMMARY_FILE", "StorageError",
-           "ablation_differences", "check_reachable", "download", "headline", "is_uri", "load_experiment",
-           "markdown_report", "mirror_of", "next_steps", "paired_differences", "per_class_deltas", "plot_differences",
-           "plot_means", "policy_configs", "read_curve", "save_experiment_meta", "summarize", "t_interval", "upload",
+           "Experiment", "GenerateError", "JOURNAL_FILE", "ORACLE", "ResultsError", "SUMMARY_FILE", "StorageError",
+           "ablation_differences", "check_reachable", "control_line", "download", "gain_recovery", "headline", "is_uri",
+           "load_experiment", "markdown_report", "mirror_of", "next_steps", "paired_differences", "per_class_deltas",
+           "plot_differences", "plot_means", "plot_question", "policy_configs", "question_policies", "read_curve",
+           "save_experiment_meta", "strongest_line", "strongest_no_gan", "summarize", "t_interval", "upload",
            "write_outputs"]
