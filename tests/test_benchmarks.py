@@ -177,6 +177,19 @@ def check_deterministic(result: dict) -> None:
     assert result["horizon"] == 2 * result["max_concurrent"] - 1 and isinstance(result["meets_target"], bool)
 
 
+def check_pool(result: dict) -> None:
+    trials = result["trials"]
+    assert set(trials) == {"no_gan", "frozen_gan", "pool", "real"} and trials["no_gan"]["ratio_to_no_gan"] == 1.0
+    for figures in trials.values():
+        assert figures["seconds"] > 0 and 0 <= figures["val_acc"] <= 1
+    assert result["pool_target_ratio"] == pytest.approx(1.15 * 1.5, abs=1e-3)
+    assert result["meets_target"] == (trials["pool"]["ratio_to_no_gan"] <= result["pool_target_ratio"])
+    assert result["pool_bytes"] == 64 * 20 * 10  # digits: 8x8 grey, 20 per class, 10 classes
+    assert result["largest_shipped_pool"]["under_1_gib"] and result["largest_shipped_pool"]["space"]
+    assert result["settings"]["pool"]["synthetic_source"] == "pool" and "synthetic_source" not in \
+        result["settings"]["no_gan"]  # inactive without synthetic data
+
+
 CHECKS = {
     "data_pipeline.py": check_data_pipeline,
     "trial_throughput.py": check_trial_throughput,
@@ -188,6 +201,7 @@ CHECKS = {
     "recipe.py": check_recipe,
     "generator_bank.py": check_generator_bank,
     "deterministic.py": check_deterministic,
+    "pool.py": check_pool,
 }
 
 
