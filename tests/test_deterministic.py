@@ -129,7 +129,7 @@ def test_asha_judges_trial_k_against_trials_0_to_k_minus_3_only(tmp_path):
     assert decide(4, 0.0) == "STOP"  # max_t
 
 
-def test_a_trial_that_ends_while_the_next_proposal_waits_keeps_its_worker(tmp_path):
+def test_a_trial_that_ends_while_the_next_proposal_waits_keeps_its_worker(tmp_path, capsys):
     """Tune keeps one idle worker process: a trial that ends while the slot it frees would wait stays in its last
     report (NOOP) until the next proposal can be made, so the next trial reuses its process."""
     searcher = make_ordered_searcher(load_space(write_space(tmp_path, num_samples=8)), None)
@@ -141,6 +141,7 @@ def test_a_trial_that_ends_while_the_next_proposal_waits_keeps_its_worker(tmp_pa
     tune = fake_tune(searcher, trials)
     # t3 ends; trial 4 would wait for t1, still running: t3 keeps its worker.
     assert asha.on_trial_result(tune, trials[3], {"epoch": 2, "val_acc": 0.7}) == "NOOP"
+    assert "trial 4 waits for trial 1 (Tune trial t1) to finish" in capsys.readouterr().out
     assert asha.choose_trial_to_run(tune) is None and tune.stopped == []
     told(searcher, "t1", 2, 0.5)  # trial 4 can be proposed now: t3 is stopped, its worker free for trial 4
     asha.choose_trial_to_run(tune)

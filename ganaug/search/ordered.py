@@ -80,19 +80,20 @@ class OrderedOptunaSearch(HonestOptunaSearch):
         number = self._next_number(trials)
         awaited = self._awaited(trials, number)
         if awaited is not None:
-            self._say_waits(number, awaited)
+            self.say_waits(number, awaited)
             return None
         proposal = trials[number] if number < len(trials) else self._propose(trials)
         self._ot_trials[trial_id] = optuna.trial.Trial(self._study, proposal._trial_id)
         return unflatten_dict(proposal.params)
 
-    def blocked(self, ended: Collection[str] = ()) -> bool:
-        """Whether the next proposal would wait for a lower-numbered trial, with the Tune trials `ended` counted as
-        finished (OrderedASHA keeps such trials' workers until it need not)."""
+    def next_waits(self, ended: Collection[str] = ()) -> tuple[int, optuna.trial.FrozenTrial] | None:
+        """The number of the next proposal and the lower-numbered trial it would wait for, with the Tune trials
+        `ended` counted as finished (OrderedASHA keeps such trials' workers until it need not); None: no wait."""
         trials = self._study.get_trials(deepcopy=False)
         number = self._next_number(trials)
         done = {self._ot_trials[trial_id]._trial_id for trial_id in ended if trial_id in self._ot_trials}
-        return number < self._spec.experiment.num_samples and self._awaited(trials, number, done) is not None
+        awaited = self._awaited(trials, number, done) if number < self._spec.experiment.num_samples else None
+        return None if awaited is None else (number, awaited)
 
     def rung_values(self, trial_id: str, milestone: float) -> list[float]:
         """ASHA's record at `milestone` of each of trials 0 .. k - horizon (k: Tune trial `trial_id`'s number) that got
@@ -146,7 +147,7 @@ class OrderedOptunaSearch(HonestOptunaSearch):
             self._completed_trials.discard(trial_id)
         self._restored = False
 
-    def _say_waits(self, number: int, awaited: optuna.trial.FrozenTrial) -> None:
+    def say_waits(self, number: int, awaited: optuna.trial.FrozenTrial) -> None:
         """Print once per trial number that a free slot waits for a lower-numbered trial to finish."""
         if number > self._announced:
             self._announced = number
@@ -180,18 +181,22 @@ class OrderedASHA(AsyncHyperBandScheduler):
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
         decision = self._decide(tune_controller, trial, result)
         self._kept.pop(trial.trial_id, None)  # reports again: it was retried from a checkpoint
-        if decision == TrialScheduler.STOP and ordered_searcher(tune_controller).blocked({*self._kept,
-                                                                                          trial.trial_id}):
-            self._kept[trial.trial_id] = trial  # NOOP: it stays in its last report (stopped in choose_trial_to_run)
-            return TrialScheduler.NOOP
-        return decision
+        if decision != TrialScheduler.STOP:
+            return decision
+        searcher = ordered_searcher(tune_controller)
+        waits = searcher.next_waits({*self._kept, trial.trial_id})
+        if waits is None:
+            return decision
+        searcher.say_waits(*waits)
+        self._kept[trial.trial_id] = trial  # NOOP: it stays in its last report (stopped in choose_trial_to_run)
+        return TrialScheduler.NOOP
 
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
         # Called once a step: stop one kept trial once the next proposal need not wait and every new trial has its
         # worker (else Tune would stop this one's), or once a trial waits for a worker (it takes this one's).
         pending = {trial.trial_id for trial in tune_controller.get_trials() if trial.status == Trial.PENDING}
         if self._kept and (pending & self._pending or not (pending or
-                                                            ordered_searcher(tune_controller).blocked(self._kept))):
+                                                            ordered_searcher(tune_controller).next_waits(self._kept))):
             tune_controller.stop_trial(self._kept.pop(next(iter(self._kept))))
         self._pending = pending
         return super().choose_trial_to_run(tune_controller)
