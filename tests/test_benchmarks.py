@@ -166,6 +166,9 @@ def check_generator_bank(result: dict) -> None:
     assert result["same_val_acc_per_policy"] and len(result["policies"]) >= 1
     assert result["trial_seconds_ratio"] == pytest.approx(with_bank["trial_seconds"] / without["trial_seconds"],
                                                           abs=1e-3)
+    pools = result["with_bank_and_pools"]  # the same generators, each drawn once into a pool its trials share
+    assert pools["generators_trained"] == 2 and pools["trials_reusing"] == 2
+    assert result["meets_target"] == (result["pools_wall_seconds_ratio"] <= 0.4)
 
 
 def check_deterministic(result: dict) -> None:
