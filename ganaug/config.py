@@ -55,6 +55,10 @@ GAN_SOURCES = ("gan", "pool")
 GAN = {"synthetic_source": OneOf(GAN_SOURCES)}
 # Roles of keys (options.ROLES) that many share: a GAN key decides the generator; a run key says where and how long.
 GENERATOR, RUN = ("generator",), ("run",)
+# The axes evaluate runs every choice of as a no-GAN baseline at best_gan's settings (results.selection:
+# no_gan+<choice>), unless the space leaves one out on purpose (experiment.left_out); a space should search each, so
+# that best_no_gan is tuned over them (space.SearchSpec.unsearched_ablations: the search warns before Ray if not).
+ABLATED_AXES = ("traditional_aug",)
 RANDAUGMENT_MAX_OPS = 14  # RandAugment draws from 14 operations
 RANDAUGMENT_MAX_MAGNITUDE = 30  # 31 magnitude bins, as torchvision's RandAugment
 

@@ -424,6 +424,13 @@ CASES = {
     "pool from a generator that is not frozen": Case("tune", space(
         fixed("synthetic_ratio: 0.5"), fixed("synthetic_source: pool"), fixed("gan_pretrain_epochs: 2")),
         "gan_freeze"),
+    "left_out of an axis evaluate does not ablate": Case("tune", space(logger("left_out: {mix: {cutmix: x}}")),
+                                                          "experiment.left_out.mix"),
+    "left_out without a reason": Case("tune", space(logger("left_out: {traditional_aug: {randaugment: ''}}")),
+                                      "says no reason"),
+    "left_out of a choice the space draws": Case("tune", space(
+        logger("left_out: {traditional_aug: {none: why}}"), searched("traditional_aug: {choice: [none]}")),
+        "the space draws it"),
     "unknown registry value through the API": Case("api", lambda tmp: lambda: __import__(
         "ganaug.config").config.TrialConfig.from_dict({"gan": "stylegan"}), "gan", "ConfigError"),
 }

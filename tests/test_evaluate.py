@@ -336,6 +336,15 @@ def test_the_oracle_runs_only_where_the_data_holds_a_real_pool(experiment_dir, t
     assert policy_configs(load_experiment(long_tail))[ORACLE]["config"]["synthetic_spread"] == "balance"
 
 
+def test_a_choice_the_space_leaves_out_on_purpose_is_not_ablated(experiment_dir, tmp_path):
+    every = alias_map(policy_configs(load_experiment(experiment_dir)))
+    assert {f"{TRADITIONAL_PREFIX}{choice}" for choice in CHOICES["traditional_aug"]} <= set(every)
+    copy = copy_experiment(experiment_dir, tmp_path / "left_out",
+                           left_out={"traditional_aug": {"randaugment": "flips turn one digit into another"}})
+    names = alias_map(policy_configs(load_experiment(copy)))
+    assert f"{TRADITIONAL_PREFIX}randaugment" not in names and f"{TRADITIONAL_PREFIX}trivialaugment" in names
+
+
 def test_ablation_resets_a_dependent_key_too():
     config = TrialConfig(synthetic_ratio=1.0, gan_pretrain_epochs=2, gan_freeze=True, gan_loss="hinge",
                          traditional_aug="randaugment", epochs=7, seed=3).to_dict()

@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from ganaug.config import TrialConfig, inactive_keys
+from ganaug.config import CHOICES, TrialConfig, inactive_keys
 from ganaug.space.schema import (
     Dist,
     ExperimentSection,
@@ -133,14 +133,19 @@ def test_every_shipped_space_tunes_the_no_gan_baselines_first(path):
     spec = load_space(path)
     assert 0.0 in spec.search["synthetic_ratio"].choice
     choices = spec.search["traditional_aug"].choice
-    assert {"none", "flip_translate", "trivialaugment"} <= set(choices)
+    assert set(choices) == set(CHOICES["traditional_aug"]) and spec.unsearched_ablations() == []  # evaluate's too
     points = spec.baseline_points()
     assert [point["traditional_aug"] for point in points[:len(choices)]] == choices
-    # then one per mixing (mix) and one per long-tail method (class_balance) the space searches, on flips and shifts
+    # then one per mixing (mix) and one per long-tail method (class_balance) the space searches, on flips and shifts;
+    # on long-tailed data the augmentation baselines train with logit adjustment, so flips on it is there already
     others = lambda key: [value for value in getattr(spec.search.get(key), "choice", None) or [] if value != "none"]
     mixes, balances = others("mix"), others("class_balance")
+    long_tailed = bool(spec.data.get("long_tail"))
+    assert all(point.get("class_balance") == ("logit_adjust" if long_tailed else None)
+               for point in points[:len(choices) + len(mixes)])
     assert [point.get("mix") for point in points[len(choices):len(choices) + len(mixes)]] == mixes
-    assert [point.get("class_balance") for point in points[len(choices) + len(mixes):]] == balances
+    assert [point.get("class_balance") for point in points[len(choices) + len(mixes):]] == \
+        [way for way in balances if not (long_tailed and way == "logit_adjust")]
     for point in points:
         config = spec.trial_config(point)
         assert config.synthetic_ratio == 0
@@ -535,3 +540,18 @@ def test_importing_space_imports_neither_torch_nor_ray():
     code = "import sys, ganaug.space; print(sorted({'torch', 'ray'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_search_lacking_a_choice_evaluate_ablates_is_warned_about_unless_left_out_on_purpose(tmp_path):
+    """evaluate runs every traditional_aug choice as a no-GAN baseline: a space that cannot draw one gets a warning
+    before Ray (the search's best_no_gan is not tuned over it), unless experiment.left_out says why; evaluate then
+    leaves it out too (results.selection reads the experiment's left_out)."""
+    search = "{synthetic_ratio: {choice: [0.0, 0.5]}, traditional_aug: {choice: [none, flip_translate]}}"
+    lacking = load_space(write(tmp_path, doc(search=search)))
+    (warning,) = lacking.unsearched_ablations()
+    assert "cannot draw traditional_aug trivialaugment, randaugment" in warning and "experiment.left_out" in warning
+    reasons = "{trivialaugment: flips turn one digit into another, randaugment: the same}"
+    declared = load_space(write(tmp_path, doc(experiment=f"{{name: t, left_out: {{traditional_aug: {reasons}}}}}",
+                                              search=search), "declared.yaml"))
+    assert declared.unsearched_ablations() == []
+    assert declared.experiment.left_out["traditional_aug"]["trivialaugment"] == "flips turn one digit into another"

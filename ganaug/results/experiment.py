@@ -143,6 +143,8 @@ def save_experiment_meta(space, command: str | None, generators: str | None = No
         "searched": list(space.search),
         "base_config": space.base_config(),
         "generators": generators,
+        # choices evaluate does not ablate, as the space leaves them out on purpose: {axis: {choice: why}}
+        "left_out": {axis: dict(choices) for axis, choices in space.experiment.left_out.items()},
     }
     atomic_write(directory / EXPERIMENT_FILE, yaml.safe_dump(meta, sort_keys=False))
 

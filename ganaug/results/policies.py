@@ -15,7 +15,7 @@ BEST_GAN = "best_gan"
 BEST_NO_GAN = "best_no_gan"
 ORACLE = "oracle"                    # best_gan's settings drawing held-out real images (data.real_pool): the control
 VARIANT_PREFIX = f"{BEST_GAN}-"      # --ablate: best_gan-<key> is best_gan with <key> at its default
-TRADITIONAL_PREFIX = "no_gan+"       # no_gan+<choice>: GAN off, traditional_aug <choice>
+TRADITIONAL_PREFIX = "no_gan+"       # no_gan+<choice>: GAN off, traditional_aug <choice> (config.ABLATED_AXES)
 LONG_TAIL_PREFIX = "long_tail+"      # long_tail+<method>: best_no_gan with that long-tail method (LONG_TAIL_BASELINES)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from ganaug.config import CHOICES, ConfigError, TrialConfig, keys_with, without_inactive
+from ganaug.config import ABLATED_AXES, CHOICES, ConfigError, TrialConfig, keys_with, without_inactive
 from ganaug.errors import InputError
 from ganaug.results.experiment import Experiment, uses_synthetic
 from ganaug.results.policies import (
@@ -118,9 +118,10 @@ def policy_configs(experiment: Experiment, top: int = 1, epochs: int | None = No
                                   "control"))
     for name, changes in FIXED_ABLATIONS.items():
         candidates.append(derived(name, changes, "ablation"))
-    for choice in CHOICES["traditional_aug"]:
-        candidates.append(derived(f"{TRADITIONAL_PREFIX}{choice}", {**NO_GAN, "traditional_aug": choice},
-                                  "ablation"))
+    left_out = experiment.meta.get("left_out") or {}
+    for axis in ABLATED_AXES:  # every choice but those the space leaves out on purpose
+        for choice in (c for c in CHOICES[axis] if c not in left_out.get(axis, {})):
+            candidates.append(derived(f"{TRADITIONAL_PREFIX}{choice}", {**NO_GAN, axis: choice}, "ablation"))
     if data.get("long_tail") or data.get("imbalance"):
         tuned = candidates[0][1]  # best_no_gan: the long-tail methods change only its class-balance keys
         for method, settings in LONG_TAIL_BASELINES.items():

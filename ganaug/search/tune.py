@@ -245,6 +245,8 @@ def search(space: SearchSpec, *, resume: bool = False, address: str | None = Non
     check_mlflow(space)  # with the mlflow logger: the tracking store of the URI set, opened
     validate_storage(space)  # and the generator bank's location
     create_mlflow_database(space, local_view(space).experiment_dir())  # with the mlflow logger and no URI set
+    for warning in space.unsearched_ablations():  # evaluate's no-GAN baselines the search does not tune
+        print(warning, file=sys.stderr, flush=True)
     baselines = space.baseline_points()
     if baselines and not resume:
         shown = "; ".join(" ".join(f"{key} {point[key]}" for key in BASELINE_AXES

@@ -11,6 +11,8 @@ import re
 from typing import Any
 
 from ganaug.config import (
+    ABLATED_AXES,
+    CHOICES,
     DATASET_NAMES,
     KWARGS_PREFIX,
     ConfigError,
@@ -68,6 +70,22 @@ def _check_experiment(space: SpaceSections) -> None:
     if not (whole or (gpu < 1 and abs(1 / gpu - round(1 / gpu)) < 1e-6)):
         raise SpaceError(f"{file}: experiment.resources.gpu: {gpu} GPUs per trial do not pack onto whole "
                          "GPUs; valid: 0, a whole number, or 1/k (0.5, 0.25, 0.2, 0.125, ...)")
+    for axis, choices in space.experiment.left_out.items():
+        if axis not in ABLATED_AXES:
+            raise SpaceError(f"{file}: experiment.left_out.{axis}: evaluate ablates no choice of {axis}; valid: "
+                             f"{', '.join(ABLATED_AXES)}")
+        for choice, why in choices.items():
+            if choice not in CHOICES[axis]:
+                raise SpaceError(f"{file}: experiment.left_out.{axis}.{choice}: not a choice of {axis}; valid: "
+                                 f"{', '.join(CHOICES[axis])}")
+            if not (isinstance(why, str) and why.strip()):
+                raise SpaceError(f"{file}: experiment.left_out.{axis}.{choice}: says no reason; valid: why the "
+                                 "search leaves it out, in words")
+            drawn = [space.fixed[axis]] if axis in space.fixed else space.search[axis].values \
+                if axis in space.search else []
+            if choice in drawn:
+                raise SpaceError(f"{file}: experiment.left_out.{axis}.{choice}: the space draws it; valid: leave out "
+                                 "only choices the space cannot draw")
     sampler = space.experiment.sampler
     if sampler.group is None:
         sampler.group = sampler.multivariate

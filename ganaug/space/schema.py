@@ -76,6 +76,9 @@ class ExperimentSection(StrictModel):
     # The same trials, ASHA decisions and summary.csv at any max_concurrent, whatever order trials finish in
     # (ganaug.search.ordered; docs/searcher.md says what it costs).
     deterministic: bool = False
+    # Choices of an axis evaluate ablates (config.ABLATED_AXES) that the search leaves out on purpose, each
+    # with why ({traditional_aug: {randaugment: "..."}}): evaluate does not run them, and the search does not warn.
+    left_out: dict[str, dict[str, str]] = Field(default_factory=dict)
     sampler: Sampler = Field(default_factory=Sampler)
     # The generator bank (trial.bank): null = <experiment>/generators; a folder or s3:// URI (e.g. another search's
     # bank on the same data); "off" = every trial pretrains its own GAN.

@@ -20,6 +20,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ganaug.config import (
+    ABLATED_AXES,
+    CHOICES,
     KWARGS_PREFIX,
     ConfigError,
     TrialConfig,
@@ -103,9 +105,10 @@ class SearchSpec(SpaceSections):
         so that best_no_gan is the best tuned long-tail method), each on flip_translate when the space can draw it
         (the standard mixing and long-tail baselines train on flipped and shifted images), each with synthetic_ratio
         0 and every other searched key at its TrialConfig default when the space can draw it, else the middle of its
-        choices or range. A fair search tunes the baseline with the same budget as the GAN policies; chance alone
-        may never draw synthetic_ratio 0. Empty when baselines_first is off or synthetic_ratio is not searched with
-        0 in reach.
+        choices or range; on long-tailed data (data.long_tail, imbalance) the traditional_aug and mix baselines with
+        a long-tail method (logit_adjust where the space can draw it). A fair search tunes the baseline with the same
+        budget as the GAN policies; chance alone may never draw synthetic_ratio 0. Empty when baselines_first is off
+        or synthetic_ratio is not searched with 0 in reach.
         """
         ratio = self.search.get("synthetic_ratio")
         if not self.experiment.baselines_first or ratio is None or not ratio.can_take(0.0):
@@ -113,9 +116,16 @@ class SearchSpec(SpaceSections):
         zero = next((c for c in ratio.values if same(c, 0.0) or same(c, 0)), 0.0) if ratio.kind == "choice" else 0.0
         choices = {key: dist.values for key in BASELINE_AXES
                    if (dist := self.search.get(key)) is not None and dist.kind == "choice" and dist.when is None}
-        variants = [{"traditional_aug": choice} for choice in choices.get("traditional_aug", [])] or [{}]
+        # On long-tailed data the augmentation baselines train with a long-tail method, as the strongest baselines
+        # there do: logit adjustment where the space can draw it (Menon 2021; +5 points over plain cross-entropy in
+        # docs/long-tail.md's evaluation), else its first other method.
+        methods = [way for way in choices.get("class_balance", []) if way != "none"]
+        long_tailed = bool(self.data.get("long_tail") or self.data.get("imbalance"))
+        balance = {"class_balance": "logit_adjust" if "logit_adjust" in methods else methods[0]} \
+            if long_tailed and methods else {}
+        variants = [{"traditional_aug": choice, **balance} for choice in choices.get("traditional_aug", [])] or [{}]
         flips = {"traditional_aug": "flip_translate"} if "flip_translate" in choices.get("traditional_aug", []) else {}
-        variants += [{"mix": mix, **flips} for mix in choices.get("mix", []) if mix != "none"]
+        variants += [{"mix": mix, **flips, **balance} for mix in choices.get("mix", []) if mix != "none"]
         variants += [{"class_balance": way, **flips} for way in choices.get("class_balance", []) if way != "none"]
         points = []
         for variant in variants:
@@ -127,8 +137,26 @@ class SearchSpec(SpaceSections):
                 value = zero if key == "synthetic_ratio" else variant[key] if key in variant \
                     else dist.middle(getattr(TrialConfig, key, None))
                 current[key] = point[key] = value
-            points.append(point)
+            if point not in points:  # flips on logit_adjust: both an augmentation and a long-tail baseline
+                points.append(point)
         return points
+
+    def unsearched_ablations(self) -> list[str]:
+        """One warning line per axis evaluate ablates (config.ABLATED_AXES) whose choices the space cannot draw and
+        does not leave out on purpose (experiment.left_out): evaluate runs those as no-GAN baselines
+        (no_gan+<choice>), so the search's best_no_gan, the headline's baseline, is not tuned over them."""
+        lines = []
+        for axis in ABLATED_AXES:
+            left_out = self.experiment.left_out.get(axis, {})
+            missing = [choice for choice in CHOICES[axis] if choice not in self._reachable(axis)
+                       and choice not in left_out]
+            if missing:
+                lines.append(f"warning: {self.path}: the search cannot draw {axis} {', '.join(missing)}, which ganaug "
+                             f"evaluate runs as no-GAN baselines ({', '.join(f'no_gan+{c}' for c in missing)}), so "
+                             f"the search's best no-GAN policy is not tuned over them; valid: add them to "
+                             f"search.{axis}, or say why each is left out (experiment.left_out: {{{axis}: "
+                             f"{{{missing[0]}: <why>}}}})")
+        return lines
 
     def check_image_size(self, height: int, width: int) -> None:
         """Every value of a key whose valid range depends on the dataset's images (cutout) that the space can draw
