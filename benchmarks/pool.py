@@ -46,8 +46,8 @@ def largest_shipped_pool() -> dict:
     sizes = {}
     for path in sorted((ROOT / "search_spaces").glob("*.yaml")):
         space = load_space(path)
-        if "pool" in space._reachable("synthetic_source"):
-            per_class = max(int(value) for value in space._reachable("synthetic_pool"))
+        if "pool" in space.reachable("synthetic_source"):
+            per_class = max(int(value) for value in space.reachable("synthetic_pool"))
             classes = {"cifar100": 100}.get(space.data["name"], len(space.data.get("classes") or []) or 10)
             image = 3 * 32 * 32 if space.data["name"] != "digits" else 64
             sizes[path.name] = per_class * classes * image

@@ -161,12 +161,14 @@ def test_gan_conditions_naming_an_absent_column_fails_before_training(data, tmp_
     with pytest.raises(ConfigError, match="valid columns: none: the dataset has no attributes"):
         build_gan(small_config(), digits.spec, "cpu", digits)
     # A search space fails before Ray starts (tune.search calls check_conditions once the data is loaded).
+    from ganaug.space.dataset import check_conditions
+
     path = tmp_path / "space.yaml"
     path.write_text("experiment: {name: t}\ndata: {name: digits}\nscheduler: {max_epochs: 2}\n"
                     "fixed: {gan: cgan, gan_conditions: [level]}\nsearch: {gan_lr: {choice: [1.0e-3]}}\n")
     with pytest.raises(SpaceError, match=r"fixed.gan_conditions: 'level' is not an attribute column"):
-        load_space(path).check_conditions(digits.spec)
-    load_space(path).check_conditions(data.spec)
+        check_conditions(load_space(path), digits.spec)
+    check_conditions(load_space(path), data.spec)
 
 
 def test_gan_conditions_config_values():

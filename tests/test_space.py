@@ -10,6 +10,7 @@ import optuna
 import pytest
 
 from ganaug.config import CHOICES, TrialConfig, inactive_keys
+from ganaug.space.dataset import check_image_size
 from ganaug.space.schema import (
     Dist,
     ExperimentSection,
@@ -191,14 +192,14 @@ def test_baselines_run_first_in_the_optuna_study(tmp_path):
 
 def test_cutout_larger_than_the_images_is_named_once_the_data_is_known(tmp_path):
     spec = load_space(write(tmp_path, doc(search="{cutout: {choice: [0, 4, 16]}}")))
-    spec.check_image_size(32, 32)
+    check_image_size(spec, 32, 32)
     with pytest.raises(SpaceError, match=r"search.cutout: cutout=16 is out of range for 8x8 images; valid: an integer "
                                          r"in \[0, 8\] \(0 = off\)$"):
-        spec.check_image_size(8, 8)
+        check_image_size(spec, 8, 8)
     fixed = load_space(write(tmp_path, doc(fixed="{cutout: 8}"), "fixed.yaml"))
-    fixed.check_image_size(8, 8)  # the whole side is allowed
+    check_image_size(fixed, 8, 8)  # the whole side is allowed
     with pytest.raises(SpaceError, match=r"fixed.cutout: cutout=8 is out of range for 6x9 images"):
-        fixed.check_image_size(6, 9)
+        check_image_size(fixed, 6, 9)
 
 
 def test_old_boolean_traditional_aug_still_loads(tmp_path):

@@ -50,7 +50,7 @@ from ganaug.search.ordered import OrderedASHA, horizon, make_ordered_searcher
 from ganaug.search.recovery import SUPERSEDED, recover_lost_trials, set_aside_unlisted_trials
 from ganaug.search.searchers import SEARCHERS, close_orphaned_trials, make_searcher
 from ganaug.search.trackers import check_mlflow, create_mlflow_database, own_loggers, tracker_callbacks
-from ganaug.space import BASELINE_AXES, SearchSpec, load_space, validate_storage
+from ganaug.space import BASELINE_AXES, SearchSpec, check_data, load_space, validate_storage
 from ganaug.trial import CheckpointError, GeneratorBank, TrialReporter, load_checkpoint, run
 
 # The product is "asha" (with the "tpe" searcher); "fifo" (every trial runs all epochs) is one of the baselines
@@ -238,10 +238,7 @@ def search(space: SearchSpec, *, resume: bool = False, address: str | None = Non
     # Every input is checked before anything is written: nothing to resume, a missing dataset or an
     # unwritable storage folder must not leave an empty storage or experiment folder behind.
     check_experiment_folder(space, resume)
-    data = space.with_sources(load_data(space.data))  # the images of its synthetic folders travel with the data
-    space.check_image_size(data.spec.height, data.spec.width)
-    space.check_classifier(data.spec)
-    space.check_conditions(data.spec)
+    data = check_data(space, load_data(space.data))  # with the images of its synthetic folders, which travel with it
     check_mlflow(space)  # with the mlflow logger: the tracking store of the URI set, opened
     validate_storage(space)  # and the generator bank's location
     create_mlflow_database(space, local_view(space).experiment_dir())  # with the mlflow logger and no URI set

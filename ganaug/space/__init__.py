@@ -6,6 +6,7 @@ keys, and the Optuna space Tune searches). Imports neither torch nor Ray: bad in
     space.trial_config({"synthetic_ratio": 0.5})   # one trial's TrialConfig
 """
 
+from ganaug.space.dataset import check_data
 from ganaug.space.schema import (
     METRICS,
     Dist,
@@ -21,4 +22,5 @@ from ganaug.space.spec import BASELINE_AXES, SearchSpec, load_space
 from ganaug.space.storage import validate_generators, validate_storage
 
 __all__ = ["BASELINE_AXES", "Dist", "ExperimentSection", "METRICS", "Metric", "Resources", "Sampler", "Scheduler",
-           "SearchSpec", "SpaceError", "load_space", "search_order", "validate_generators", "validate_storage"]
+           "SearchSpec", "SpaceError", "check_data", "load_space", "search_order", "validate_generators",
+           "validate_storage"]

@@ -26,10 +26,8 @@ from ganaug.config import (
     ConfigError,
     TrialConfig,
     is_active,
-    is_import_path,
     without_inactive,
 )
-from ganaug.data import check_attribute_columns, check_cutout
 from ganaug.space.checks import check, unknown_hint
 from ganaug.space.schema import (
     METRICS,
@@ -43,7 +41,6 @@ from ganaug.space.schema import (
     Scheduler,
     SpaceError,
     SpaceSections,
-    as_list,
     describe,
     distribution_forms,
     field_named,
@@ -148,7 +145,7 @@ class SearchSpec(SpaceSections):
         lines = []
         for axis in ABLATED_AXES:
             left_out = self.experiment.left_out.get(axis, {})
-            missing = [choice for choice in CHOICES[axis] if choice not in self._reachable(axis)
+            missing = [choice for choice in CHOICES[axis] if choice not in self.reachable(axis)
                        and choice not in left_out]
             if missing:
                 lines.append(f"warning: {self.path}: the search cannot draw {axis} {', '.join(missing)}, which ganaug "
@@ -158,91 +155,7 @@ class SearchSpec(SpaceSections):
                              f"{{{missing[0]}: <why>}}}})")
         return lines
 
-    def check_image_size(self, height: int, width: int) -> None:
-        """Every value of a key whose valid range depends on the dataset's images (cutout) that the space can draw
-        fits them, checked once the data is loaded, before Ray starts."""
-        where = f"{self.path}: {'fixed' if 'cutout' in self.fixed else 'search'}.cutout"
-        for value in self._reachable("cutout"):  # integers: load_space checked each through TrialConfig
-            check_cutout(int(value), height, width, where=where, error=SpaceError)
-
-    def check_conditions(self, data_spec) -> None:
-        """Every gan_conditions value the space can draw names attribute columns the dataset has (attributes.csv),
-        checked once the data is loaded, before Ray starts."""
-        available = tuple(getattr(data_spec, "attribute_names", ()))
-        where = f"{self.path}: {'fixed' if 'gan_conditions' in self.fixed else 'search'}.gan_conditions"
-        for value in self._reachable("gan_conditions"):
-            conditions = ",".join(map(str, value)) if isinstance(value, list) else value or ""
-            check_attribute_columns(conditions, available, where=where, error=SpaceError)
-
-    def check_classifier(self, data_spec) -> None:
-        """Build every torchvision:/import-path classifier the space can draw and run it on two blank images of the
-        dataset's shape (ganaug.classifier.check_classifier), before Ray starts; SpaceError names the key.
-
-        Once with each searched classifier_kwargs entry at its first value (a range: its low end) and once more per
-        other value (a range: its high end), for each number of outputs the labelings need (all_in_one: K + 1),
-        with split BatchNorm where synthetic_bn can be split. Built-in classifiers need no check.
-        """
-        from ganaug.classifier import LABELERS, ClassifierError, check_classifier  # lazy: both import torch
-
-        num_classes = data_spec.num_classes
-        outputs = sorted({LABELERS[labeling].num_outputs(num_classes) for labeling in self._reachable("labeling")})
-        split_bn = "split" in self._reachable("synthetic_bn")
-        fixed = TrialConfig.from_dict(self.fixed, combinations=False).classifier_kwargs
-        for name in filter(is_import_path, self._reachable("classifier")):
-            # The searched entries a trial with this classifier draws (a `when` on classifier may exclude some).
-            searched = {key[len(KWARGS_PREFIX):]: dist.values for key, dist in self.search.items() if
-                        key.startswith(KWARGS_PREFIX) and name in as_list((dist.when or {}).get("classifier", name))}
-            first = {**fixed, **{argument: values[0] for argument, values in searched.items()}}
-            variants = [(None, first)] + [(f"{KWARGS_PREFIX}{argument}", {**first, argument: value})
-                                          for argument, values in searched.items() for value in values[1:]]
-            for varied, kwargs in variants:
-                for num_outputs in outputs:
-                    try:
-                        check_classifier(name, data_spec, num_outputs, kwargs, split_bn=split_bn)
-                    except ClassifierError as error:
-                        # A build that only fails for another value of a searched entry: that entry is at fault.
-                        key = varied if varied is not None and error.key == "classifier" else error.key
-                        context = f" ({num_classes} classes + 1 for labeling all_in_one)" \
-                            if num_outputs != num_classes else ""
-                        debug = " (--debug shows its traceback)" if error.__cause__ is not None else ""
-                        raise SpaceError(f"{self.path}: {self._place(key, name)}: {error.problem}{context}{debug}; "
-                                         f"valid: {error.valid}") from error
-
-    def with_sources(self, data):
-        """`data` with the images of every synthetic_folder the space can draw (ganaug.data.attach_folders: read and
-        checked against the dataset's size, channels and classes), once every synthetic source it can draw is known
-        to be usable: the held-out real pool (data.real_pool) for `real`, and each package.module:factory built and
-        asked for one image of two classes. Before Ray starts; SpaceError names the key."""
-        import torch  # lazy, as the two below: `import ganaug.space` loads no torch
-
-        from ganaug.data import DataError, attach_folders  # lazy: it imports torch
-        from ganaug.trial import SourceError, build_imported, check_images  # lazy: it imports torch
-
-        if not self.draws_synthetic():
-            return data
-        sources = self._reachable("synthetic_source")
-        place = lambda key: f"{self.path}: {'fixed' if key in self.fixed else 'search'}.{key}"
-        if "real" in sources and "real" not in data.sources:
-            raise SpaceError(f"{place('synthetic_source')}: 'real' draws held-out real images, but the data section "
-                             "holds none; valid: data.real_pool: {per_class: N}, or another source")
-        for path in filter(is_import_path, sources):
-            try:
-                labels = torch.arange(2) % data.spec.num_classes
-                check_images(torch.as_tensor(build_imported(path, data.spec).sample(labels, torch.Generator()))
-                             .float(), 2, data.spec, f"synthetic_source={path!r}")
-            except SourceError as error:
-                raise SpaceError(f"{place('synthetic_source')}: {error}") from None
-        folders = [path for path in self._reachable("synthetic_folder") if path] if "folder" in sources else []
-        try:
-            return attach_folders(data, folders)
-        except DataError as error:
-            raise SpaceError(f"{place('synthetic_folder')}: {error}") from None
-
-    def draws_synthetic(self) -> bool:
-        """Whether a trial of this space can add synthetic images (synthetic_ratio above 0 in reach)."""
-        return any(float(value) > 0 for value in self._reachable("synthetic_ratio"))
-
-    def _reachable(self, key: str) -> list[Any]:
+    def reachable(self, key: str) -> list[Any]:
         """Every value `key` can take in a trial: fixed, searched (choices or range ends, plus the default where
         a `when` fails) or the default."""
         if key in self.fixed:
@@ -252,7 +165,7 @@ class SearchSpec(SpaceSections):
             return [getattr(TrialConfig, key)]
         return list(dict.fromkeys([*dist.values, *([getattr(TrialConfig, key)] if dist.when else [])]))
 
-    def _place(self, key: str, classifier: str) -> str:
+    def place(self, key: str, classifier: str) -> str:
         """Where a key is set in this file, e.g. fixed.classifier or search.classifier_kwargs.depth."""
         if key == "classifier" and "classifier" in self.search:
             return f"search.classifier.choice.{self.search['classifier'].values.index(classifier)}"
