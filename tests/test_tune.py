@@ -447,3 +447,28 @@ def test_orphaned_optuna_trials_are_closed_once_the_search_is_over(tmp_path):
     orphan = optuna.load_study(study_name="tiny", storage=JournalStorage(JournalFileBackend(str(journal)))).trials[1]
     assert orphan.user_attrs == {"status": "error", "orphaned": True, "diverged": 0}
     assert close_orphaned_trials(tmp_path / "missing.journal", "tiny") == 0
+
+
+def test_asha_never_stops_a_baseline_run_first_but_counts_it_at_the_rung():
+    """scheduler.full_baselines (the default): a no-GAN baseline point below the rung's cutoff trains on, where any
+    other trial with its value would stop; its value still counts at the rung for the trials after it."""
+    from types import SimpleNamespace
+
+    from ganaug.search.schedulers import FullBaselinesASHA, is_baseline
+
+    baseline = {"synthetic_ratio": 0, "traditional_aug": "none"}
+    scheduler = FullBaselinesASHA(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3, metric="val_acc",
+                                  mode="max", baselines=[baseline])
+    configs = [{"synthetic_ratio": ratio, "traditional_aug": "none"} for ratio in (0.5, 1.0, 0.0, 0.25)]
+    trials = [SimpleNamespace(trial_id=f"t{i}", config=config) for i, config in enumerate(configs)]
+    for trial in trials:
+        scheduler.on_trial_add(None, trial)
+    decisions = [scheduler.on_trial_result(None, trial, {"epoch": 1, "val_acc": value})
+                 for trial, value in zip(trials, [0.9, 0.8, 0.1, 0.1])]
+    assert decisions == ["CONTINUE", "STOP", "CONTINUE", "STOP"]  # the baseline (0.1) goes on; the GAN trial stops
+    assert is_baseline({"traditional_aug": "none", "synthetic_ratio": 0.0}, [baseline])  # 0 and 0.0 alike
+    assert not is_baseline({"synthetic_ratio": 0, "traditional_aug": "none", "mix": "none"}, [baseline])
+    from ganaug.space import load_space
+
+    quickstart = load_space(Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml")
+    assert quickstart.scheduler.full_baselines and len(quickstart.baseline_points()) == 6

@@ -23,6 +23,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 from ray.tune.utils.util import unflatten_dict
 
+from ganaug.search.schedulers import is_baseline
 from ganaug.search.searchers import HonestOptunaSearch, make_sampler, searcher_kwargs
 from ganaug.space import SearchSpec
 
@@ -167,9 +168,11 @@ class OrderedASHA(AsyncHyperBandScheduler):
     start a new process (~4 s of imports) instead of reusing it (experiment.reuse_actors).
     """
 
-    def __init__(self, *, time_attr: str, max_t: int, grace_period: int, reduction_factor: float):
+    def __init__(self, *, time_attr: str, max_t: int, grace_period: int, reduction_factor: float,
+                 baselines: Collection[dict] = ()):
         super().__init__(time_attr=time_attr, max_t=max_t, grace_period=grace_period,
                          reduction_factor=reduction_factor)
+        self.baselines = list(baselines)  # never stopped at a rung (schedulers.is_baseline)
         rungs = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)  # as Ray's _Bracket counts them
         self._milestones = [grace_period * reduction_factor ** k for k in range(rungs)]
         self._kept: dict[str, Trial] = {}  # trials that ended and keep their workers, by Tune trial id
@@ -220,7 +223,8 @@ class OrderedASHA(AsyncHyperBandScheduler):
             return TrialScheduler.CONTINUE
         sign = 1.0 if self._mode == "max" else -1.0  # Ray's _metric_op: ASHA keeps the larger values
         values = [sign * value for value in ordered_searcher(tune_controller).rung_values(trial.trial_id, milestone)]
-        if values and sign * result[self._metric] < np.nanpercentile(values, 100 * (1 - 1 / self._reduction_factor)):
+        if values and sign * result[self._metric] < np.nanpercentile(values, 100 * (1 - 1 / self._reduction_factor)) \
+                and not is_baseline(trial.config, self.baselines):
             self._num_stopped += 1
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from ganaug.cluster import RemoteCoordinator, bank_coordinator, ray_session
@@ -48,6 +48,7 @@ from ganaug.results import (
 )
 from ganaug.search.ordered import OrderedASHA, horizon, make_ordered_searcher
 from ganaug.search.recovery import SUPERSEDED, recover_lost_trials, set_aside_unlisted_trials
+from ganaug.search.schedulers import FullBaselinesASHA
 from ganaug.search.searchers import SEARCHERS, close_orphaned_trials, make_searcher
 from ganaug.search.trackers import check_mlflow, create_mlflow_database, own_loggers, tracker_callbacks
 from ganaug.space import BASELINE_AXES, SearchSpec, check_data, load_space, validate_storage
@@ -188,10 +189,12 @@ def build_tuner(space: SearchSpec, data, *, resume: bool = False, searcher: str 
     search_alg = ConcurrencyLimiter(
         make_ordered_searcher(space, journal) if deterministic else make_searcher(space, journal, searcher),
         max_concurrent=space.experiment.max_concurrent)
-    trial_scheduler = FIFOScheduler() if scheduler == "fifo" else (OrderedASHA if deterministic else ASHAScheduler)(
-        time_attr="epoch", max_t=space.scheduler.max_epochs, grace_period=space.scheduler.grace_epochs(),
-        reduction_factor=space.scheduler.reduction_factor,
-    )
+    # scheduler.full_baselines: the baselines run first are never stopped at a rung (search.schedulers says why).
+    baselines = space.baseline_points() if space.scheduler.full_baselines else []
+    trial_scheduler = FIFOScheduler() if scheduler == "fifo" else \
+        (OrderedASHA if deterministic else FullBaselinesASHA)(
+            time_attr="epoch", max_t=space.scheduler.max_epochs, grace_period=space.scheduler.grace_epochs(),
+            reduction_factor=space.scheduler.reduction_factor, baselines=baselines)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

@@ -116,6 +116,9 @@ class Scheduler(StrictModel):
     max_epochs: int = Field(TrialConfig.epochs, ge=1)
     grace_period: int | None = Field(None, ge=1, description="at most max_epochs")  # None: a third of max_epochs
     reduction_factor: float = Field(3.0, gt=1)
+    # The no-GAN baselines a search runs first (experiment.baselines_first) run every epoch: ASHA stops none of them
+    # at a rung, since heavier augmentation starts slow and wins late (docs/searcher.md: measured on the long tail).
+    full_baselines: bool = True
 
     def grace_epochs(self) -> int:
         """`grace_period` with null resolved: a third of max_epochs, rounded up (space.checks fills it in so, and
