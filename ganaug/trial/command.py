@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from ganaug.config import ConfigError, TrialConfig
-from ganaug.data import load_data
+from ganaug.config import ConfigError, TrialConfig, adds_synthetic
+from ganaug.data import attach_folders, load_data
 from ganaug.errors import exit_code
 from ganaug.trial.loop import run
 from ganaug.trial.reporter import TrialReporter
@@ -39,7 +39,9 @@ def _train(args: argparse.Namespace) -> None:
                           f"got {type(policy['config']).__name__}")
     overrides = {k: v for k, v in {"epochs": args.epochs, "seed": args.seed}.items() if v is not None}
     cfg = TrialConfig.from_dict({**policy["config"], **overrides}, where=args.policy)
-    data = load_data(policy["data"])
+    # A policy drawing from a folder of images gets them beside the data, as its search did.
+    data = attach_folders(load_data(policy["data"]),
+                          [cfg.synthetic_folder] if adds_synthetic(cfg) and cfg.synthetic_source == "folder" else [])
     reporter = TrialReporter(args.out) if args.out else None
     try:
         final = run(cfg, data, reporter)
