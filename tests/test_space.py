@@ -135,7 +135,11 @@ def test_every_shipped_space_tunes_the_no_gan_baselines_first(path):
     assert 0.0 in spec.search["synthetic_ratio"].choice
     choices = spec.search["traditional_aug"].choice
     assert set(choices) == set(CHOICES["traditional_aug"]) and spec.unsearched_ablations() == []  # evaluate's too
-    points = spec.baseline_points()
+    everything = spec.baseline_points()
+    points = [point for point in everything if point["synthetic_ratio"] == 0]
+    twins = everything[len(points):]  # then the synthetic twin of each augmentation baseline but none
+    assert [twin["traditional_aug"] for twin in twins] == [choice for choice in choices if choice != "none"]
+    assert all(twin["synthetic_ratio"] > 0 and twin.get("labeling", "pseudo") == "pseudo" for twin in twins)
     assert [point["traditional_aug"] for point in points[:len(choices)]] == choices
     # then one per mixing (mix) and one per long-tail method (class_balance) the space searches, on flips and shifts;
     # on long-tailed data the augmentation baselines train with logit adjustment, so flips on it is there already
@@ -151,7 +155,7 @@ def test_every_shipped_space_tunes_the_no_gan_baselines_first(path):
         config = spec.trial_config(point)
         assert config.synthetic_ratio == 0
         assert set(point) <= set(spec.search)
-    assert len(points) < spec.experiment.num_samples
+    assert len(everything) < spec.experiment.num_samples
 
 
 def test_baseline_points_take_defaults_or_midpoints_and_respect_when(tmp_path):
@@ -163,7 +167,9 @@ def test_baseline_points_take_defaults_or_midpoints_and_respect_when(tmp_path):
   batch_size: {choice: [64, 128, 256]}
   classifier_width: {uniform: [0.5, 2.0], step: 0.25}
   gan_pretrain_epochs: {int: [2, 6]}""")))
-    none, rand = spec.baseline_points()
+    none, rand, rand_twin = spec.baseline_points()
+    # Its synthetic twin: the middle non-zero ratio (of 0.5, 1.0), the GAN keys at their defaults or midpoints.
+    assert rand_twin == {**rand, "synthetic_ratio": 1.0, "gan_lr": 1e-3, "gan_pretrain_epochs": 4}
     assert none["synthetic_ratio"] == 0 and isinstance(none["synthetic_ratio"], int)  # the choice as written
     assert none["traditional_aug"] == "none" and "randaugment_magnitude" not in none  # its `when` fails
     assert rand["traditional_aug"] == "randaugment" and rand["randaugment_magnitude"] == 16  # middle on the grid

@@ -471,4 +471,4 @@ def test_asha_never_stops_a_baseline_run_first_but_counts_it_at_the_rung():
     from ganaug.space import load_space
 
     quickstart = load_space(Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml")
-    assert quickstart.scheduler.full_baselines and len(quickstart.baseline_points()) == 6
+    assert quickstart.scheduler.full_baselines and len(quickstart.baseline_points()) == 6 + 3  # and the twins

@@ -249,10 +249,15 @@ def search(space: SearchSpec, *, resume: bool = False, address: str | None = Non
         print(warning, file=sys.stderr, flush=True)
     baselines = space.baseline_points()
     if baselines and not resume:
+        no_gan = [point for point in baselines if not float(point["synthetic_ratio"]) > 0]
         shown = "; ".join(" ".join(f"{key} {point[key]}" for key in BASELINE_AXES
-                                   if point.get(key, "none") != "none") or "no augmentation" for point in baselines)
-        print(f"Baselines first: {len(baselines)} no-GAN trial(s) (synthetic_ratio 0: {shown}) "
-              f"start the search and count toward num_samples={space.experiment.num_samples}", flush=True)
+                                   if point.get(key, "none") != "none") or "no augmentation" for point in no_gan)
+        twins = [point for point in baselines if float(point["synthetic_ratio"]) > 0]
+        paired = f", then {len(twins)} synthetic twin(s) (the augmentation baselines with synthetic_ratio " \
+                 f"{twins[0]['synthetic_ratio']})" if twins else ""
+        full = ", run every epoch" if space.scheduler.full_baselines else ""
+        print(f"Baselines first: {len(no_gan)} no-GAN trial(s) (synthetic_ratio 0: {shown}){paired} start the "
+              f"search{full} and count toward num_samples={space.experiment.num_samples}", flush=True)
     if space.experiment.deterministic and not resume:
         back = horizon(space.experiment.max_concurrent)
         print(f"Deterministic: trial k is proposed from, and judged at ASHA's rungs against, trials 0 .. k-{back} "

@@ -73,6 +73,9 @@ class ExperimentSection(StrictModel):
     max_failures: int = Field(1, ge=-1, description="-1 = retry forever")
     reuse_actors: bool = True
     baselines_first: bool = True
+    # After the baselines, each augmentation baseline's synthetic twin (SearchSpec.baseline_points): the same policy
+    # with synthetic images at the middle of the searched ratios and every synthetic key at its default.
+    synthetic_twins: bool = True
     # The same trials, ASHA decisions and summary.csv at any max_concurrent, whatever order trials finish in
     # (ganaug.search.ordered; docs/searcher.md says what it costs).
     deterministic: bool = False

@@ -104,8 +104,9 @@ class SearchSpec(SpaceSections):
         0 and every other searched key at its TrialConfig default when the space can draw it, else the middle of its
         choices or range; on long-tailed data (data.long_tail, imbalance) the traditional_aug and mix baselines with
         a long-tail method (logit_adjust where the space can draw it). A fair search tunes the baseline with the same
-        budget as the GAN policies; chance alone may never draw synthetic_ratio 0. Empty when baselines_first is off
-        or synthetic_ratio is not searched with 0 in reach.
+        budget as the GAN policies; chance alone may never draw synthetic_ratio 0. Then, with
+        experiment.synthetic_twins, the synthetic twin of each traditional_aug baseline but none (below). Empty when
+        baselines_first is off or synthetic_ratio is not searched with 0 in reach.
         """
         ratio = self.search.get("synthetic_ratio")
         if not self.experiment.baselines_first or ratio is None or not ratio.can_take(0.0):
@@ -124,14 +125,24 @@ class SearchSpec(SpaceSections):
         flips = {"traditional_aug": "flip_translate"} if "flip_translate" in choices.get("traditional_aug", []) else {}
         variants += [{"mix": mix, **flips, **balance} for mix in choices.get("mix", []) if mix != "none"]
         variants += [{"class_balance": way, **flips} for way in choices.get("class_balance", []) if way != "none"]
+        # Then each augmentation baseline's synthetic twin: the same policy with synthetic images at the middle of the
+        # searched ratios and every synthetic key at its default (pseudo labels, shared BatchNorm, no warm-up), so
+        # that the search compares "this augmentation" with "this augmentation plus synthetic images" pair by pair
+        # from the start, as evaluate's gan_off does after it.
+        nonzero = [value for value in ratio.values if not same(value, 0.0)] if ratio.kind == "choice" else []
+        twin = nonzero[len(nonzero) // 2] if nonzero else ratio.middle(None) if ratio.kind != "choice" else None
+        augmentations = [variant for variant in variants[:len(choices.get("traditional_aug", []))]
+                         if variant.get("traditional_aug", "none") != "none"]
+        twins = [{**variant, "synthetic_ratio": twin} for variant in augmentations] \
+            if twin and self.experiment.synthetic_twins else []
         points = []
-        for variant in variants:
+        for variant in [*variants, *twins]:
             current, point = {**TrialConfig().to_dict(), **self.fixed}, {}
             for key in search_order(self.search):
                 dist = self.search[key]
                 if not self.draws(key, current):
                     continue
-                value = zero if key == "synthetic_ratio" else variant[key] if key in variant \
+                value = variant[key] if key in variant else zero if key == "synthetic_ratio" \
                     else dist.middle(getattr(TrialConfig, key, None))
                 current[key] = point[key] = value
             if point not in points:  # flips on logit_adjust: both an augmentation and a long-tail baseline
