@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ganaug.config import inactive_keys
 from ganaug.results.experiment import Experiment
 from ganaug.results.policies import (
     BEST_GAN,
@@ -148,7 +149,8 @@ def markdown_report(experiment: Experiment, runs: pd.DataFrame, policies: dict[s
     lines += ["## Policies", ""]
     shown_keys = (*DESCRIBING_KEYS, "classifier", "classifier_lr")
     rows = [[name, policy["source"], policy["trial_id"], ", ".join(policy["aliases"]) or "-",
-             *[_cell(policy["config"][k]) for k in shown_keys]] for name, policy in policies.items()]
+             *[_cell(policy["config"][k]) if k not in inactive_keys(policy["config"]) else "-" for k in shown_keys]]
+            for name, policy in policies.items()]  # "-": a key the policy cannot use (no source without synthetics)
     lines += _markdown_table(["policy", "source", "from trial", "same config as", *shown_keys], rows) + [""]
     if untuned:
         lines += [f"**{BEST_NO_GAN} is untuned**: the search has no complete trial with synthetic_ratio 0, so it is "
