@@ -310,7 +310,9 @@ def plot_means(ax, runs: pd.DataFrame, column: str = "test_acc") -> None:
         values = runs.loc[runs["policy"] == row["policy"], column]
         ax.scatter(np.full(len(values), i) + 0.15, values, s=12, color=colors[i], alpha=0.5)
         ax.errorbar(i, row["mean"], yerr=errors[:, [i]], fmt="o", capsize=5, color=colors[i])
-    ax.set_xticks(x, summary["policy"], rotation=20, ha="right")
+    # Steeper labels when there are many policies (long-tail methods, the oracle), so that neighbours do not overlap.
+    ax.set_xticks(x, summary["policy"], rotation=20 if len(summary) <= 6 else 40, ha="right",
+                  rotation_mode="anchor")
     ax.set_ylabel(f"{column} (mean, {CONFIDENCE:.0%} t-interval)")
     ax.grid(axis="y", alpha=0.3)
 
@@ -334,7 +336,7 @@ def plot_differences(ax, runs: pd.DataFrame, column: str = "test_acc",
 def save_plot(runs: pd.DataFrame, path: str | Path, title: str = "", column: str = "test_acc") -> None:
     from matplotlib.figure import Figure  # no pyplot: no GUI backend needed
 
-    figure = Figure(figsize=(12, 4.5), layout="constrained")
+    figure = Figure(figsize=(13, 5), layout="constrained")
     left, right = figure.subplots(1, 2, width_ratios=[1, 1.2])
     plot_means(left, runs, column)
     plot_differences(right, runs, column)
