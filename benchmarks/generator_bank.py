@@ -12,7 +12,9 @@ classifier keys vary freely. Measured in one run: each search's wall seconds, it
 trial's wall time: one CPU each), the generators trained, and each policy's val_acc. Target: the cost with the bank
 and pools / without the bank <= 0.4. Prints one JSON object.
 
-    python benchmarks/generator_bank.py             # 16 trials on digits, 4 generators of 8 passes (~6 min, 2 cores)
+    python benchmarks/generator_bank.py             # 16 trials on digits, 4 generators of 8 passes (~2 min, 2 cores)
+    python benchmarks/generator_bank.py --root ../shared/data/cifar10-small   # the worked example's cnn and DCGAN,
+                                                    # 250 images per class, 4 generators of 8 passes (~25 min)
     python benchmarks/generator_bank.py --quick     # 4 trials, 2 generators (the test suite)
 """
 
@@ -50,6 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--root", help="an imagefolder dataset: the worked example's cnn and DCGAN generators "
+                                       "(search_spaces/cifar10_banked.yaml) instead of digits and MLPs")
+    parser.add_argument("--samples-per-class", type=int, default=250, help="with --root")
     parser.add_argument("--quick", action="store_true", help="4 trials, 2 generators of 1 pass (the test suite)")
     args = parser.parse_args(argv)
     gan_choices = {"gan": {"choice": ["cgan", "acgan"]}, "gan_lr": {"choice": [2.0e-4, 5.0e-4]}}  # 4 generators
@@ -66,6 +71,12 @@ def main(argv: list[str] | None = None) -> None:
                "synthetic_ratio": 0.5, "gan_pretrain_epochs": args.pretrain_epochs, "gan_freeze": True,
                "cas_epochs": 0, "checkpoint_every": args.epochs, "sample_every": args.epochs},
     )
+    if args.root:  # where a generator costs what it does in the worked example: a DCGAN on 32x32 colour images
+        sections["data"] = {"name": "imagefolder", "root": args.root, "samples_per_class": args.samples_per_class,
+                            "val_fraction": 0.1}
+        sections["fixed"] = {**sections["fixed"], "classifier": "cnn", "classifier_width": 1.0, "batch_size": 128,
+                             "gan_arch": "dcgan", "gan_width": 0.5, "diffaugment": "translation,cutout",
+                             "g_ema": 0.995, "traditional_aug": "flip_translate"}
     search = {**gan_choices, "classifier_lr": {"loguniform": [3.0e-4, 3.0e-3]},
               "labeling": {"choice": ["pseudo", "lsro"]}}
     # The benchmark's search replaces the quickstart's whole (derived_space merges: None removes a key).
@@ -75,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ray_seconds = start_ray(args.num_cpus)
     figures = {}
-    pool = {"synthetic_source": "pool", "synthetic_pool": 20 if args.quick else 100}
+    pool = {"synthetic_source": "pool", "synthetic_pool": 20 if args.quick else 500 if args.root else 100}
     for name, generators, source in (("with_bank", None, {}), ("with_bank_and_pools", None, pool),
                                       ("without_bank", "off", {})):
         changed = {**sections, "fixed": {**sections["fixed"], **source}}
@@ -97,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     for setting in figures.values():
         setting.pop("trials")
     with_bank, pools, without = figures["with_bank"], figures["with_bank_and_pools"], figures["without_bank"]
-    emit({"trials": args.trials, "pretrain_epochs": args.pretrain_epochs, "epochs": args.epochs,
+    emit({"data": args.root or "digits", "trials": args.trials, "pretrain_epochs": args.pretrain_epochs,
+          "epochs": args.epochs,
           "ray_start_seconds": round(ray_seconds, 1), **figures,
           "trial_seconds_ratio": round(with_bank["trial_seconds"] / without["trial_seconds"], 3),
           "wall_seconds_ratio": round(with_bank["wall_seconds"] / without["wall_seconds"], 3),
@@ -105,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
           "pools_wall_seconds_ratio": round(pools["wall_seconds"] / without["wall_seconds"], 3),
           "same_val_acc_per_policy": all(math.isclose(p["val_acc_bank"], p["val_acc_no_bank"], abs_tol=1e-9)
                                          for p in policies),
-          "meets_target": pools["wall_seconds"] / without["wall_seconds"] <= 0.4,
+          # The cost is the trials' seconds (one CPU each): wall time also counts the slots two trials share.
+          "meets_target": pools["trial_seconds"] / without["trial_seconds"] <= 0.4,
           "policies": json.loads(json.dumps(policies, default=float))})
 
 
