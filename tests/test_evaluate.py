@@ -34,7 +34,7 @@ from ganaug.results.policies import (
     alias_map,
 )
 from ganaug.results.report import headline
-from ganaug.results.selection import ABLATION_KEYS, NOT_ABLATED, ablation_variants, policy_configs
+from ganaug.results.selection import ABLATION_KEYS, NOT_ABLATED, ablation_variants, oracle_changes, policy_configs
 from ganaug.results.stats import paired_differences, per_class_deltas, summarize, t_interval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -329,11 +329,16 @@ def test_the_oracle_runs_only_where_the_data_holds_a_real_pool(experiment_dir, t
     policies = policy_configs(load_experiment(copy))
     oracle, best = policies[ORACLE]["config"], policies[BEST_GAN]["config"]
     assert oracle["synthetic_source"] == "real" and policies[ORACLE]["source"] == "control"
-    assert {k: v for k, v in oracle.items() if k != "synthetic_source"} == \
-        {k: v for k, v in best.items() if k != "synthetic_source"}
+    assert {k: v for k, v in oracle.items() if k not in ("synthetic_source", "labeling")} == \
+        {k: v for k, v in best.items() if k not in ("synthetic_source", "labeling")}
+    assert oracle["labeling"] == ("pseudo" if best["labeling"] in ("lsro", "all_in_one") else best["labeling"])
     long_tail = copy_experiment(experiment_dir, tmp_path / "lt", data={"real_pool": {"per_class": 5},
                                                                       "long_tail": {"ratio": 4}})
     assert policy_configs(load_experiment(long_tail))[ORACLE]["config"]["synthetic_spread"] == "balance"
+    # Real images carry their class: labels that would discard it (lsro, all_in_one) become pseudo, others stay.
+    assert oracle_changes({**best, "labeling": "lsro"}, long_tailed=False)["labeling"] == "pseudo"
+    assert oracle_changes({**best, "labeling": "all_in_one"}, long_tailed=False)["labeling"] == "pseudo"
+    assert "labeling" not in oracle_changes({**best, "labeling": "distill", "teacher_ema": 0.99}, long_tailed=False)
 
 
 def test_a_choice_the_space_leaves_out_on_purpose_is_not_ablated(experiment_dir, tmp_path):

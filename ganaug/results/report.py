@@ -166,7 +166,8 @@ def markdown_report(experiment: Experiment, runs: pd.DataFrame, policies: dict[s
               f"with the same config run once, under the first name (\"same config as\").", ""]
     if ORACLE in alias_map(policies):
         lines += [f"`{ORACLE}` is the positive control: {BEST_GAN}'s settings with held-out real training images "
-                  f"(data.real_pool, in no split) as its synthetic source, a perfect generator. {ORACLE} - "
+                  f"(data.real_pool, in no split) as its synthetic source, a perfect generator, labelled with their "
+                  f"class (pseudo) where {BEST_GAN}'s labeling would discard it (lsro, all_in_one). {ORACLE} - "
                   f"{BEST_NO_GAN} shows that this evaluation sees a gain when real-quality images are added; the gain "
                   f"recovery says what share of it {BEST_GAN}'s generator delivers.", ""]
     if f"{LONG_TAIL_PREFIX}cross_entropy" in alias_map(policies):

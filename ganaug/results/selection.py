@@ -145,10 +145,14 @@ def oracle_changes(config: dict, long_tailed: bool) -> dict[str, Any]:
     """What turns best_gan (`config`) into the oracle: its synthetic rows drawn from the held-out real images
     (synthetic_source: real), every other key as searched (its GAN keys no longer apply). On long-tailed data the
     synthetic rows top the tail up toward the head's count (synthetic_spread: balance), as the tail's cut images do.
-    A filter without a teacher had the GAN's class head to score with: the oracle keeps every image instead."""
+    A perfect generator's images carry their class: labelings that hedge against a wrong one (lsro's uniform
+    target, all_in_one's extra class) would throw it away, so the oracle labels them with it (pseudo). A filter
+    without a teacher had the GAN's class head to score with: the oracle keeps every image instead."""
     changes: dict[str, Any] = {"synthetic_source": "real"}
     if long_tailed:
         changes["synthetic_spread"] = "balance"
+    if config["labeling"] in ("lsro", "all_in_one"):
+        changes["labeling"] = "pseudo"
     if config["filter_candidates"] > 1 and config["teacher_ema"] == 0:
         changes["filter_candidates"] = 1
     return changes
