@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from pool import GENERATOR  # the worked example's generator (search_spaces/cifar10_banked.yaml)
 from search_efficiency import QUICKSTART, derived_space, emit, fit, start_ray
 
 
@@ -74,9 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.root:  # where a generator costs what it does in the worked example: a DCGAN on 32x32 colour images
         sections["data"] = {"name": "imagefolder", "root": args.root, "samples_per_class": args.samples_per_class,
                             "val_fraction": 0.1}
-        sections["fixed"] = {**sections["fixed"], "classifier": "cnn", "classifier_width": 1.0, "batch_size": 128,
-                             "gan_arch": "dcgan", "gan_width": 0.5, "diffaugment": "translation,cutout",
-                             "g_ema": 0.995, "traditional_aug": "flip_translate"}
+        sections["fixed"] = {**sections["fixed"], **GENERATOR, "classifier": "cnn", "classifier_width": 1.0,
+                             "batch_size": 128, "traditional_aug": "flip_translate"}
     search = {**gan_choices, "classifier_lr": {"loguniform": [3.0e-4, 3.0e-3]},
               "labeling": {"choice": ["pseudo", "lsro"]}}
     # The benchmark's search replaces the quickstart's whole (derived_space merges: None removes a key).

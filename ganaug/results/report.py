@@ -148,9 +148,11 @@ def markdown_report(experiment: Experiment, runs: pd.DataFrame, policies: dict[s
 
     lines += ["## Policies", ""]
     shown_keys = (*DESCRIBING_KEYS, "classifier", "classifier_lr")
-    rows = [[name, policy["source"], policy["trial_id"], ", ".join(policy["aliases"]) or "-",
-             *[_cell(policy["config"][k]) if k not in inactive_keys(policy["config"]) else "-" for k in shown_keys]]
-            for name, policy in policies.items()]  # "-": a key the policy cannot use (no source without synthetics)
+    rows = []
+    for name, policy in policies.items():
+        inactive = inactive_keys(policy["config"])  # "-": a key the policy cannot use (no source without synthetics)
+        rows.append([name, policy["source"], policy["trial_id"], ", ".join(policy["aliases"]) or "-",
+                     *["-" if k in inactive else _cell(policy["config"][k]) for k in shown_keys]])
     lines += _markdown_table(["policy", "source", "from trial", "same config as", *shown_keys], rows) + [""]
     if untuned:
         lines += [f"**{BEST_NO_GAN} is untuned**: the search has no complete trial with synthetic_ratio 0, so it is "
